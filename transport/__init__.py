@@ -1,0 +1,1 @@
+"""ZeroMQ sockets, the msgpack codec and the wire protocol; the broker client library."""
