@@ -92,8 +92,7 @@ def check_slug(slug: str) -> RuleViolation | None:
 def derive_slug(name: str) -> str:
     """A DNS-1123 slug from a free-text name: ASCII-folded, lowercased, '-' for runs of others."""
     folded = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii").lower()
-    slug = re.sub(r"[^a-z0-9]+", "-", folded).strip("-")[:SLUG_MAX].rstrip("-")
-    return slug
+    return re.sub(r"[^a-z0-9]+", "-", folded).strip("-")[:SLUG_MAX].rstrip("-")
 
 
 def namespace_for(slug: str) -> str:
@@ -132,4 +131,6 @@ def validate_new_account(name: str, owner_email: str, slug: str | None) -> NewAc
     if violations:
         raise InvalidAccount(violations)
     assert slug is not None
-    return NewAccount(name=name, owner_email=owner_email.lower(), slug=slug, namespace=namespace_for(slug))
+    return NewAccount(
+        name=name, owner_email=owner_email.lower(), slug=slug, namespace=namespace_for(slug)
+    )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator
 from pathlib import Path
 
 import pytest
@@ -42,7 +42,10 @@ async def procs(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[object]:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Keep each phase's report on the item, so fixtures can print process logs on failure."""
     report = yield
-    setattr(item, "rep_" + str(getattr(report, "when", "")), report)
+    setattr(item, "rep_" + report.when, report)
     return report

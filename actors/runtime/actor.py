@@ -177,17 +177,23 @@ class _Cell(Generic[M]):
         assert self._crash is not None
         crash = self._crash
         while True:
-            get = asyncio.ensure_future(self.mailbox.get())
-            done, _ = await asyncio.wait({get, crash}, return_when=asyncio.FIRST_COMPLETED)
+            get: asyncio.Future[object] = asyncio.ensure_future(self.mailbox.get())
+            try:
+                done, _ = await asyncio.wait(
+                    [get, cast("asyncio.Future[object]", crash)], return_when=asyncio.FIRST_COMPLETED
+                )
+            except asyncio.CancelledError:
+                get.cancel()
+                raise
             if crash in done:
                 if get.done() and not get.cancelled():
                     # Keep the message for the next incarnation, at the front is not possible
                     # with asyncio.Queue; handling order across a crash is best effort.
-                    self.mailbox.put_nowait(get.result())
+                    self.mailbox.put_nowait(cast("_Envelope | _Stop", get.result()))
                 else:
                     get.cancel()
                 raise crash.result()
-            envelope = get.result()
+            envelope = cast("_Envelope | _Stop", get.result())
             if isinstance(envelope, _Stop):
                 return
             await self._handle(actor, envelope)

@@ -61,15 +61,14 @@ class ActorSystem:
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> bool | None:
+    ) -> None:
         try:
             if exc is None:
                 await self.stop()
             else:
                 self._abandon("escalated" if isinstance(exc, Escalation) else "system failed")
         finally:
-            result = await self._group.__aexit__(exc_type, exc, tb)
-        return result
+            await self._group.__aexit__(exc_type, exc, tb)
 
     def spawn(
         self,
@@ -159,6 +158,7 @@ async def run_until_signalled(
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    code = 0
     try:
         async with ActorSystem(stop_timeout=stop_timeout) as system:
             await setup(system)
@@ -169,9 +169,9 @@ async def run_until_signalled(
     except* Escalation as group:
         for exc in group.exceptions:
             log.error("process_escalated", reason=str(exc))
-        return 1
+        code = 1
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
-    log.info("process_stopped")
-    return 0
+    log.info("process_stopped", exit_code=code)
+    return code

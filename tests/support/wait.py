@@ -32,7 +32,7 @@ async def wait_until(
             if inspect.isawaitable(value):
                 value = await value
             if value:
-                return value  # type: ignore[return-value]
+                return value
             last_value = value
         except (AssertionError, OSError, ValueError, LookupError, RuntimeError) as exc:
             last_error = exc
