@@ -1,0 +1,142 @@
+"""`fabric`: the operator's tool (what `./bin/fabric <anything but test|bench>` runs).
+
+    fabric up [--state-dir DIR] [--port 8080] [--clusters a,b] [--kubeconfig NAME=PATH]
+    fabric keys show|rotate
+    fabric account create NAME --email E [--slug S]
+    fabric account get ID | --slug S
+    fabric account list [--limit N] [--all]
+    fabric account delete ID
+    fabric cluster list
+
+Common flags: --url, --key, --state-dir, --json (before or after the sub-command).
+Exit codes: 0 ok, 1 the server answered with a JSON-RPC error (code and
+message printed), 2 usage, 3 the API could not be reached or gave no usable answer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TextIO
+
+from actors.cli import commands, keys, target
+from actors.cli.rpc import RpcClient, RpcError, Unreachable
+from actors.up.layout import Layout
+
+EXIT_OK = 0
+EXIT_RPC_ERROR = 1
+EXIT_USAGE = 2
+EXIT_UNREACHABLE = 3
+
+Command = Callable[[argparse.Namespace, RpcClient, TextIO], Awaitable[None]]
+
+
+def _common() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
+    common.add_argument("--url", help="API base URL (default: from the state dir, else :8080)")
+    common.add_argument("--key", help="API key (default: FABRIC_API_KEY, else the state dir's admin.key)")
+    common.add_argument("--state-dir", help="state dir of `fabric up` (default: .fabric)")
+    common.add_argument("--json", action="store_true", help="print JSON for scripts")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common()
+    parser = argparse.ArgumentParser(
+        prog="fabric",
+        parents=[common],
+        description="Fabric operator tool: run the system locally and manage accounts.",
+        epilog="Also: `fabric test` (the test suite) and `fabric bench` (benchmarks). "
+        "Exit codes: 0 ok, 1 JSON-RPC error, 2 usage, 3 API unreachable.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    up = sub.add_parser("up", parents=[common], help="run the whole system locally, supervised")
+    # Imported here: the supervisor's modules are only needed by `up`, and the client commands
+    # stay quick to start.
+    from actors.up import main as up_main
+
+    up_main.add_arguments(up)
+
+    keys_p = sub.add_parser("keys", parents=[common], help="show or rotate the admin API key")
+    keys_sub = keys_p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    keys_sub.add_parser("show", parents=[common], help="print the admin key")
+    keys_sub.add_parser("rotate", aliases=["create"], parents=[common],
+                        help="write a new admin key (the api of a running `up` restarts)")
+
+    account = sub.add_parser("account", parents=[common], help="create, get, list, delete accounts")
+    acc = account.add_subparsers(dest="action", required=True, metavar="ACTION")
+    create = acc.add_parser("create", parents=[common], help="create an account")
+    create.add_argument("name")
+    create.add_argument("--email", required=True, help="the owner's email address")
+    create.add_argument("--slug", help="DNS label for the account (default: from the name)")
+    create.set_defaults(run=commands.account_create)
+    get = acc.add_parser("get", parents=[common], help="show one account by id or --slug")
+    get.add_argument("id", nargs="?")
+    get.add_argument("--slug")
+    get.set_defaults(run=commands.account_get)
+    lst = acc.add_parser("list", parents=[common], help="list accounts in creation order")
+    lst.add_argument("--limit", type=int, default=50, help="page size, 1..500 (default 50)")
+    lst.add_argument("--all", action="store_true", help="follow cursors to the end")
+    lst.set_defaults(run=commands.account_list)
+    delete = acc.add_parser("delete", parents=[common], help="delete an account")
+    delete.add_argument("id")
+    delete.set_defaults(run=commands.account_delete)
+
+    cluster = sub.add_parser("cluster", parents=[common], help="clusters and their daemons")
+    cl = cluster.add_subparsers(dest="action", required=True, metavar="ACTION")
+    cl.add_parser("list", parents=[common], help="list clusters").set_defaults(
+        run=commands.cluster_list
+    )
+    return parser
+
+
+def parse(argv: Sequence[str]) -> argparse.Namespace:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "account" and args.action == "get" and bool(args.id) == bool(args.slug):
+        parser.error("account get: give an ID or --slug, not both")
+    if args.command == "account" and args.action == "list" and not 1 <= args.limit <= 500:
+        parser.error("account list: --limit must be between 1 and 500")
+    for name, default in (("url", None), ("key", None), ("state_dir", None), ("json", False)):
+        if not hasattr(args, name):
+            setattr(args, name, default)
+    return args
+
+
+async def run_api_command(
+    args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.stderr
+) -> int:
+    layout = Layout.at(target.state_dir(args.state_dir))
+    url = target.api_url(args.url, layout)
+    key = target.api_key(args.key, layout)
+    run: Command = args.run
+    try:
+        async with RpcClient(url, key) as rpc:
+            await run(args, rpc, out)
+    except RpcError as exc:
+        print(f"fabric: {exc}", file=err)
+        if exc.data is not None:
+            print(f"fabric: details: {exc.data}", file=err)
+        return EXIT_RPC_ERROR
+    except Unreachable as exc:
+        print(f"fabric: {exc}", file=err)
+        return EXIT_UNREACHABLE
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse(sys.argv[1:] if argv is None else argv)
+    state = target.state_dir(args.state_dir)
+    if args.command == "up":
+        from actors.up import main as up_main
+
+        return up_main.run(args, state)
+    if args.command == "keys":
+        layout = Layout.at(state)
+        if args.action == "show":
+            return keys.show(layout, sys.stdout, sys.stderr)
+        return keys.rotate(layout, sys.stdout, sys.stderr)
+    return asyncio.run(run_api_command(args))

@@ -1,0 +1,1 @@
+"""`fabric up`: the local supervisor of every Fabric process (one actor per child)."""

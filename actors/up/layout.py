@@ -1,0 +1,249 @@
+"""Where `fabric up` keeps everything under its state dir, and the files it owns there.
+
+Contract (CONTRACT.md section 3):
+
+- `ports.json`: the loopback ports chosen on the first run, reused on every
+  restart and resume, so children come back on the same addresses. A cluster
+  name seen for the first time gets new ports, appended.
+- `admin.key` (mode 0600): generated once unless `FABRIC_ADMIN_KEY` is set.
+- `endpoints.json`: every address in use, in the contract's exact shape.
+- `run/NAME.pid`, `logs/NAME.log`, `ready`, and the children's data dirs.
+
+Only file I/O, no processes: the supervisor actors decide when to write.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ADMIN_KEY_ENV = "FABRIC_ADMIN_KEY"
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """Paths under one state dir (absolute)."""
+
+    root: Path
+
+    @classmethod
+    def at(cls, root: str | Path) -> Layout:
+        return cls(Path(root).expanduser().resolve())
+
+    @property
+    def run_dir(self) -> Path:
+        return self.root / "run"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def ports_file(self) -> Path:
+        return self.root / "ports.json"
+
+    @property
+    def endpoints_file(self) -> Path:
+        return self.root / "endpoints.json"
+
+    @property
+    def admin_key_file(self) -> Path:
+        return self.root / "admin.key"
+
+    @property
+    def ready_file(self) -> Path:
+        return self.root / "ready"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.root / "up.lock"
+
+    @property
+    def broker_dir(self) -> Path:
+        return self.root / "broker"
+
+    @property
+    def api_dir(self) -> Path:
+        return self.root / "api"
+
+    @property
+    def postgres_dir(self) -> Path:
+        return self.root / "postgres"
+
+    def daemon_dir(self, cluster: str) -> Path:
+        return self.root / "daemons" / cluster
+
+    def kube_dir(self, cluster: str) -> Path:
+        return self.root / "clusters" / cluster
+
+    def kubeconfig(self, cluster: str) -> Path:
+        return self.root / "clusters" / f"{cluster}.kubeconfig"
+
+    def pid_file(self, child: str) -> Path:
+        return self.run_dir / f"{child}.pid"
+
+    def log_file(self, child: str) -> Path:
+        return self.log_dir / f"{child}.log"
+
+    def prepare(self) -> None:
+        for d in (self.root, self.run_dir, self.log_dir, self.root / "clusters", self.root / "daemons"):
+            d.mkdir(parents=True, exist_ok=True)
+
+
+@dataclass(frozen=True, slots=True)
+class KubePorts:
+    port: int
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
+class Ports:
+    """Every loopback port (and emulator token) of one state dir; stable across runs."""
+
+    postgres: int
+    broker_control: int
+    broker_events: int
+    broker_acks: int
+    api: int
+    kubes: dict[str, KubePorts]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "postgres": self.postgres,
+            "broker": {
+                "control": self.broker_control,
+                "events": self.broker_events,
+                "acks": self.broker_acks,
+            },
+            "api": self.api,
+            "kubes": {n: {"port": k.port, "token": k.token} for n, k in self.kubes.items()},
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Ports:
+        broker = data["broker"]
+        return cls(
+            postgres=int(data["postgres"]),
+            broker_control=int(broker["control"]),
+            broker_events=int(broker["events"]),
+            broker_acks=int(broker["acks"]),
+            api=int(data["api"]),
+            kubes={
+                str(n): KubePorts(int(k["port"]), str(k["token"]))
+                for n, k in dict(data.get("kubes", {})).items()
+            },
+        )
+
+
+class LayoutError(Exception):
+    """A state-dir file is unreadable or inconsistent; the message says which and why."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def load_or_allocate_ports(layout: Layout, *, api_port: int | None, kube_clusters: list[str]) -> Ports:
+    """Read ports.json (or choose ports), add new clusters, honour an explicit --port; persist."""
+    current: Ports | None = None
+    if layout.ports_file.exists():
+        try:
+            current = Ports.from_json(json.loads(layout.ports_file.read_text()))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise LayoutError(f"{layout.ports_file} is not a valid ports file ({exc}); remove it")
+    if current is None:
+        current = Ports(
+            postgres=free_port(),
+            broker_control=free_port(),
+            broker_events=free_port(),
+            broker_acks=free_port(),
+            api=api_port if api_port is not None else 8080,
+            kubes={},
+        )
+    kubes = dict(current.kubes)
+    for name in kube_clusters:
+        if name not in kubes:
+            kubes[name] = KubePorts(free_port(), secrets.token_urlsafe(24))
+    ports = Ports(
+        postgres=current.postgres,
+        broker_control=current.broker_control,
+        broker_events=current.broker_events,
+        broker_acks=current.broker_acks,
+        api=api_port if api_port is not None else current.api,
+        kubes=kubes,
+    )
+    write_atomic(layout.ports_file, json.dumps(ports.to_json(), indent=2) + "\n", mode=0o600)
+    return ports
+
+
+def admin_key(layout: Layout, env: dict[str, str] | os._Environ[str]) -> str:
+    """FABRIC_ADMIN_KEY when set, else the key kept in admin.key (generated on first use)."""
+    from_env = env.get(ADMIN_KEY_ENV, "").strip()
+    if from_env:
+        return from_env
+    existing = read_admin_key(layout)
+    if existing:
+        return existing
+    return rotate_admin_key(layout)
+
+
+def read_admin_key(layout: Layout) -> str | None:
+    try:
+        text = layout.admin_key_file.read_text().strip()
+    except FileNotFoundError:
+        return None
+    return text or None
+
+
+def rotate_admin_key(layout: Layout) -> str:
+    key = secrets.token_urlsafe(32)
+    write_atomic(layout.admin_key_file, key + "\n", mode=0o600)
+    return key
+
+
+def write_endpoints(layout: Layout, endpoints: dict[str, Any]) -> None:
+    write_atomic(layout.endpoints_file, json.dumps(endpoints, indent=2) + "\n")
+
+
+def read_endpoints(layout: Layout) -> dict[str, Any] | None:
+    try:
+        data = json.loads(layout.endpoints_file.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def write_pid(layout: Layout, child: str, pid: int) -> None:
+    write_atomic(layout.pid_file(child), f"{pid}\n")
+
+
+def remove_file(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+
+
+def read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def write_atomic(path: Path, text: str, *, mode: int = 0o644) -> None:
+    """Write via a temp file and rename, so a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.write(fd, text.encode())
+        os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)

@@ -1,0 +1,205 @@
+"""`fabric up`: the whole system on one machine, supervised, resumable.
+
+Job: parse the settings, claim the state dir (one `up` per dir), clear
+children a killed earlier run left behind, choose or reuse ports, prepare
+the embedded PostgreSQL, then run one `ChildActor` per child plus the
+`Conductor` until SIGTERM/SIGINT; stop the children in reverse order, exit 0.
+Exit 1 with one line on a bad setting or a state dir in use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import fcntl
+import os
+import re
+import signal
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from actors.legacy import embedded
+from actors.runtime import ActorSystem, RestartPolicy, run_until_signalled
+from actors.runtime.logging import configure_logging
+from actors.up.child import ChildActor, Timing
+from actors.up.conductor import Conductor, Staged
+from actors.up.layout import (
+    Layout,
+    LayoutError,
+    admin_key,
+    load_or_allocate_ports,
+    read_pid,
+    remove_file,
+    write_endpoints,
+)
+from actors.up.plan import ChildSpec, UpSettings, api_url, child_specs, endpoints_document, postgres_probe
+
+CLUSTER_NAME_MAX = 40
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    env = os.environ.get
+    parser.add_argument("--port", type=int, default=_int_env("FABRIC_UP_PORT"),
+                        help="API port (default 8080, then whatever the state dir used)")
+    parser.add_argument("--clusters", default=env("FABRIC_CLUSTERS", "local"),
+                        help="comma-separated cluster names (default: local)")
+    parser.add_argument("--kubeconfig", action="append", default=[], metavar="NAME=PATH",
+                        help="run NAME's daemon against a real cluster (repeatable)")
+    parser.add_argument("--restart-backoff-max", type=float,
+                        default=float(env("FABRIC_UP_RESTART_BACKOFF_MAX", "5")),
+                        help="longest wait before restarting a dead child, seconds (default 5)")
+    parser.add_argument("--stop-timeout", type=float,
+                        default=float(env("FABRIC_UP_STOP_TIMEOUT", "10")),
+                        help="how long a child may take to stop before SIGKILL, seconds")
+    parser.add_argument("--log-format", choices=("json", "console"),
+                        default=env("FABRIC_LOG_FORMAT", "json"))
+
+
+def _int_env(name: str) -> int | None:
+    value = os.environ.get(name)
+    return int(value) if value else None
+
+
+def settings_from(args: argparse.Namespace, state_dir: str) -> UpSettings:
+    """Validate the flags; raise ValueError with one clear sentence."""
+    clusters = tuple(c.strip() for c in str(args.clusters).split(",") if c.strip())
+    if not clusters:
+        raise ValueError("--clusters: give at least one cluster name")
+    for name in clusters:
+        if not _is_label(name):
+            raise ValueError(f"--clusters: {name!r} is not a DNS-1123 label of at most "
+                             f"{CLUSTER_NAME_MAX} characters")
+    if len(set(clusters)) != len(clusters):
+        raise ValueError("--clusters: a name is repeated")
+    external: dict[str, Path] = {}
+    for item in args.kubeconfig:
+        name, sep, path = str(item).partition("=")
+        if not sep or not name or not path:
+            raise ValueError(f"--kubeconfig: expected NAME=PATH, got {item!r}")
+        if name not in clusters:
+            raise ValueError(f"--kubeconfig: {name!r} is not in --clusters")
+        resolved = Path(path).expanduser().resolve()
+        if not resolved.is_file():
+            raise ValueError(f"--kubeconfig: {resolved} does not exist")
+        external[name] = resolved
+    if args.port is not None and not 0 < args.port < 65536:
+        raise ValueError("--port: must be between 1 and 65535")
+    resync = os.environ.get("FABRIC_RESYNC_SECONDS", "30")
+    try:
+        if float(resync) <= 0:
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"FABRIC_RESYNC_SECONDS: {resync!r} is not a positive number")
+    return UpSettings(
+        layout=Layout.at(state_dir),
+        api_port=args.port,
+        clusters=clusters,
+        external_kubeconfigs=external,
+        legacy_dsn=os.environ.get("FABRIC_LEGACY_DSN") or None,
+        resync_seconds=resync,
+        log_format=args.log_format,
+    )
+
+
+def _is_label(name: str) -> bool:
+    return len(name) <= CLUSTER_NAME_MAX and re.fullmatch(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?", name) is not None
+
+
+def run(args: argparse.Namespace, state_dir: str) -> int:
+    try:
+        settings = settings_from(args, state_dir)
+    except ValueError as exc:
+        print(f"fabric up: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_format, process="up")  # type: ignore[arg-type]
+    layout = settings.layout
+    try:
+        layout.prepare()
+        with _claim(layout):
+            return asyncio.run(_run(settings, args))
+    except (LayoutError, OSError, RuntimeError) as exc:
+        print(f"fabric up: {exc}", file=sys.stderr)
+        return 1
+
+
+@contextlib.contextmanager
+def _claim(layout: Layout) -> Iterator[None]:
+    """One `fabric up` per state dir: an exclusive lock held for the whole run."""
+    fd = os.open(layout.lock_file, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RuntimeError(f"another `fabric up` is running on {layout.root}")
+        _clear_leftovers(layout)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _clear_leftovers(layout: Layout) -> None:
+    """Kill children a killed earlier run left behind (only ours: their argv names the state dir)."""
+    for pid_file in layout.run_dir.glob("*.pid"):
+        pid = read_pid(pid_file)
+        if pid is not None and _is_ours(pid, layout):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        remove_file(pid_file)
+    remove_file(layout.ready_file)
+
+
+def _is_ours(pid: int, layout: Layout) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return str(layout.root).encode() in cmdline
+
+
+async def _run(settings: UpSettings, args: argparse.Namespace) -> int:
+    layout = settings.layout
+    kube_clusters = [c for c in settings.clusters if c not in settings.external_kubeconfigs]
+    ports = load_or_allocate_ports(layout, api_port=settings.api_port, kube_clusters=kube_clusters)
+    key = admin_key(layout, os.environ)
+    postgres: ChildSpec | None = None
+    if settings.legacy_dsn is None:
+        await asyncio.to_thread(embedded.prepare, layout.postgres_dir)
+        socket_dir = Path(tempfile.gettempdir()) / f"fabric-pg-{ports.postgres}"
+        argv = embedded.command(layout.postgres_dir, ports.postgres, socket_dir)
+        postgres = ChildSpec(
+            name="postgres", argv=tuple(argv), probe=postgres_probe(ports.postgres), stage=0,
+            # SIGINT is PostgreSQL's "fast" shutdown: it does not wait for clients to leave.
+            stop_signal=signal.SIGINT,
+        )
+        settings = _with_dsn(settings, embedded.dsn(ports.postgres))
+    write_endpoints(layout, endpoints_document(settings, ports))
+    specs = child_specs(settings, ports, admin_key=lambda: _current_key(layout, key), postgres=postgres)
+    timing = Timing(backoff_max=args.restart_backoff_max, stop_timeout=args.stop_timeout)
+
+    async def setup(system: ActorSystem) -> None:
+        staged: list[Staged] = []
+        for spec in specs:
+            ref = system.spawn(
+                lambda spec=spec: ChildActor(spec, layout, timing),  # type: ignore[misc]
+                name=spec.name,
+                policy=RestartPolicy(max_restarts=100, window=60.0),
+            )
+            staged.append(Staged(spec.name, spec.stage, ref))
+        system.spawn(lambda: Conductor(staged, layout, api_url(ports)), name="conductor")
+
+    return await run_until_signalled(setup, stop_timeout=args.stop_timeout + 5)
+
+
+def _current_key(layout: Layout, fallback: str) -> str:
+    """Read at each api start, so `fabric keys rotate` takes effect on the next restart."""
+    return admin_key(layout, os.environ) or fallback
+
+
+def _with_dsn(settings: UpSettings, dsn: str) -> UpSettings:
+    return dataclasses.replace(settings, legacy_dsn=dsn)
