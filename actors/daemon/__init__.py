@@ -1,0 +1,1 @@
+"""One cluster's daemon: consumes account events, provisions namespaces, reports back."""

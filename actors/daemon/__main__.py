@@ -1,0 +1,7 @@
+"""`python -m actors.daemon` (what bin/daemon runs)."""
+
+import sys
+
+from actors.daemon.main import main
+
+sys.exit(main())

@@ -1,0 +1,204 @@
+"""The one home of kubernetes_asyncio: `KubeCluster` implements `core.tenancy.ClusterApi`.
+
+Every call goes through `ApiClient.call_api` with plain JSON dicts both ways
+(the typed models garble some answers, e.g. delete_namespace), an explicit
+`Configuration` (never the global default) and a client-side timeout, so a
+hung API server becomes a temporary error. Failures are translated here, once:
+409 with body reason AlreadyExists -> `AlreadyExists` (unless the object is
+being deleted: temporary); 5xx, 429, 409 Conflict, a namespace being
+terminated, timeouts and connection errors -> `TemporaryKubeError`; any other
+4xx -> `PermanentKubeError` carrying the Kubernetes reason and message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import aiohttp
+from kubernetes_asyncio import client, config
+from kubernetes_asyncio.client.rest import ApiException
+
+from core.tenancy import (
+    AlreadyExists,
+    KubeObject,
+    ObjectRef,
+    PermanentKubeError,
+    TemporaryKubeError,
+    ref_of,
+)
+
+USER_AGENT = "fabric-daemon/0.1"
+
+# kind -> (API prefix, plural); namespaced kinds get /namespaces/{ns} inserted.
+_KINDS: dict[str, tuple[str, str]] = {
+    "Namespace": ("/api/v1", "namespaces"),
+    "ResourceQuota": ("/api/v1", "resourcequotas"),
+    "LimitRange": ("/api/v1", "limitranges"),
+    "NetworkPolicy": ("/apis/networking.k8s.io/v1", "networkpolicies"),
+    "RoleBinding": ("/apis/rbac.authorization.k8s.io/v1", "rolebindings"),
+}
+
+
+class KubeConfigError(ValueError):
+    """The kubeconfig (or in-cluster config) cannot be loaded."""
+
+
+async def load_configuration(kubeconfig: Path | None) -> client.Configuration:
+    """A fresh Configuration from a kubeconfig file, or in-cluster settings when None."""
+    cfg = client.Configuration()
+    try:
+        if kubeconfig is None:
+            config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+        else:
+            if not await asyncio.to_thread(kubeconfig.is_file):
+                raise KubeConfigError(f"kubeconfig {kubeconfig} does not exist")
+            await config.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg)
+    except KubeConfigError:
+        raise
+    except Exception as exc:
+        raise KubeConfigError(f"cannot load kubernetes config: {exc}")
+    return cfg
+
+
+def _path(ref: ObjectRef, *, with_name: bool = True) -> str:
+    try:
+        prefix, plural = _KINDS[ref.kind]
+    except KeyError:
+        raise PermanentKubeError(f"kind {ref.kind} is not managed by the daemon")
+    ns = f"/namespaces/{ref.namespace}" if ref.namespace is not None else ""
+    name = f"/{ref.name}" if with_name else ""
+    return f"{prefix}{ns}/{plural}{name}"
+
+
+class KubeCluster:
+    """`async with KubeCluster(cfg, timeout=5.0) as cluster:` inside the running loop."""
+
+    def __init__(self, configuration: client.Configuration, *, timeout: float) -> None:
+        self._cfg = configuration
+        self._timeout = timeout
+        self._api: client.ApiClient | None = None
+
+    async def __aenter__(self) -> KubeCluster:
+        self._api = client.ApiClient(self._cfg)
+        self._api.user_agent = USER_AGENT
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._api is not None:
+            await self._api.close()
+            self._api = None
+
+    async def create(self, obj: KubeObject) -> KubeObject:
+        ref = ref_of(obj)
+        return await self._call("POST", _path(ref, with_name=False), ref, body=obj)
+
+    async def read(self, ref: ObjectRef) -> KubeObject | None:
+        try:
+            return await self._call("GET", _path(ref), ref)
+        except _NotFound:
+            return None
+
+    async def patch(self, obj: KubeObject) -> KubeObject:
+        ref = ref_of(obj)
+        # Merge patch: lists (subjects, policyTypes, limits) are replaced, maps merged.
+        return await self._call(
+            "PATCH", _path(ref), ref, body=obj, content_type="application/merge-patch+json"
+        )
+
+    async def delete(self, ref: ObjectRef) -> None:
+        try:
+            await self._call("DELETE", _path(ref), ref, body={"propagationPolicy": "Background"})
+        except _NotFound:
+            return
+
+    async def list_namespaces(self, label_selector: str) -> list[KubeObject]:
+        ref = ObjectRef("Namespace", "")
+        answer = await self._call(
+            "GET", _path(ref, with_name=False), ref, query=[("labelSelector", label_selector)]
+        )
+        items = answer.get("items") or []
+        return [item for item in items if isinstance(item, dict)]
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        ref: ObjectRef,
+        *,
+        body: KubeObject | None = None,
+        query: list[tuple[str, str]] | None = None,
+        content_type: str = "application/json",
+    ) -> KubeObject:
+        if self._api is None:
+            raise RuntimeError("KubeCluster used outside `async with`")
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        try:
+            answer: Any = await self._api.call_api(
+                path,
+                method,
+                query_params=query or [],
+                header_params=headers,
+                body=body,
+                response_types_map={200: "object", 201: "object", 202: "object"},
+                auth_settings=["BearerToken"],
+                _return_http_data_only=True,
+                _request_timeout=self._timeout,
+            )
+        except ApiException as exc:
+            raise _translate(exc, method, ref)
+        except TimeoutError as exc:
+            raise TemporaryKubeError(f"{method} {path} timed out after {self._timeout}s") from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise TemporaryKubeError(f"{method} {path} failed: {exc!r}") from exc
+        if not isinstance(answer, dict):
+            raise TemporaryKubeError(f"{method} {path} answered with a non-object body")
+        return answer
+
+
+class _NotFound(Exception):
+    pass
+
+
+def _status_body(exc: ApiException) -> dict[str, Any]:
+    raw: object = exc.body
+    if isinstance(raw, bytes):
+        raw = raw.decode("utf-8", "replace")
+    if not isinstance(raw, str) or not raw:
+        return {}
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def _translate(exc: ApiException, method: str, ref: ObjectRef) -> Exception:
+    status = int(exc.status or 0)
+    body = _status_body(exc)
+    reason = str(body.get("reason") or exc.reason or "Unknown")
+    message = str(body.get("message") or "")
+    text = f"{status} {reason}: {message}" if message else f"{status} {reason}"
+    causes = (body.get("details") or {}).get("causes") or []
+    cause_reasons = {c.get("reason") for c in causes if isinstance(c, dict)}
+    if status == 404 and method in ("GET", "DELETE") and ref.kind == "Namespace":
+        return _NotFound()
+    if status == 404 and method in ("GET", "DELETE") and reason == "NotFound":
+        return _NotFound()
+    if status == 409:
+        if reason == "AlreadyExists" and "being deleted" not in message:
+            return AlreadyExists(text)
+        return TemporaryKubeError(text)
+    if status == 403 and ("NamespaceTerminating" in cause_reasons or "being terminated" in message):
+        return TemporaryKubeError(text)
+    if status == 404 and ref.namespace is not None:
+        # The namespace vanished under us (deleted by hand mid-reconcile): try again later.
+        return TemporaryKubeError(text)
+    if status == 0 or status >= 500 or status == 429 or status == 408:
+        return TemporaryKubeError(text)
+    return PermanentKubeError(text)

@@ -1,0 +1,81 @@
+"""bin/daemon: one cluster's daemon process.
+
+Parses settings (exit 2 with one line on a bad one), checks the kubeconfig
+loads (exit 2 with one line if not), then runs the `ClusterDaemon` actor until
+SIGTERM/SIGINT. The broker and the Kubernetes API may be down at start: the
+daemon starts anyway and keeps retrying, logging what it waits for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+
+import structlog
+
+from actors.daemon.dispatcher import ClusterDaemon, DaemonPorts
+from actors.daemon.kube import KubeCluster, KubeConfigError, load_configuration
+from actors.daemon.settings import DaemonSettings, parse_settings
+from actors.runtime import ActorSystem, RestartPolicy, run_until_signalled
+from actors.runtime.logging import configure_logging
+from transport.client import Publisher, Subscriber
+from transport.sockets import close_context, new_context
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    settings = parse_settings(argv)
+    configure_logging(
+        "console" if settings.log_format == "console" else "json",
+        settings.log_level,
+        process=f"daemon-{settings.cluster}",
+    )
+    # Loopback API servers must never go through an HTTP proxy from the environment.
+    no_proxy = os.environ.get("NO_PROXY", "")
+    if "127.0.0.1" not in no_proxy:
+        os.environ["NO_PROXY"] = ",".join(p for p in (no_proxy, "127.0.0.1,localhost") if p)
+    try:
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"daemon: cannot create state dir {settings.state_dir}: {exc.strerror}", file=sys.stderr)
+        return 2
+    return asyncio.run(_run(settings))
+
+
+async def _run(settings: DaemonSettings) -> int:
+    try:
+        kube_cfg = await load_configuration(settings.kubeconfig)
+    except KubeConfigError as exc:
+        print(f"daemon: {exc}", file=sys.stderr)
+        return 2
+
+    @asynccontextmanager
+    async def ports() -> AsyncIterator[DaemonPorts]:
+        ctx = new_context()
+        try:
+            async with (
+                KubeCluster(kube_cfg, timeout=settings.request_timeout) as cluster,
+                Publisher(ctx, settings.broker) as publisher,
+                Subscriber(ctx, settings.broker, consumer=settings.consumer) as subscription,
+            ):
+                yield DaemonPorts(subscription, publisher, cluster)
+        finally:
+            close_context(ctx)
+
+    async def setup(system: ActorSystem) -> None:
+        system.spawn(
+            lambda: ClusterDaemon(settings, ports),
+            name="daemon",
+            policy=RestartPolicy(max_restarts=10, window=60.0),
+        )
+
+    structlog.get_logger().info(
+        "daemon_starting", cluster=settings.cluster, broker=str(settings.broker)
+    )
+    return await run_until_signalled(setup)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

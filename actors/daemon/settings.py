@@ -1,0 +1,187 @@
+"""The daemon's settings: flags, FABRIC_* environment variables (flags win), and the tenancy policy.
+
+`parse_settings(argv, env)` returns a `DaemonSettings` or exits through
+argparse with one clear line. Every desired-object setting lives in
+`core.tenancy.TenancyPolicy`; a cluster overrides it with `--tenancy FILE`
+(`key = value` lines) and/or repeated `--tenancy-set key=value` flags.
+Timers tests compress (resync, retry backoff, delete wait, request timeout)
+are settings too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.tenancy import InvalidOverride, TenancyPolicy, parse_overrides
+from transport.client import BrokerEndpoints
+
+_CLUSTER_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?")
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonSettings:
+    cluster: str
+    kubeconfig: Path | None
+    broker: BrokerEndpoints
+    state_dir: Path
+    resync_seconds: float
+    policy: TenancyPolicy
+    backoff_initial: float = 0.2
+    backoff_cap: float = 30.0
+    request_timeout: float = 10.0
+    delete_timeout: float = 60.0
+    max_in_flight: int = 256
+    max_parallel: int = 8
+    log_format: str = "json"
+    log_level: str = "info"
+
+    @property
+    def consumer(self) -> str:
+        return f"cluster:{self.cluster}"
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}")
+    if not value > 0 or value != value or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number: {text!r}")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
+    return value
+
+
+def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
+    e = env.get
+    p = argparse.ArgumentParser(
+        prog="daemon",
+        description="One cluster's daemon: consumes account events from the broker, provisions "
+        "namespaces in its Kubernetes cluster, and reports back. Every flag also reads "
+        "the FABRIC_* variable named in its help; flags win.",
+    )
+    p.add_argument("--cluster", default=e("FABRIC_CLUSTER"), help="cluster name (FABRIC_CLUSTER)")
+    p.add_argument(
+        "--kubeconfig",
+        default=e("FABRIC_KUBECONFIG"),
+        help="kubeconfig path; omit for in-cluster config (FABRIC_KUBECONFIG)",
+    )
+    p.add_argument(
+        "--broker", default=e("FABRIC_BROKER"), help="CONTROL,EVENTS,ACKS addresses (FABRIC_BROKER)"
+    )
+    p.add_argument("--state-dir", default=e("FABRIC_STATE_DIR"), help="state dir (FABRIC_STATE_DIR)")
+    p.add_argument(
+        "--resync",
+        type=_positive,
+        default=e("FABRIC_RESYNC_SECONDS", "30"),
+        help="seconds between resyncs of the cluster (FABRIC_RESYNC_SECONDS, default 30)",
+    )
+    p.add_argument(
+        "--tenancy",
+        default=e("FABRIC_TENANCY_FILE"),
+        help="file of 'key = value' overrides of the per-account objects (FABRIC_TENANCY_FILE)",
+    )
+    p.add_argument(
+        "--tenancy-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="one override of the per-account objects, e.g. quota.pods=20 (repeatable)",
+    )
+    p.add_argument(
+        "--retry-initial",
+        type=_positive,
+        default=e("FABRIC_RETRY_INITIAL_SECONDS", "0.2"),
+        help="first retry backoff in seconds (FABRIC_RETRY_INITIAL_SECONDS)",
+    )
+    p.add_argument(
+        "--retry-cap",
+        type=_positive,
+        default=e("FABRIC_RETRY_CAP_SECONDS", "30"),
+        help="retry backoff cap in seconds (FABRIC_RETRY_CAP_SECONDS)",
+    )
+    p.add_argument(
+        "--request-timeout",
+        type=_positive,
+        default=e("FABRIC_KUBE_TIMEOUT_SECONDS", "10"),
+        help="timeout of one Kubernetes request (FABRIC_KUBE_TIMEOUT_SECONDS)",
+    )
+    p.add_argument(
+        "--delete-timeout",
+        type=_positive,
+        default=e("FABRIC_DELETE_TIMEOUT_SECONDS", "60"),
+        help="how long one attempt waits for a namespace to go (FABRIC_DELETE_TIMEOUT_SECONDS)",
+    )
+    p.add_argument(
+        "--max-parallel",
+        type=_count,
+        default=e("FABRIC_DAEMON_PARALLEL", "8"),
+        help="concurrent Kubernetes reconciles (FABRIC_DAEMON_PARALLEL)",
+    )
+    p.add_argument(
+        "--log-format",
+        choices=("json", "console"),
+        default=e("FABRIC_LOG_FORMAT", "json"),
+        help="log format (FABRIC_LOG_FORMAT)",
+    )
+    p.add_argument("--log-level", default=e("FABRIC_LOG_LEVEL", "info"), help="(FABRIC_LOG_LEVEL)")
+    return p
+
+
+def parse_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> DaemonSettings:
+    environ = os.environ if env is None else env
+    parser = build_parser(environ)
+    args = parser.parse_args(argv)
+    if not args.cluster or not _CLUSTER_NAME.fullmatch(args.cluster):
+        parser.error("--cluster NAME is required: a DNS-1123 label of at most 40 chars")
+    if not args.broker:
+        parser.error("--broker CONTROL,EVENTS,ACKS is required")
+    try:
+        broker = BrokerEndpoints.parse(args.broker)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if not args.state_dir:
+        parser.error("--state-dir DIR is required")
+    # argparse applies `type` to string defaults from the environment too.
+    policy = TenancyPolicy()
+    try:
+        if args.tenancy:
+            try:
+                text = Path(args.tenancy).read_text(encoding="utf-8")
+            except OSError as exc:
+                parser.error(f"--tenancy: cannot read {args.tenancy}: {exc.strerror}")
+            policy = parse_overrides(text.splitlines(), policy)
+        if args.tenancy_set:
+            policy = parse_overrides(args.tenancy_set, policy)
+    except InvalidOverride as exc:
+        parser.error(f"tenancy override: {exc}")
+    if args.retry_cap < args.retry_initial:
+        parser.error("--retry-cap must be at least --retry-initial")
+    return DaemonSettings(
+        cluster=args.cluster,
+        kubeconfig=Path(args.kubeconfig) if args.kubeconfig else None,
+        broker=broker,
+        state_dir=Path(args.state_dir),
+        resync_seconds=args.resync,
+        policy=policy,
+        backoff_initial=args.retry_initial,
+        backoff_cap=args.retry_cap,
+        request_timeout=args.request_timeout,
+        delete_timeout=args.delete_timeout,
+        max_parallel=args.max_parallel,
+        log_format=args.log_format,
+        log_level=args.log_level,
+    )
