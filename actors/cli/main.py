@@ -23,6 +23,7 @@ from typing import TextIO
 
 from actors.cli import commands, keys, target
 from actors.cli.rpc import RpcClient, RpcError, Unreachable
+from actors.up import options
 from actors.up.layout import Layout
 
 EXIT_OK = 0
@@ -54,11 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     up = sub.add_parser("up", parents=[common], help="run the whole system locally, supervised")
-    # Imported here: the supervisor's modules are only needed by `up`, and the client commands
-    # stay quick to start.
-    from actors.up import main as up_main
-
-    up_main.add_arguments(up)
+    options.add_arguments(up)
 
     keys_p = sub.add_parser("keys", parents=[common], help="show or rotate the admin API key")
     keys_sub = keys_p.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -97,7 +94,7 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "account" and args.action == "get" and bool(args.id) == bool(args.slug):
-        parser.error("account get: give an ID or --slug, not both")
+        parser.error("account get: give exactly one of ID or --slug")
     if args.command == "account" and args.action == "list" and not 1 <= args.limit <= 500:
         parser.error("account list: --limit must be between 1 and 500")
     for name, default in (("url", None), ("key", None), ("state_dir", None), ("json", False)):
@@ -131,6 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse(sys.argv[1:] if argv is None else argv)
     state = target.state_dir(args.state_dir)
     if args.command == "up":
+        # Imported here: only `up` needs the supervisor, the client commands start quicker.
         from actors.up import main as up_main
 
         return up_main.run(args, state)

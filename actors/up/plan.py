@@ -14,7 +14,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from actors.up.layout import Layout, Ports
+from actors.up.layout import Ports
+from actors.up.options import UpSettings
 from actors.up.probes import BrokerProbe, ConsumerProbe, HttpProbe, Probe, TcpProbe
 from transport.client import BrokerEndpoints
 
@@ -31,17 +32,6 @@ class ChildSpec:
     stage: int
     env: Callable[[], Mapping[str, str]] = field(default=dict)
     stop_signal: signal.Signals = signal.SIGTERM
-
-
-@dataclass(frozen=True, slots=True)
-class UpSettings:
-    layout: Layout
-    api_port: int | None
-    clusters: tuple[str, ...]
-    external_kubeconfigs: Mapping[str, Path]
-    legacy_dsn: str | None
-    resync_seconds: str
-    log_format: str
 
 
 def broker_endpoints(ports: Ports) -> BrokerEndpoints:
