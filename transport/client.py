@@ -11,67 +11,17 @@
     async with Directory(ctx, endpoints) as d:
         infos = await d.consumers()
 
-Publisher, Subscriber and Directory implement the ports in `core.bus`.
-STUB: the broker issue fills these in; the signatures are the contract.
+Publisher, Subscriber and Directory implement the ports in `core.bus`; the
+wire protocol they speak is documented in `transport.protocol`. Each lives in
+its own module (`transport.publisher`, `.subscriber`, `.directory`); this one
+gathers them.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
-from types import TracebackType
+from transport.directory import Directory
+from transport.endpoints import BrokerEndpoints
+from transport.publisher import Publisher
+from transport.subscriber import Subscriber
 
-from core.bus import ConsumerInfo, Delivery, PublishReceipt
-from core.envelope import Envelope
-
-
-@dataclass(frozen=True, slots=True)
-class BrokerEndpoints:
-    """The broker's three sockets: control (ROUTER), events (PUB), acks (PULL)."""
-
-    control: str
-    events: str
-    acks: str
-
-    @classmethod
-    def parse(cls, text: str) -> BrokerEndpoints:
-        parts = [p.strip() for p in text.split(",")]
-        if len(parts) != 3 or not all(parts):
-            raise ValueError("broker endpoints: give CONTROL,EVENTS,ACKS addresses, comma-separated")
-        return cls(*parts)
-
-    def to_dict(self) -> dict[str, str]:
-        return {"control": self.control, "events": self.events, "acks": self.acks}
-
-    def __str__(self) -> str:
-        return f"{self.control},{self.events},{self.acks}"
-
-
-class Publisher:
-    async def __aenter__(self) -> Publisher:
-        raise NotImplementedError
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        raise NotImplementedError
-
-    async def publish(self, envelopes: Sequence[Envelope]) -> list[PublishReceipt]:
-        raise NotImplementedError
-
-
-class Subscriber:
-    @property
-    def consumer(self) -> str:
-        raise NotImplementedError
-
-    def deliveries(self) -> AsyncIterator[Delivery]:
-        raise NotImplementedError
-
-    async def ack(self, seq: int) -> None:
-        raise NotImplementedError
-
-
-class Directory:
-    async def consumers(self) -> list[ConsumerInfo]:
-        raise NotImplementedError
+__all__ = ["BrokerEndpoints", "Directory", "Publisher", "Subscriber"]

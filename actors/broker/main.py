@@ -1,0 +1,54 @@
+"""bin/broker: parse settings, configure logging, run the broker until SIGTERM/SIGINT.
+
+Exit codes: 0 after a clean stop; 1 when the broker actor failed (e.g. an
+fdatasync error: a fresh process must recover from disk); 2 for a bad setting,
+a data dir that cannot be used or an address that cannot be bound; 3 when a
+sealed log segment is corrupt (the broker refuses to start on it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from actors.broker.log import CorruptLog
+from actors.broker.service import spawn_broker
+from actors.broker.settings import BrokerSettings, parse_settings
+from actors.runtime import ActorSystem, run_until_signalled
+from actors.runtime.logging import configure_logging
+from transport.sockets import SocketError, close_context, new_context
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    settings = parse_settings(argv)
+    configure_logging(
+        "console" if settings.log_format == "console" else "json",
+        settings.log_level,
+        process="broker",
+    )
+    return asyncio.run(_run(settings))
+
+
+async def _run(settings: BrokerSettings) -> int:
+    ctx = new_context()
+    code = 1
+
+    async def setup(system: ActorSystem) -> None:
+        spawn_broker(system, ctx, settings)
+
+    try:
+        code = await run_until_signalled(setup)
+    except* CorruptLog as group:
+        print(f"broker: refusing to start: {group.exceptions[0]}", file=sys.stderr)
+        code = 3
+    except* (SocketError, OSError) as group:
+        print(f"broker: cannot start: {group.exceptions[0]}", file=sys.stderr)
+        code = 2
+    finally:
+        close_context(ctx)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

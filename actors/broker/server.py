@@ -1,0 +1,393 @@
+"""The broker actor: owns the log, the consumer table and the three sockets.
+
+Reader tasks drain the control ROUTER and the ack PULL socket in batches and
+hand each batch to the actor (an `ask`, so a busy actor slows its readers
+instead of growing its mailbox). The actor does everything else itself:
+
+- PUB requests: schema-check every envelope, dedup by event id (whole
+  retention), append the new records with one write, and park the request until
+  a group commit covering its records is done. One fdatasync runs at a time in
+  the actor's own thread; records appended meanwhile wait for the next one, so
+  many publishes share each sync. Only then are the OK receipts sent and the
+  events published live on PUB. A failed fdatasync crashes the actor, which is
+  never restarted: the process exits and recovery decides what is on disk.
+- SYNC requests: pages of durable events after a position, skipping seqs the
+  consumer already acked above its watermark, with an end marker.
+- ACKs, PINGs: consumer progress and liveness; positions saved at most every
+  flush interval while dirty, and on stop.
+- Heartbeats on PUB carry the durable head, so a subscriber that missed live
+  messages notices and re-fetches.
+
+Bad frames on any socket are logged (`frame_dropped`) and dropped; a control
+request whose req_id can be read gets an ERR reply. Nothing here dies of input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import assert_never
+
+from actors.broker.consumers import ConsumerTable
+from actors.broker.log import EventLog
+from actors.broker.settings import BrokerSettings
+from actors.runtime import Actor, Request
+from core.envelope import Envelope, InvalidEnvelope
+from transport import codec, protocol
+from transport.endpoints import BrokerEndpoints
+from transport.sockets import Context, Socket, bind_pub, bind_pull, bind_router
+
+DRAIN_MAX = 1000
+LIVE_CHUNK = 500
+PAGE_BYTES = 2 * 1024 * 1024
+CONSUMERS_FILE = "consumers.json"
+LOG_DIR = "log"
+
+
+@dataclass(frozen=True, slots=True)
+class ControlBatch(Request[None]):
+    messages: list[list[bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class AckBatch(Request[None]):
+    messages: list[list[bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class Synced:
+    upto: int
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Persisted:
+    pass
+
+
+BrokerMessage = ControlBatch | AckBatch | Synced | Tick | Persisted
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerSockets:
+    router: Socket
+    pub: Socket
+    pull: Socket
+
+    @classmethod
+    def bind(cls, ctx: Context, endpoints: BrokerEndpoints) -> BrokerSockets:
+        """Bind all three or none (raises `SocketError` naming the address)."""
+        opened: list[Socket] = []
+        try:
+            for bind, address in (
+                (bind_router, endpoints.control),
+                (bind_pub, endpoints.events),
+                (bind_pull, endpoints.acks),
+            ):
+                opened.append(bind(ctx, address))
+        except Exception:
+            for sock in opened:
+                sock.close()
+            raise
+        return cls(*opened)
+
+
+@dataclass(slots=True)
+class _Waiting:
+    identity: bytes
+    req_id: bytes
+    receipts: list[tuple[int, bool]]
+    need: int
+
+
+class Broker(Actor[BrokerMessage]):
+    def __init__(self, settings: BrokerSettings, log: EventLog, sockets: BrokerSockets) -> None:
+        self._settings = settings
+        self._log = log
+        self._router, self._pub, self._pull = sockets.router, sockets.pub, sockets.pull
+        self._sockets = [sockets.router, sockets.pub, sockets.pull]
+        self._waiting: list[_Waiting] = []
+        self._unpublished: list[tuple[int, bytes]] = []
+        self._syncing = False
+        self._persisting = False
+        self._durable = 0
+        self._last_heartbeat = 0.0
+        self._thread = ThreadPoolExecutor(max_workers=2, thread_name_prefix="broker-io")
+
+    async def started(self) -> None:
+        rec = self._log.recovery
+        if rec.truncated_bytes:
+            self.log.warning(
+                "log_tail_truncated", discarded_bytes=rec.truncated_bytes, problem=rec.problem
+            )
+        self._durable = self._log.head
+        self._consumers_path = self._settings.data_dir / CONSUMERS_FILE
+        self._consumers, problem = ConsumerTable.load(self._consumers_path)
+        if problem is not None:
+            self.log.error("consumer_positions_reset", problem=problem)
+        _ = self.start_task(self._read(self._router, ControlBatch), name="control-reader")
+        _ = self.start_task(self._read(self._pull, AckBatch), name="ack-reader")
+        _ = self.start_task(self._tick(), name="ticker")
+        ep = self._settings.endpoints
+        self.log.info(
+            "broker_started",
+            head=self._durable,
+            segments=rec.segments,
+            consumers=len(self._consumers.names()),
+            control=ep.control,
+            events=ep.events,
+            acks=ep.acks,
+        )
+
+    async def _read(self, sock: Socket, kind: type[ControlBatch] | type[AckBatch]) -> None:
+        while True:
+            batch = [await sock.recv()]
+            while len(batch) < DRAIN_MAX:
+                more = sock.recv_nowait()
+                if more is None:
+                    break
+                batch.append(more)
+            if not self.ref.alive:
+                return
+            await self.ref.ask(kind(batch))
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.flush_interval)
+            self._tell(Tick())
+
+    async def receive(self, message: BrokerMessage) -> None:
+        match message:
+            case ControlBatch(messages):
+                self._on_control(messages)
+            case AckBatch(messages):
+                self._on_acks(messages)
+            case Synced(upto):
+                self._on_synced(upto)
+            case Tick():
+                self._on_tick()
+            case Persisted():
+                self._persisting = False
+            case _:
+                assert_never(message)
+
+    # ---- control ----------------------------------------------------------------
+
+    def _on_control(self, messages: list[list[bytes]]) -> None:
+        to_write: list[tuple[bytes, bytes]] = []
+        pending_ids: dict[bytes, int] = {}
+        next_seq = self._log.head + 1
+        for frames in messages:
+            if len(frames) < 2:
+                self._dropped("control", "no identity or empty message")
+                continue
+            identity = frames[0]
+            try:
+                request = protocol.parse_request(frames[1:])
+            except protocol.ProtocolError as exc:
+                self._dropped("control", str(exc))
+                if exc.req_id is not None:
+                    error = protocol.build_error(exc.req_id, protocol.ErrorCode.MALFORMED, str(exc))
+                    self._reply(identity, error)
+                continue
+            match request:
+                case protocol.PublishRequest():
+                    next_seq = self._on_publish(identity, request, to_write, pending_ids, next_seq)
+                case protocol.SyncRequest():
+                    self._on_sync(identity, request)
+                case protocol.PingRequest(req_id, consumer):
+                    watermark = 0
+                    if consumer is not None:
+                        watermark = self._consumers.touch(consumer, time.time()).watermark
+                    self._reply(identity, protocol.build_pong(req_id, self._durable, watermark))
+                case protocol.ListRequest(req_id):
+                    infos = self._consumers.describe(
+                        self._durable, time.time(), self._settings.consumer_timeout
+                    )
+                    self._reply(identity, protocol.build_consumer_list(req_id, codec.encode(infos)))
+                case _:
+                    assert_never(request)
+        if to_write:
+            seqs = self._log.append(to_write)
+            assert seqs[0] + len(seqs) - 1 == next_seq - 1
+            self._unpublished.extend(zip(seqs, (env for _eid, env in to_write), strict=True))
+        self._release_waiting()
+        self._maybe_sync()
+
+    def _on_publish(
+        self,
+        identity: bytes,
+        request: protocol.PublishRequest,
+        to_write: list[tuple[bytes, bytes]],
+        pending_ids: dict[bytes, int],
+        next_seq: int,
+    ) -> int:
+        checked: list[tuple[bytes, bytes, Envelope]] = []
+        for i, raw in enumerate(request.envelopes):
+            try:
+                env = Envelope.from_wire(codec.decode(raw))
+            except (codec.CodecError, InvalidEnvelope) as exc:
+                self._dropped("control", f"envelope {i}: {exc}")
+                self._reply(
+                    identity,
+                    protocol.build_error(
+                        request.req_id, protocol.ErrorCode.INVALID_ENVELOPE, f"envelope {i}: {exc}"
+                    ),
+                )
+                return next_seq
+            checked.append((uuid.UUID(env.event_id).bytes, raw, env))
+        receipts: list[tuple[int, bool]] = []
+        for eid, raw, env in checked:
+            seq = self._log.seq_of(eid) or pending_ids.get(eid)
+            if seq is not None:
+                receipts.append((seq, True))
+                self.log.debug("event_duplicate", event_id=env.event_id, seq=seq)
+                continue
+            seq = next_seq
+            next_seq += 1
+            pending_ids[eid] = seq
+            to_write.append((eid, raw))
+            receipts.append((seq, False))
+            self.log.debug(
+                "event_stored", event_id=env.event_id, account_id=env.aggregate_id, seq=seq
+            )
+        need = max(seq for seq, _dup in receipts)
+        self._waiting.append(_Waiting(identity, request.req_id, receipts, need))
+        return next_seq
+
+    def _on_sync(self, identity: bytes, request: protocol.SyncRequest) -> None:
+        state = self._consumers.touch(request.consumer, time.time())
+        after = state.watermark if request.after is None else request.after
+        events: list[tuple[int, bytes]] = []
+        size = 0
+        pos = min(after, self._durable)
+        while len(events) < request.limit and pos < self._durable and size < PAGE_BYTES:
+            chunk = self._log.read(pos, request.limit - len(events), self._durable)
+            if not chunk:
+                break
+            for seq, env in chunk:
+                pos = seq
+                if seq not in state.above:
+                    events.append((seq, env))
+                    size += len(env)
+                    if size >= PAGE_BYTES:
+                        break
+        end = pos >= self._durable
+        self._reply(
+            identity, protocol.build_events_page(request.req_id, self._durable, pos, end, events)
+        )
+
+    def _reply(self, identity: bytes, frames: list[bytes]) -> None:
+        if not self._router.send_nowait([identity, *frames]):
+            self.log.warning("reply_undeliverable", peer=identity.hex(), kind=frames[1].decode())
+
+    def _dropped(self, socket: str, reason: str) -> None:
+        self.log.warning("frame_dropped", socket=socket, reason=reason[:300])
+
+    # ---- group commit -----------------------------------------------------------
+
+    def _maybe_sync(self) -> None:
+        if self._syncing or self._log.head == self._durable:
+            return
+        self._syncing = True
+        fds = self._log.take_dirty()
+        upto = self._log.head
+        _ = self.start_task(self._sync(fds, upto), name="sync")
+
+    async def _sync(self, fds: list[int], upto: int) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._thread, EventLog.sync_fds, fds)
+        except OSError as exc:
+            # Never retry an fdatasync: the page cache may have dropped the dirty pages.
+            self.log.critical("fsync_failed", error=str(exc))
+            raise
+        self._tell(Synced(upto))
+
+    def _on_synced(self, upto: int) -> None:
+        self._syncing = False
+        self._durable = max(self._durable, upto)
+        self._release_waiting()
+        self._publish_live()
+        self._maybe_sync()
+
+    def _release_waiting(self) -> None:
+        if not self._waiting:
+            return
+        still: list[_Waiting] = []
+        for w in self._waiting:
+            if w.need <= self._durable:
+                self._reply(w.identity, protocol.build_receipts(w.req_id, w.receipts))
+            else:
+                still.append(w)
+        self._waiting = still
+
+    def _publish_live(self) -> None:
+        ready = [item for item in self._unpublished if item[0] <= self._durable]
+        if not ready:
+            return
+        self._unpublished = self._unpublished[len(ready) :]
+        for i in range(0, len(ready), LIVE_CHUNK):
+            self._pub.send_nowait(protocol.build_live_events(ready[i : i + LIVE_CHUNK]))
+
+    # ---- acks, heartbeats, persistence -----------------------------------------
+
+    def _on_acks(self, messages: list[list[bytes]]) -> None:
+        now = time.time()
+        for frames in messages:
+            try:
+                acks = protocol.parse_acks(frames)
+            except protocol.ProtocolError as exc:
+                self._dropped("acks", str(exc))
+                continue
+            self._consumers.ack(acks.consumer, acks.seqs, self._durable, now)
+
+    def _on_tick(self) -> None:
+        now = time.monotonic()
+        if now - self._last_heartbeat >= self._settings.heartbeat_interval:
+            self._last_heartbeat = now
+            self._pub.send_nowait(protocol.build_heartbeat(self._durable))
+        if self._consumers.dirty and not self._persisting:
+            self._persisting = True
+            _ = self.start_task(self._persist(self._consumers.snapshot()), name="persist")
+
+    async def _persist(self, data: bytes) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(
+                self._thread, ConsumerTable.write_atomic, self._consumers_path, data
+            )
+        finally:
+            self._tell(Persisted())
+
+    def _tell(self, message: BrokerMessage) -> None:
+        # Once a stop is requested the mailbox is closed; `stopped` finishes the work instead.
+        if self.ref.alive:
+            self.ref.tell(message)
+
+    async def stopped(self) -> None:
+        # Hand back in-flight work: make appended records durable and confirm them.
+        self._thread.shutdown(wait=True)
+        try:
+            if self._log.head > self._durable:
+                EventLog.sync_fds(self._log.take_dirty())
+                self._durable = self._log.head
+                self._release_waiting()
+                self._publish_live()
+            ConsumerTable.write_atomic(self._consumers_path, self._consumers.snapshot())
+        finally:
+            self._log.close()
+            self._close()
+        self.log.info("broker_stopped", head=self._durable)
+
+    def _close(self) -> None:
+        for sock in self._sockets:
+            sock.close()
+        self._sockets.clear()

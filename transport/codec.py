@@ -1,0 +1,75 @@
+"""msgpack's one home: encode plain values, decode untrusted bytes with strict limits.
+
+`decode` is the first thing that touches bytes from a socket or the log. It
+refuses, with `CodecError` (a ValueError), anything outside these bounds
+before any of it reaches a schema check:
+
+- input larger than `MAX_INPUT` bytes, strings or binaries longer than
+  `MAX_STR`, arrays or maps with more than `MAX_ITEMS` entries;
+- ext types of any kind (including msgpack's Timestamp);
+- map keys that are not strings;
+- nesting deeper than `MAX_DEPTH`;
+- trailing bytes after the value; invalid UTF-8 in strings.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+
+MAX_INPUT = 1024 * 1024
+MAX_STR = 64 * 1024
+MAX_ITEMS = 4096
+MAX_DEPTH = 8
+
+
+class CodecError(ValueError):
+    """The bytes are not a msgpack value within our limits."""
+
+
+def encode(value: Any) -> bytes:
+    """Encode plain values (None, bool, int, str, bytes, list, dict with str keys)."""
+    try:
+        return msgpack.packb(value, use_bin_type=True)  # type: ignore[no-any-return]
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise CodecError(f"cannot encode: {exc}") from None
+
+
+def _refuse_ext(code: int, data: bytes) -> object:
+    raise CodecError(f"ext type {code} is not allowed")
+
+
+def decode(data: bytes, *, max_depth: int = MAX_DEPTH) -> Any:
+    if len(data) > MAX_INPUT:
+        raise CodecError(f"input of {len(data)} bytes exceeds {MAX_INPUT}")
+    try:
+        value = msgpack.unpackb(
+            data,
+            raw=False,
+            strict_map_key=True,
+            use_list=True,
+            ext_hook=_refuse_ext,
+            max_str_len=MAX_STR,
+            max_bin_len=MAX_STR,
+            max_array_len=MAX_ITEMS,
+            max_map_len=MAX_ITEMS,
+            max_ext_len=0,
+        )
+    except CodecError:
+        raise
+    except Exception as exc:  # msgpack raises many types (ExtraData, StackError, FormatError...)
+        raise CodecError(f"not valid msgpack: {type(exc).__name__}: {exc}") from None
+    _check_depth(value, max_depth)
+    return value
+
+
+def _check_depth(value: object, max_depth: int) -> None:
+    stack: list[tuple[object, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, list | dict):
+            if depth >= max_depth:
+                raise CodecError(f"nesting deeper than {max_depth}")
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)

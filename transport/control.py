@@ -1,0 +1,100 @@
+"""A client's control channel to the broker: DEALER requests matched to replies by req_id.
+
+Many requests may be in flight at once; a reader task routes each reply to its
+waiting caller. A request without a reply within its timeout raises
+`BusUnavailable`. After a timeout the socket is replaced (Lazy Pirate): what
+was queued on the old connection is dropped and every other request still in
+flight fails at once with `BusUnavailable`, so callers retry on a fresh
+connection instead of waiting on replies that will never come.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import struct
+
+import structlog
+
+from core.bus import BusUnavailable
+from transport import protocol
+from transport.sockets import Context, Socket, connect_dealer
+
+log = structlog.get_logger()
+_REQ_ID = struct.Struct(">Q")
+
+
+class ControlChannel:
+    def __init__(self, ctx: Context, address: str, *, name: str) -> None:
+        self._ctx = ctx
+        self._address = address
+        self._name = name
+        self._sock: Socket | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._pending: dict[bytes, asyncio.Future[protocol.ControlReply]] = {}
+        self._ids = itertools.count(int.from_bytes(os.urandom(4), "big") << 16)
+
+    def open(self) -> None:
+        self._sock = connect_dealer(self._ctx, self._address)
+        self._reader = asyncio.get_running_loop().create_task(
+            self._read(self._sock), name=f"{self._name}:control-reader"
+        )
+
+    async def close(self) -> None:
+        self._fail_pending("closed")
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    async def request(
+        self, build: protocol.RequestBuilder, timeout: float
+    ) -> protocol.ControlReply:
+        if self._sock is None:
+            raise BusUnavailable("control channel is closed")
+        req_id = _REQ_ID.pack(next(self._ids) & 0xFFFF_FFFF_FFFF_FFFF)
+        future: asyncio.Future[protocol.ControlReply] = asyncio.get_running_loop().create_future()
+        self._pending[req_id] = future
+        try:
+            if not self._sock.send_nowait(build(req_id)):
+                raise BusUnavailable(f"cannot queue a request to the broker at {self._address}")
+            return await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            await self._reset()
+            raise BusUnavailable(
+                f"the broker at {self._address} did not answer within {timeout}s"
+            ) from None
+        finally:
+            self._pending.pop(req_id, None)
+
+    async def _reset(self) -> None:
+        self._fail_pending("connection reset after a timeout")
+        reader = self._reader
+        if reader is not None:
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+        if self._sock is not None:
+            self._sock.close()
+            self.open()
+
+    def _fail_pending(self, reason: str) -> None:
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(BusUnavailable(f"broker request failed: {reason}"))
+        self._pending.clear()
+
+    async def _read(self, sock: Socket) -> None:
+        while True:
+            frames = await sock.recv()
+            try:
+                reply = protocol.parse_reply(frames)
+            except protocol.ProtocolError as exc:
+                log.warning("frame_dropped", socket="control", reason=str(exc))
+                continue
+            future = self._pending.get(reply.req_id)
+            if future is not None and not future.done():
+                future.set_result(reply)
