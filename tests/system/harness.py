@@ -1,0 +1,278 @@
+"""Whole-system harness: a real `fabric up` (through bin/fabric) and clients to what it runs.
+
+- `FabricUp` starts `bin/fabric up` in its own session, waits for DIR/ready,
+  kills children by the pids in DIR/run/*.pid, and on close stops `up` with
+  SIGTERM (it must exit 0), then SIGKILLs whatever a pid file still names, so
+  nothing outlives the test even when `up` itself was SIGKILLed.
+- `rpc` sorts every JSON-RPC call into ok / fail (a definite JSON-RPC error) /
+  info (no usable answer: the call may or may not have happened), as Jepsen does.
+- `namespaces` lists a cluster's Fabric namespaces over the kube API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from tests.support.ports import free_port
+from tests.support.processes import BIN
+from tests.support.wait import wait_until
+
+MANAGED = "app.kubernetes.io/managed-by=fabric"
+
+# Timers compressed for tests; every child inherits them from `fabric up`.
+FAST_ENV = {
+    "FABRIC_RESYNC_SECONDS": "2",
+    "FABRIC_BROKER_HEARTBEAT_SECONDS": "0.2",
+    "FABRIC_BROKER_CONSUMER_TIMEOUT": "2",
+    "FABRIC_RETRY_INITIAL_SECONDS": "0.1",
+    "FABRIC_RETRY_CAP_SECONDS": "1",
+    "FABRIC_UP_RESTART_BACKOFF_MAX": "0.5",
+    "FABRIC_UP_STOP_TIMEOUT": "5",
+    "FABRIC_KUBE_FINALIZE_SECONDS": "0.2",
+    "FABRIC_DELETE_TIMEOUT_SECONDS": "5",
+}
+
+
+class FabricUp:
+    def __init__(self, state_dir: Path, log_dir: Path, clusters: list[str], port: int | None = None) -> None:
+        self.state_dir = state_dir
+        self.log_dir = log_dir
+        self.clusters = clusters
+        self.port = port or free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+        self.runs = 0
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    def start(self, clusters: list[str] | None = None, extra_env: dict[str, str] | None = None) -> None:
+        if clusters is not None:
+            self.clusters = clusters
+        self.runs += 1
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FABRIC_")}
+        env.update(FAST_ENV)
+        env["NO_PROXY"] = "127.0.0.1,localhost"
+        env.update(extra_env or {})
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        with (self.log_dir / f"up-{self.runs}.log").open("ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    str(BIN / "fabric"),
+                    "up",
+                    "--state-dir",
+                    str(self.state_dir),
+                    "--port",
+                    str(self.port),
+                    "--clusters",
+                    ",".join(self.clusters),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                env=env,
+                start_new_session=True,
+            )
+
+    async def wait_ready(self, timeout: float = 90.0) -> None:
+        def ready() -> bool:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise AssertionError(f"fabric up exited with {self.process.returncode}:\n{self.log_tail()}")
+            return (self.state_dir / "ready").exists()
+
+        try:
+            await wait_until(ready, timeout=timeout, interval=0.1, message="fabric up ready")
+        except TimeoutError:
+            raise AssertionError(f"fabric up not ready in {timeout}s:\n{self.log_tail()}")
+
+    def stop(self, timeout: float = 40.0) -> int:
+        """SIGTERM `up` and wait for it; returns its exit code (children must be gone too)."""
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise AssertionError(f"fabric up did not stop within {timeout}s:\n{self.log_tail()}")
+
+    def close(self) -> None:
+        """Whatever happened: `up` and every child it had are gone afterwards."""
+        if self.process is not None and self.process.poll() is None:
+            with contextlib.suppress(AssertionError):
+                self.stop()
+        for pid_file in (self.state_dir / "run").glob("*.pid"):
+            with contextlib.suppress(ValueError, OSError):
+                pid = int(pid_file.read_text().strip())
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, signal.SIGKILL)
+
+    def log_tail(self, chars: int = 8000) -> str:
+        parts = []
+        for path in sorted(self.log_dir.glob("up-*.log")) + sorted((self.state_dir / "logs").glob("*.log")):
+            with contextlib.suppress(OSError):
+                parts.append(f"----- {path.name} -----\n{path.read_text(errors='replace')[-chars:]}")
+        return "\n".join(parts)
+
+    # ---- what it wrote ---------------------------------------------------------------------
+
+    @property
+    def endpoints(self) -> dict[str, Any]:
+        data = json.loads((self.state_dir / "endpoints.json").read_text())
+        assert isinstance(data, dict)
+        return data
+
+    @property
+    def api_url(self) -> str:
+        return str(self.endpoints["api"])
+
+    @property
+    def admin_key(self) -> str:
+        return (self.state_dir / "admin.key").read_text().strip()
+
+    def kubeconfig(self, cluster: str) -> Path:
+        return self.state_dir / "clusters" / f"{cluster}.kubeconfig"
+
+    def kube_token(self, cluster: str) -> str:
+        ports = json.loads((self.state_dir / "ports.json").read_text())
+        return str(ports["kubes"][cluster]["token"])
+
+    def pid(self, child: str) -> int | None:
+        try:
+            return int((self.state_dir / "run" / f"{child}.pid").read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    async def kill(self, child: str) -> int:
+        """SIGKILL the child's current process (waiting for it to exist); returns the pid."""
+        pid: int = await wait_until(lambda: self.pid(child) or 0, timeout=30, message=f"{child} pid")
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        return pid
+
+
+# ---- JSON-RPC with Jepsen-style outcomes -----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    kind: str  # "ok" | "fail" | "info"
+    result: Any = None
+    code: int | None = None
+    detail: str = ""
+
+
+async def rpc(
+    session: aiohttp.ClientSession,
+    url: str,
+    key: str,
+    method: str,
+    params: dict[str, Any],
+    timeout: float = 10.0,
+) -> Outcome:
+    body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": params}
+    try:
+        async with session.post(
+            f"{url}/rpc",
+            json=body,
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=aiohttp.ClientTimeout(total=timeout),
+        ) as resp:
+            text = await resp.text()
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        return Outcome("info", detail=f"{type(exc).__name__}: {exc}")
+    try:
+        reply = json.loads(text)
+    except ValueError:
+        return Outcome("info", detail=f"not JSON: {text[:200]!r}")
+    if "error" in reply:
+        code = int(reply["error"]["code"])
+        # An internal error says nothing about whether the write happened.
+        kind = "info" if code == -32603 else "fail"
+        return Outcome(kind, code=code, detail=str(reply["error"].get("message")))
+    return Outcome("ok", result=reply["result"])
+
+
+async def call_ok(up: FabricUp, method: str, params: dict[str, Any]) -> Any:
+    async with aiohttp.ClientSession(trust_env=False) as session:
+        out = await rpc(session, up.api_url, up.admin_key, method, params)
+    assert out.kind == "ok", f"{method} {params}: {out}"
+    return out.result
+
+
+async def list_accounts(up: FabricUp) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        params: dict[str, Any] = {"limit": 500}
+        if cursor:
+            params["cursor"] = cursor
+        page = await call_ok(up, "account.list", params)
+        items.extend(page["items"])
+        cursor = page["next_cursor"]
+        if not cursor:
+            return items
+
+
+async def namespaces(up: FabricUp, cluster: str) -> list[str]:
+    """Names of the namespaces Fabric manages in the cluster, read from its kube API."""
+    api = up.endpoints["clusters"][cluster]["api"]
+    async with (
+        aiohttp.ClientSession(trust_env=False) as session,
+        session.get(
+            f"{api}/api/v1/namespaces",
+            params={"labelSelector": MANAGED},
+            headers={"Authorization": f"Bearer {up.kube_token(cluster)}"},
+            timeout=aiohttp.ClientTimeout(total=5),
+        ) as resp,
+    ):
+        assert resp.status == 200, await resp.text()
+        data = await resp.json()
+    return sorted(item["metadata"]["name"] for item in data["items"])
+
+
+async def kubectl_namespaces(up: FabricUp, cluster: str) -> list[str]:
+    kubectl = Path(os.environ.get("VIRTUAL_ENV", BIN.parent / ".venv")) / "bin" / "kubectl"
+    if not kubectl.exists():
+        kubectl = BIN.parent / ".venv" / "bin" / "kubectl"
+    proc = await asyncio.create_subprocess_exec(
+        str(kubectl),
+        "--kubeconfig",
+        str(up.kubeconfig(cluster)),
+        "get",
+        "namespaces",
+        "-l",
+        MANAGED,
+        "-o",
+        "json",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "NO_PROXY": "127.0.0.1,localhost"},
+    )
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    return sorted(item["metadata"]["name"] for item in json.loads(out)["items"])
+
+
+def monotonic() -> float:
+    return time.monotonic()
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[object]], *, timeout: float, message: str, interval: float = 0.1
+) -> None:
+    """wait_until for probes whose value does not matter (they assert, or return truthy)."""
+    value: object = await wait_until(probe, timeout=timeout, interval=interval, message=message)
+    del value
