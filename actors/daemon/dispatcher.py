@@ -313,4 +313,5 @@ class ClusterDaemon(Actor[DaemonMessage]):
                 if owner == rec.account_id and not is_terminating(found):
                     remove += 1
                     self._enqueue(ResyncWork(rec))
-        self.log.info("resync_completed", listed=len(present), recreate=recreate, remove=remove)
+        report = self.log.info if recreate or remove else self.log.debug
+        report("resync_completed", listed=len(present), recreate=recreate, remove=remove)

@@ -1,0 +1,174 @@
+"""An in-memory `core.tenancy.ClusterApi` with Kubernetes-like semantics and fault injection.
+
+Objects are JSON dicts keyed by (kind, namespace, name); every write bumps one
+resourceVersion counter; a namespace gets a fresh uid on each create. Deleting
+a namespace marks it terminating; it (and everything in it) disappears after
+`finalize_after_reads` further reads of it, like the namespace controller.
+Faults are queued per operation: `fail("create", TemporaryKubeError(...))`
+fails the next create; `lose_response("create")` applies the next create and
+then raises a temporary error, as when the answer is lost on the wire.
+"""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from collections import Counter, defaultdict, deque
+
+from core.tenancy import (
+    AlreadyExists,
+    KubeError,
+    KubeObject,
+    ObjectRef,
+    TemporaryKubeError,
+    ref_of,
+)
+
+Key = tuple[str, str | None, str]
+
+
+class FakeCluster:
+    def __init__(self, *, finalize_after_reads: int = 1) -> None:
+        self.objects: dict[Key, KubeObject] = {}
+        self.calls: Counter[str] = Counter()
+        self.finalize_after_reads = finalize_after_reads
+        self._rv = 0
+        self._faults: dict[str, deque[KubeError]] = defaultdict(deque)
+        self._lost: Counter[str] = Counter()
+        self._terminating: dict[str, int] = {}
+
+    # fault injection -----------------------------------------------------------------
+    def fail(self, op: str, error: KubeError, times: int = 1) -> None:
+        for _ in range(times):
+            self._faults[op].append(error)
+
+    def lose_response(self, op: str, times: int = 1) -> None:
+        self._lost[op] += times
+
+    # test-side helpers ---------------------------------------------------------------
+    def namespace(self, name: str) -> KubeObject | None:
+        return self.objects.get(("Namespace", None, name))
+
+    def put_namespace(self, name: str, labels: dict[str, str] | None = None) -> KubeObject:
+        """Create a namespace by hand (as an operator would), bypassing faults."""
+        obj: KubeObject = {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": name, "labels": dict(labels or {})},
+        }
+        return self._store(("Namespace", None, name), obj, new=True)
+
+    def remove_by_hand(self, name: str) -> None:
+        """`kubectl delete ns` that completes at once: the namespace and its content go."""
+        self._purge(name)
+
+    def children(self, namespace: str) -> list[KubeObject]:
+        return [o for (_, ns, _), o in self.objects.items() if ns == namespace]
+
+    # ClusterApi ----------------------------------------------------------------------
+    async def create(self, obj: KubeObject) -> KubeObject:
+        self._fault("create")
+        ref = ref_of(obj)
+        key = (ref.kind, ref.namespace, ref.name)
+        if ref.namespace is not None:
+            ns = self.objects.get(("Namespace", None, ref.namespace))
+            if ns is None:
+                raise TemporaryKubeError(f"404 NotFound: namespaces {ref.namespace!r} not found")
+            if ref.namespace in self._terminating:
+                raise TemporaryKubeError("403 Forbidden: namespace is being terminated")
+        if key in self.objects:
+            if ref.kind == "Namespace" and ref.name in self._terminating:
+                raise TemporaryKubeError("409 AlreadyExists: object is being deleted")
+            raise AlreadyExists(f"409 AlreadyExists: {ref.kind} {ref.name} already exists")
+        stored = self._store(key, copy.deepcopy(obj), new=True)
+        self._maybe_lose("create")
+        return copy.deepcopy(stored)
+
+    async def read(self, ref: ObjectRef) -> KubeObject | None:
+        self._fault("read")
+        if ref.kind == "Namespace" and ref.name in self._terminating:
+            self._terminating[ref.name] -= 1
+            if self._terminating[ref.name] < 0:
+                self._purge(ref.name)
+        obj = self.objects.get((ref.kind, ref.namespace, ref.name))
+        return copy.deepcopy(obj) if obj is not None else None
+
+    async def patch(self, obj: KubeObject) -> KubeObject:
+        self._fault("patch")
+        ref = ref_of(obj)
+        key = (ref.kind, ref.namespace, ref.name)
+        current = self.objects.get(key)
+        if current is None:
+            raise TemporaryKubeError(f"404 NotFound: {ref.kind} {ref.name}")
+        merged = _merge(current, copy.deepcopy(obj))
+        stored = self._store(key, merged, new=False)
+        self._maybe_lose("patch")
+        return copy.deepcopy(stored)
+
+    async def delete(self, ref: ObjectRef) -> None:
+        self._fault("delete")
+        key = (ref.kind, ref.namespace, ref.name)
+        obj = self.objects.get(key)
+        if obj is None:
+            return
+        if ref.kind == "Namespace":
+            if ref.name not in self._terminating:
+                self._terminating[ref.name] = self.finalize_after_reads
+                obj["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+                obj["status"] = {"phase": "Terminating"}
+                self._bump(obj)
+        else:
+            del self.objects[key]
+
+    async def list_namespaces(self, label_selector: str) -> list[KubeObject]:
+        self._fault("list")
+        key, _, value = label_selector.partition("=")
+        return [
+            copy.deepcopy(o)
+            for (kind, _, _), o in self.objects.items()
+            if kind == "Namespace" and o["metadata"].get("labels", {}).get(key) == value
+        ]
+
+    # internals -----------------------------------------------------------------------
+    def _fault(self, op: str) -> None:
+        self.calls[op] += 1
+        queue = self._faults.get(op)
+        if queue:
+            raise queue.popleft()
+
+    def _maybe_lose(self, op: str) -> None:
+        if self._lost[op] > 0:
+            self._lost[op] -= 1
+            raise TemporaryKubeError(f"{op} timed out (response lost after the write)")
+
+    def _store(self, key: Key, obj: KubeObject, *, new: bool) -> KubeObject:
+        meta = obj.setdefault("metadata", {})
+        if new:
+            meta["uid"] = str(uuid.uuid4())
+            if obj["kind"] == "Namespace":
+                obj["status"] = {"phase": "Active"}
+        self._bump(obj)
+        self.objects[key] = obj
+        return obj
+
+    def _bump(self, obj: KubeObject) -> None:
+        self._rv += 1
+        obj["metadata"]["resourceVersion"] = str(self._rv)
+
+    def _purge(self, name: str) -> None:
+        self._terminating.pop(name, None)
+        for key in [k for k in self.objects if k[1] == name or k == ("Namespace", None, name)]:
+            del self.objects[key]
+
+
+def _merge(current: KubeObject, patch: KubeObject) -> KubeObject:
+    """RFC 7386 merge patch: maps merge, everything else replaces."""
+    result = dict(current)
+    for k, v in patch.items():
+        if isinstance(v, dict) and isinstance(result.get(k), dict):
+            result[k] = _merge(result[k], v)
+        elif v is None:
+            result.pop(k, None)
+        else:
+            result[k] = v
+    return result

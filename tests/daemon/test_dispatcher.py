@@ -1,0 +1,221 @@
+"""The daemon actor end to end in one process: in-memory bus, in-memory cluster, real actor system."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from actors.daemon.dispatcher import ClusterDaemon, DaemonPorts
+from actors.daemon.settings import DaemonSettings
+from actors.runtime import ActorSystem
+from core.envelope import Envelope
+from core.events import (
+    AccountCreated,
+    AccountDeleted,
+    DomainEvent,
+    NamespaceProvisioned,
+    NamespaceProvisionFailed,
+    from_envelope,
+    to_envelope,
+)
+from core.tenancy import PermanentKubeError, TemporaryKubeError, TenancyPolicy
+from tests.daemon.fake_cluster import FakeCluster
+from tests.support.fake_bus import FakeBus
+from tests.support.wait import wait_until
+from transport.client import BrokerEndpoints
+
+POLICY = TenancyPolicy()
+
+
+def settings(state_dir: Path, *, resync: float = 3600.0) -> DaemonSettings:
+    return DaemonSettings(
+        cluster="east",
+        kubeconfig=None,
+        broker=BrokerEndpoints.parse("tcp://127.0.0.1:1,tcp://127.0.0.1:2,tcp://127.0.0.1:3"),
+        state_dir=state_dir,
+        resync_seconds=resync,
+        policy=POLICY,
+        backoff_initial=0.005,
+        backoff_cap=0.02,
+        delete_timeout=2.0,
+    )
+
+
+def created(n: int) -> Envelope:
+    acc = f"00000000-0000-4000-8000-{n:012d}"
+    event = AccountCreated(acc, f"team{n}", f"Team {n}", "o@example.com", f"acc-team{n}", "t")
+    return to_envelope(event, correlation_id=f"req-{n}")
+
+
+def deleted(n: int) -> Envelope:
+    acc = f"00000000-0000-4000-8000-{n:012d}"
+    return to_envelope(AccountDeleted(acc, f"team{n}", f"acc-team{n}", "t"), correlation_id="del")
+
+
+def all_acked(bus: FakeBus) -> bool:
+    """Every event in the log is acked (the daemon also consumes and acks its own reports)."""
+    return bool(bus.log) and bus.acked_seq("cluster:east") == len(bus.log)
+
+
+def outcomes(bus: FakeBus, kind: type[DomainEvent]) -> list[DomainEvent]:
+    return [e for e in (from_envelope(env) for env in bus.log) if isinstance(e, kind)]
+
+
+@asynccontextmanager
+async def running(
+    bus: FakeBus, cluster: FakeCluster, cfg: DaemonSettings, *, lose_acks: bool = False
+) -> AsyncIterator[ActorSystem]:
+    @asynccontextmanager
+    async def ports() -> AsyncIterator[DaemonPorts]:
+        sub = bus.subscribe(cfg.consumer)
+        if lose_acks:
+            async def no_ack(seq: int) -> None:
+                return None
+
+            sub.ack = no_ack  # type: ignore[method-assign]
+        yield DaemonPorts(sub, bus, cluster)
+
+    async with ActorSystem(stop_timeout=5.0) as system:
+        system.spawn(lambda: ClusterDaemon(cfg, ports), name="daemon")
+        yield system
+
+
+async def test_an_account_created_event_provisions_reports_and_acks(tmp_path: Path) -> None:
+    bus, cluster = FakeBus(), FakeCluster()
+    await bus.publish([created(1)])
+    async with running(bus, cluster, settings(tmp_path)):
+        await wait_until(lambda: all_acked(bus), message="event acked")
+    ns = cluster.namespace("acc-team1")
+    assert ns is not None
+    [report] = outcomes(bus, NamespaceProvisioned)
+    assert isinstance(report, NamespaceProvisioned)
+    assert report.cluster == "east"
+    assert report.namespace == "acc-team1"
+    assert report.uid == ns["metadata"]["uid"]
+    assert bus.log[-1].correlation_id == "req-1"
+
+
+async def test_temporary_errors_are_retried_without_blocking_other_accounts(tmp_path: Path) -> None:
+    bus, cluster = FakeBus(), FakeCluster()
+    cluster.fail("create", TemporaryKubeError("500 InternalError"), times=5)
+    await bus.publish([created(1)])
+    async with running(bus, cluster, settings(tmp_path)):
+        await wait_until(lambda: all_acked(bus), message="first acked")
+        assert cluster.calls["create"] >= 6
+        await bus.publish([created(2), created(3)])
+        await wait_until(lambda: all_acked(bus), message="all acked")
+    assert len(outcomes(bus, NamespaceProvisioned)) == 3
+
+
+async def test_a_stuck_account_does_not_hold_up_another(tmp_path: Path) -> None:
+    bus, cluster = FakeBus(), FakeCluster()
+    cluster.put_namespace("acc-team1", {})  # foreign: not a temporary error, refused at once
+    cluster.fail("read", TemporaryKubeError("503"), times=1000)
+    await bus.publish([created(1), created(2)])
+    async with running(bus, cluster, settings(tmp_path)):
+        await wait_until(
+            lambda: outcomes(bus, NamespaceProvisioned), message="account 2 provisioned"
+        )
+        assert bus.acked_seq("cluster:east") == 0  # account 1 still retrying: seq 1 unacked
+
+
+async def test_a_permanent_error_reports_failure_with_the_reason_and_acks(tmp_path: Path) -> None:
+    bus, cluster = FakeBus(), FakeCluster()
+    cluster.fail("create", PermanentKubeError("403 Forbidden: namespaces is forbidden"))
+    await bus.publish([created(1)])
+    async with running(bus, cluster, settings(tmp_path)):
+        await wait_until(lambda: all_acked(bus), message="acked")
+    [failed] = outcomes(bus, NamespaceProvisionFailed)
+    assert isinstance(failed, NamespaceProvisionFailed)
+    assert failed.reason == "403 Forbidden: namespaces is forbidden"
+    assert cluster.namespace("acc-team1") is None
+
+
+async def test_deletion_removes_the_namespace_then_reports_and_acks(tmp_path: Path) -> None:
+    bus, cluster = FakeBus(), FakeCluster(finalize_after_reads=3)
+    await bus.publish([created(1), deleted(1)])
+    async with running(bus, cluster, settings(tmp_path)):
+        await wait_until(lambda: all_acked(bus), message="both acked")
+    assert cluster.namespace("acc-team1") is None
+    assert [e.type for e in bus.log[2:]] == ["namespace.provisioned", "namespace.deleted"]
+
+
+async def test_an_old_create_redelivered_after_the_deletion_has_no_effect(tmp_path: Path) -> None:
+    events = [created(1), deleted(1)]
+    bus, cluster = FakeBus(), FakeCluster()
+    await bus.publish(events)
+    async with running(bus, cluster, settings(tmp_path)):
+        await wait_until(lambda: all_acked(bus), message="both acked")
+    creates = cluster.calls["create"]
+    replay = FakeBus()  # a broker that lost its acks: everything comes again
+    await replay.publish(events)
+    async with running(replay, cluster, settings(tmp_path)):
+        await wait_until(lambda: all_acked(replay), message="replay acked")
+    assert cluster.calls["create"] == creates
+    assert [e.type for e in replay.log[2:]] == ["namespace.deleted"]
+
+
+async def test_a_lost_ack_means_a_harmless_redo_with_one_namespace_and_one_report(
+    tmp_path: Path,
+) -> None:
+    bus, cluster = FakeBus(), FakeCluster()
+    await bus.publish([created(1)])
+    async with running(bus, cluster, settings(tmp_path), lose_acks=True):
+        await wait_until(lambda: len(bus.log) == 2, message="outcome published")
+    uid = cluster.namespace("acc-team1")["metadata"]["uid"]  # type: ignore[index]
+    async with running(bus, cluster, settings(tmp_path)):
+        await wait_until(lambda: all_acked(bus), message="redo acked")
+    assert cluster.namespace("acc-team1")["metadata"]["uid"] == uid  # type: ignore[index]
+    assert len(outcomes(bus, NamespaceProvisioned)) == 1
+
+
+async def test_malformed_and_foreign_events_are_acked_and_ignored(tmp_path: Path) -> None:
+    bus, cluster = FakeBus(), FakeCluster()
+    bad = created(1)
+    garbage = Envelope(bad.event_id, "account.created", 1, bad.aggregate_id, bad.occurred_at,
+                       "c", {"account_id": bad.aggregate_id})
+    other = to_envelope(
+        NamespaceProvisioned("a", "west", "acc-a", "u", "1"), correlation_id="c"
+    )
+    await bus.publish([garbage, other, created(2)])
+    async with running(bus, cluster, settings(tmp_path)):
+        await wait_until(lambda: all_acked(bus), message="all acked")
+    assert cluster.namespace("acc-team2") is not None
+
+
+async def test_resync_recreates_a_namespace_deleted_by_hand_and_removes_a_deleted_accounts(
+    tmp_path: Path,
+) -> None:
+    bus, cluster = FakeBus(), FakeCluster()
+    await bus.publish([created(1), created(2), deleted(2)])
+    async with running(bus, cluster, settings(tmp_path, resync=0.05)):
+        await wait_until(lambda: all_acked(bus), message="acked")
+        first_uid = cluster.namespace("acc-team1")["metadata"]["uid"]  # type: ignore[index]
+        cluster.remove_by_hand("acc-team1")
+        cluster.put_namespace(
+            "acc-team2",
+            {POLICY.managed_by_label: "fabric", POLICY.account_label: created(2).aggregate_id},
+        )
+        await wait_until(
+            lambda: cluster.namespace("acc-team1") is not None
+            and cluster.namespace("acc-team2") is None,
+            message="drift repaired",
+        )
+        await wait_until(
+            lambda: len(outcomes(bus, NamespaceProvisioned)) == 3, message="re-creation reported"
+        )
+    new = outcomes(bus, NamespaceProvisioned)[-1]
+    assert isinstance(new, NamespaceProvisioned)
+    assert new.uid != first_uid
+    assert len(cluster.children("acc-team1")) == 6
+
+
+async def test_the_desired_set_survives_a_restart(tmp_path: Path) -> None:
+    bus, cluster = FakeBus(), FakeCluster()
+    await bus.publish([created(1)])
+    async with running(bus, cluster, settings(tmp_path)):
+        await wait_until(lambda: all_acked(bus), message="acked")
+    cluster.remove_by_hand("acc-team1")
+    async with running(bus, cluster, settings(tmp_path, resync=0.05)):
+        await wait_until(lambda: cluster.namespace("acc-team1") is not None, message="recreated")

@@ -1,0 +1,171 @@
+"""The reconciler against an in-memory cluster: idempotent create, ownership, deletion."""
+
+from __future__ import annotations
+
+import pytest
+
+from actors.daemon.reconcile import DeleteWait, Provisioned, Reconciler, Refused, Removed
+from core.tenancy import (
+    ObjectRef,
+    PermanentKubeError,
+    TemporaryKubeError,
+    TenancyPolicy,
+    Tenant,
+    desired_children,
+)
+from tests.daemon.fake_cluster import FakeCluster
+
+POLICY = TenancyPolicy()
+ACC = "0b7a3c38-6f1e-4b0a-9a55-2f7d5d0b9a11"
+OTHER = "9d3c1f2e-1a2b-4c3d-8e9f-001122334455"
+TENANT = Tenant(ACC, "acme", "acc-acme", "Acme Inc.")
+OURS = {POLICY.managed_by_label: POLICY.managed_by_value, POLICY.account_label: ACC}
+
+
+def reconciler(cluster: FakeCluster) -> Reconciler:
+    return Reconciler(cluster, POLICY, delete_wait=DeleteWait(initial=0.001, cap=0.01, timeout=1.0))
+
+
+async def test_ensure_creates_the_labelled_namespace_and_every_policy_object() -> None:
+    cluster = FakeCluster()
+    outcome = await reconciler(cluster).ensure(TENANT)
+    assert isinstance(outcome, Provisioned)
+    assert outcome.created
+    ns = cluster.namespace("acc-acme")
+    assert ns is not None
+    assert outcome.uid == ns["metadata"]["uid"]
+    labels = ns["metadata"]["labels"]
+    assert labels[POLICY.account_label] == ACC
+    assert labels[POLICY.managed_by_label] == "fabric"
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    assert ns["metadata"]["annotations"]["fabric.dev/account-name"] == "Acme Inc."
+    kinds = sorted((o["kind"], o["metadata"]["name"]) for o in cluster.children("acc-acme"))
+    assert kinds == [
+        ("LimitRange", "tenant-defaults"),
+        ("NetworkPolicy", "allow-dns"),
+        ("NetworkPolicy", "allow-same-namespace"),
+        ("NetworkPolicy", "default-deny"),
+        ("ResourceQuota", "tenant-quota"),
+        ("RoleBinding", "tenant-admin"),
+    ]
+
+
+async def test_ensure_twice_is_idempotent_and_restores_drifted_labels() -> None:
+    cluster = FakeCluster()
+    r = reconciler(cluster)
+    first = await r.ensure(TENANT)
+    ns = cluster.namespace("acc-acme")
+    assert ns is not None
+    ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] = "privileged"
+    quota = next(o for o in cluster.children("acc-acme") if o["kind"] == "ResourceQuota")
+    quota["spec"]["hard"]["pods"] = "9999"
+    second = await r.ensure(TENANT)
+    assert isinstance(first, Provisioned)
+    assert isinstance(second, Provisioned)
+    assert second.uid == first.uid
+    assert not second.created
+    assert cluster.namespace("acc-acme")["metadata"]["labels"][  # type: ignore[index]
+        "pod-security.kubernetes.io/enforce"
+    ] == "restricted"
+    quota = next(o for o in cluster.children("acc-acme") if o["kind"] == "ResourceQuota")
+    assert quota["spec"]["hard"]["pods"] == POLICY.quota["pods"]
+    assert len(cluster.children("acc-acme")) == len(desired_children(TENANT, POLICY))
+
+
+async def test_a_create_whose_response_was_lost_succeeds_on_retry_without_a_duplicate() -> None:
+    cluster = FakeCluster()
+    cluster.lose_response("create")
+    r = reconciler(cluster)
+    with pytest.raises(TemporaryKubeError):
+        await r.ensure(TENANT)
+    uid = cluster.namespace("acc-acme")["metadata"]["uid"]  # type: ignore[index]
+    outcome = await r.ensure(TENANT)
+    assert isinstance(outcome, Provisioned)
+    assert outcome.uid == uid
+    assert not outcome.created
+
+
+@pytest.mark.parametrize(
+    ("labels", "words"),
+    [
+        ({}, "without label"),
+        ({POLICY.managed_by_label: "someone-else"}, "without label"),
+        ({POLICY.managed_by_label: "fabric", POLICY.account_label: OTHER}, OTHER),
+    ],
+)
+async def test_a_foreign_namespace_is_refused_and_left_untouched(
+    labels: dict[str, str], words: str
+) -> None:
+    cluster = FakeCluster()
+    before = cluster.put_namespace("acc-acme", labels)
+    rv = before["metadata"]["resourceVersion"]
+    outcome = await reconciler(cluster).ensure(TENANT)
+    assert isinstance(outcome, Refused)
+    assert words in outcome.reason
+    assert "acc-acme" in outcome.reason
+    after = cluster.namespace("acc-acme")
+    assert after is not None
+    assert after["metadata"]["resourceVersion"] == rv
+    assert cluster.children("acc-acme") == []
+
+
+@pytest.mark.parametrize(
+    "tenant",
+    [
+        Tenant(ACC, "system", "kube-system", "x"),
+        Tenant(ACC, "kube-x", "acc-kube-x", "x"),
+        Tenant(ACC, "acme", "acc-other", "x"),
+        Tenant(ACC, "Bad_Name", "acc-Bad_Name", "x"),
+        Tenant("not a label value!", "acme", "acc-acme", "x"),
+    ],
+)
+async def test_bad_names_are_refused_before_touching_the_cluster(tenant: Tenant) -> None:
+    cluster = FakeCluster()
+    r = reconciler(cluster)
+    assert isinstance(await r.ensure(tenant), Refused)
+    assert isinstance(await r.remove(tenant), Refused)
+    assert sum(cluster.calls.values()) == 0
+
+
+async def test_a_permanent_error_becomes_a_refusal_with_the_kubernetes_reason() -> None:
+    cluster = FakeCluster()
+    cluster.fail("create", PermanentKubeError("403 Forbidden: namespaces is forbidden"))
+    outcome = await reconciler(cluster).ensure(TENANT)
+    assert outcome == Refused("403 Forbidden: namespaces is forbidden")
+
+
+async def test_a_namespace_being_deleted_is_a_temporary_error_for_ensure() -> None:
+    cluster = FakeCluster(finalize_after_reads=100)
+    r = reconciler(cluster)
+    await r.ensure(TENANT)
+    await cluster.delete(ObjectRef("Namespace", "acc-acme"))
+    with pytest.raises(TemporaryKubeError, match="being deleted"):
+        await r.ensure(TENANT)
+
+
+async def test_remove_deletes_our_namespace_and_waits_until_it_is_gone() -> None:
+    cluster = FakeCluster(finalize_after_reads=3)
+    r = reconciler(cluster)
+    await r.ensure(TENANT)
+    outcome = await r.remove(TENANT)
+    assert outcome == Removed(existed=True)
+    assert cluster.namespace("acc-acme") is None
+    assert cluster.children("acc-acme") == []
+    assert await r.remove(TENANT) == Removed(existed=False)
+
+
+async def test_remove_leaves_a_namespace_of_another_account_alone() -> None:
+    cluster = FakeCluster()
+    cluster.put_namespace("acc-acme", {**OURS, POLICY.account_label: OTHER})
+    outcome = await reconciler(cluster).remove(TENANT)
+    assert outcome == Removed(existed=False)
+    assert cluster.namespace("acc-acme") is not None
+    assert cluster.calls["delete"] == 0
+
+
+async def test_remove_that_outlasts_its_wait_is_temporary() -> None:
+    cluster = FakeCluster(finalize_after_reads=10_000)
+    r = Reconciler(cluster, POLICY, delete_wait=DeleteWait(initial=0.001, cap=0.002, timeout=0.05))
+    await r.ensure(TENANT)
+    with pytest.raises(TemporaryKubeError, match="still terminating"):
+        await r.remove(TENANT)
