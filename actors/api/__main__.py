@@ -1,0 +1,5 @@
+"""`python -m actors.api` is `bin/api`."""
+
+from actors.api.main import main
+
+main()

@@ -1,0 +1,118 @@
+"""Wiring of the API process: which actors exist, in what order, with what settings.
+
+`start_api(system, settings, connector)` spawns, in order: cache, legacy,
+cluster directory, domain, event driver, outbox relay, HTTP. The system stops
+them in reverse, so the HTTP server stops taking requests first and the
+stores close last. The main and the in-process tests both use it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from actors.api.auth import KeyRing
+from actors.api.bus import BusConnector
+from actors.api.cache import CacheActor, CacheMessage, PingCache
+from actors.api.clusters import ClusterDirectoryActor, DirectoryMessage, GetDirectory
+from actors.api.cursors import CursorCodec
+from actors.api.domain import DomainActor, DomainMessage
+from actors.api.driver import DriverMessage, EventDriverActor
+from actors.api.http import GetAddress, HttpActor, HttpMessage, build_app
+from actors.api.jsonrpc import Dispatcher
+from actors.api.methods import Deps, build_table
+from actors.api.metrics import ApiMetrics
+from actors.api.relay import OutboxRelayActor, RelayMessage, RelaySettings
+from actors.legacy.actor import LegacyActor, LegacyMessage, PingLegacy
+from actors.runtime import ActorRef, ActorSystem, RestartPolicy
+
+CACHE_FILE = "cache.sqlite3"
+
+
+@dataclass(frozen=True, slots=True)
+class ApiSettings:
+    legacy_dsn: str
+    state_dir: Path
+    admin_key: str
+    host: str = "127.0.0.1"
+    port: int = 8080
+    relay: RelaySettings = field(default_factory=RelaySettings)
+    directory_interval: float = 2.0
+    rpc_timeout: float = 10.0
+    legacy_timeout: float = 5.0
+    max_batch: int = 100
+    relay_enabled: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ApiHandles:
+    http: ActorRef[HttpMessage]
+    domain: ActorRef[DomainMessage]
+    cache: ActorRef[CacheMessage]
+    legacy: ActorRef[LegacyMessage]
+    directory: ActorRef[DirectoryMessage]
+    driver: ActorRef[DriverMessage]
+    relay: ActorRef[RelayMessage] | None
+    metrics: ApiMetrics
+
+    async def address(self) -> tuple[str, int]:
+        return await self.http.ask(GetAddress())
+
+    async def url(self) -> str:
+        host, port = await self.address()
+        return f"http://{host}:{port}"
+
+
+async def start_api(system: ActorSystem, settings: ApiSettings, connector: BusConnector) -> ApiHandles:
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    metrics = ApiMetrics()
+    keys = KeyRing([settings.admin_key])
+    # Stores are restarted a few times quickly; past the budget the process exits non-zero.
+    policy = RestartPolicy(max_restarts=10, window=30.0, backoff_initial=0.1, backoff_max=2.0)
+    cache = system.spawn(lambda: CacheActor(settings.state_dir / CACHE_FILE), name="cache", policy=policy)
+    legacy = system.spawn(
+        lambda: LegacyActor(settings.legacy_dsn, timeout=settings.legacy_timeout), name="legacy",
+        policy=policy,
+    )
+    directory = system.spawn(
+        lambda: ClusterDirectoryActor(connector, metrics, interval=settings.directory_interval),
+        name="directory", policy=policy,
+    )
+    domain = system.spawn(
+        lambda: DomainActor(legacy, cache, timeout=settings.rpc_timeout), name="domain", policy=policy
+    )
+    driver = system.spawn(
+        lambda: EventDriverActor(connector, cache, metrics, backoff_max=settings.relay.backoff_max),
+        name="event-driver", policy=policy,
+    )
+    relay = None
+    if settings.relay_enabled:
+        relay = system.spawn(
+            lambda: OutboxRelayActor(settings.legacy_dsn, connector, metrics, settings.relay),
+            name="outbox-relay", policy=policy,
+        )
+    deps = Deps(domain, cache, directory, CursorCodec(keys.secret("cursor")), settings.rpc_timeout)
+    dispatcher = Dispatcher(build_table(deps), max_batch=settings.max_batch, observe=metrics.observe)
+
+    async def readiness() -> dict[str, str]:
+        checks: dict[str, str] = {}
+        for name, probe in (("legacy", legacy.ask(PingLegacy(), timeout=2.0)),
+                            ("cache", cache.ask(PingCache(), timeout=2.0))):
+            try:
+                await probe
+                checks[name] = "ok"
+            except Exception as exc:
+                checks[name] = f"down: {type(exc).__name__}"
+        try:
+            d = await directory.ask(GetDirectory(), timeout=2.0)
+            checks["broker"] = "ok" if d.reachable else "down: not answering"
+        except Exception as exc:
+            checks["broker"] = f"down: {type(exc).__name__}"
+        return checks
+
+    http = system.spawn(
+        lambda: HttpActor(lambda: build_app(dispatcher, keys, metrics, readiness),
+                          settings.host, settings.port),
+        name="http", policy=policy,
+    )
+    return ApiHandles(http, domain, cache, legacy, directory, driver, relay, metrics)

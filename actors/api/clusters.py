@@ -1,0 +1,102 @@
+"""The cluster directory actor: remembers what the bus last said about its durable consumers.
+
+A background task polls the bus's consumer directory every `interval`
+seconds. Reads get the last good answer, so a short broker outage does not
+break `account.get` or `cluster.list`; `reachable` turns false when a poll
+fails (what /readyz reports as `broker`). Consumers named `cluster:NAME` are
+the clusters; the `cache` consumer's lag is the cache's lag.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from actors.api.bus import BusConnector
+from actors.api.metrics import ApiMetrics
+from actors.runtime import Actor, Request
+from core.bus import ConsumerInfo
+
+CLUSTER_PREFIX = "cluster:"
+CACHE_CONSUMER = "cache"
+
+
+@dataclass(frozen=True, slots=True)
+class Directory:
+    consumers: tuple[ConsumerInfo, ...] = ()
+    reachable: bool = False
+    answered: bool = False  # at least one answer since start
+
+    @property
+    def clusters(self) -> list[ConsumerInfo]:
+        return [c for c in self.consumers if c.name.startswith(CLUSTER_PREFIX)]
+
+    def cluster_names(self) -> list[str]:
+        return [c.name[len(CLUSTER_PREFIX) :] for c in self.clusters]
+
+    def online(self) -> list[str]:
+        return [c.name[len(CLUSTER_PREFIX) :] for c in self.clusters if c.online]
+
+
+@dataclass(frozen=True, slots=True)
+class GetDirectory(Request[Directory]):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class _Answered:
+    consumers: tuple[ConsumerInfo, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Failed:
+    error: str = field(default="")
+
+
+DirectoryMessage = GetDirectory | _Answered | _Failed
+
+
+class ClusterDirectoryActor(Actor[DirectoryMessage]):
+    def __init__(
+        self, connector: BusConnector, metrics: ApiMetrics, *, interval: float = 2.0
+    ) -> None:
+        self._connector = connector
+        self._metrics = metrics
+        self._interval = interval
+        self._state = Directory()
+
+    async def started(self) -> None:
+        self._task = self.start_task(self._poll(), name="poll")
+
+    async def receive(self, message: DirectoryMessage) -> object:
+        match message:
+            case GetDirectory():
+                return self._state
+            case _Answered(consumers):
+                if not self._state.reachable:
+                    self.log.info("broker_directory_reached", consumers=len(consumers))
+                self._state = Directory(consumers, reachable=True, answered=True)
+                for c in consumers:
+                    if c.name == CACHE_CONSUMER:
+                        self._metrics.cache_lag.set(c.lag)
+                return None
+            case _Failed(error):
+                if self._state.reachable or not self._state.answered:
+                    self.log.warning("broker_directory_failed", error=error)
+                self._state = Directory(self._state.consumers, reachable=False,
+                                        answered=self._state.answered)
+                return None
+
+    async def _poll(self) -> None:
+        while True:
+            try:
+                async with self._connector.directory() as directory:
+                    while True:
+                        infos = await asyncio.wait_for(directory.consumers(), self._interval * 2 + 1)
+                        self.ref.tell(_Answered(tuple(infos)))
+                        await asyncio.sleep(self._interval)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.ref.tell(_Failed(repr(exc)))
+                await asyncio.sleep(self._interval)

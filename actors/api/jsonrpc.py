@@ -1,0 +1,244 @@
+"""JSON-RPC 2.0, to the letter of the specification, over a pluggable method table.
+
+    dispatcher = Dispatcher(table, max_batch=100, observe=...)
+    reply: bytes | None = await dispatcher.handle(body, authenticated=True)
+
+`None` means "send nothing" (a notification, or a batch of them). The parser
+refuses what the stdlib json module lets through or chokes on: invalid UTF-8,
+a BOM, NaN/Infinity, numbers too big to be honest, nesting deeper than
+`MAX_DEPTH`, and duplicate member names (a parser-differential risk); none of
+these can raise past this module. Request objects are checked member by
+member (exactly `jsonrpc`, `method`, optional `params` and `id`; extra
+members are an Invalid Request). A method raises `RpcError` for a defined
+error; anything else is logged in full and answered as -32603.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from actors.api.params import InvalidParams, Signature
+
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
+UNAUTHORIZED = -32001
+
+MAX_DEPTH = 32
+MAX_NUMBER_CHARS = 40
+_MEMBERS = frozenset({"jsonrpc", "method", "params", "id"})
+
+log = structlog.get_logger()
+
+Id = str | int | float | None
+
+
+class RpcError(Exception):
+    """A defined JSON-RPC error a method may raise: code, one-sentence message, optional data."""
+
+    def __init__(self, code: int, message: str, data: Any = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.data = data
+
+
+Handler = Callable[[dict[str, Any]], Awaitable[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Method:
+    name: str
+    handler: Handler
+    signature: Signature = field(default_factory=Signature)
+    summary: str = ""
+    result_name: str = "result"
+    result_schema: Mapping[str, Any] = field(default_factory=dict)
+    errors: tuple[tuple[int, str], ...] = ()
+    auth: bool = True
+
+
+Observe = Callable[[str, int, float], None]
+
+
+class _Duplicate(Exception):
+    pass
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise _Duplicate()
+    return obj
+
+
+def _parse_int(text: str) -> int:
+    if len(text) > MAX_NUMBER_CHARS:
+        raise ValueError("number too long")
+    return int(text)
+
+
+def _parse_float(text: str) -> float:
+    if len(text) > MAX_NUMBER_CHARS:
+        raise ValueError("number too long")
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError("number out of range")
+    return value
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _too_deep(value: Any) -> bool:
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return True
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return False
+
+
+def error_object(code: int, message: str, data: Any = None, id_: Id = None) -> dict[str, Any]:
+    err: dict[str, Any] = {"code": code, "message": message}
+    if data is not None:
+        err["data"] = data
+    return {"jsonrpc": "2.0", "error": err, "id": id_}
+
+
+def encode(reply: Any) -> bytes:
+    return json.dumps(reply, separators=(",", ":"), allow_nan=False).encode("ascii")
+
+
+def parse(body: bytes) -> Any:
+    """Decode strictly; raise RpcError(-32700 or -32600) instead of anything else."""
+    try:
+        text = body.decode("utf-8")
+        value = json.loads(
+            text,
+            object_pairs_hook=_pairs,
+            parse_int=_parse_int,
+            parse_float=_parse_float,
+            parse_constant=_reject_constant,
+        )
+    except _Duplicate:
+        raise RpcError(INVALID_REQUEST, "Invalid Request", {"reason": "duplicate member name"})
+    except (ValueError, RecursionError):
+        raise RpcError(PARSE_ERROR, "Parse error")
+    if _too_deep(value):
+        raise RpcError(PARSE_ERROR, "Parse error", {"reason": f"nesting deeper than {MAX_DEPTH}"})
+    return value
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        table: Mapping[str, Method],
+        *,
+        max_batch: int = 100,
+        observe: Observe | None = None,
+    ) -> None:
+        self.table = table
+        self.max_batch = max_batch
+        self._observe = observe or (lambda _m, _c, _s: None)
+
+    async def handle(self, body: bytes, *, authenticated: bool) -> bytes | None:
+        try:
+            message = parse(body)
+        except RpcError as exc:
+            self._observe("-", exc.code, 0.0)
+            return encode(error_object(exc.code, exc.message, exc.data))
+        if isinstance(message, list):
+            if not message:
+                self._observe("-", INVALID_REQUEST, 0.0)
+                return encode(error_object(INVALID_REQUEST, "Invalid Request", {"reason": "empty batch"}))
+            if len(message) > self.max_batch:
+                self._observe("-", INVALID_REQUEST, 0.0)
+                return encode(
+                    error_object(
+                        INVALID_REQUEST,
+                        "Invalid Request",
+                        {"reason": f"batch too large (at most {self.max_batch} entries)"},
+                    )
+                )
+            replies = [await self.call(item, authenticated=authenticated) for item in message]
+            kept = [r for r in replies if r is not None]
+            return encode(kept) if kept else None
+        reply = await self.call(message, authenticated=authenticated)
+        return None if reply is None else encode(reply)
+
+    async def call(self, request: Any, *, authenticated: bool) -> dict[str, Any] | None:
+        """Answer one request object; None for a notification."""
+        started = time.perf_counter()
+        method_name = "-"
+        if not isinstance(request, dict):
+            self._observe(method_name, INVALID_REQUEST, 0.0)
+            return error_object(INVALID_REQUEST, "Invalid Request", {"reason": "not an object"})
+        notification = "id" not in request
+        id_ = request.get("id")
+        if isinstance(id_, bool) or not isinstance(id_, str | int | float | None):
+            self._observe(method_name, INVALID_REQUEST, 0.0)
+            return error_object(INVALID_REQUEST, "Invalid Request", {"reason": "bad id"})
+        problem = _request_problem(request)
+        if problem is not None:
+            self._observe(method_name, INVALID_REQUEST, 0.0)
+            return error_object(INVALID_REQUEST, "Invalid Request", {"reason": problem}, id_)
+        name: str = request["method"]
+        method = self.table.get(name)
+        try:
+            if method is None:
+                raise RpcError(METHOD_NOT_FOUND, "Method not found")
+            method_name = name
+            if method.auth and not authenticated:
+                raise RpcError(UNAUTHORIZED, "Unauthorized", {"reason": "missing or wrong API key"})
+            try:
+                params = method.signature.bind(request.get("params"))
+            except InvalidParams as exc:
+                raise RpcError(INVALID_PARAMS, "Invalid params", {"fields": exc.fields})
+            result = await method.handler(params)
+        except RpcError as exc:
+            self._observe(method_name, exc.code, time.perf_counter() - started)
+            if notification:
+                log.info("notification_failed", method=method_name, code=exc.code)
+                return None
+            return error_object(exc.code, exc.message, exc.data, id_)
+        except Exception:
+            self._observe(method_name, INTERNAL_ERROR, time.perf_counter() - started)
+            log.exception("rpc_method_failed", method=method_name)
+            if notification:
+                return None
+            return error_object(INTERNAL_ERROR, "Internal error", None, id_)
+        self._observe(method_name, 0, time.perf_counter() - started)
+        if notification:
+            return None
+        return {"jsonrpc": "2.0", "result": result, "id": id_}
+
+
+def _request_problem(request: dict[str, Any]) -> str | None:
+    if request.get("jsonrpc") != "2.0" or isinstance(request.get("jsonrpc"), bool):
+        return 'jsonrpc must be exactly "2.0"'
+    if not isinstance(request.get("method"), str):
+        return "method must be a string"
+    if "params" in request and not isinstance(request["params"], list | dict):
+        return "params must be an array or an object"
+    extra = set(request) - _MEMBERS
+    if extra:
+        return "unexpected members: " + ", ".join(sorted(_printable(k) for k in extra))
+    return None
+
+
+def _printable(text: str) -> str:
+    return "".join(ch if ch.isprintable() and not 0xD800 <= ord(ch) <= 0xDFFF else "?" for ch in text)[:64]

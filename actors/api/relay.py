@@ -1,0 +1,128 @@
+"""The outbox relay actor: moves committed outbox rows to the broker, with confirmation.
+
+Loop: claim a batch of unpublished rows (row locks, SKIP LOCKED, so several
+relays can run), publish them, mark them published with the broker's seq,
+commit. Woken by LISTEN/NOTIFY on every outbox insert, with a periodic poll as
+a safety net for a lost notification or a dropped listening connection.
+While PostgreSQL or the broker is away it retries with capped exponential
+backoff; rows stay in the outbox meanwhile, so nothing is lost, and an event
+published twice (we died between publish and commit) is deduplicated by the
+broker on its event id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from actors.api.bus import BusConnector
+from actors.api.metrics import ApiMetrics
+from actors.legacy import db
+from actors.runtime import Actor, Request
+from core.bus import BusRejected, EventPublisher
+from core.envelope import Envelope
+from core.errors import DependencyUnavailable
+
+PUBLISH_TIMEOUT = 15.0  # rows stay locked while we wait: give up and retry rather than hold them
+
+
+@dataclass(frozen=True, slots=True)
+class RelaySettings:
+    batch: int = 100
+    poll_interval: float = 1.0
+    backoff_initial: float = 0.05
+    backoff_max: float = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class GetBacklog(Request[int]):
+    pass
+
+
+RelayMessage = GetBacklog
+
+
+class OutboxRelayActor(Actor[RelayMessage]):
+    def __init__(
+        self, dsn: str, connector: BusConnector, metrics: ApiMetrics, settings: RelaySettings
+    ) -> None:
+        self._dsn = dsn
+        self._connector = connector
+        self._metrics = metrics
+        self._settings = settings
+        self._wake = asyncio.Event()
+        self._backlog = 0
+
+    async def started(self) -> None:
+        self._task = self.start_task(self._run(), name="relay")
+
+    async def receive(self, message: RelayMessage) -> object:
+        match message:
+            case GetBacklog():
+                return self._backlog
+
+    async def _run(self) -> None:
+        pool = await db.create_pool(self._dsn, max_size=2, timeout=self._settings.backoff_max + 3)
+        listener: db.Connection | None = None
+        backoff = self._settings.backoff_initial
+        try:
+            while True:
+                try:
+                    async with self._connector.publisher() as publisher:
+                        while True:
+                            if listener is None or db.is_closed(listener):
+                                listener = await self._listen()
+                            self._wake.clear()
+                            published = await db.relay_batch(
+                                pool, self._settings.batch, self._publisher(publisher)
+                            )
+                            backoff = self._settings.backoff_initial
+                            if published:
+                                continue
+                            self._backlog = await db.backlog(pool)
+                            self._metrics.outbox_backlog.set(self._backlog)
+                            await self._idle()
+                except asyncio.CancelledError:
+                    raise
+                except DependencyUnavailable as exc:
+                    self.log.warning("relay_retrying", dependency=exc.dependency,
+                                     detail=exc.detail, retry_in=backoff)
+                except BusRejected as exc:
+                    self.log.error("relay_batch_rejected", error=str(exc), retry_in=backoff)
+                except Exception as exc:
+                    self.log.warning("relay_retrying", dependency="broker", error=repr(exc),
+                                     retry_in=backoff)
+                if listener is not None:
+                    await db.close_connection(listener)
+                    listener = None
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self._settings.backoff_max)
+        finally:
+            if listener is not None:
+                await db.close_connection(listener)
+            pool.terminate()
+
+    async def _listen(self) -> db.Connection:
+        conn = await db.connect(self._dsn)
+        await db.listen(conn, self._wake.set)
+        return conn
+
+    async def _idle(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), self._settings.poll_interval)
+
+    def _publisher(self, publisher: EventPublisher) -> db.PublishFn:
+        async def publish(envelopes: Sequence[Envelope]) -> list[int]:
+            receipts = await asyncio.wait_for(publisher.publish(envelopes), PUBLISH_TIMEOUT)
+            by_id = {r.event_id: r.seq for r in receipts}
+            self._metrics.events_published.inc(sum(1 for r in receipts if not r.duplicate))
+            for env in envelopes:
+                self.log.info(
+                    "event_published", event_id=env.event_id, account_id=env.aggregate_id,
+                    seq=by_id[env.event_id],
+                )
+            return [by_id[env.event_id] for env in envelopes]
+
+        return publish

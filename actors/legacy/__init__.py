@@ -1,0 +1,1 @@
+"""The legacy PostgreSQL database: schema, the legacy actor, the outbox queries, embedded server."""

@@ -1,0 +1,109 @@
+"""The legacy actor: owns the asyncpg pool of the legacy database and writes accounts to it.
+
+Each write is one transaction holding the old system's rows and the outbox
+row of the event, so "the reply came" implies "the row and its event are
+durable", and a failed write leaves neither. The schema is applied on the
+first successful contact (and retried on each call until then), so the
+process starts, and later recovers, without PostgreSQL being up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from actors.legacy import db
+from actors.runtime import Actor, Request
+from core.envelope import Envelope
+from core.errors import DependencyUnavailable
+
+
+@dataclass(frozen=True, slots=True)
+class WriteAccount(Request[None]):
+    account_id: str
+    slug: str
+    name: str
+    owner_email: str
+    namespace: str
+    created_at: datetime
+    event: Envelope
+
+
+@dataclass(frozen=True, slots=True)
+class LoadAccount(Request["db.LegacyAccount | None"]):
+    account_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class WriteDeletion(Request[bool]):
+    account_id: str
+    deleted_at: datetime
+    event: Envelope
+
+
+@dataclass(frozen=True, slots=True)
+class PingLegacy(Request[None]):
+    pass
+
+
+LegacyMessage = WriteAccount | LoadAccount | WriteDeletion | PingLegacy
+
+
+class LegacyActor(Actor[LegacyMessage]):
+    def __init__(self, dsn: str, *, timeout: float = 5.0) -> None:
+        self._dsn = dsn
+        self._timeout = timeout
+        self._pool: db.Pool | None = None
+        self._schema_ready = False
+
+    async def started(self) -> None:
+        self._pool = await db.create_pool(self._dsn, timeout=self._timeout)
+        try:
+            await self._ensure_schema()
+        except DependencyUnavailable as exc:
+            self.log.warning("legacy_unavailable", detail=exc.detail)
+
+    async def stopped(self) -> None:
+        if self._pool is not None:
+            self._pool.terminate()
+
+    async def _ensure_schema(self) -> db.Pool:
+        assert self._pool is not None
+        if not self._schema_ready:
+            if await db.ensure_schema(self._pool):
+                self.log.info("legacy_schema_applied")
+            self._schema_ready = True
+        return self._pool
+
+    async def receive(self, message: LegacyMessage) -> object:
+        pool = await self._ensure_schema()
+        match message:
+            case WriteAccount():
+                await db.insert_account(
+                    pool,
+                    account_id=message.account_id,
+                    slug=message.slug,
+                    name=message.name,
+                    owner_email=message.owner_email,
+                    namespace=message.namespace,
+                    created_at=message.created_at,
+                    event=message.event,
+                )
+                self.log.info(
+                    "legacy_account_written",
+                    account_id=message.account_id,
+                    event_id=message.event.event_id,
+                )
+                return None
+            case LoadAccount(account_id):
+                return await db.find_account(pool, account_id)
+            case WriteDeletion(account_id, deleted_at, event):
+                changed = await db.mark_deleted(pool, account_id, deleted_at, event)
+                if changed:
+                    self.log.info(
+                        "legacy_account_deleted", account_id=account_id, event_id=event.event_id
+                    )
+                return changed
+            case PingLegacy():
+                await db.ping(pool)
+                return None

@@ -1,0 +1,243 @@
+"""The only module that imports asyncpg: pools, the legacy schema, account rows and the outbox.
+
+Every query uses `$n` parameters (never string-built SQL). Connection-level
+failures (server down, restarting, unreachable, timed out) are translated once,
+here, into `DependencyUnavailable("legacy")`; a create that raises it wrote
+nothing, because the account row and its outbox row share one transaction.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from importlib import resources
+from typing import Any, TypeAlias
+
+import asyncpg
+
+from core.envelope import Envelope
+from core.errors import DependencyUnavailable, SlugTaken
+
+NOTIFY_CHANNEL = "fabric_outbox"
+_SCHEMA_LOCK = 7_311_042  # advisory lock key: one schema applier at a time
+
+# asyncpg ships no type information; these aliases document intent.
+Pool: TypeAlias = Any
+Connection: TypeAlias = Any
+
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InsufficientResourcesError,
+)
+
+
+@asynccontextmanager
+async def translated_errors() -> AsyncIterator[None]:
+    """Turn "the database is not there" into DependencyUnavailable; let real bugs through."""
+    try:
+        yield
+    except _UNAVAILABLE as exc:
+        raise DependencyUnavailable("legacy", type(exc).__name__) from exc
+
+
+async def create_pool(dsn: str, *, max_size: int = 8, timeout: float = 5.0) -> Pool:
+    """A pool that connects lazily, so the process starts while PostgreSQL is down."""
+    pool = asyncpg.create_pool(
+        dsn, min_size=0, max_size=max_size, timeout=timeout, command_timeout=timeout
+    )
+    return await pool
+
+
+async def connect(dsn: str, *, timeout: float = 5.0) -> Connection:
+    async with translated_errors():
+        return await asyncpg.connect(dsn, timeout=timeout, command_timeout=timeout)
+
+
+def schema_sql() -> str:
+    return resources.files("actors.legacy").joinpath("schema.sql").read_text(encoding="utf-8")
+
+
+async def ensure_schema(pool: Pool) -> bool:
+    """Apply the legacy schema when missing; True if this call applied it."""
+    async with translated_errors(), pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _SCHEMA_LOCK)
+        present = await conn.fetchval("SELECT to_regclass('legacy_schema_version') IS NOT NULL")
+        if present:
+            return False
+        await conn.execute(schema_sql())
+        return True
+
+
+async def ping(pool: Pool) -> None:
+    async with translated_errors(), pool.acquire() as conn:
+        await conn.fetchval("SELECT 1")
+
+
+@dataclass(frozen=True, slots=True)
+class LegacyAccount:
+    id: str
+    slug: str
+    name: str
+    owner_email: str
+    namespace: str
+    created_at: datetime
+    deleted_at: datetime | None
+
+
+async def insert_account(
+    pool: Pool,
+    *,
+    account_id: str,
+    slug: str,
+    name: str,
+    owner_email: str,
+    namespace: str,
+    created_at: datetime,
+    event: Envelope,
+) -> None:
+    """What the old API did on creation (user, organization, owner, default project) + outbox row."""
+    async with translated_errors(), pool.acquire() as conn, conn.transaction():
+        user_id = await conn.fetchval(
+            "INSERT INTO users (email) VALUES ($1) "
+            "ON CONFLICT ((lower(email))) DO UPDATE SET updated_at = now() RETURNING id",
+            owner_email,
+        )
+        try:
+            await conn.execute(
+                "INSERT INTO organizations (id, slug, name, namespace, created_by, created_at) "
+                "VALUES ($1, $2, $3, $4, $5, $6)",
+                account_id, slug, name, namespace, user_id, created_at,
+            )
+        except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name == "organizations_slug_key":
+                raise SlugTaken(slug) from exc
+            raise
+        await conn.execute(
+            "INSERT INTO memberships (organization_id, user_id, role) VALUES ($1, $2, 'owner')",
+            account_id, user_id,
+        )
+        await conn.execute(
+            "INSERT INTO projects (organization_id, slug, name) VALUES ($1, 'default', 'Default')",
+            account_id,
+        )
+        await _insert_outbox(conn, event)
+
+
+async def find_account(pool: Pool, account_id: str) -> LegacyAccount | None:
+    async with translated_errors(), pool.acquire() as conn:
+        row = await conn.fetchrow(
+            "SELECT o.id::text AS id, o.slug, o.name, u.email, o.namespace, o.created_at, "
+            "o.deleted_at FROM organizations o JOIN users u ON u.id = o.created_by WHERE o.id = $1",
+            account_id,
+        )
+    if row is None:
+        return None
+    return LegacyAccount(
+        row["id"], row["slug"], row["name"], row["email"], row["namespace"],
+        row["created_at"], row["deleted_at"],
+    )
+
+
+async def mark_deleted(pool: Pool, account_id: str, deleted_at: datetime, event: Envelope) -> bool:
+    """Soft-delete the organization and queue its event; False if it was already deleted."""
+    async with translated_errors(), pool.acquire() as conn, conn.transaction():
+        changed = await conn.fetchval(
+            "UPDATE organizations SET deleted_at = $2, updated_at = now() "
+            "WHERE id = $1 AND deleted_at IS NULL RETURNING true",
+            account_id, deleted_at,
+        )
+        if not changed:
+            return False
+        await _insert_outbox(conn, event)
+        return True
+
+
+async def _insert_outbox(conn: Connection, event: Envelope) -> None:
+    await conn.execute(
+        "INSERT INTO fabric_outbox (event_id, aggregate_id, event_type, envelope) "
+        "VALUES ($1, $2, $3, $4::jsonb)",
+        event.event_id, event.aggregate_id, event.type, json.dumps(event.to_wire()),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    id: int
+    envelope: Envelope
+
+
+PublishFn = Callable[[Sequence[Envelope]], Awaitable[Sequence[int]]]
+
+
+async def relay_batch(pool: Pool, limit: int, publish: PublishFn) -> int:
+    """Publish one batch of unpublished outbox rows, holding their row locks; return the count.
+
+    SKIP LOCKED lets several relays share the outbox. A row is held back while
+    an older unpublished row of the same account is locked by another relay,
+    so an account's events reach the broker in order. No high-water mark is
+    kept: every unpublished row is visible to the next pass, so a transaction
+    that commits late is never skipped. If we die after `publish` and before
+    commit, the rows are published again; the broker dedups by event id.
+    """
+    async with translated_errors(), pool.acquire() as conn, conn.transaction():
+        rows = await conn.fetch(
+            "SELECT id, aggregate_id, envelope::text AS envelope FROM fabric_outbox "
+            "WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+            limit,
+        )
+        if not rows:
+            return 0
+        ids = [r["id"] for r in rows]
+        blocked = {
+            r["aggregate_id"]
+            for r in await conn.fetch(
+                "SELECT DISTINCT aggregate_id FROM fabric_outbox WHERE published_at IS NULL "
+                "AND id < $1 AND NOT (id = ANY($2::bigint[]))",
+                max(ids), ids,
+            )
+        }
+        batch = [r for r in rows if r["aggregate_id"] not in blocked]
+        if not batch:
+            return 0
+        envelopes = [Envelope.from_wire(json.loads(r["envelope"])) for r in batch]
+        seqs = await publish(envelopes)
+        await conn.executemany(
+            "UPDATE fabric_outbox SET published_at = now(), published_seq = $2 WHERE id = $1",
+            [(r["id"], seq) for r, seq in zip(batch, seqs, strict=True)],
+        )
+        return len(batch)
+
+
+async def backlog(pool: Pool) -> int:
+    async with translated_errors(), pool.acquire() as conn:
+        return int(await conn.fetchval("SELECT count(*) FROM fabric_outbox WHERE published_at IS NULL"))
+
+
+async def listen(conn: Connection, callback: Callable[[], None]) -> None:
+    """Call `callback` on every outbox NOTIFY delivered to this connection."""
+
+    def on_notify(_conn: object, _pid: int, _channel: str, _payload: str) -> None:
+        callback()
+
+    async with translated_errors():
+        await conn.add_listener(NOTIFY_CHANNEL, on_notify)
+
+
+async def close_connection(conn: Connection) -> None:
+    if conn.is_closed():
+        return
+    try:
+        await conn.close(timeout=2)
+    except (*_UNAVAILABLE, asyncpg.PostgresError):
+        conn.terminate()
+
+
+def is_closed(conn: Connection) -> bool:
+    return bool(conn.is_closed())
