@@ -58,7 +58,12 @@ async def _run(settings: DaemonSettings) -> int:
             async with (
                 KubeCluster(kube_cfg, timeout=settings.request_timeout) as cluster,
                 Publisher(ctx, settings.broker) as publisher,
-                Subscriber(ctx, settings.broker, consumer=settings.consumer) as subscription,
+                Subscriber(
+                    ctx,
+                    settings.broker,
+                    consumer=settings.consumer,
+                    heartbeat_interval=settings.heartbeat_interval,
+                ) as subscription,
             ):
                 yield DaemonPorts(subscription, publisher, cluster)
         finally:

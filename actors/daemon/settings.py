@@ -36,6 +36,7 @@ class DaemonSettings:
     request_timeout: float = 10.0
     delete_timeout: float = 60.0
     max_in_flight: int = 256
+    heartbeat_interval: float = 1.0
     max_parallel: int = 8
     log_format: str = "json"
     log_level: str = "info"
@@ -126,6 +127,13 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         help="how long one attempt waits for a namespace to go (FABRIC_DELETE_TIMEOUT_SECONDS)",
     )
     p.add_argument(
+        "--heartbeat-interval",
+        type=_positive,
+        default=e("FABRIC_HEARTBEAT_SECONDS", "1.0"),
+        help="seconds between pings to the broker that keep this cluster online "
+        "(FABRIC_HEARTBEAT_SECONDS)",
+    )
+    p.add_argument(
         "--max-parallel",
         type=_count,
         default=e("FABRIC_DAEMON_PARALLEL", "8"),
@@ -182,6 +190,7 @@ def parse_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | N
         request_timeout=args.request_timeout,
         delete_timeout=args.delete_timeout,
         max_parallel=args.max_parallel,
+        heartbeat_interval=args.heartbeat_interval,
         log_format=args.log_format,
         log_level=args.log_level,
     )
