@@ -60,7 +60,7 @@ def account(a: Any) -> str:
             rows.append([
                 name,
                 str(info.get("state", "")),
-                str(info.get("updated_at", "")),
+                str(info.get("updated_at") or "-"),
                 str(info.get("error", "") or ""),
             ])
         lines.append("")
