@@ -51,9 +51,7 @@ class ControlChannel:
             self._sock.close()
             self._sock = None
 
-    async def request(
-        self, build: protocol.RequestBuilder, timeout: float
-    ) -> protocol.ControlReply:
+    async def request(self, build: protocol.RequestBuilder, timeout: float) -> protocol.ControlReply:
         if self._sock is None:
             raise BusUnavailable("control channel is closed")
         req_id = _REQ_ID.pack(next(self._ids) & 0xFFFF_FFFF_FFFF_FFFF)
@@ -65,9 +63,7 @@ class ControlChannel:
             return await asyncio.wait_for(future, timeout)
         except TimeoutError:
             await self._reset()
-            raise BusUnavailable(
-                f"the broker at {self._address} did not answer within {timeout}s"
-            ) from None
+            raise BusUnavailable(f"the broker at {self._address} did not answer within {timeout}s") from None
         finally:
             self._pending.pop(req_id, None)
 

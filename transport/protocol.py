@@ -278,18 +278,14 @@ def parse_reply(frames: list[bytes]) -> ControlReply:
         body = rest[0]
         if len(rest) != 1 or len(body) % _RECEIPT.size:
             raise ProtocolError("bad receipts", req_id)
-        items = tuple(
-            (int(seq), bool(dup)) for seq, dup in _RECEIPT.iter_unpack(body)
-        )
+        items = tuple((int(seq), bool(dup)) for seq, dup in _RECEIPT.iter_unpack(body))
         return Receipts(req_id, items)
     if kind == EVTS:
         if len(rest[0]) != _EVTS_META.size or len(rest) % 2 != 1:
             raise ProtocolError("bad events page", req_id)
         head, next_after, end = _EVTS_META.unpack(rest[0])
         pairs = rest[1:]
-        events = tuple(
-            (read_u64(pairs[i], "seq", req_id), pairs[i + 1]) for i in range(0, len(pairs), 2)
-        )
+        events = tuple((read_u64(pairs[i], "seq", req_id), pairs[i + 1]) for i in range(0, len(pairs), 2))
         return EventsPage(req_id, int(head), int(next_after), bool(end), events)
     if kind == PONG:
         if len(rest) != 1 or len(rest[0]) != _PONG.size:
@@ -338,9 +334,7 @@ def parse_live(frames: list[bytes]) -> LiveMessage:
         return Heartbeat(read_u64(frames[1], "head"))
     if frames and frames[0] == EV and len(frames) >= 3 and len(frames) % 2 == 1:
         pairs = frames[1:]
-        return LiveEvents(
-            tuple((read_u64(pairs[i], "seq"), pairs[i + 1]) for i in range(0, len(pairs), 2))
-        )
+        return LiveEvents(tuple((read_u64(pairs[i], "seq"), pairs[i + 1]) for i in range(0, len(pairs), 2)))
     raise ProtocolError("not a live-stream message")
 
 

@@ -207,4 +207,3 @@ class EventLog:
         for segment in self._segments:
             os.close(segment.fd)
         self._segments.clear()
-

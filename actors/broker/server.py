@@ -124,9 +124,7 @@ class Broker(Actor[BrokerMessage]):
     async def started(self) -> None:
         rec = self._log.recovery
         if rec.truncated_bytes:
-            self.log.warning(
-                "log_tail_truncated", discarded_bytes=rec.truncated_bytes, problem=rec.problem
-            )
+            self.log.warning("log_tail_truncated", discarded_bytes=rec.truncated_bytes, problem=rec.problem)
         self._durable = self._log.head
         self._consumers_path = self._settings.data_dir / CONSUMERS_FILE
         self._consumers, problem = ConsumerTable.load(self._consumers_path)
@@ -255,9 +253,7 @@ class Broker(Actor[BrokerMessage]):
             pending_ids[eid] = seq
             to_write.append((eid, raw))
             receipts.append((seq, False))
-            self.log.debug(
-                "event_stored", event_id=env.event_id, account_id=env.aggregate_id, seq=seq
-            )
+            self.log.debug("event_stored", event_id=env.event_id, account_id=env.aggregate_id, seq=seq)
         need = max(seq for seq, _dup in receipts)
         self._waiting.append(_Waiting(identity, request.req_id, receipts, need))
         return next_seq
@@ -280,9 +276,7 @@ class Broker(Actor[BrokerMessage]):
                     if size >= PAGE_BYTES:
                         break
         end = pos >= self._durable
-        self._reply(
-            identity, protocol.build_events_page(request.req_id, self._durable, pos, end, events)
-        )
+        self._reply(identity, protocol.build_events_page(request.req_id, self._durable, pos, end, events))
 
     def _reply(self, identity: bytes, frames: list[bytes]) -> None:
         if not self._router.send_nowait([identity, *frames]):
@@ -361,9 +355,7 @@ class Broker(Actor[BrokerMessage]):
     async def _persist(self, data: bytes) -> None:
         loop = asyncio.get_running_loop()
         try:
-            await loop.run_in_executor(
-                self._thread, ConsumerTable.write_atomic, self._consumers_path, data
-            )
+            await loop.run_in_executor(self._thread, ConsumerTable.write_atomic, self._consumers_path, data)
         finally:
             self._tell(Persisted())
 

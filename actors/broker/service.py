@@ -13,9 +13,7 @@ from transport.sockets import Context
 NO_RESTART = RestartPolicy(max_restarts=0)
 
 
-def spawn_broker(
-    system: ActorSystem, ctx: Context, settings: BrokerSettings
-) -> ActorRef[BrokerMessage]:
+def spawn_broker(system: ActorSystem, ctx: Context, settings: BrokerSettings) -> ActorRef[BrokerMessage]:
     """Recover the log and bind the sockets here, so a bad data dir or a taken port fails
     at once with a clear error (`CorruptLog`, `SocketError`, `OSError`); then hand both to
     the broker actor, which owns them from there on."""

@@ -37,11 +37,9 @@ async def test_published_events_reach_a_durable_subscriber_in_order(
 
                 async def acked() -> bool:
                     infos = await directory.consumers()
-                    return [(i.name, i.acked_seq, i.lag, i.online) for i in infos] == [
-                        ("cache", 50, 0, True)
-                    ]
+                    return [(i.name, i.acked_seq, i.lag, i.online) for i in infos] == [("cache", 50, 0, True)]
 
-                await wait_until(acked, timeout=10, message="acks recorded")
+                _ = await wait_until(acked, timeout=10, message="acks recorded")
         assert [d.envelope for d in got] == events
         assert [d.seq for d in got] == list(range(1, 51))
     finally:

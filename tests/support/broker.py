@@ -60,7 +60,13 @@ async def start_broker_process(
 ) -> tuple[Proc, BrokerEndpoints]:
     endpoints = endpoints or new_endpoints()
     proc = await procs.start(
-        "broker", "--data-dir", str(data_dir), "--bind", str(endpoints), *FAST_TIMERS, *args,
+        "broker",
+        "--data-dir",
+        str(data_dir),
+        "--bind",
+        str(endpoints),
+        *FAST_TIMERS,
+        *args,
         name=name,
     )
     await wait_broker_ready(endpoints)
