@@ -1,0 +1,8 @@
+"""The kube emulator: a local stand-in for a Kubernetes API server (development and tests only).
+
+Real kubectl and real kubernetes-asyncio talk to it unchanged. Modules: `resources` (the kinds
+served), `paths` (URL to target), `errors` (canonical Status bodies), `validation`, `selectors`,
+`patch`, `objects` (server-side metadata rules), `store` (the store actor, sole owner of all
+objects), `persistence`, `watch`, `table`, `protobuf`, `control` (fault injection and request
+log), `discovery`, `tls`, `kubeconfig`, `server` (aiohttp app), `main` (the process).
+"""

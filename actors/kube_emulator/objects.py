@@ -1,0 +1,218 @@
+"""Server-side object rules (pure): what the API server fills in, keeps, prunes and checks.
+
+- `prepare_create`: apiVersion/kind, uid, resourceVersion, creationTimestamp, generateName,
+  the namespace's `kubernetes.io/metadata.name` label, `spec.finalizers: [kubernetes]` and
+  `status.phase: Active`, a managedFields entry.
+- `prepare_update`: identity fields (uid, creationTimestamp, deletionTimestamp, namespace) are
+  kept from the stored object, and so is `status` (and a namespace's `spec.finalizers`): only
+  subresources change them.
+- `prune_unknown`: unknown fields are dropped, or rejected with fieldValidation=Strict, as
+  the real decoder does.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from actors.kube_emulator import validation
+from actors.kube_emulator.errors import ApiError, bad_request, invalid, stale
+from actors.kube_emulator.resources import NAMESPACES, ResourceType
+
+JSON = dict[str, Any]
+
+NAME_LABEL = "kubernetes.io/metadata.name"
+
+_METADATA_FIELDS = {
+    "name", "generateName", "namespace", "uid", "resourceVersion", "generation",
+    "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "labels",
+    "annotations", "ownerReferences", "finalizers", "managedFields", "selfLink",
+}
+_TOP_FIELDS: dict[str, set[str]] = {
+    "Namespace": {"spec", "status"},
+    "ResourceQuota": {"spec", "status"},
+    "LimitRange": {"spec"},
+    "ServiceAccount": {"secrets", "imagePullSecrets", "automountServiceAccountToken"},
+    "NetworkPolicy": {"spec"},
+    "Role": {"rules"},
+    "RoleBinding": {"subjects", "roleRef"},
+}
+_SPEC_FIELDS: dict[str, set[str]] = {
+    "Namespace": {"finalizers"},
+    "ResourceQuota": {"hard", "scopes", "scopeSelector"},
+    "LimitRange": {"limits"},
+    "NetworkPolicy": {"podSelector", "ingress", "egress", "policyTypes"},
+}
+_GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+
+
+def now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def prune_unknown(rtype: ResourceType, body: JSON, strict: bool) -> JSON:
+    """Drop fields the kind does not have; with `strict`, refuse them (400) instead."""
+    unknown: list[str] = []
+    known_top = {"apiVersion", "kind", "metadata"} | _TOP_FIELDS.get(rtype.kind, set())
+    out = {}
+    for key, value in body.items():
+        if key in known_top:
+            out[key] = value
+        else:
+            unknown.append(key)
+    meta = out.get("metadata")
+    if isinstance(meta, dict):
+        unknown.extend(f"metadata.{k}" for k in meta if k not in _METADATA_FIELDS)
+        out["metadata"] = {k: v for k, v in meta.items() if k in _METADATA_FIELDS}
+    spec = out.get("spec")
+    spec_fields = _SPEC_FIELDS.get(rtype.kind)
+    if isinstance(spec, dict) and spec_fields is not None:
+        unknown.extend(f"spec.{k}" for k in spec if k not in spec_fields)
+        out["spec"] = {k: v for k, v in spec.items() if k in spec_fields}
+    if unknown and strict:
+        fields = ", ".join(f'unknown field "{u}"' for u in unknown)
+        raise bad_request(f"strict decoding error: {fields}")
+    return out
+
+
+def check_kind(rtype: ResourceType, body: JSON) -> None:
+    api_version, kind = body.get("apiVersion"), body.get("kind")
+    if (api_version not in (None, "", rtype.api_version)) or (kind not in (None, "", rtype.kind)):
+        raise bad_request(
+            f"the API version in the data ({api_version}) does not match the expected API "
+            f"version ({rtype.api_version})" if api_version not in (None, "", rtype.api_version)
+            else f"the kind in the data ({kind}) does not match the expected kind ({rtype.kind})"
+        )
+
+
+def validate(rtype: ResourceType, obj: JSON) -> None:
+    meta = obj.get("metadata")
+    name = meta.get("name") if isinstance(meta, dict) else None
+    causes = validation.check_name(rtype.name_rule, name)
+    causes += validation.check_metadata(meta)
+    if causes:
+        raise invalid(rtype, name if isinstance(name, str) else "", causes)
+
+
+def _managed(manager: str, operation: str, rtype: ResourceType, time: str) -> JSON:
+    return {"manager": manager, "operation": operation, "apiVersion": rtype.api_version,
+            "time": time, "fieldsType": "FieldsV1", "fieldsV1": {}}
+
+
+def _namespace_rules(obj: JSON) -> None:
+    meta = obj["metadata"]
+    labels = meta.get("labels") or {}
+    labels[NAME_LABEL] = meta["name"]
+    meta["labels"] = labels
+
+
+def prepare_create(
+    rtype: ResourceType, body: JSON, namespace: str | None, rv: int, manager: str,
+    operation: str = "Update",
+) -> JSON:
+    obj = copy.deepcopy(body)
+    obj["apiVersion"], obj["kind"] = rtype.api_version, rtype.kind
+    meta = obj.get("metadata")
+    if not isinstance(meta, dict):
+        meta = obj["metadata"] = {}
+    if not meta.get("name") and isinstance(meta.get("generateName"), str):
+        suffix = "".join(random.choice(_GENERATE_ALPHABET) for _ in range(5))
+        meta["name"] = meta["generateName"] + suffix
+    if rtype.namespaced:
+        body_ns = meta.get("namespace")
+        if body_ns not in (None, "", namespace):
+            raise bad_request("the namespace of the provided object does not match the "
+                              "namespace sent on the request")
+        meta["namespace"] = namespace
+    else:
+        meta.pop("namespace", None)
+    validate(rtype, obj)
+    stamp = now()
+    for key in ("deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
+        meta.pop(key, None)
+    meta.update(uid=str(uuid.uuid4()), resourceVersion=str(rv), creationTimestamp=stamp)
+    meta["managedFields"] = [_managed(manager, operation, rtype, stamp)]
+    if rtype is NAMESPACES:
+        _namespace_rules(obj)
+        raw_spec = obj.get("spec")
+        spec: JSON = raw_spec if isinstance(raw_spec, dict) else {}
+        finalizers = list(spec.get("finalizers") or [])
+        if "kubernetes" not in finalizers:
+            finalizers.append("kubernetes")
+        obj["spec"] = {**spec, "finalizers": finalizers}
+        obj["status"] = {"phase": "Active"}
+    elif rtype.kind == "ResourceQuota":
+        _quota_status(obj)
+    return obj
+
+
+def _quota_status(obj: JSON) -> None:
+    """What the quota controller would report for an empty namespace: hard limits, nothing used."""
+    spec = obj.get("spec")
+    hard = spec.get("hard") if isinstance(spec, dict) else None
+    if isinstance(hard, dict) and hard:
+        obj["status"] = {"hard": dict(hard), "used": {k: "0" for k in hard}}
+    else:
+        obj.pop("status", None)
+
+
+def prepare_update(
+    rtype: ResourceType, old: JSON, new: JSON, rv: int, manager: str, operation: str = "Update",
+) -> JSON:
+    """The stored object after an update (PUT or PATCH), or `old` itself if nothing changed."""
+    obj = copy.deepcopy(new)
+    obj["apiVersion"], obj["kind"] = rtype.api_version, rtype.kind
+    meta = obj.get("metadata")
+    if not isinstance(meta, dict):
+        meta = obj["metadata"] = {}
+    old_meta = old["metadata"]
+    if meta.get("name") not in (None, old_meta["name"]):
+        raise bad_request(f'the name of the object ({meta.get("name")}) does not match the name '
+                          f'on the URL ({old_meta["name"]})')
+    if rtype.namespaced and meta.get("namespace") not in (None, "", old_meta.get("namespace")):
+        raise bad_request("the namespace of the provided object does not match the namespace "
+                          "sent on the request")
+    for key in ("name", "namespace", "uid", "creationTimestamp", "deletionTimestamp",
+                "deletionGracePeriodSeconds", "generateName"):
+        if key in old_meta:
+            meta[key] = old_meta[key]
+        else:
+            meta.pop(key, None)
+    if "status" in old:
+        obj["status"] = copy.deepcopy(old["status"])
+    else:
+        obj.pop("status", None)
+    if rtype is NAMESPACES:
+        _namespace_rules(obj)
+        obj["spec"] = copy.deepcopy(old.get("spec") or {})
+    elif rtype.kind == "ResourceQuota":
+        _quota_status(obj)
+    validate(rtype, obj)
+    meta["resourceVersion"] = old_meta["resourceVersion"]
+    meta["managedFields"] = old_meta.get("managedFields", [])
+    if obj == old:
+        return old
+    meta["resourceVersion"] = str(rv)
+    entries = [m for m in meta["managedFields"]
+               if not (m.get("manager") == manager and m.get("operation") == operation)]
+    meta["managedFields"] = [*entries, _managed(manager, operation, rtype, now())]
+    return obj
+
+
+def list_item(obj: JSON) -> JSON:
+    """Items inside a List carry no kind/apiVersion, as the real server encodes them."""
+    return {k: v for k, v in obj.items() if k not in ("kind", "apiVersion")}
+
+
+def check_precondition(rtype: ResourceType, current: JSON, body_rv: object) -> None:
+    if body_rv not in (None, "") and body_rv != current["metadata"]["resourceVersion"]:
+        raise stale(rtype, current["metadata"]["name"])
+
+
+def ensure_object(body: object) -> JSON:
+    if not isinstance(body, dict):
+        raise ApiError(400, "BadRequest", "the body of the request must be a JSON object")
+    return body

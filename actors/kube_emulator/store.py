@@ -1,0 +1,375 @@
+"""The store actor: sole owner of every object, the resourceVersion counter and watchers.
+
+One mutation at a time (the mailbox serialises them, like etcd's single revision). Each
+mutation bumps the global counter, is persisted (atomic snapshot, fsynced) BEFORE the reply,
+then fans out a watch event to every open watch of that kind. A bounded event history lets
+a watch resume from a resourceVersion; older versions get 410 Expired.
+
+Namespace deletion follows the real lifecycle: DELETE sets deletionTimestamp and phase
+Terminating; after `finalize_delay` the simulated namespace controller removes the
+namespace's content and its `kubernetes` finalizer; with no finalizers left the namespace
+is removed (DELETED event).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import copy
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import assert_never
+
+from actors.kube_emulator import errors, objects, patch, persistence
+from actors.kube_emulator.messages import (
+    JSON,
+    CloseWatch,
+    Create,
+    Delete,
+    EventType,
+    Finalize,
+    FinalizeDue,
+    Get,
+    ListObjects,
+    OpenWatch,
+    Patch,
+    Replace,
+    SetStuck,
+    StoreMessage,
+    WatchEvent,
+    WatchStart,
+)
+from actors.kube_emulator.resources import NAMESPACES, RESOURCES, ResourceType, by_kind
+from actors.runtime import Actor
+
+Key = tuple[str, str]  # (namespace or "", name)
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSettings:
+    data_dir: Path
+    finalize_delay: float = 2.0
+    history: int = 1000
+
+
+@dataclass(slots=True)
+class _Watcher:
+    rtype: ResourceType
+    namespace: str | None
+    queue: asyncio.Queue[WatchEvent]
+
+
+class Store(Actor[StoreMessage]):
+    def __init__(self, settings: StoreSettings) -> None:
+        self.settings = settings
+        self.rv = 0
+        self.floor = 0  # a watch may resume from any version >= floor
+        self.tables: dict[ResourceType, dict[Key, JSON]] = {r: {} for r in RESOURCES}
+        self.history: collections.deque[WatchEvent] = collections.deque()
+        self.watchers: dict[int, _Watcher] = {}
+        self.watch_ids = itertools.count(1)
+        self.stuck: set[str] = set()
+        self.dirty = False
+
+    async def started(self) -> None:
+        snapshot = await asyncio.to_thread(persistence.load, self.settings.data_dir)
+        self.rv = self.floor = snapshot.resource_version
+        for obj in snapshot.objects:
+            rtype = by_kind(obj.get("apiVersion", ""), obj.get("kind", ""))
+            if rtype is not None:
+                self.tables[rtype][self._key(obj)] = obj
+        for obj in self.tables[NAMESPACES].values():
+            if obj["metadata"].get("deletionTimestamp"):
+                self._schedule_finalize(obj)
+        self.log.info("store_loaded", objects=len(snapshot.objects), resource_version=self.rv)
+
+    async def receive(self, message: StoreMessage) -> object:
+        try:
+            return self._handle(message)
+        finally:
+            if self.dirty:
+                self.dirty = False
+                await asyncio.to_thread(persistence.save, self.settings.data_dir, self._snapshot())
+
+    def _handle(self, message: StoreMessage) -> object:
+        match message:
+            case Create():
+                return self._create(message)
+            case Get(rtype, namespace, name):
+                return self._require(rtype, namespace, name)
+            case ListObjects(rtype, namespace):
+                table = self.tables[rtype]
+                items = [o for (ns, _), o in sorted(table.items())
+                         if namespace is None or ns == namespace]
+                return items, self.rv
+            case Replace():
+                return self._replace(message)
+            case Patch():
+                return self._patch(message)
+            case Delete():
+                return self._delete(message)
+            case Finalize(name, body):
+                return self._finalize(name, body)
+            case OpenWatch(rtype, namespace, resource_version):
+                return self._open_watch(rtype, namespace, resource_version)
+            case CloseWatch(watch_id):
+                self.watchers.pop(watch_id, None)
+                return None
+            case FinalizeDue(name, uid):
+                self._finalize_due(name, uid)
+                return None
+            case SetStuck(name, stuck):
+                self._set_stuck(name, stuck)
+                return None
+            case _:
+                assert_never(message)
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _key(obj: JSON) -> Key:
+        meta = obj["metadata"]
+        return (meta.get("namespace") or "", meta["name"])
+
+    def _snapshot(self) -> persistence.Snapshot:
+        return persistence.Snapshot(
+            self.rv, [o for table in self.tables.values() for o in table.values()]
+        )
+
+    def _require(self, rtype: ResourceType, namespace: str | None, name: str) -> JSON:
+        obj = self.tables[rtype].get((namespace or "", name))
+        if obj is None:
+            raise errors.not_found(rtype, name)
+        return obj
+
+    def _check_namespace(self, rtype: ResourceType, namespace: str | None, name: str) -> None:
+        if not rtype.namespaced or namespace is None:
+            return
+        ns = self.tables[NAMESPACES].get(("", namespace))
+        if ns is None:
+            raise errors.namespace_not_found(namespace)
+        if ns["metadata"].get("deletionTimestamp"):
+            raise errors.namespace_terminating(rtype, name, namespace)
+
+    def _next_rv(self) -> int:
+        self.rv += 1
+        return self.rv
+
+    def _emit(self, type_: EventType, rtype: ResourceType, obj: JSON, old: JSON | None) -> None:
+        event = WatchEvent(type_, int(obj["metadata"]["resourceVersion"]), rtype, obj, old)
+        self.history.append(event)
+        while len(self.history) > self.settings.history:
+            self.floor = self.history.popleft().rv
+        for watcher in self.watchers.values():
+            if watcher.rtype is rtype and watcher.namespace in (None, self._key(obj)[0]):
+                watcher.queue.put_nowait(event)
+
+    def _store(self, rtype: ResourceType, obj: JSON, old: JSON | None) -> None:
+        self.tables[rtype][self._key(obj)] = obj
+        self.dirty = True
+        self._emit("ADDED" if old is None else "MODIFIED", rtype, obj, old)
+
+    def _remove(self, rtype: ResourceType, obj: JSON) -> JSON:
+        self.tables[rtype].pop(self._key(obj), None)
+        gone = copy.deepcopy(obj)
+        gone["metadata"]["resourceVersion"] = str(self._next_rv())
+        self.dirty = True
+        self._emit("DELETED", rtype, gone, obj)
+        return gone
+
+    # -- operations ---------------------------------------------------------------------------
+
+    def _create(self, msg: Create) -> JSON:
+        rtype = msg.rtype
+        name_hint = str((msg.body.get("metadata") or {}).get("name") or "")
+        obj = objects.prepare_create(rtype, msg.body, msg.namespace, self.rv + 1, msg.manager)
+        name = obj["metadata"]["name"]
+        self._check_namespace(rtype, msg.namespace, name or name_hint)
+        existing = self.tables[rtype].get((msg.namespace or "", name))
+        if existing is not None:
+            raise errors.already_exists(
+                rtype, name, being_deleted=bool(existing["metadata"].get("deletionTimestamp"))
+            )
+        if msg.dry_run:
+            return obj
+        self._next_rv()
+        self._store(rtype, obj, None)
+        return obj
+
+    def _replace(self, msg: Replace) -> JSON:
+        old = self._require(msg.rtype, msg.namespace, msg.name)
+        objects.check_precondition(msg.rtype, old, (msg.body.get("metadata") or {}).get(
+            "resourceVersion"))
+        new = objects.prepare_update(msg.rtype, old, msg.body, self.rv + 1, msg.manager)
+        return self._commit_update(msg.rtype, old, new, msg.dry_run)
+
+    def _commit_update(self, rtype: ResourceType, old: JSON, new: JSON, dry_run: bool) -> JSON:
+        if new is old or dry_run:
+            return new
+        self._next_rv()
+        self._store(rtype, new, old)
+        if new["metadata"].get("deletionTimestamp") and not new["metadata"].get("finalizers"):
+            if rtype is not NAMESPACES:
+                self._remove(rtype, new)
+            elif not (new.get("spec") or {}).get("finalizers"):
+                self._remove_namespace(new)
+        return new
+
+    def _patch(self, msg: Patch) -> tuple[JSON, bool]:
+        rtype = msg.rtype
+        old = self.tables[rtype].get((msg.namespace or "", msg.name))
+        if msg.patch_type == "apply":
+            body = objects.ensure_object(msg.patch)
+            objects.check_kind(rtype, body)
+            if (body.get("metadata") or {}).get("name") != msg.name:
+                raise errors.bad_request(
+                    "the name of the object in the apply configuration does not match the name "
+                    "on the URL")
+            if old is None:
+                created = objects.prepare_create(rtype, body, msg.namespace, self.rv + 1,
+                                                 msg.manager, "Apply")
+                self._check_namespace(rtype, msg.namespace, msg.name)
+                if not msg.dry_run:
+                    self._next_rv()
+                    self._store(rtype, created, None)
+                return created, True
+        if old is None:
+            raise errors.not_found(rtype, msg.name)
+        try:
+            match msg.patch_type:
+                case "merge":
+                    patched = patch.merge_patch(old, objects.ensure_object(msg.patch))
+                case "strategic" | "apply":
+                    patched = patch.strategic_merge(old, objects.ensure_object(msg.patch))
+                case "json":
+                    patched = patch.json_patch(old, msg.patch)
+                case _:
+                    assert_never(msg.patch_type)
+        except patch.PatchError as exc:
+            raise errors.ApiError(422, "Invalid", str(exc), {})
+        if not isinstance(patched, dict):
+            raise errors.bad_request("the patch must produce an object")
+        objects.check_precondition(rtype, old, (patched.get("metadata") or {}).get(
+            "resourceVersion"))
+        operation = "Apply" if msg.patch_type == "apply" else "Update"
+        new = objects.prepare_update(rtype, old, patched, self.rv + 1, msg.manager, operation)
+        return self._commit_update(rtype, old, new, msg.dry_run), False
+
+    def _delete(self, msg: Delete) -> JSON:
+        rtype = msg.rtype
+        obj = self._require(rtype, msg.namespace, msg.name)
+        meta = obj["metadata"]
+        if msg.precondition_uid not in (None, meta["uid"]):
+            raise errors.conflict(
+                rtype, msg.name,
+                f"Precondition failed: UID in precondition: {msg.precondition_uid}, "
+                f"UID in object meta: {meta['uid']}")
+        if msg.precondition_rv not in (None, meta["resourceVersion"]):
+            raise errors.conflict(
+                rtype, msg.name,
+                f"Precondition failed: ResourceVersion in precondition: {msg.precondition_rv}, "
+                f"ResourceVersion in object meta: {meta['resourceVersion']}")
+        if msg.dry_run:
+            return obj
+        if meta.get("deletionTimestamp"):
+            return obj  # already going; real servers answer 200 with the object again
+        if rtype is NAMESPACES or meta.get("finalizers"):
+            new = copy.deepcopy(obj)
+            new["metadata"]["deletionTimestamp"] = objects.now()
+            new["metadata"]["deletionGracePeriodSeconds"] = 0
+            new["metadata"]["resourceVersion"] = str(self._next_rv())
+            if rtype is NAMESPACES:
+                new["status"] = {**(new.get("status") or {}), "phase": "Terminating"}
+                self._store(rtype, new, obj)
+                self._schedule_finalize(new)
+            else:
+                self._store(rtype, new, obj)
+            return new
+        self._remove(rtype, obj)
+        details: JSON = {"name": msg.name, "kind": rtype.plural, "uid": meta["uid"]}
+        if rtype.group:
+            details["group"] = rtype.group
+        return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                "details": details}
+
+    # -- namespace lifecycle ------------------------------------------------------------------
+
+    def _schedule_finalize(self, ns: JSON) -> None:
+        name, uid = ns["metadata"]["name"], ns["metadata"]["uid"]
+        delay = self.settings.finalize_delay
+
+        async def later() -> None:
+            await asyncio.sleep(delay)
+            self.ref.tell(FinalizeDue(name, uid))
+
+        _ = self.start_task(later(), name=f"finalize:{name}")
+
+    def _finalize_due(self, name: str, uid: str) -> None:
+        ns = self.tables[NAMESPACES].get(("", name))
+        if ns is None or ns["metadata"]["uid"] != uid or name in self.stuck:
+            return
+        for rtype in RESOURCES:
+            if rtype.namespaced:
+                for key, obj in list(self.tables[rtype].items()):
+                    if key[0] == name:
+                        self._remove(rtype, obj)
+        finalizers = [f for f in (ns.get("spec") or {}).get("finalizers", []) if f != "kubernetes"]
+        self._finalize(name, {"spec": {"finalizers": finalizers}})
+        self.log.info("namespace_finalized", namespace=name)
+
+    def _finalize(self, name: str, body: JSON) -> JSON:
+        old = self._require(NAMESPACES, None, name)
+        raw_spec = body.get("spec")
+        spec: JSON = raw_spec if isinstance(raw_spec, dict) else {}
+        finalizers = spec.get("finalizers") or []
+        if not isinstance(finalizers, list):
+            raise errors.bad_request("spec.finalizers must be a list")
+        new = copy.deepcopy(old)
+        new["spec"] = {**(new.get("spec") or {}), "finalizers": finalizers}
+        if new == old:
+            return old
+        new["metadata"]["resourceVersion"] = str(self._next_rv())
+        self._store(NAMESPACES, new, old)
+        if new["metadata"].get("deletionTimestamp") and not finalizers and not new[
+                "metadata"].get("finalizers"):
+            self._remove_namespace(new)
+        return new
+
+    def _remove_namespace(self, ns: JSON) -> None:
+        self._remove(NAMESPACES, ns)
+        self.log.info("namespace_removed", namespace=ns["metadata"]["name"])
+
+    def _set_stuck(self, name: str, stuck: bool) -> None:
+        if stuck:
+            self.stuck.add(name)
+            return
+        self.stuck.discard(name)
+        ns = self.tables[NAMESPACES].get(("", name))
+        if ns is not None and ns["metadata"].get("deletionTimestamp"):
+            self._schedule_finalize(ns)
+
+    # -- watch --------------------------------------------------------------------------------
+
+    def _open_watch(
+        self, rtype: ResourceType, namespace: str | None, resource_version: str | None
+    ) -> WatchStart:
+        initial: list[WatchEvent] = []
+        if resource_version in (None, "", "0"):
+            for (ns, _), obj in sorted(self.tables[rtype].items()):
+                if namespace is None or ns == namespace:
+                    initial.append(WatchEvent("ADDED", int(obj["metadata"]["resourceVersion"]),
+                                              rtype, obj, None))
+        else:
+            try:
+                since = int(resource_version)
+            except ValueError:
+                raise errors.bad_request(f"invalid resource version: {resource_version!r}")
+            if since < self.floor:
+                raise errors.expired(since, self.floor + 1)
+            initial = [e for e in self.history if e.rv > since and e.rtype is rtype
+                       and (namespace is None or self._key(e.object)[0] == namespace)]
+        watch_id = next(self.watch_ids)
+        queue: asyncio.Queue[WatchEvent] = asyncio.Queue()
+        self.watchers[watch_id] = _Watcher(rtype, namespace, queue)
+        return WatchStart(watch_id, initial, queue, self.rv)

@@ -1,0 +1,29 @@
+"""Fixtures for the kube emulator tests: a running emulator and a kubernetes-asyncio client."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from kubernetes_asyncio import client, config
+
+from tests.support.kube import KubeEndpoint, start_kube_emulator
+from tests.support.processes import ProcessGroup
+
+
+@pytest.fixture
+async def kube(procs: ProcessGroup, tmp_path: Path) -> KubeEndpoint:
+    return await start_kube_emulator(procs, tmp_path / "kube", finalize_delay=0.2)
+
+
+async def api_client(kube: KubeEndpoint) -> client.ApiClient:
+    cfg = client.Configuration()
+    await config.load_kube_config(config_file=str(kube.kubeconfig), client_configuration=cfg)
+    return client.ApiClient(cfg)
+
+
+@pytest.fixture
+async def api(kube: KubeEndpoint) -> AsyncIterator[client.ApiClient]:
+    async with await api_client(kube) as api:
+        yield api

@@ -1,0 +1,202 @@
+"""kubernetes-asyncio against the emulator: objects, metadata, Status errors, selectors, patches."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.rest import ApiException
+
+from tests.support.kube import KubeEndpoint
+
+pytestmark = pytest.mark.processes
+
+
+def status_of(exc: ApiException) -> dict[str, Any]:
+    body: dict[str, Any] = json.loads(exc.body)
+    return body
+
+
+def ns(name: str, **labels: str) -> client.V1Namespace:
+    return client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels=labels or None))
+
+
+async def test_created_namespace_carries_server_metadata(api: client.ApiClient) -> None:
+    v1 = client.CoreV1Api(api)
+    created = await v1.create_namespace(ns("acct-1", team="a"))
+    assert created.metadata.uid
+    assert int(created.metadata.resource_version) > 0
+    assert created.metadata.creation_timestamp is not None
+    assert created.metadata.labels == {"team": "a", "kubernetes.io/metadata.name": "acct-1"}
+    assert created.spec.finalizers == ["kubernetes"]
+    assert created.status.phase == "Active"
+    again = await v1.read_namespace("acct-1")
+    assert again.metadata.uid == created.metadata.uid
+
+
+async def test_every_write_bumps_one_global_resource_version(api: client.ApiClient) -> None:
+    v1 = client.CoreV1Api(api)
+    a = await v1.create_namespace(ns("rv-a"))
+    b = await v1.create_namespace(ns("rv-b"))
+    q = await v1.create_namespaced_resource_quota(
+        "rv-a", {"metadata": {"name": "q"}, "spec": {"hard": {"pods": "3"}}})
+    versions = [int(o.metadata.resource_version) for o in (a, b, q)]
+    assert versions == sorted(versions) and len(set(versions)) == 3
+    listed = await v1.list_namespace()
+    assert int(listed.metadata.resource_version) == versions[-1]
+
+
+async def test_duplicate_namespace_is_409_already_exists(api: client.ApiClient) -> None:
+    v1 = client.CoreV1Api(api)
+    await v1.create_namespace(ns("dup"))
+    with pytest.raises(ApiException) as info:
+        await v1.create_namespace(ns("dup"))
+    assert info.value.status == 409
+    assert status_of(info.value) == {
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": 'namespaces "dup" already exists', "reason": "AlreadyExists",
+        "details": {"name": "dup", "kind": "namespaces"}, "code": 409,
+    }
+
+
+async def test_missing_objects_are_404_not_found(api: client.ApiClient) -> None:
+    v1 = client.CoreV1Api(api)
+    with pytest.raises(ApiException) as info:
+        await v1.read_namespace("missing")
+    assert info.value.status == 404
+    body = status_of(info.value)
+    assert (body["reason"], body["message"]) == ("NotFound", 'namespaces "missing" not found')
+    with pytest.raises(ApiException) as info:
+        await client.RbacAuthorizationV1Api(api).read_namespaced_role_binding("x", "default")
+    assert status_of(info.value)["message"] == (
+        'rolebindings.rbac.authorization.k8s.io "x" not found')
+    assert status_of(info.value)["details"] == {
+        "name": "x", "group": "rbac.authorization.k8s.io", "kind": "rolebindings"}
+
+
+async def test_creating_in_a_missing_namespace_is_404_for_the_namespace(
+    api: client.ApiClient,
+) -> None:
+    with pytest.raises(ApiException) as info:
+        await client.CoreV1Api(api).create_namespaced_limit_range(
+            "nowhere", {"metadata": {"name": "lr"}})
+    assert info.value.status == 404
+    assert status_of(info.value)["message"] == 'namespaces "nowhere" not found'
+
+
+@pytest.mark.parametrize(
+    ("name", "detail"),
+    [
+        ("Bad_Name", "a lowercase RFC 1123 label must consist of lower case alphanumeric "
+                     "characters or '-', and must start and end with an alphanumeric character "
+                     "(e.g. 'my-name',  or '123-abc', regex used for validation is "
+                     "'[a-z0-9]([-a-z0-9]*[a-z0-9])?')"),
+        ("with.dot", "must not contain dots"),
+        ("a" * 64, "must be no more than 63 characters"),
+    ],
+)
+async def test_invalid_namespace_names_are_422_with_dns1123_messages(
+    api: client.ApiClient, name: str, detail: str
+) -> None:
+    with pytest.raises(ApiException) as info:
+        await client.CoreV1Api(api).create_namespace(ns(name))
+    assert info.value.status == 422
+    body = status_of(info.value)
+    assert body["reason"] == "Invalid"
+    assert body["message"] == (
+        f'Namespace "{name}" is invalid: metadata.name: Invalid value: "{name}": {detail}')
+    assert body["details"]["kind"] == "Namespace"
+    assert body["details"]["causes"] == [{
+        "reason": "FieldValueInvalid", "message": f'Invalid value: "{name}": {detail}',
+        "field": "metadata.name"}]
+
+
+async def test_label_selectors_filter_lists(api: client.ApiClient) -> None:
+    v1 = client.CoreV1Api(api)
+    await v1.create_namespace(ns("s-1", tier="a", managed="yes"))
+    await v1.create_namespace(ns("s-2", tier="b", managed="yes"))
+    await v1.create_namespace(ns("s-3", tier="c"))
+
+    async def names(selector: str) -> list[str]:
+        listed = await v1.list_namespace(label_selector=selector)
+        return [n.metadata.name for n in listed.items]
+
+    assert await names("managed=yes") == ["s-1", "s-2"]
+    assert await names("tier in (a,c)") == ["s-1", "s-3"]
+    assert await names("managed,tier!=a") == ["s-2"]
+    assert await names("!managed") == ["s-3"]
+    with pytest.raises(ApiException) as info:
+        await v1.list_namespace(label_selector="tier in (a")
+    assert info.value.status == 400
+
+
+async def test_strategic_merge_and_apply_patches_upsert_and_merge(api: client.ApiClient) -> None:
+    v1 = client.CoreV1Api(api)
+    await v1.create_namespace(ns("p-1", keep="1"))
+    patched = await v1.patch_namespace("p-1", {"metadata": {"labels": {"added": "2"}}})
+    assert patched.metadata.labels == {
+        "keep": "1", "added": "2", "kubernetes.io/metadata.name": "p-1"}
+    config = {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "quota"},
+              "spec": {"hard": {"pods": "10"}}}
+    created = await v1.patch_namespaced_resource_quota(
+        "quota", "p-1", config, field_manager="test", force=True,
+        _content_type="application/apply-patch+yaml")
+    assert created.spec.hard == {"pods": "10"}
+    config["spec"] = {"hard": {"pods": "20"}}
+    updated = await v1.patch_namespaced_resource_quota(
+        "quota", "p-1", config, field_manager="test", force=True,
+        _content_type="application/apply-patch+yaml")
+    assert updated.spec.hard == {"pods": "20"}
+    assert updated.metadata.uid == created.metadata.uid
+    assert updated.status.hard == {"pods": "20"}
+
+
+async def test_stale_resource_version_on_replace_is_409_conflict(api: client.ApiClient) -> None:
+    v1 = client.CoreV1Api(api)
+    await v1.create_namespace(ns("c-1"))
+    first = await v1.create_namespaced_service_account("c-1", {"metadata": {"name": "sa"}})
+    await v1.patch_namespaced_service_account("sa", "c-1", {"metadata": {"labels": {"a": "b"}}})
+    with pytest.raises(ApiException) as info:
+        await v1.replace_namespaced_service_account("sa", "c-1", first)
+    assert info.value.status == 409
+    assert status_of(info.value)["reason"] == "Conflict"
+    assert "the object has been modified" in status_of(info.value)["message"]
+
+
+async def test_deleted_namespace_terminates_then_disappears_with_its_objects(
+    api: client.ApiClient, kube: KubeEndpoint
+) -> None:
+    v1 = client.CoreV1Api(api)
+    await v1.create_namespace(ns("gone"))
+    await client.NetworkingV1Api(api).create_namespaced_network_policy(
+        "gone", {"metadata": {"name": "deny"}, "spec": {"podSelector": {}}})
+    code, body = await kube.request("DELETE", "/api/v1/namespaces/gone")
+    assert code == 200
+    assert body["kind"] == "Namespace"
+    assert body["status"]["phase"] == "Terminating"
+    assert body["metadata"]["deletionTimestamp"]
+    with pytest.raises(ApiException) as info:
+        await v1.create_namespaced_resource_quota("gone", {"metadata": {"name": "q2"}})
+    assert info.value.status == 403
+    forbidden = status_of(info.value)
+    assert forbidden["message"] == (
+        'resourcequotas "q2" is forbidden: unable to create new content in namespace gone '
+        "because it is being terminated")
+    assert forbidden["details"]["causes"][0]["reason"] == "NamespaceTerminating"
+    with pytest.raises(ApiException) as info:
+        await v1.create_namespace(ns("gone"))
+    assert status_of(info.value)["message"] == (
+        'object is being deleted: namespaces "gone" already exists')
+
+    async def removed() -> bool:
+        code, _ = await kube.request("GET", "/api/v1/namespaces/gone")
+        return code == 404
+
+    from tests.support.wait import wait_until
+
+    await wait_until(removed, timeout=10, message="namespace finalized")
+    code, _ = await kube.request("GET",
+                                 "/apis/networking.k8s.io/v1/namespaces/gone/networkpolicies/deny")
+    assert code == 404
