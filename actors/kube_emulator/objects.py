@@ -154,7 +154,7 @@ def _quota_status(obj: JSON) -> None:
     spec = obj.get("spec")
     hard = spec.get("hard") if isinstance(spec, dict) else None
     if isinstance(hard, dict) and hard:
-        obj["status"] = {"hard": dict(hard), "used": {k: "0" for k in hard}}
+        obj["status"] = {"hard": dict(hard), "used": dict.fromkeys(hard, "0")}
     else:
         obj.pop("status", None)
 

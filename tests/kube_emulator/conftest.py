@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kubernetes_asyncio import client, config
@@ -27,3 +28,17 @@ async def api_client(kube: KubeEndpoint) -> client.ApiClient:
 async def api(kube: KubeEndpoint) -> AsyncIterator[client.ApiClient]:
     async with await api_client(kube) as api:
         yield api
+
+
+# The generated client is typed for model bodies; tests send dicts as the daemon may, so
+# they hold the API objects as Any.
+def core(api: client.ApiClient) -> Any:
+    return client.CoreV1Api(api)
+
+
+def networking(api: client.ApiClient) -> Any:
+    return client.NetworkingV1Api(api)
+
+
+def rbac(api: client.ApiClient) -> Any:
+    return client.RbacAuthorizationV1Api(api)

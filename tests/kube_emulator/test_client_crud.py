@@ -9,13 +9,15 @@ import pytest
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.rest import ApiException
 
+from tests.kube_emulator.conftest import core, networking, rbac
 from tests.support.kube import KubeEndpoint
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.processes
 
 
 def status_of(exc: ApiException) -> dict[str, Any]:
-    body: dict[str, Any] = json.loads(exc.body)
+    body: dict[str, Any] = json.loads(exc.body or b"{}")
     return body
 
 
@@ -24,7 +26,7 @@ def ns(name: str, **labels: str) -> client.V1Namespace:
 
 
 async def test_created_namespace_carries_server_metadata(api: client.ApiClient) -> None:
-    v1 = client.CoreV1Api(api)
+    v1 = core(api)
     created = await v1.create_namespace(ns("acct-1", team="a"))
     assert created.metadata.uid
     assert int(created.metadata.resource_version) > 0
@@ -37,19 +39,20 @@ async def test_created_namespace_carries_server_metadata(api: client.ApiClient) 
 
 
 async def test_every_write_bumps_one_global_resource_version(api: client.ApiClient) -> None:
-    v1 = client.CoreV1Api(api)
+    v1 = core(api)
     a = await v1.create_namespace(ns("rv-a"))
     b = await v1.create_namespace(ns("rv-b"))
     q = await v1.create_namespaced_resource_quota(
         "rv-a", {"metadata": {"name": "q"}, "spec": {"hard": {"pods": "3"}}})
     versions = [int(o.metadata.resource_version) for o in (a, b, q)]
-    assert versions == sorted(versions) and len(set(versions)) == 3
+    assert versions == sorted(versions)
+    assert len(set(versions)) == 3
     listed = await v1.list_namespace()
     assert int(listed.metadata.resource_version) == versions[-1]
 
 
 async def test_duplicate_namespace_is_409_already_exists(api: client.ApiClient) -> None:
-    v1 = client.CoreV1Api(api)
+    v1 = core(api)
     await v1.create_namespace(ns("dup"))
     with pytest.raises(ApiException) as info:
         await v1.create_namespace(ns("dup"))
@@ -62,14 +65,14 @@ async def test_duplicate_namespace_is_409_already_exists(api: client.ApiClient) 
 
 
 async def test_missing_objects_are_404_not_found(api: client.ApiClient) -> None:
-    v1 = client.CoreV1Api(api)
+    v1 = core(api)
     with pytest.raises(ApiException) as info:
         await v1.read_namespace("missing")
     assert info.value.status == 404
     body = status_of(info.value)
     assert (body["reason"], body["message"]) == ("NotFound", 'namespaces "missing" not found')
     with pytest.raises(ApiException) as info:
-        await client.RbacAuthorizationV1Api(api).read_namespaced_role_binding("x", "default")
+        await rbac(api).read_namespaced_role_binding("x", "default")
     assert status_of(info.value)["message"] == (
         'rolebindings.rbac.authorization.k8s.io "x" not found')
     assert status_of(info.value)["details"] == {
@@ -80,7 +83,7 @@ async def test_creating_in_a_missing_namespace_is_404_for_the_namespace(
     api: client.ApiClient,
 ) -> None:
     with pytest.raises(ApiException) as info:
-        await client.CoreV1Api(api).create_namespaced_limit_range(
+        await core(api).create_namespaced_limit_range(
             "nowhere", {"metadata": {"name": "lr"}})
     assert info.value.status == 404
     assert status_of(info.value)["message"] == 'namespaces "nowhere" not found'
@@ -101,7 +104,7 @@ async def test_invalid_namespace_names_are_422_with_dns1123_messages(
     api: client.ApiClient, name: str, detail: str
 ) -> None:
     with pytest.raises(ApiException) as info:
-        await client.CoreV1Api(api).create_namespace(ns(name))
+        await core(api).create_namespace(ns(name))
     assert info.value.status == 422
     body = status_of(info.value)
     assert body["reason"] == "Invalid"
@@ -114,7 +117,7 @@ async def test_invalid_namespace_names_are_422_with_dns1123_messages(
 
 
 async def test_label_selectors_filter_lists(api: client.ApiClient) -> None:
-    v1 = client.CoreV1Api(api)
+    v1 = core(api)
     await v1.create_namespace(ns("s-1", tier="a", managed="yes"))
     await v1.create_namespace(ns("s-2", tier="b", managed="yes"))
     await v1.create_namespace(ns("s-3", tier="c"))
@@ -133,7 +136,7 @@ async def test_label_selectors_filter_lists(api: client.ApiClient) -> None:
 
 
 async def test_strategic_merge_and_apply_patches_upsert_and_merge(api: client.ApiClient) -> None:
-    v1 = client.CoreV1Api(api)
+    v1 = core(api)
     await v1.create_namespace(ns("p-1", keep="1"))
     patched = await v1.patch_namespace("p-1", {"metadata": {"labels": {"added": "2"}}})
     assert patched.metadata.labels == {
@@ -154,7 +157,7 @@ async def test_strategic_merge_and_apply_patches_upsert_and_merge(api: client.Ap
 
 
 async def test_stale_resource_version_on_replace_is_409_conflict(api: client.ApiClient) -> None:
-    v1 = client.CoreV1Api(api)
+    v1 = core(api)
     await v1.create_namespace(ns("c-1"))
     first = await v1.create_namespaced_service_account("c-1", {"metadata": {"name": "sa"}})
     await v1.patch_namespaced_service_account("sa", "c-1", {"metadata": {"labels": {"a": "b"}}})
@@ -168,9 +171,9 @@ async def test_stale_resource_version_on_replace_is_409_conflict(api: client.Api
 async def test_deleted_namespace_terminates_then_disappears_with_its_objects(
     api: client.ApiClient, kube: KubeEndpoint
 ) -> None:
-    v1 = client.CoreV1Api(api)
+    v1 = core(api)
     await v1.create_namespace(ns("gone"))
-    await client.NetworkingV1Api(api).create_namespaced_network_policy(
+    await networking(api).create_namespaced_network_policy(
         "gone", {"metadata": {"name": "deny"}, "spec": {"podSelector": {}}})
     code, body = await kube.request("DELETE", "/api/v1/namespaces/gone")
     assert code == 200
@@ -194,9 +197,8 @@ async def test_deleted_namespace_terminates_then_disappears_with_its_objects(
         code, _ = await kube.request("GET", "/api/v1/namespaces/gone")
         return code == 404
 
-    from tests.support.wait import wait_until
-
-    await wait_until(removed, timeout=10, message="namespace finalized")
+    finalized: bool = await wait_until(removed, timeout=10, message="namespace finalized")
+    assert finalized
     code, _ = await kube.request("GET",
                                  "/apis/networking.k8s.io/v1/namespaces/gone/networkpolicies/deny")
     assert code == 404
