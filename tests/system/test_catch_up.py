@@ -1,0 +1,96 @@
+"""Clusters that were away: a daemon stopped for a while misses events and catches up when it
+comes back; a cluster added on a later `fabric up` receives every live account and no deleted one.
+
+Flow (one state dir, three runs of `fabric up`, each stopped with SIGTERM and exit 0):
+1. clusters a,b: two accounts become ready in both.
+2. clusters a only: b's daemon is away; create two accounts, delete one of the first ones.
+3. clusters a,b,c: b catches up on what it missed (one namespace created, one removed),
+   the new cluster c gets exactly the live accounts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.system.harness import FabricUp, call_ok, eventually, list_accounts, namespaces
+
+pytestmark = pytest.mark.processes
+
+
+@pytest.fixture
+def up(tmp_path: Path) -> Iterator[FabricUp]:
+    system = FabricUp(tmp_path / "state", tmp_path / "logs", ["a", "b"])
+    try:
+        yield system
+    finally:
+        system.close()
+
+
+async def create(up: FabricUp, slug: str) -> dict[str, Any]:
+    account = await call_ok(
+        up, "account.create", {"name": slug, "owner_email": f"{slug}@example.com", "slug": slug}
+    )
+    assert isinstance(account, dict)
+    return account
+
+
+async def converged(
+    up: FabricUp, clusters: list[str], live: set[str], deleted: set[str], *, away: bool = False
+) -> bool:
+    """Live accounts ready everywhere, deleted ones gone; with a cluster away a deleted
+    account may stay `deleting` (its namespace there is not removed yet)."""
+    accounts = {a["slug"]: a for a in await list_accounts(up)}
+    for slug in live:
+        account = accounts[slug]
+        assert account["status"] == "ready", account
+        for cluster in clusters:
+            assert account["clusters"][cluster]["state"] == "created", (cluster, account)
+    for slug in deleted:
+        final = {"deleting", "deleted"} if away else {"deleted"}
+        assert accounts.get(slug, {"status": "deleted"})["status"] in final, accounts.get(slug)
+    for cluster in clusters:
+        names = await namespaces(up, cluster)
+        assert names == sorted(f"acc-{s}" for s in live), (cluster, names)
+    return True
+
+
+async def test_away_daemon_catches_up_and_a_new_cluster_gets_only_live_accounts(
+    up: FabricUp,
+) -> None:
+    up.start(["a", "b"])
+    await up.wait_ready()
+    first = [await create(up, slug) for slug in ("keep-1", "drop-1")]
+    await eventually(
+        lambda: converged(up, ["a", "b"], {"keep-1", "drop-1"}, set()),
+        timeout=30,
+        message="first accounts in a and b",
+    )
+    assert up.stop() == 0
+
+    up.start(["a"])
+    await up.wait_ready()
+    await create(up, "keep-2")
+    await create(up, "keep-3")
+    await call_ok(up, "account.delete", {"id": first[1]["id"]})
+    live = {"keep-1", "keep-2", "keep-3"}
+    await eventually(
+        lambda: converged(up, ["a"], live, {"drop-1"}, away=True), timeout=30, message="a alone converged"
+    )
+    clusters = {c["name"]: c for c in await call_ok(up, "cluster.list", {})}
+    assert clusters["b"]["status"] == "offline", clusters
+    assert up.stop() == 0
+
+    up.start(["a", "b", "c"])
+    await up.wait_ready()
+    await eventually(
+        lambda: converged(up, ["a", "b", "c"], live, {"drop-1"}),
+        timeout=40,
+        message="b caught up and c received every live account",
+    )
+    clusters = {c["name"]: c for c in await call_ok(up, "cluster.list", {})}
+    assert {clusters[n]["status"] for n in ("a", "b", "c")} == {"online"}, clusters
+    assert up.stop() == 0
