@@ -1,0 +1,180 @@
+"""Jepsen-style: a stream of creates while the broker, the api, daemons and kube emulators are
+SIGKILLed at seeded random moments; `fabric up` (a real process) restarts them.
+
+Every call is recorded as ok / fail (a definite JSON-RPC error) / info (no usable answer:
+it may or may not have happened). A create whose answer was lost is retried with the same
+slug until it answers `ok` or -32010 (the slug exists: the lost call happened). The checker:
+- every `ok` create is an account with the id it answered;
+- -32010 only ever follows an indeterminate (or ok) call for that slug: a definite failure
+  wrote nothing;
+- after the faults, every account is ready in every cluster and each cluster holds exactly
+  one Fabric namespace per account and nothing else; no account the test did not create.
+
+Reproduce a run with FABRIC_FAULT_SEED=<seed> (printed on failure).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.support.wait import wait_until
+from tests.system.harness import FabricUp, Outcome, eventually, list_accounts, namespaces, rpc
+
+pytestmark = pytest.mark.processes
+
+SEED = int(os.environ.get("FABRIC_FAULT_SEED", "20261124"))
+CLUSTERS = ["a", "b"]
+CREATES = 48
+WINDOW = 30.0  # seconds over which creates are issued and faults injected
+TARGETS = ["broker", "api", "daemon-a", "kube-b", "broker", "api", "daemon-b", "kube-a"]
+RETRY_DEADLINE = 90.0  # after the window: how long a create keeps being retried
+# Definite errors a create may get while dependencies restart; anything else is a bug.
+TRANSIENT_CODES = {-32020}
+
+
+@dataclass
+class Op:
+    slug: str
+    attempt: int
+    invoked: float
+    outcome: Outcome
+
+
+@dataclass
+class History:
+    ops: list[Op] = field(default_factory=list)
+    kills: list[tuple[float, str, int]] = field(default_factory=list)
+
+    def of(self, slug: str) -> list[Op]:
+        return [op for op in self.ops if op.slug == slug]
+
+    def summary(self) -> str:
+        kinds: dict[str, int] = {}
+        for op in self.ops:
+            key = op.outcome.kind if op.outcome.code is None else f"{op.outcome.kind}({op.outcome.code})"
+            kinds[key] = kinds.get(key, 0) + 1
+        kills = ", ".join(f"{t:.1f}s {name}" for t, name, _ in self.kills)
+        return f"seed {SEED}: calls {kinds}; kills: {kills}"
+
+
+@pytest.fixture
+def up(tmp_path: Path) -> Iterator[FabricUp]:
+    system = FabricUp(tmp_path / "state", tmp_path / "logs", CLUSTERS)
+    try:
+        yield system
+    finally:
+        system.close()
+
+
+async def create_until_known(
+    session: aiohttp.ClientSession, up: FabricUp, slug: str, start: float, history: History
+) -> None:
+    """Issue one create at its scheduled moment; retry with the same slug until its fate is known."""
+    await asyncio.sleep(max(0.0, start - time.monotonic()))  # the workload's schedule, not a sync
+    params = {"name": f"Fault {slug}", "owner_email": f"{slug}@example.com", "slug": slug}
+    deadline = time.monotonic() + WINDOW + RETRY_DEADLINE
+    attempt = 0
+    while time.monotonic() < deadline:
+        attempt += 1
+        invoked = time.monotonic()
+        outcome = await rpc(session, up.api_url, up.admin_key, "account.create", params, timeout=5.0)
+        history.ops.append(Op(slug, attempt, invoked, outcome))
+        if outcome.kind == "ok" or outcome.code == -32010:
+            return
+        if outcome.kind == "fail" and outcome.code not in TRANSIENT_CODES:
+            return  # a definite, non-transient error: the checker reports it
+        await asyncio.sleep(0.3)  # retry pacing while the api or its dependencies restart
+
+
+async def nemesis(up: FabricUp, rng: random.Random, t0: float, history: History) -> None:
+    moments = sorted(rng.uniform(2.0, WINDOW - 4.0) for _ in TARGETS)
+    targets = list(TARGETS)
+    rng.shuffle(targets)
+    last: dict[str, int] = {}
+    for at, target in zip(moments, targets, strict=True):
+        await asyncio.sleep(max(0.0, t0 + at - time.monotonic()))  # the fault schedule
+        # Kill the process running now, not one already killed whose pid file is stale.
+        pid: int = await wait_until(
+            lambda target=target: (p := up.pid(target) or 0) != last.get(target) and p,  # type: ignore[misc]
+            timeout=30,
+            message=f"{target} restarted",
+        )
+        os.kill(pid, 9)
+        last[target] = pid
+        history.kills.append((time.monotonic() - t0, target, pid))
+
+
+def check_history(history: History, accounts: dict[str, dict[str, Any]], slugs: list[str]) -> None:
+    problems: list[str] = []
+    for slug in slugs:
+        ops = history.of(slug)
+        final = ops[-1].outcome
+        if not (final.kind == "ok" or final.code == -32010):
+            problems.append(f"{slug}: fate never known, last call {final}")
+        for i, op in enumerate(ops):
+            out = op.outcome
+            if out.kind == "ok":
+                account = accounts.get(slug)
+                if account is None:
+                    problems.append(f"{slug}: answered ok but no such account")
+                elif account["id"] != out.result["id"]:
+                    problems.append(f"{slug}: answered id {out.result['id']}, stored {account['id']}")
+            if out.code == -32010 and not any(p.outcome.kind in ("ok", "info") for p in ops[:i]):
+                problems.append(f"{slug}: -32010 although every earlier call failed definitely")
+            if out.kind == "fail" and out.code not in TRANSIENT_CODES | {-32010}:
+                problems.append(f"{slug}: unexpected error {out}")
+    extra = set(accounts) - set(slugs)
+    if extra:
+        problems.append(f"accounts nobody created: {sorted(extra)}")
+    assert not problems, "\n".join([history.summary(), *problems])
+
+
+@pytest.mark.timeout(240)
+async def test_creates_survive_sigkill_of_broker_api_daemons_and_kube_emulators(up: FabricUp) -> None:
+    rng = random.Random(SEED)
+    up.start()
+    await up.wait_ready()
+    slugs = [f"fault-{i:03d}" for i in range(CREATES)]
+    history = History()
+    t0 = time.monotonic() + 0.5
+    async with aiohttp.ClientSession(trust_env=False) as session, asyncio.TaskGroup() as group:
+        for i, slug in enumerate(slugs):
+            group.create_task(
+                create_until_known(session, up, slug, t0 + i * WINDOW / CREATES, history),
+                name=f"create-{slug}",
+            )
+        group.create_task(nemesis(up, rng, t0, history), name="nemesis")
+
+    accounts = {a["slug"]: a for a in await list_accounts(up)}
+    check_history(history, accounts, slugs)
+    assert {name for _, name, _ in history.kills} >= {"broker", "api", "daemon-a", "kube-b"}
+
+    expected = sorted(f"acc-{s}" for s in slugs)
+
+    async def converged() -> bool:
+        listed = await list_accounts(up)
+        assert len(listed) == len({a["slug"] for a in listed}) == len(slugs)
+        for account in listed:
+            assert account["status"] == "ready", account
+            states = {c: account["clusters"].get(c, {}).get("state") for c in CLUSTERS}
+            assert states == dict.fromkeys(CLUSTERS, "created"), account
+        for cluster in CLUSTERS:
+            assert await namespaces(up, cluster) == expected, cluster
+        return True
+
+    try:
+        await eventually(converged, timeout=90, message="every account ready in every cluster")
+    except TimeoutError as exc:
+        raise AssertionError(f"{history.summary()}\n{exc}")
+    print(history.summary())
+    assert up.stop() == 0
