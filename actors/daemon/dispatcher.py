@@ -132,6 +132,7 @@ class ClusterDaemon(Actor[DaemonMessage]):
             publisher=ports.publisher,
             subscription=ports.subscription,
             backoff=self._backoff,
+            crash_at=s.crash_at,
         )
         _ = self.start_task(self._read(), name="reader")
         _ = self.start_task(self._tick(), name="resync-timer")

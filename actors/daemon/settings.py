@@ -20,6 +20,7 @@ from pathlib import Path
 from core.tenancy import InvalidOverride, TenancyPolicy, parse_overrides
 from transport.client import BrokerEndpoints
 
+CRASH_POINTS = ("after_create", "after_publish")
 _CLUSTER_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?")
 
 
@@ -37,6 +38,7 @@ class DaemonSettings:
     delete_timeout: float = 60.0
     max_in_flight: int = 256
     heartbeat_interval: float = 1.0
+    crash_at: str | None = None  # test hook: SIGKILL ourselves at a named point
     max_parallel: int = 8
     log_format: str = "json"
     log_level: str = "info"
@@ -140,6 +142,19 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         help="concurrent Kubernetes reconciles (FABRIC_DAEMON_PARALLEL)",
     )
     p.add_argument(
+        "--max-in-flight",
+        type=_count,
+        default=e("FABRIC_DAEMON_IN_FLIGHT", "256"),
+        help="events held at once before the daemon stops reading (FABRIC_DAEMON_IN_FLIGHT)",
+    )
+    p.add_argument(
+        "--crash-at",
+        choices=CRASH_POINTS,
+        default=e("FABRIC_DAEMON_CRASH_AT"),
+        help="for fault tests only: SIGKILL the daemon at this point of its first event's work "
+        "(FABRIC_DAEMON_CRASH_AT)",
+    )
+    p.add_argument(
         "--log-format",
         choices=("json", "console"),
         default=e("FABRIC_LOG_FORMAT", "json"),
@@ -191,6 +206,8 @@ def parse_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | N
         delete_timeout=args.delete_timeout,
         max_parallel=args.max_parallel,
         heartbeat_interval=args.heartbeat_interval,
+        max_in_flight=args.max_in_flight,
+        crash_at=args.crash_at,
         log_format=args.log_format,
         log_level=args.log_level,
     )

@@ -14,6 +14,8 @@ outcome event's id is derived from the source event, so the bus deduplicates it.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from dataclasses import dataclass
 from typing import assert_never
 
@@ -85,27 +87,33 @@ class Worker:
         publisher: EventPublisher,
         subscription: EventSubscription,
         backoff: Backoff,
+        crash_at: str | None = None,
     ) -> None:
         self._cluster = cluster
         self._reconciler = reconciler
         self._publisher = publisher
         self._subscription = subscription
         self._backoff = backoff
+        self._crash_at = crash_at
 
     async def run(self, item: WorkItem) -> None:
         match item:
             case EventWork(seq=seq, envelope=env, event=event):
                 log = structlog.get_logger().bind(
-                    event_id=env.event_id, account_id=event.account_id, seq=seq
+                    event_id=env.event_id, account_id=event.account_id, seq=seq,
+                    namespace=event.namespace,
                 )
                 outcome = await self._reconcile(item, log)
+                self._maybe_crash("after_create", log)
                 report = self._report_event(event, env.event_id, env.correlation_id, outcome)
                 if report is not None:
                     await self._publish(report, log)
+                self._maybe_crash("after_publish", log)
                 await self._ack(seq, log)
             case ResyncWork(record=rec):
                 log = structlog.get_logger().bind(
-                    event_id=rec.event_id, account_id=rec.account_id, resync=True
+                    event_id=rec.event_id, account_id=rec.account_id, resync=True,
+                    namespace=rec.namespace,
                 )
                 outcome = await self._reconcile(item, log)
                 report = self._report_resync(rec, outcome)
@@ -113,6 +121,12 @@ class Worker:
                     await self._publish(report, log)
             case _:
                 assert_never(item)
+
+    def _maybe_crash(self, point: str, log: structlog.stdlib.BoundLogger) -> None:
+        """Fault-test hook: die the hard way (SIGKILL, no cleanup) at a named point."""
+        if self._crash_at == point:
+            log.warning("crash_point_reached", point=point)
+            os.kill(os.getpid(), signal.SIGKILL)
 
     async def _reconcile(
         self, item: WorkItem, log: structlog.stdlib.BoundLogger

@@ -157,6 +157,31 @@ async def test_sigkill_between_create_and_ack_redoes_without_a_duplicate(
     assert len(await kube.children("acc-t1")) == 6
 
 
+@pytest.mark.parametrize("point", ["after_create", "after_publish"])
+async def test_a_daemon_killed_before_its_ack_redoes_the_event_with_one_effect(
+    procs: ProcessGroup, tmp_path: Path, point: str
+) -> None:
+    endpoints, kube = await setup(procs, tmp_path)
+    daemon = await start_daemon(procs, tmp_path, "east", kube.kubeconfig, endpoints,
+                                "--crash-at", point)
+    await publish(endpoints, created(1))
+    assert await daemon.process.wait() == -9
+    first = await kube.namespace("acc-t1")
+    assert first is not None
+    await start_daemon(procs, tmp_path, "east", kube.kubeconfig, endpoints)
+    async with EventReader(endpoints) as reader:
+        _ = await wait_until(lambda: _acked(endpoints, "cluster:east", 1), timeout=30,
+                             message="acked after restart")
+        _ = await wait_until(lambda: reader.of_type("namespace.provisioned"), timeout=30,
+                             message="provisioned")
+        provisioned = [payload(e) for e in reader.of_type("namespace.provisioned")]
+    assert len(provisioned) == 1
+    assert provisioned[0]["uid"] == first["metadata"]["uid"]
+    again = await kube.namespace("acc-t1")
+    assert again is not None
+    assert again["metadata"]["uid"] == first["metadata"]["uid"]
+
+
 async def test_resync_recreates_a_hand_deleted_namespace_and_removes_a_deleted_accounts(
     procs: ProcessGroup, tmp_path: Path
 ) -> None:
