@@ -49,3 +49,60 @@ def pytest_runtest_makereport(
     report = yield
     setattr(item, "rep_" + report.when, report)
     return report
+
+
+
+# PostgreSQL fixtures of the API's tests (appended; see tests/support/postgres.py).
+from tests.support.postgres import PgAdmin  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def pg_base() -> Generator[Path, None, None]:
+    """Where test servers keep their data: outside pytest's tmp dirs, which pytest makes 0700."""
+    from tests.support.postgres import server_base
+
+    with server_base() as base:
+        yield base
+
+
+@pytest.fixture(scope="session")
+def pg_pristine(pg_base: Path) -> Path:
+    """An initdb'd data directory that test servers start from copies of."""
+    from tests.support.postgres import make_pristine
+
+    return make_pristine(pg_base / "pristine")
+
+
+@pytest.fixture(scope="session")
+def pg_admin(request: pytest.FixtureRequest) -> Generator[PgAdmin, None, None]:
+    """One PostgreSQL for the session: FABRIC_TEST_PG_DSN when set, else an embedded server."""
+    import os
+
+    from tests.support.ports import free_port
+    from tests.support.postgres import EmbeddedServer
+
+    given = os.environ.get("FABRIC_TEST_PG_DSN")
+    if given:
+        admin = PgAdmin(given)
+        admin.prepare_template()
+        yield admin
+        return
+    pristine: Path = request.getfixturevalue("pg_pristine")
+    server = EmbeddedServer.from_pristine(pristine, pristine.parent / "session", free_port())
+    server.start()
+    try:
+        admin = PgAdmin(server.dsn())
+        admin.prepare_template()
+        yield admin
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def pg_dsn(pg_admin: PgAdmin) -> AsyncIterator[str]:
+    """A fresh database with the legacy schema, dropped after the test."""
+    dsn = await pg_admin.fresh_database()
+    try:
+        yield dsn
+    finally:
+        await pg_admin.drop_database(dsn)

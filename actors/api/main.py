@@ -10,11 +10,13 @@ import argparse
 import asyncio
 import os
 import sys
+import time
 from pathlib import Path
 
-from actors.api.app import ApiSettings, start_api
+from actors.api.app import CACHE_FILE, ApiSettings, start_api
 from actors.api.auth import load_or_create_admin_key
 from actors.api.bus import BrokerConnector
+from actors.api.rebuild import rebuild_cache
 from actors.api.relay import RelaySettings
 from actors.runtime import ActorSystem, run_until_signalled
 from actors.runtime.logging import configure_logging
@@ -76,6 +78,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-relay", action="store_true",
                    default=_env("FABRIC_API_NO_RELAY", "") in ("1", "true", "yes"),
                    help="do not run the outbox relay in this process (FABRIC_API_NO_RELAY=1)")
+    p.add_argument("--rebuild-cache", action="store_true",
+                   help="replay the broker log into a fresh query cache before serving")
     p.add_argument("--log-format", choices=["json", "console"],
                    default=_env("FABRIC_LOG_FORMAT", "json"))
     p.add_argument("--log-level", default=_env("FABRIC_LOG_LEVEL", "info"))
@@ -125,6 +129,9 @@ def main(args: list[str] | None = None) -> None:
     connector = BrokerConnector(ns.broker)
 
     async def setup(system: ActorSystem) -> None:
+        if ns.rebuild_cache:
+            consumer = f"cache-rebuild-{int(time.time())}"
+            await rebuild_cache(connector, settings.state_dir / CACHE_FILE, consumer=consumer)
         await start_api(system, settings, connector)
 
     sys.exit(asyncio.run(run_until_signalled(setup)))
