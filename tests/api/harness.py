@@ -7,11 +7,11 @@
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import aiohttp
 
@@ -22,6 +22,9 @@ from actors.runtime import ActorSystem
 from core.bus import BusUnavailable, ConsumerDirectory, ConsumerInfo, EventPublisher, EventSubscription
 from core.events import DomainEvent, to_envelope
 from tests.support.fake_bus import FakeBus
+from tests.support.wait import wait_until
+
+T = TypeVar("T")
 
 ADMIN_KEY = "test-admin-key-0123456789abcdef0123456789abcdef"
 
@@ -131,3 +134,11 @@ async def publish_event(bus: FakeBus, event: DomainEvent) -> str:
     envelope = to_envelope(event, correlation_id="test")
     await bus.publish([envelope])
     return envelope.event_id
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]], *, timeout: float = 10.0, message: str = "condition"
+) -> T:
+    """`wait_until` for an async probe, typed (its signature cannot infer T from a coroutine)."""
+    loose: Callable[[], Any] = probe
+    return cast(T, await wait_until(loose, timeout=timeout, message=message))

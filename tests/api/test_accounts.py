@@ -9,7 +9,14 @@ from typing import Any
 
 from actors.legacy import db
 from core.events import NamespaceDeleted, NamespaceProvisioned, NamespaceProvisionFailed
-from tests.api.harness import FakeConnector, RunningApi, fast_settings, publish_event, running_api
+from tests.api.harness import (
+    FakeConnector,
+    RunningApi,
+    eventually,
+    fast_settings,
+    publish_event,
+    running_api,
+)
 from tests.support.fake_bus import FakeBus
 from tests.support.wait import wait_until
 
@@ -27,7 +34,7 @@ async def test_create_returns_the_contract_account_shape(api: RunningApi) -> Non
     assert set(account) == {
         "id", "slug", "name", "owner_email", "namespace", "created_at", "status", "clusters"
     }
-    assert uuid.UUID(account["id"])
+    assert str(uuid.UUID(account["id"])) == account["id"]
     assert account["slug"] == "acme-corp"
     assert account["name"] == "Acme Corp"
     assert account["owner_email"] == "owner@example.com"
@@ -131,7 +138,7 @@ async def test_relay_publishes_each_created_account_to_the_bus_once(
     assert [e.type for e in bus.log] == ["account.created"] * 5
     conn = await db.connect(pg_dsn)
     try:
-        await wait_until(
+        await eventually(
             lambda: _unpublished(conn), timeout=10, message="outbox rows marked published"
         )
     finally:
@@ -146,22 +153,22 @@ async def test_status_follows_cluster_reports(api: RunningApi, bus: FakeBus) -> 
     bus.set_online("cluster:b", False)
     account = await _create(api, "Status")
     aid, ns = account["id"], account["namespace"]
-    await wait_until(lambda: _clusters(api, aid, {"a", "b"}), timeout=5, message="both clusters known")
+    await eventually(lambda: _clusters(api, aid, {"a", "b"}), timeout=5, message="both clusters known")
     await publish_event(bus, NamespaceProvisioned(aid, "a", ns, "uid-1", "1"))
 
     async def status_is(expected: str) -> bool:
         return await _status(api, aid) == expected
 
     # Only cluster a is online, and it has the namespace: ready.
-    await wait_until(lambda: status_is("ready"), timeout=5, message="ready")
+    await eventually(lambda: status_is("ready"), timeout=5, message="ready")
     got = await api.result("account.get", {"id": aid})
     assert got["clusters"]["a"]["state"] == "created"
     assert got["clusters"]["b"]["state"] == "pending"
     # Cluster b comes online without it: provisioning again until it reports.
     bus.set_online("cluster:b", True)
-    await wait_until(lambda: status_is("provisioning"), timeout=5, message="provisioning")
+    await eventually(lambda: status_is("provisioning"), timeout=5, message="provisioning")
     await publish_event(bus, NamespaceProvisionFailed(aid, "b", ns, "forbidden"))
-    await wait_until(lambda: status_is("degraded"), timeout=5, message="degraded")
+    await eventually(lambda: status_is("degraded"), timeout=5, message="degraded")
     got = await api.result("account.get", {"id": aid})
     assert got["clusters"]["b"] == {
         "state": "failed", "updated_at": got["clusters"]["b"]["updated_at"], "error": "forbidden"
@@ -178,14 +185,14 @@ async def test_delete_is_deleting_until_every_cluster_that_had_it_reports_delete
     account = await _create(api, "Doomed")
     aid, ns = account["id"], account["namespace"]
     await publish_event(bus, NamespaceProvisioned(aid, "a", ns, "uid-1", "1"))
-    await wait_until(lambda: _is(api, aid, "ready"), timeout=5, message="ready")
+    await eventually(lambda: _is(api, aid, "ready"), timeout=5, message="ready")
     deleted = await api.result("account.delete", {"id": aid})
     assert deleted["status"] == "deleting"
     assert deleted["clusters"]["a"]["state"] == "deleting"
     again = await api.result("account.delete", {"id": aid})
     assert again["status"] == "deleting"
     await publish_event(bus, NamespaceDeleted(aid, "a", ns))
-    await wait_until(lambda: _is(api, aid, "deleted"), timeout=5, message="deleted")
+    await eventually(lambda: _is(api, aid, "deleted"), timeout=5, message="deleted")
 
     def kinds() -> list[str]:
         return [e.type for e in bus.log if e.aggregate_id == aid]
@@ -242,7 +249,7 @@ async def test_cluster_list_shows_cluster_consumers_only(api: RunningApi, bus: F
         clusters = await api.result("cluster.list", {})
         return clusters if len(clusters) == 2 else None
 
-    clusters = await wait_until(listed, timeout=5, message="two clusters listed")
+    clusters = await eventually(listed, timeout=5, message="two clusters listed")
     assert [c["name"] for c in clusters] == ["a", "b"]
     assert [c["status"] for c in clusters] == ["online", "offline"]
     assert set(clusters[0]) == {"name", "status", "last_seen", "acked_seq", "lag"}
@@ -252,12 +259,12 @@ async def test_redelivered_events_change_nothing(api: RunningApi, bus: FakeBus) 
     account = await _create(api, "Twice")
     aid, ns = account["id"], account["namespace"]
     await publish_event(bus, NamespaceProvisioned(aid, "a", ns, "uid-1", "1"))
-    await wait_until(lambda: _is(api, aid, "ready"), timeout=5, message="ready")
+    await eventually(lambda: _is(api, aid, "ready"), timeout=5, message="ready")
     before = await api.result("account.list", {})
     applied = await api.handles.driver.ask(_get_applied())
     await bus.redeliver("cache")
     await publish_event(bus, NamespaceProvisioned(aid, "a", ns, "uid-1", "1"))  # marks the end
-    await wait_until(
+    await eventually(
         lambda: _driver_applied(api, applied + 1), timeout=5, message="driver caught up again"
     )
     after = await api.result("account.list", {})
@@ -273,7 +280,8 @@ def _get_applied() -> Any:
 
 
 async def _driver_applied(api: RunningApi, count: int) -> bool:
-    return await api.handles.driver.ask(_get_applied()) >= count
+    applied: int = await api.handles.driver.ask(_get_applied())
+    return applied >= count
 
 
 async def test_health_readiness_and_metrics_endpoints(api: RunningApi) -> None:
@@ -285,7 +293,7 @@ async def test_health_readiness_and_metrics_endpoints(api: RunningApi) -> None:
         async with api.http.get(api.url + "/readyz") as response:
             return response.status == 200
 
-    await wait_until(ready, timeout=5, message="ready")
+    await eventually(ready, timeout=5, message="ready")
     async with api.http.get(api.url + "/metrics") as response:
         text = await response.text()
     assert 'fabric_rpc_requests_total{code="0",method="account.create"} 1.0' in text
@@ -305,5 +313,5 @@ async def test_readyz_names_the_broker_when_it_does_not_answer(
             async with api.http.get(api.url + "/readyz") as response:
                 return await response.json() if response.status == 503 else None
 
-        body = await wait_until(down, timeout=5, message="503 naming the broker")
+        body = await eventually(down, timeout=5, message="503 naming the broker")
         assert body["down"] == ["broker"]
