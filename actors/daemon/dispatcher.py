@@ -59,12 +59,14 @@ PortsFactory = Callable[[], AbstractAsyncContextManager[DaemonPorts]]
 @dataclass(frozen=True, slots=True)
 class Delivered:
     delivery: Delivery
+    session: object  # the incarnation that read it; a restarted actor ignores older ones
 
 
 @dataclass(frozen=True, slots=True)
 class WorkDone:
     account_id: str
     seq: int | None
+    session: object
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +77,7 @@ class ResyncDue:
 @dataclass(frozen=True, slots=True)
 class ResyncListed:
     namespaces: tuple[KubeObject, ...] | None  # None: listing failed, try next time
+    session: object
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +112,7 @@ class ClusterDaemon(Actor[DaemonMessage]):
         self._held: set[int] = set()
         self._resyncing = False
         self._resyncs = 0
+        self._session = object()
 
     async def started(self) -> None:
         s = self._settings
@@ -143,6 +147,12 @@ class ClusterDaemon(Actor[DaemonMessage]):
 
     async def receive(self, message: DaemonMessage) -> object:
         match message:
+            case Delivered(session=session) | WorkDone(session=session) | ResyncListed(
+                session=session
+            ) if session is not self._session:
+                # Sent to a crashed incarnation: its subscription is gone and the new one
+                # redelivers every unacked event, so nothing is lost by dropping it.
+                pass
             case Delivered(delivery=delivery):
                 await self._on_delivery(delivery)
             case WorkDone(account_id=account_id, seq=seq):
@@ -173,7 +183,7 @@ class ClusterDaemon(Actor[DaemonMessage]):
             try:
                 async for delivery in self._ports.subscription.deliveries():
                     await self._slots.acquire()
-                    self.ref.tell(Delivered(delivery))
+                    self.ref.tell(Delivered(delivery, self._session))
                     attempt = 0
                 self.log.warning("subscription_ended")
             except Exception as exc:  # the broker client should retry itself; never crash-loop
@@ -259,11 +269,12 @@ class ClusterDaemon(Actor[DaemonMessage]):
     async def _ack_superseded(self, item: EventWork) -> None:
         with contextlib.suppress(Exception):
             await self._ports.subscription.ack(item.seq)
-        self.ref.tell(WorkDone(item.account_id, item.seq))
+        self.ref.tell(WorkDone(item.account_id, item.seq, self._session))
 
     async def _run(self, item: WorkItem) -> None:
         await self._worker.run(item)
-        self.ref.tell(WorkDone(item.account_id, item.seq if isinstance(item, EventWork) else None))
+        seq = item.seq if isinstance(item, EventWork) else None
+        self.ref.tell(WorkDone(item.account_id, seq, self._session))
 
     def _on_done(self, account_id: str, seq: int | None) -> None:
         if seq is not None and seq in self._held:
@@ -285,13 +296,13 @@ class ClusterDaemon(Actor[DaemonMessage]):
             items = await self._ports.cluster.list_namespaces(self._settings.policy.selector)
         except KubeError as exc:
             self.log.warning("resync_failed", reason=exc.reason)
-            self.ref.tell(ResyncListed(None))
+            self.ref.tell(ResyncListed(None, self._session))
             return
         except Exception as exc:
             self.log.error("resync_failed", reason=repr(exc))
-            self.ref.tell(ResyncListed(None))
+            self.ref.tell(ResyncListed(None, self._session))
             return
-        self.ref.tell(ResyncListed(tuple(items)))
+        self.ref.tell(ResyncListed(tuple(items), self._session))
 
     def _on_listed(self, namespaces: tuple[KubeObject, ...]) -> None:
         self._resyncs += 1

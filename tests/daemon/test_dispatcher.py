@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from actors.daemon.dispatcher import ClusterDaemon, DaemonPorts
 from actors.daemon.settings import DaemonSettings
 from actors.runtime import ActorSystem
+from core.bus import EventPublisher, PublishReceipt
 from core.envelope import Envelope
 from core.events import (
     AccountCreated,
@@ -62,9 +63,28 @@ def outcomes(bus: FakeBus, kind: type[DomainEvent]) -> list[DomainEvent]:
     return [e for e in (from_envelope(env) for env in bus.log) if isinstance(e, kind)]
 
 
+class ExplodingPublisher:
+    """Raises an unexpected error on the first publish: a bug, not an outage."""
+
+    def __init__(self, bus: FakeBus) -> None:
+        self.bus = bus
+        self.exploded = False
+
+    async def publish(self, envelopes: Sequence[Envelope]) -> list[PublishReceipt]:
+        if not self.exploded:
+            self.exploded = True
+            raise RuntimeError("boom")
+        return await self.bus.publish(envelopes)
+
+
 @asynccontextmanager
 async def running(
-    bus: FakeBus, cluster: FakeCluster, cfg: DaemonSettings, *, lose_acks: bool = False
+    bus: FakeBus,
+    cluster: FakeCluster,
+    cfg: DaemonSettings,
+    *,
+    lose_acks: bool = False,
+    publisher: EventPublisher | None = None,
 ) -> AsyncIterator[ActorSystem]:
     @asynccontextmanager
     async def ports() -> AsyncIterator[DaemonPorts]:
@@ -74,7 +94,7 @@ async def running(
                 return None
 
             sub.ack = no_ack  # type: ignore[method-assign]
-        yield DaemonPorts(sub, bus, cluster)
+        yield DaemonPorts(sub, publisher or bus, cluster)
 
     async with ActorSystem(stop_timeout=5.0) as system:
         system.spawn(lambda: ClusterDaemon(cfg, ports), name="daemon")
@@ -219,3 +239,16 @@ async def test_the_desired_set_survives_a_restart(tmp_path: Path) -> None:
     cluster.remove_by_hand("acc-team1")
     async with running(bus, cluster, settings(tmp_path, resync=0.05)):
         await wait_until(lambda: cluster.namespace("acc-team1") is not None, message="recreated")
+
+
+async def test_an_unexpected_error_restarts_the_actor_which_redoes_the_event(
+    tmp_path: Path,
+) -> None:
+    bus, cluster = FakeBus(), FakeCluster()
+    exploding = ExplodingPublisher(bus)
+    await bus.publish([created(1), created(2)])
+    async with running(bus, cluster, settings(tmp_path), publisher=exploding):
+        await wait_until(lambda: all_acked(bus) and len(bus.log) == 4, message="all acked")
+    assert exploding.exploded
+    assert len(outcomes(bus, NamespaceProvisioned)) == 2
+    assert cluster.calls["create"] >= 2 * 7
