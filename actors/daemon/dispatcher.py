@@ -137,6 +137,7 @@ class ClusterDaemon(Actor[DaemonMessage]):
             subscription=ports.subscription,
             backoff=self._backoff,
             crash_at=s.crash_at,
+            crash_marker=s.state_dir / "crashed-at",
         )
         _ = self.start_task(self._read(), name="reader")
         _ = self.start_task(self._tick(), name="resync-timer")

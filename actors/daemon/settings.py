@@ -151,8 +151,8 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         "--crash-at",
         choices=CRASH_POINTS,
         default=e("FABRIC_DAEMON_CRASH_AT"),
-        help="for fault tests only: SIGKILL the daemon at this point of its first event's work "
-        "(FABRIC_DAEMON_CRASH_AT)",
+        help="for fault tests only: SIGKILL the daemon at this point of an event's work, once per "
+        "state dir (FABRIC_DAEMON_CRASH_AT)",
     )
     p.add_argument(
         "--log-format",

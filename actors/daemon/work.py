@@ -17,6 +17,7 @@ import asyncio
 import os
 import signal
 from dataclasses import dataclass
+from pathlib import Path
 from typing import assert_never
 
 import structlog
@@ -88,6 +89,7 @@ class Worker:
         subscription: EventSubscription,
         backoff: Backoff,
         crash_at: str | None = None,
+        crash_marker: Path | None = None,
     ) -> None:
         self._cluster = cluster
         self._reconciler = reconciler
@@ -95,6 +97,7 @@ class Worker:
         self._subscription = subscription
         self._backoff = backoff
         self._crash_at = crash_at
+        self._crash_marker = crash_marker
 
     async def run(self, item: WorkItem) -> None:
         match item:
@@ -123,10 +126,19 @@ class Worker:
                 assert_never(item)
 
     def _maybe_crash(self, point: str, log: structlog.stdlib.BoundLogger) -> None:
-        """Fault-test hook: die the hard way (SIGKILL, no cleanup) at a named point."""
-        if self._crash_at == point:
-            log.warning("crash_point_reached", point=point)
-            os.kill(os.getpid(), signal.SIGKILL)
+        """Fault-test hook: die the hard way (SIGKILL, no cleanup) at a named point, once.
+
+        The marker file makes it one-shot across restarts, so a supervisor that restarts us
+        with the same environment sees one crash, then the redo.
+        """
+        if self._crash_at != point:
+            return
+        if self._crash_marker is not None:
+            if self._crash_marker.exists():
+                return
+            self._crash_marker.write_text(point)
+        log.warning("crash_point_reached", point=point)
+        os.kill(os.getpid(), signal.SIGKILL)
 
     async def _reconcile(
         self, item: WorkItem, log: structlog.stdlib.BoundLogger

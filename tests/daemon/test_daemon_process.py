@@ -168,7 +168,8 @@ async def test_a_daemon_killed_before_its_ack_redoes_the_event_with_one_effect(
     assert await daemon.process.wait() == -9
     first = await kube.namespace("acc-t1")
     assert first is not None
-    await start_daemon(procs, tmp_path, "east", kube.kubeconfig, endpoints)
+    # Restarted as a supervisor would, same flags: the crash point fires once per state dir.
+    await start_daemon(procs, tmp_path, "east", kube.kubeconfig, endpoints, "--crash-at", point)
     async with EventReader(endpoints) as reader:
         _ = await wait_until(lambda: _acked(endpoints, "cluster:east", 1), timeout=30,
                              message="acked after restart")
