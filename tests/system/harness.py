@@ -40,7 +40,10 @@ FAST_ENV = {
     "FABRIC_RETRY_CAP_SECONDS": "1",
     "FABRIC_UP_RESTART_BACKOFF_MAX": "0.5",
     "FABRIC_UP_STOP_TIMEOUT": "5",
-    "FABRIC_KUBE_FINALIZE_SECONDS": "0.2",
+    "FABRIC_KUBE_FINALIZE_DELAY": "0.2",
+    "FABRIC_RETRY_BACKOFF_MAX": "1",
+    "FABRIC_DIRECTORY_INTERVAL": "0.5",
+    "FABRIC_RELAY_POLL_SECONDS": "0.5",
     "FABRIC_DELETE_TIMEOUT_SECONDS": "5",
 }
 
@@ -53,6 +56,7 @@ class FabricUp:
         self.port = port or free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self.runs = 0
+        self.started_at = 0.0
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -60,6 +64,8 @@ class FabricUp:
         if clusters is not None:
             self.clusters = clusters
         self.runs += 1
+        # A run killed with SIGKILL leaves its `ready` behind: only a newer one counts.
+        self.started_at = time.time()
         env = {k: v for k, v in os.environ.items() if not k.startswith("FABRIC_")}
         env.update(FAST_ENV)
         env["NO_PROXY"] = "127.0.0.1,localhost"
@@ -89,7 +95,10 @@ class FabricUp:
             assert self.process is not None
             if self.process.poll() is not None:
                 raise AssertionError(f"fabric up exited with {self.process.returncode}:\n{self.log_tail()}")
-            return (self.state_dir / "ready").exists()
+            try:
+                return (self.state_dir / "ready").stat().st_mtime >= self.started_at
+            except FileNotFoundError:
+                return False
 
         try:
             await wait_until(ready, timeout=timeout, interval=0.1, message="fabric up ready")
@@ -107,6 +116,14 @@ class FabricUp:
             self.process.kill()
             self.process.wait()
             raise AssertionError(f"fabric up did not stop within {timeout}s:\n{self.log_tail()}")
+
+    def kill_up(self) -> dict[str, int]:
+        """SIGKILL `fabric up` itself (its children live on); returns the children's pids."""
+        assert self.process is not None
+        pids = {p.stem: pid for p in (self.state_dir / "run").glob("*.pid") if (pid := self.pid(p.stem))}
+        self.process.kill()
+        self.process.wait()
+        return pids
 
     def close(self) -> None:
         """Whatever happened: `up` and every child it had are gone afterwards."""
@@ -243,6 +260,21 @@ async def namespaces(up: FabricUp, cluster: str) -> list[str]:
     return sorted(item["metadata"]["name"] for item in data["items"])
 
 
+async def kube_request(up: FabricUp, cluster: str, method: str, path: str) -> tuple[int, dict[str, Any]]:
+    api = up.endpoints["clusters"][cluster]["api"]
+    async with (
+        aiohttp.ClientSession(trust_env=False) as session,
+        session.request(
+            method,
+            f"{api}{path}",
+            headers={"Authorization": f"Bearer {up.kube_token(cluster)}"},
+            timeout=aiohttp.ClientTimeout(total=5),
+        ) as resp,
+    ):
+        body = await resp.json(content_type=None)
+        return resp.status, body if isinstance(body, dict) else {}
+
+
 async def kubectl_namespaces(up: FabricUp, cluster: str) -> list[str]:
     kubectl = Path(os.environ.get("VIRTUAL_ENV", BIN.parent / ".venv")) / "bin" / "kubectl"
     if not kubectl.exists():
@@ -266,8 +298,12 @@ async def kubectl_namespaces(up: FabricUp, cluster: str) -> list[str]:
     return sorted(item["metadata"]["name"] for item in json.loads(out)["items"])
 
 
-def monotonic() -> float:
-    return time.monotonic()
+def gone(pid: int) -> bool:
+    """No such process, or only a zombie waiting for its reaper."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    except OSError:
+        return True
 
 
 async def eventually(

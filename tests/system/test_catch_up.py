@@ -1,10 +1,12 @@
 """Clusters that were away: a daemon stopped for a while misses events and catches up when it
 comes back; a cluster added on a later `fabric up` receives every live account and no deleted one.
 
-Flow (one state dir, three runs of `fabric up`, each stopped with SIGTERM and exit 0):
+Flow (one state dir, three runs of `fabric up`):
 1. clusters a,b: two accounts become ready in both.
-2. clusters a only: b's daemon is away; create two accounts, delete one of the first ones.
-3. clusters a,b,c: b catches up on what it missed (one namespace created, one removed),
+2. clusters a only: b's daemon is away; create two accounts, delete one of the first ones;
+   then `fabric up` is SIGKILLed (its children are orphaned).
+3. clusters a,b,c: the new `up` clears the orphans first; b catches up on what it missed
+   (one namespace created, one removed),
    the new cluster c gets exactly the live accounts.
 """
 
@@ -16,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.system.harness import FabricUp, call_ok, eventually, list_accounts, namespaces
+from tests.system.harness import FabricUp, call_ok, eventually, gone, list_accounts, namespaces
 
 pytestmark = pytest.mark.processes
 
@@ -82,10 +84,13 @@ async def test_away_daemon_catches_up_and_a_new_cluster_gets_only_live_accounts(
     )
     clusters = {c["name"]: c for c in await call_ok(up, "cluster.list", {})}
     assert clusters["b"]["status"] == "offline", clusters
-    assert up.stop() == 0
+    # This run ends without warning: its children outlive it until the next `up` clears them.
+    orphans = up.kill_up()
+    assert orphans
 
     up.start(["a", "b", "c"])
     await up.wait_ready()
+    assert all(gone(pid) for pid in orphans.values()), orphans
     await eventually(
         lambda: converged(up, ["a", "b", "c"], live, {"drop-1"}),
         timeout=40,

@@ -14,7 +14,14 @@ from typing import Any
 import pytest
 
 from tests.support.processes import BIN
-from tests.system.harness import FabricUp, call_ok, eventually, kubectl_namespaces, namespaces
+from tests.system.harness import (
+    FabricUp,
+    call_ok,
+    eventually,
+    kube_request,
+    kubectl_namespaces,
+    namespaces,
+)
 
 pytestmark = pytest.mark.processes
 
@@ -119,6 +126,30 @@ async def test_deleted_account_loses_its_namespace_in_every_cluster(system: Fabr
         return True
 
     await eventually(gone, timeout=30, message="namespaces removed and status deleted")
+
+
+async def test_a_namespace_deleted_by_hand_is_recreated_by_its_daemon(system: FabricUp) -> None:
+    await call_ok(
+        system,
+        "account.create",
+        {"name": "Hand Deleted", "owner_email": "hd@example.com", "slug": "hand-deleted"},
+    )
+    await eventually(lambda: ready_everywhere(system, "hand-deleted"), timeout=30, message="ready")
+    path = "/api/v1/namespaces/acc-hand-deleted"
+    status, before = await kube_request(system, "b", "GET", path)
+    assert status == 200
+    status, _ = await kube_request(system, "b", "DELETE", path)
+    assert status in (200, 202)
+
+    async def recreated() -> bool:
+        status, now = await kube_request(system, "b", "GET", path)
+        assert status == 200, now
+        assert now["metadata"]["uid"] != before["metadata"]["uid"]
+        assert now.get("status", {}).get("phase") == "Active", now
+        return True
+
+    # FABRIC_RESYNC_SECONDS is 2 in these tests.
+    await eventually(recreated, timeout=30, message="namespace re-created in b")
 
 
 def test_up_writes_pid_files_endpoints_and_a_private_admin_key(system: FabricUp) -> None:
