@@ -5,9 +5,11 @@ Every call goes through `ApiClient.call_api` with plain JSON dicts both ways
 `Configuration` (never the global default) and a client-side timeout, so a
 hung API server becomes a temporary error. Failures are translated here, once:
 409 with body reason AlreadyExists -> `AlreadyExists` (unless the object is
-being deleted: temporary); 5xx, 429, 409 Conflict, a namespace being
+being deleted: temporary); 404 on GET/DELETE -> absent; 5xx, 429, 409
+Conflict, 404 on a write (something vanished mid-reconcile), a namespace being
 terminated, timeouts and connection errors -> `TemporaryKubeError`; any other
-4xx -> `PermanentKubeError` carrying the Kubernetes reason and message.
+4xx (and a 404 for a path the server does not serve) -> `PermanentKubeError`
+carrying the Kubernetes reason and message.
 """
 
 from __future__ import annotations
@@ -186,18 +188,19 @@ def _translate(exc: ApiException, method: str, ref: ObjectRef) -> Exception:
     text = f"{status} {reason}: {message}" if message else f"{status} {reason}"
     causes = (body.get("details") or {}).get("causes") or []
     cause_reasons = {c.get("reason") for c in causes if isinstance(c, dict)}
-    if status == 404 and method in ("GET", "DELETE") and ref.kind == "Namespace":
-        return _NotFound()
-    if status == 404 and method in ("GET", "DELETE") and reason == "NotFound":
-        return _NotFound()
+    if status == 404:
+        if "could not find the requested resource" in message:
+            # The server does not serve this kind or path at all: no retry will change that.
+            return PermanentKubeError(text)
+        if method in ("GET", "DELETE"):
+            return _NotFound()
+        # The namespace or object vanished under us (deleted by hand mid-reconcile): try again.
+        return TemporaryKubeError(text)
     if status == 409:
         if reason == "AlreadyExists" and "being deleted" not in message:
             return AlreadyExists(text)
         return TemporaryKubeError(text)
     if status == 403 and ("NamespaceTerminating" in cause_reasons or "being terminated" in message):
-        return TemporaryKubeError(text)
-    if status == 404 and ref.namespace is not None:
-        # The namespace vanished under us (deleted by hand mid-reconcile): try again later.
         return TemporaryKubeError(text)
     if status == 0 or status >= 500 or status == 429 or status == 408:
         return TemporaryKubeError(text)

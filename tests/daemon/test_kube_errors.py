@@ -46,6 +46,10 @@ def api_error(status: int, reason: str, message: str = "", causes: list[str] | N
         (api_error(401, "Unauthorized", "Unauthorized"), "GET", NS, PermanentKubeError),
         (api_error(404, "NotFound", 'namespaces "acc-a" not found'), "GET", NS, _NotFound),
         (api_error(404, "NotFound", 'namespaces "acc-a" not found'), "DELETE", NS, _NotFound),
+        (api_error(404, "NotFound", 'namespaces "acc-a" not found'), "PATCH", NS,
+         TemporaryKubeError),
+        (api_error(404, "NotFound", "the server could not find the requested resource"), "POST",
+         QUOTA, PermanentKubeError),
     ],
 )
 def test_api_errors_are_classified(
