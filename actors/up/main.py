@@ -54,6 +54,10 @@ def run(args: argparse.Namespace, state_dir: str) -> int:
     except (LayoutError, OSError, RuntimeError) as exc:
         print(f"fabric up: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        # Ctrl-C before the supervisor runs (while PostgreSQL is being initialised): no children yet.
+        print("fabric up: interrupted", file=sys.stderr)
+        return 130
 
 
 @contextlib.contextmanager

@@ -25,6 +25,7 @@ from typing import Any
 
 import aiohttp
 
+from tests.support.kube import kubectl_path
 from tests.support.ports import free_port
 from tests.support.processes import BIN
 from tests.support.wait import wait_until
@@ -60,7 +61,12 @@ class FabricUp:
 
     # ---- lifecycle -------------------------------------------------------------------------
 
-    def start(self, clusters: list[str] | None = None, extra_env: dict[str, str] | None = None) -> None:
+    def start(
+        self,
+        clusters: list[str] | None = None,
+        extra_env: dict[str, str] | None = None,
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
         if clusters is not None:
             self.clusters = clusters
         self.runs += 1
@@ -82,6 +88,7 @@ class FabricUp:
                     str(self.port),
                     "--clusters",
                     ",".join(self.clusters),
+                    *extra_args,
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -276,11 +283,11 @@ async def kube_request(up: FabricUp, cluster: str, method: str, path: str) -> tu
 
 
 async def kubectl_namespaces(up: FabricUp, cluster: str) -> list[str]:
-    kubectl = Path(os.environ.get("VIRTUAL_ENV", BIN.parent / ".venv")) / "bin" / "kubectl"
-    if not kubectl.exists():
-        kubectl = BIN.parent / ".venv" / "bin" / "kubectl"
+    cache = up.state_dir.parent / "kubectl-cache"
     proc = await asyncio.create_subprocess_exec(
-        str(kubectl),
+        kubectl_path(),
+        "--cache-dir",
+        str(cache),
         "--kubeconfig",
         str(up.kubeconfig(cluster)),
         "get",
@@ -291,7 +298,7 @@ async def kubectl_namespaces(up: FabricUp, cluster: str) -> list[str]:
         "json",
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "NO_PROXY": "127.0.0.1,localhost"},
+        env={**os.environ, "NO_PROXY": "127.0.0.1,localhost", "HOME": str(cache)},
     )
     out, err = await proc.communicate()
     assert proc.returncode == 0, err.decode()
