@@ -22,7 +22,11 @@ def status_table(statuses: Sequence[ChildStatus]) -> str:
 
 def progress_line(statuses: Sequence[ChildStatus]) -> str:
     ready = sum(1 for s in statuses if s.state == "ready")
-    waiting = [s.name for s in statuses if s.state != "ready"]
+    waiting = [
+        f"{s.name} ({s.detail})" if s.state == "restarting" else s.name
+        for s in statuses
+        if s.state != "ready"
+    ]
     tail = f" - waiting for {', '.join(waiting)}" if waiting else ""
     return f"[{ready}/{len(statuses)} ready]{tail}"
 

@@ -45,7 +45,7 @@ def run(args: argparse.Namespace, state_dir: str) -> int:
     except ValueError as exc:
         print(f"fabric up: {exc}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_format, process="up")  # type: ignore[arg-type]
+    configure_logging(settings.log_format, args.log_level, process="up")  # type: ignore[arg-type]
     layout = settings.layout
     try:
         layout.prepare()

@@ -43,7 +43,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         default=env("FABRIC_UP_STOP_TIMEOUT", "10"),
                         help="how long a child may take to stop before SIGKILL, seconds")
     parser.add_argument("--log-format", choices=("json", "console"),
-                        default=env("FABRIC_LOG_FORMAT", "json"))
+                        default=env("FABRIC_LOG_FORMAT", "json"),
+                        help="log lines of `up` and its children (env FABRIC_LOG_FORMAT)")
+    parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
+                        default=env("FABRIC_LOG_LEVEL", "info"),
+                        help="log level of `up` itself (env FABRIC_LOG_LEVEL)")
 
 
 def settings_from(args: argparse.Namespace, state_dir: str) -> UpSettings:

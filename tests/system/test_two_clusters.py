@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from tests.support.processes import BIN
@@ -21,6 +22,7 @@ from tests.system.harness import (
     kube_request,
     kubectl_namespaces,
     namespaces,
+    rpc,
 )
 
 pytestmark = pytest.mark.processes
@@ -181,6 +183,25 @@ async def test_a_second_up_on_the_same_state_dir_is_refused(system: FabricUp) ->
     code, _, err = await fabric("up", "--state-dir", str(system.state_dir), "--clusters", "a,b")
     assert code == 1
     assert "another `fabric up` is running" in err
+
+
+async def test_keys_rotate_restarts_the_api_with_the_new_key(system: FabricUp) -> None:
+    old = system.admin_key
+    code, out, err = await fabric("keys", "rotate", "--state-dir", str(system.state_dir))
+    assert code == 0, err
+    new = out.strip()
+    assert new != old
+    assert system.admin_key == new
+
+    async def only_new_key_works() -> bool:
+        async with aiohttp.ClientSession(trust_env=False) as session:
+            with_new = await rpc(session, system.api_url, new, "cluster.list", {})
+            with_old = await rpc(session, system.api_url, old, "cluster.list", {})
+        assert with_new.kind == "ok", with_new
+        assert with_old.code == -32001, with_old
+        return True
+
+    await eventually(only_new_key_works, timeout=30, message="api restarted with the new key")
 
 
 async def fabric(*argv: str) -> tuple[int, str, str]:
