@@ -28,7 +28,7 @@ import structlog
 from aiohttp import web
 
 from actors.kube_emulator import discovery, errors, paths
-from actors.kube_emulator.api import ApiSettings, ResourceApi
+from actors.kube_emulator.api import ApiSettings, ResourceApi, flag
 from actors.kube_emulator.control import (
     AddFault,
     ClearFaults,
@@ -106,14 +106,21 @@ class App:
             rule = None if admin else await self.control.ask(TakeFault(request.method, path))
             if rule is not None:
                 entry["fault"] = rule.mode
-                return await self._inject(request, handler, rule)
-            response = await handler(request)
+                response = await self._inject(request, handler, rule)
+            elif request.method == "GET" and flag(request.query.get("watch")):
+                # A watch streams for minutes: log it when it starts, not when it ends.
+                entry["status"] = 200
+                self._record(admin, entry)
+                return await handler(request)
+            else:
+                response = await handler(request)
         except errors.ApiError as exc:
             response = _error(exc)
         except _Dropped:
+            # The transport is already aborted: this response is never written.
             entry["status"] = None
             self._record(admin, entry)
-            raise
+            return web.Response(status=204)
         except Exception as exc:
             log.exception("request_failed", method=request.method, path=path)
             response = _error(errors.ApiError(500, "InternalError",
@@ -242,7 +249,7 @@ class HttpServer(Actor[None]):
         self.runner: web.AppRunner | None = None
 
     async def started(self) -> None:
-        self.runner = web.AppRunner(self.app.build(), access_log=None, shutdown_timeout=1.0)
+        self.runner = web.AppRunner(self.app.build(), access_log=None, shutdown_timeout=0.3)
         await self.runner.setup()
         site = web.TCPSite(self.runner, self.settings.host, self.settings.port,
                            ssl_context=self.settings.tls)

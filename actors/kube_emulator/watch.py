@@ -107,7 +107,7 @@ async def serve(
             now = time.monotonic()
             if now >= deadline:
                 break
-            wait = min(deadline, next_bookmark if opts.bookmarks else deadline, now + 0.5) - now
+            wait = min(deadline, next_bookmark if opts.bookmarks else deadline, now + 0.2) - now
             try:
                 event = await asyncio.wait_for(start.queue.get(), max(wait, 0.0))
             except TimeoutError:

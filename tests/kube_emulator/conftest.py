@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes_asyncio import client, config
 
-from tests.support.kube import KubeEndpoint, start_kube_emulator
+from tests.support.kube import KubeEndpoint, kube_emulator_process, start_kube_emulator
 from tests.support.processes import ProcessGroup
 
 
 @pytest.fixture
 async def kube(procs: ProcessGroup, tmp_path: Path) -> KubeEndpoint:
+    """A fresh emulator of the test's own (for tests that restart it or need it empty)."""
     return await start_kube_emulator(procs, tmp_path / "kube", finalize_delay=0.2)
+
+
+@pytest.fixture(scope="module")
+def shared_kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeEndpoint]:
+    """One emulator for a whole module: tests use their own namespace names."""
+    with kube_emulator_process(tmp_path_factory.mktemp("kube") / "data",
+                               finalize_delay=0.2) as kube:
+        yield kube
 
 
 async def api_client(kube: KubeEndpoint) -> client.ApiClient:
@@ -25,8 +34,8 @@ async def api_client(kube: KubeEndpoint) -> client.ApiClient:
 
 
 @pytest.fixture
-async def api(kube: KubeEndpoint) -> AsyncIterator[client.ApiClient]:
-    async with await api_client(kube) as api:
+async def api(shared_kube: KubeEndpoint) -> AsyncIterator[client.ApiClient]:
+    async with await api_client(shared_kube) as api:
         yield api
 
 

@@ -118,12 +118,12 @@ async def test_invalid_namespace_names_are_422_with_dns1123_messages(
 
 async def test_label_selectors_filter_lists(api: client.ApiClient) -> None:
     v1 = core(api)
-    await v1.create_namespace(ns("s-1", tier="a", managed="yes"))
-    await v1.create_namespace(ns("s-2", tier="b", managed="yes"))
-    await v1.create_namespace(ns("s-3", tier="c"))
+    await v1.create_namespace(ns("s-1", suite="sel", tier="a", managed="yes"))
+    await v1.create_namespace(ns("s-2", suite="sel", tier="b", managed="yes"))
+    await v1.create_namespace(ns("s-3", suite="sel", tier="c"))
 
     async def names(selector: str) -> list[str]:
-        listed = await v1.list_namespace(label_selector=selector)
+        listed = await v1.list_namespace(label_selector=f"suite=sel,{selector}")
         return [n.metadata.name for n in listed.items]
 
     assert await names("managed=yes") == ["s-1", "s-2"]
@@ -169,8 +169,9 @@ async def test_stale_resource_version_on_replace_is_409_conflict(api: client.Api
 
 
 async def test_deleted_namespace_terminates_then_disappears_with_its_objects(
-    api: client.ApiClient, kube: KubeEndpoint
+    api: client.ApiClient, shared_kube: KubeEndpoint
 ) -> None:
+    kube = shared_kube
     v1 = core(api)
     await v1.create_namespace(ns("gone"))
     await networking(api).create_namespaced_network_policy(

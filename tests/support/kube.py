@@ -14,12 +14,17 @@ Fault modes (see actors/kube_emulator/control.py): "error500", "status" (with `s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json as json_module
 import os
 import shutil
 import signal
 import ssl
+import subprocess
 import sys
+import time
+import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,7 +45,7 @@ class KubeEndpoint:
     kubeconfig: Path
     token: str
     data_dir: Path
-    proc: Proc
+    proc: Proc | None  # None for an emulator from `kube_emulator_process` (not in `procs`)
     args: tuple[str, ...]
     tls: bool = False
 
@@ -99,7 +104,7 @@ class KubeEndpoint:
 
 
 async def _ready(endpoint: KubeEndpoint) -> bool:
-    if not endpoint.proc.running:
+    if endpoint.proc is not None and not endpoint.proc.running:
         raise AssertionError(f"kube-emulator exited: {endpoint.proc.log_text()[-2000:]}")
     try:
         code, _ = await endpoint.request("GET", "/version")
@@ -133,6 +138,7 @@ async def restart_kube_emulator(
     procs: ProcessGroup, endpoint: KubeEndpoint, *, sig: signal.Signals = signal.SIGKILL
 ) -> KubeEndpoint:
     """Kill the emulator (SIGKILL by default) and start it again on the same port and data."""
+    assert endpoint.proc is not None, "only emulators started with start_kube_emulator restart"
     if sig == signal.SIGKILL:
         await procs.kill(endpoint.proc)
     else:
@@ -144,6 +150,55 @@ async def restart_kube_emulator(
                                    message="kube-emulator restarted")
     assert ready
     return restarted
+
+
+@contextlib.contextmanager
+def kube_emulator_process(
+    data_dir: Path, *, token: str = DEFAULT_TOKEN, finalize_delay: float = 0.1,
+    extra_args: tuple[str, ...] = (), startup_timeout: float = 30.0,
+) -> Iterator[KubeEndpoint]:
+    """A synchronous emulator for module- or session-scoped fixtures (one start, many tests).
+
+    Ended by pid (SIGTERM, then SIGKILL) when the block exits; its log is DATA_DIR.log.
+    """
+    port = free_port()
+    kubeconfig = data_dir / "kubeconfig"
+    args = ("--data-dir", str(data_dir), "--listen", f"127.0.0.1:{port}",
+            "--kubeconfig-out", str(kubeconfig), "--token", token,
+            "--finalize-delay", str(finalize_delay), *extra_args)
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    log_path = data_dir.with_name(data_dir.name + ".log")
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [str(ROOT / "bin" / "kube-emulator"), *args], stdin=subprocess.DEVNULL,
+            stdout=log, stderr=log, start_new_session=True,
+            env={**os.environ, "NO_PROXY": "127.0.0.1,localhost"},
+        )
+    try:
+        deadline = time.monotonic() + startup_timeout
+        while not _answers(port, token):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"kube-emulator did not start: {log_path.read_text()[-2000:]}")
+            time.sleep(0.05)  # polling a starting process with a deadline, not synchronisation
+        yield KubeEndpoint(f"http://127.0.0.1:{port}", port, kubeconfig, token, data_dir, None,
+                           args)
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _answers(port: int, token: str) -> bool:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/version",
+                                     headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=2) as response:  # noqa: S310 - loopback
+            return bool(response.status == 200)
+    except OSError:
+        return False
 
 
 def kubectl_path() -> str:

@@ -1,0 +1,172 @@
+"""Persistence across SIGKILL, fault injection modes, auth over http and over TLS."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.kube_emulator.conftest import api_client, core
+from tests.support.kube import (
+    KubeEndpoint,
+    restart_kube_emulator,
+    run_kubectl,
+    start_kube_emulator,
+)
+from tests.support.processes import ProcessGroup
+from tests.support.wait import wait_until
+
+pytestmark = pytest.mark.processes
+
+
+async def test_objects_and_versions_survive_sigkill_and_restart_on_the_same_port(
+    procs: ProcessGroup, kube: KubeEndpoint
+) -> None:
+    async with await api_client(kube) as api:
+        v1 = core(api)
+        created = await v1.create_namespace({"metadata": {"name": "keep", "labels": {"a": "1"}}})
+        await v1.create_namespaced_resource_quota(
+            "keep", {"metadata": {"name": "q"}, "spec": {"hard": {"pods": "1"}}})
+    kube = await restart_kube_emulator(procs, kube)
+    async with await api_client(kube) as api:
+        v1 = core(api)
+        again = await v1.read_namespace("keep")
+        assert again.metadata.uid == created.metadata.uid
+        assert again.metadata.labels["a"] == "1"
+        assert (await v1.read_namespaced_resource_quota("q", "keep")).spec.hard == {"pods": "1"}
+        after = await v1.create_namespace({"metadata": {"name": "after"}})
+        assert int(after.metadata.resource_version) > int(again.metadata.resource_version)
+
+
+async def test_a_namespace_terminating_at_sigkill_is_finalized_after_restart(
+    procs: ProcessGroup, kube: KubeEndpoint
+) -> None:
+    await kube.request("POST", "/api/v1/namespaces", json={"metadata": {"name": "dying"}})
+    await kube.set_stuck("dying")
+    code, body = await kube.request("DELETE", "/api/v1/namespaces/dying")
+    assert code == 200
+    assert body["status"]["phase"] == "Terminating"
+    kube = await restart_kube_emulator(procs, kube)
+
+    async def gone() -> bool:
+        code, _ = await kube.request("GET", "/api/v1/namespaces/dying")
+        return code == 404
+
+    finalized: bool = await wait_until(gone, timeout=10, message="finalized after restart")
+    assert finalized
+
+
+async def test_error500_fault_fails_matching_requests_without_applying(kube: KubeEndpoint) -> None:
+    await kube.inject_fault("error500", count=2, method="POST", path_prefix="/api/v1/namespaces")
+    for _ in range(2):
+        code, body = await kube.request("POST", "/api/v1/namespaces",
+                                        json={"metadata": {"name": "f-1"}})
+        assert code == 500
+        assert body["reason"] == "InternalError"
+    assert (await kube.request("GET", "/api/v1/namespaces/f-1"))[0] == 404
+    code, _ = await kube.request("POST", "/api/v1/namespaces", json={"metadata": {"name": "f-1"}})
+    assert code == 201
+    log = await kube.recent_requests()
+    assert [r.get("fault") for r in log if r["method"] == "POST"] == ["error500", "error500", None]
+
+
+async def test_status_fault_answers_the_given_code_with_retry_after(kube: KubeEndpoint) -> None:
+    await kube.inject_fault("status", status=429)
+    async with aiohttp.ClientSession() as session, session.get(
+        f"{kube.url}/api/v1/namespaces", headers={"Authorization": f"Bearer {kube.token}"}
+    ) as resp:
+        assert resp.status == 429
+        assert resp.headers["Retry-After"] == "1"
+        assert (await resp.json())["reason"] == "TooManyRequests"
+
+
+async def test_drop_after_apply_applies_the_write_but_never_answers(kube: KubeEndpoint) -> None:
+    await kube.inject_fault("drop_after_apply", method="POST")
+    with pytest.raises(aiohttp.ClientError):
+        await kube.request("POST", "/api/v1/namespaces", json={"metadata": {"name": "dropped"}})
+    code, body = await kube.request("GET", "/api/v1/namespaces/dropped")
+    assert code == 200
+    assert body["status"]["phase"] == "Active"
+
+
+async def test_timeout_fault_holds_the_request_past_the_client_timeout_without_applying(
+    kube: KubeEndpoint,
+) -> None:
+    await kube.inject_fault("timeout", method="POST", seconds=5)
+    async with await api_client(kube) as api:
+        with pytest.raises(asyncio.TimeoutError):
+            await core(api).create_namespace({"metadata": {"name": "slow"}},
+                                             _request_timeout=0.5)
+    assert (await kube.request("GET", "/api/v1/namespaces/slow"))[0] == 404
+
+
+async def test_bad_fault_rules_are_refused_with_a_clear_error(kube: KubeEndpoint) -> None:
+    code, body = await kube.request("POST", "/_emulator/faults", json={"mode": "explode"})
+    assert code == 400
+    assert "mode must be one of" in body["message"]
+    code, body = await kube.request("POST", "/_emulator/faults", data=b"{not json",
+                                    headers={"Content-Type": "application/json"})
+    assert code == 400
+
+
+async def test_garbage_bodies_get_400_and_the_emulator_keeps_serving(kube: KubeEndpoint) -> None:
+    for payload, ctype in ((b"{nope", "application/json"), (b"[1,2]", "application/json"),
+                           (b"k8s\x00\xff\xff", "application/vnd.kubernetes.protobuf"),
+                           (b"x", "text/plain")):
+        code, body = await kube.request("POST", "/api/v1/namespaces", data=payload,
+                                        headers={"Content-Type": ctype})
+        assert code in (400, 415), (payload, body)
+        assert body["kind"] == "Status"
+    assert (await kube.request("GET", "/version"))[0] == 200
+
+
+async def test_wrong_token_is_401_over_http(kube: KubeEndpoint) -> None:
+    code, body = await kube.request("GET", "/api/v1/namespaces", token="wrong")
+    assert code == 401
+    assert body == {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                    "message": "Unauthorized", "reason": "Unauthorized", "code": 401}
+    async with await api_client(kube) as api:
+        assert (await core(api).list_namespace()).items == []
+
+
+async def test_tls_emulator_requires_the_token_from_kubectl_and_the_client(
+    procs: ProcessGroup, tmp_path: Path
+) -> None:
+    kube = await start_kube_emulator(procs, tmp_path / "kube", tls=True)
+    assert kube.url.startswith("https://")
+    async with await api_client(kube) as api:
+        created = await core(api).create_namespace({"metadata": {"name": "secure"}})
+        assert created.metadata.name == "secure"
+    rc, out, err = await run_kubectl(kube, "get", "ns", "secure", "-o", "name",
+                                     cache_dir=tmp_path / "kc")
+    assert (rc, out) == (0, "namespace/secure\n"), err
+    bad = tmp_path / "bad.kubeconfig"
+    bad.write_text(kube.kubeconfig.read_text().replace(kube.token, "wrong-token"))
+    bad_kube = KubeEndpoint(kube.url, kube.port, bad, "wrong-token", kube.data_dir, kube.proc,
+                            kube.args, tls=True)
+    rc, _, err = await run_kubectl(bad_kube, "get", "ns", cache_dir=tmp_path / "kc2")
+    assert rc == 1
+    assert "You must be logged in to the server" in err
+    async with aiohttp.ClientSession() as session, session.get(
+        f"{kube.url}/api/v1/namespaces", ssl=kube.ssl_context() or True
+    ) as resp:
+        assert resp.status == 401
+
+
+async def test_sigterm_stops_the_emulator_cleanly(procs: ProcessGroup, kube: KubeEndpoint) -> None:
+    assert kube.proc is not None
+    assert await procs.stop(kube.proc) == 0
+    assert "process_stopped" in kube.proc.log_text()
+
+
+async def test_bad_settings_exit_with_one_clear_line(procs: ProcessGroup, tmp_path: Path) -> None:
+    proc = await procs.start("kube-emulator", "--data-dir", str(tmp_path), "--listen", "nope")
+    assert await proc.process.wait() == 2
+    assert "expected HOST:PORT" in proc.log_text()
+    (tmp_path / "store").mkdir()
+    (tmp_path / "store" / "objects.json").write_text("{half")
+    proc = await procs.start("kube-emulator", "--data-dir", str(tmp_path / "store"))
+    assert await proc.process.wait() == 2
+    assert proc.log_text().strip().startswith("kube-emulator: cannot read")
