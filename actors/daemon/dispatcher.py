@@ -32,7 +32,7 @@ from actors.daemon.retry import Backoff
 from actors.daemon.settings import DaemonSettings
 from actors.daemon.state import AccountRecord, DesiredState
 from actors.daemon.work import EventWork, ResyncWork, Worker, WorkItem
-from actors.runtime import Actor, Request
+from actors.runtime import Actor
 from core.bus import Delivery, EventPublisher, EventSubscription
 from core.envelope import InvalidEnvelope
 from core.events import (
@@ -80,20 +80,7 @@ class ResyncListed:
     session: object
 
 
-@dataclass(frozen=True, slots=True)
-class DaemonStatus:
-    accounts: int
-    in_flight: int
-    busy_accounts: int
-    resyncs: int
-
-
-@dataclass(frozen=True, slots=True)
-class GetStatus(Request[DaemonStatus]):
-    pass
-
-
-DaemonMessage = Delivered | WorkDone | ResyncDue | ResyncListed | GetStatus
+DaemonMessage = Delivered | WorkDone | ResyncDue | ResyncListed
 
 
 @dataclass(slots=True)
@@ -111,7 +98,6 @@ class ClusterDaemon(Actor[DaemonMessage]):
         self._accounts: dict[str, _Account] = {}
         self._held: set[int] = set()
         self._resyncing = False
-        self._resyncs = 0
         self._session = object()
 
     async def started(self) -> None:
@@ -166,13 +152,6 @@ class ClusterDaemon(Actor[DaemonMessage]):
                 self._resyncing = False
                 if namespaces is not None:
                     self._on_listed(namespaces)
-            case GetStatus():
-                return DaemonStatus(
-                    accounts=len(self._state),
-                    in_flight=len(self._held),
-                    busy_accounts=sum(1 for a in self._accounts.values() if a.busy),
-                    resyncs=self._resyncs,
-                )
             case _:
                 assert_never(message)
         return None
@@ -306,7 +285,6 @@ class ClusterDaemon(Actor[DaemonMessage]):
         self.ref.tell(ResyncListed(tuple(items), self._session))
 
     def _on_listed(self, namespaces: tuple[KubeObject, ...]) -> None:
-        self._resyncs += 1
         label = self._settings.policy.account_label
         present: dict[str, KubeObject] = {}
         for ns in namespaces:

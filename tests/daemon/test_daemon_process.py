@@ -235,12 +235,21 @@ async def test_the_daemon_waits_for_a_broker_and_a_kube_api_that_start_later(
     assert east.lag == 0
 
 
-async def test_sigterm_stops_the_daemon_cleanly(procs: ProcessGroup, tmp_path: Path) -> None:
+async def test_sigterm_stops_the_daemon_cleanly_and_it_shows_offline(
+    procs: ProcessGroup, tmp_path: Path
+) -> None:
     endpoints, kube = await setup(procs, tmp_path)
     daemon = await start_daemon(procs, tmp_path, "east", kube.kubeconfig, endpoints)
-    await wait_until(lambda: "daemon_started" in daemon.log_text(), timeout=20, message="started")
+    _ = await wait_until(lambda: _online(endpoints, "cluster:east", True), timeout=20,
+                         message="listed online")
     assert await procs.stop(daemon) == 0
     assert "process_stopped" in daemon.log_text()
+    _ = await wait_until(lambda: _online(endpoints, "cluster:east", False), timeout=20,
+                         message="listed offline")
+
+
+async def _online(endpoints: BrokerEndpoints, consumer: str, online: bool) -> bool:
+    return any(i.name == consumer and i.online == online for i in await _consumers(endpoints))
 
 
 async def _no_faults(kube: Emulator) -> bool:
