@@ -1,6 +1,7 @@
 """`fabric`: the operator's tool (what `./bin/fabric <anything but test|bench>` runs).
 
     fabric up [--state-dir DIR] [--port 8080] [--clusters a,b] [--kubeconfig NAME=PATH]
+    fabric status
     fabric keys show|rotate
     fabric account create NAME --email E [--slug S]
     fabric account get ID | --slug S
@@ -21,7 +22,7 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TextIO
 
-from actors.cli import commands, keys, target
+from actors.cli import commands, keys, status, target
 from actors.cli.rpc import RpcClient, RpcError, Unreachable
 from actors.up import options
 from actors.up.layout import Layout
@@ -56,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = sub.add_parser("up", parents=[common], help="run the whole system locally, supervised")
     options.add_arguments(up)
+
+    sub.add_parser("status", parents=[common], help="what `fabric up` runs (from the state dir)")
 
     keys_p = sub.add_parser("keys", parents=[common], help="show or rotate the admin API key")
     keys_sub = keys_p.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -132,6 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from actors.up import main as up_main
 
         return up_main.run(args, state)
+    if args.command == "status":
+        return status.status(Layout.at(state), args.json, sys.stdout)
     if args.command == "keys":
         layout = Layout.at(state)
         if args.action == "show":

@@ -15,6 +15,7 @@ Contract:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from dataclasses import dataclass
 from typing import TextIO, assert_never
@@ -110,7 +111,9 @@ class Conductor(Actor[ConductorMessage]):
             self._print(line)
 
     def _print(self, line: str) -> None:
-        print(line, file=self.out, flush=True)
+        # The display is a courtesy: a closed terminal or pipe must not stop the supervisor.
+        with contextlib.suppress(OSError, ValueError):
+            print(line, file=self.out, flush=True)
 
     async def stopped(self) -> None:
         remove_file(self.layout.ready_file)

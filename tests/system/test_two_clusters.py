@@ -179,6 +179,15 @@ def test_up_writes_pid_files_endpoints_and_a_private_admin_key(system: FabricUp)
     assert stat.S_IMODE((system.state_dir / "admin.key").stat().st_mode) == 0o600
 
 
+async def test_status_lists_every_child_running_and_ready(system: FabricUp) -> None:
+    code, out, err = await fabric("status", "--json", "--state-dir", str(system.state_dir))
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["ready"] is True
+    assert all(child["alive"] for child in doc["children"].values()), doc
+    assert {"broker", "api", "daemon-a", "daemon-b"} <= set(doc["children"])
+
+
 async def test_a_second_up_on_the_same_state_dir_is_refused(system: FabricUp) -> None:
     code, _, err = await fabric("up", "--state-dir", str(system.state_dir), "--clusters", "a,b")
     assert code == 1
