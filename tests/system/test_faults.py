@@ -4,7 +4,7 @@ SIGKILLed at seeded random moments; `fabric up` (a real process) restarts them.
 Every call is recorded as ok / fail (a definite JSON-RPC error) / info (no usable answer:
 it may or may not have happened). A create whose answer was lost is retried with the same
 slug until it answers `ok` or -32010 (the slug exists: the lost call happened). The checker:
-- every `ok` create is an account with the id it answered;
+- every `ok` create is an account with the id it answered, and a row in the legacy database;
 - -32010 only ever follows an indeterminate (or ok) call for that slug: a definite failure
   wrote nothing;
 - after the faults, every account is ready in every cluster and each cluster holds exactly
@@ -16,6 +16,7 @@ Reproduce a run with FABRIC_FAULT_SEED=<seed> (printed on failure).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import time
@@ -27,6 +28,8 @@ from typing import Any
 import aiohttp
 import pytest
 
+from actors.legacy import embedded
+from tests.support.postgres import psql
 from tests.support.wait import wait_until
 from tests.system.harness import FabricUp, Outcome, eventually, list_accounts, namespaces, rpc
 
@@ -139,6 +142,11 @@ def check_history(history: History, accounts: dict[str, dict[str, Any]], slugs: 
     assert not problems, "\n".join([history.summary(), *problems])
 
 
+def legacy_dsn(up: FabricUp) -> str:
+    ports = json.loads((up.state_dir / "ports.json").read_text())
+    return embedded.dsn(int(ports["postgres"]))
+
+
 @pytest.mark.timeout(240)
 async def test_creates_survive_sigkill_of_broker_api_daemons_and_kube_emulators(up: FabricUp) -> None:
     rng = random.Random(SEED)
@@ -157,6 +165,10 @@ async def test_creates_survive_sigkill_of_broker_api_daemons_and_kube_emulators(
 
     accounts = {a["slug"]: a for a in await list_accounts(up)}
     check_history(history, accounts, slugs)
+    # ok => happened, in the legacy database itself, once, with the id the caller was given.
+    rows = psql(legacy_dsn(up), "-At", "-F", " ", "-c", "SELECT slug, id FROM organizations")
+    stored = dict(line.split(" ") for line in rows.splitlines() if line)
+    assert stored == {slug: accounts[slug]["id"] for slug in slugs}
     assert {name for _, name, _ in history.kills} >= {"broker", "api", "daemon-a", "kube-b"}
 
     expected = sorted(f"acc-{s}" for s in slugs)
