@@ -85,6 +85,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--history", type=int, default=_env("HISTORY", "1000"),
                    help="watch events kept for resuming; older versions get 410 Expired "
                         "(env FABRIC_KUBE_HISTORY)")
+    p.add_argument("--compact-after", type=int, default=_env("COMPACT_AFTER", "1000"),
+                   help="journal records before the store writes a new snapshot "
+                        "(env FABRIC_KUBE_COMPACT_AFTER)")
     p.add_argument("--log-format", choices=("json", "console"),
                    default=os.environ.get("FABRIC_LOG_FORMAT", "json"))
     p.add_argument("--log-level", default=os.environ.get("FABRIC_LOG_LEVEL", "info"))
@@ -98,11 +101,13 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--data-dir (or FABRIC_KUBE_DATA_DIR) is required")
     if args.history < 1:
         p.error("--history must be at least 1")
+    if args.compact_after < 1:
+        p.error("--compact-after must be at least 1")
     configure_logging(args.log_format, args.log_level, process="kube-emulator")
     data_dir: Path = args.data_dir
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
-        load(data_dir)  # fail fast, with one line, on an unreadable store
+        load(data_dir, repair=False)  # fail fast, with one line, on an unreadable store
         token = kubeconfig.ensure_token(data_dir, args.token)
         tls_dir = tls.ensure_certificates(data_dir, args.listen[0]) if args.tls else None
     except (OSError, CorruptStore, RuntimeError) as exc:
@@ -126,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
 
     async def setup(system: ActorSystem) -> None:
         store = system.spawn(
-            lambda: Store(StoreSettings(data_dir, args.finalize_delay, args.history)),
+            lambda: Store(StoreSettings(data_dir, args.finalize_delay, args.history,
+                                        args.compact_after)),
             name="store")
         control = system.spawn(Control, name="control")
         system.spawn(lambda: HttpServer(settings, store, control, on_bound), name="http")

@@ -1,9 +1,15 @@
-"""The store's durable form: one JSON snapshot file, replaced atomically after each mutation.
+"""The store's durable form: a snapshot plus an append-only journal, both fsynced.
 
-Write to a temp file in the same directory, fsync it, rename over the old file, fsync the
-directory: a SIGKILL at any instant leaves either the old or the new snapshot, never half of
-one (etcd's promise, at emulator scale). The snapshot holds the resourceVersion counter too,
-so versions keep increasing across restarts.
+- `objects.json`: `{"format", "resourceVersion", "objects"}`, replaced atomically (temp file,
+  fsync, rename, fsync of the directory), so a SIGKILL leaves the old or the new one.
+- `journal.jsonl`: one line per change since the snapshot, `{"rv", "put": object}` or
+  `{"rv", "delete": {apiVersion, kind, namespace, name}}`, appended and fsynced before the
+  store answers. Cost per write is the size of the change, not of the whole store.
+
+Loading replays journal records newer than the snapshot's resourceVersion (so a crash
+between writing a snapshot and truncating the journal is harmless) and cuts off a torn last
+line (a write the SIGKILL interrupted, which was never acknowledged). Anything else
+unreadable raises `CorruptStore`: refusing to start beats silently losing objects.
 """
 
 from __future__ import annotations
@@ -17,38 +23,110 @@ from typing import Any
 JSON = dict[str, Any]
 
 FORMAT = 1
-FILENAME = "objects.json"
+SNAPSHOT = "objects.json"
+JOURNAL = "journal.jsonl"
 
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     resource_version: int
     objects: list[JSON]
+    journal_records: int = 0
 
 
 class CorruptStore(RuntimeError):
-    """The snapshot file exists but cannot be read: refuse to start rather than lose it."""
+    """A store file exists but cannot be read: refuse to start rather than lose it."""
 
 
-def load(data_dir: Path) -> Snapshot:
-    path = data_dir / FILENAME
+def identity(obj: JSON) -> tuple[str, str, str, str]:
+    meta = obj.get("metadata") or {}
+    return (obj.get("apiVersion", ""), obj.get("kind", ""), meta.get("namespace") or "",
+            meta.get("name", ""))
+
+
+def put_record(rv: int, obj: JSON) -> JSON:
+    return {"rv": rv, "put": obj}
+
+
+def delete_record(rv: int, obj: JSON) -> JSON:
+    api_version, kind, namespace, name = identity(obj)
+    return {"rv": rv, "delete": {"apiVersion": api_version, "kind": kind,
+                                 "namespace": namespace, "name": name}}
+
+
+def _fsync_dir(data_dir: Path) -> None:
+    fd = os.open(data_dir, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _read_snapshot(path: Path) -> tuple[int, list[JSON]]:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        return Snapshot(0, [])
+        return 0, []
     try:
         doc = json.loads(raw)
         if doc.get("format") != FORMAT:
             raise ValueError(f"unknown format {doc.get('format')!r}")
-        return Snapshot(int(doc["resourceVersion"]), list(doc["objects"]))
+        return int(doc["resourceVersion"]), list(doc["objects"])
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise CorruptStore(f"cannot read {path}: {exc}") from exc
 
 
-def save(data_dir: Path, snapshot: Snapshot) -> None:
-    """Replace the snapshot atomically and durably (blocking: run it in a thread)."""
-    path = data_dir / FILENAME
-    tmp = data_dir / f".{FILENAME}.tmp"
+def load(data_dir: Path, *, repair: bool = True) -> Snapshot:
+    """The stored state; with `repair`, a torn journal tail is cut off the file."""
+    rv, objects = _read_snapshot(data_dir / SNAPSHOT)
+    snapshot_rv = rv
+    state = {identity(o): o for o in objects}
+    path = data_dir / JOURNAL
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raw = b""
+    complete = raw.rfind(b"\n") + 1
+    records = 0
+    for number, line in enumerate(raw[:complete].splitlines(), start=1):
+        try:
+            record = json.loads(line)
+            record_rv = int(record["rv"])
+            if record_rv <= snapshot_rv:
+                continue  # already in the snapshot
+            if "put" in record:
+                state[identity(record["put"])] = record["put"]
+            else:
+                d = record["delete"]
+                state.pop((d["apiVersion"], d["kind"], d["namespace"], d["name"]), None)
+            rv = max(rv, record_rv)
+            records += 1
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise CorruptStore(f"cannot read {path} line {number}: {exc}") from exc
+    if repair and complete < len(raw):
+        with path.open("r+b") as f:
+            f.truncate(complete)
+            os.fsync(f.fileno())
+    return Snapshot(rv, list(state.values()), records)
+
+
+def append(data_dir: Path, records: list[JSON]) -> None:
+    """Append change records durably (blocking: run it in a thread)."""
+    path = data_dir / JOURNAL
+    created = not path.exists()
+    body = b"".join(json.dumps(r, separators=(",", ":")).encode() + b"\n" for r in records)
+    with path.open("ab") as f:
+        f.write(body)
+        f.flush()
+        os.fsync(f.fileno())
+    if created:
+        _fsync_dir(data_dir)
+
+
+def compact(data_dir: Path, snapshot: Snapshot) -> None:
+    """Write a new snapshot atomically, then empty the journal (blocking: run in a thread)."""
+    path = data_dir / SNAPSHOT
+    tmp = data_dir / f".{SNAPSHOT}.tmp"
     body = json.dumps(
         {"format": FORMAT, "resourceVersion": snapshot.resource_version,
          "objects": snapshot.objects},
@@ -59,8 +137,9 @@ def save(data_dir: Path, snapshot: Snapshot) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    dir_fd = os.open(data_dir, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    _fsync_dir(data_dir)
+    journal = data_dir / JOURNAL
+    if journal.exists():
+        with journal.open("r+b") as f:
+            f.truncate(0)
+            os.fsync(f.fileno())

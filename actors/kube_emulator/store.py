@@ -51,6 +51,7 @@ class StoreSettings:
     data_dir: Path
     finalize_delay: float = 2.0
     history: int = 1000
+    compact_after: int = 1000  # journal records before a new snapshot (at least 2x objects)
 
 
 @dataclass(slots=True)
@@ -70,11 +71,13 @@ class Store(Actor[StoreMessage]):
         self.watchers: dict[int, _Watcher] = {}
         self.watch_ids = itertools.count(1)
         self.stuck: set[str] = set()
-        self.dirty = False
+        self.pending: list[JSON] = []  # journal records not yet written
+        self.journal_records = 0
 
     async def started(self) -> None:
         snapshot = await asyncio.to_thread(persistence.load, self.settings.data_dir)
         self.rv = self.floor = snapshot.resource_version
+        self.journal_records = snapshot.journal_records
         for obj in snapshot.objects:
             rtype = by_kind(obj.get("apiVersion", ""), obj.get("kind", ""))
             if rtype is not None:
@@ -88,9 +91,18 @@ class Store(Actor[StoreMessage]):
         try:
             return self._handle(message)
         finally:
-            if self.dirty:
-                self.dirty = False
-                await asyncio.to_thread(persistence.save, self.settings.data_dir, self._snapshot())
+            if self.pending:
+                await self._persist()
+
+    async def _persist(self) -> None:
+        """Make the changes durable before anyone hears of them (the reply waits for this)."""
+        records, self.pending = self.pending, []
+        await asyncio.to_thread(persistence.append, self.settings.data_dir, records)
+        self.journal_records += len(records)
+        objects = sum(len(t) for t in self.tables.values())
+        if self.journal_records > max(self.settings.compact_after, 2 * objects):
+            await asyncio.to_thread(persistence.compact, self.settings.data_dir, self._snapshot())
+            self.journal_records = 0
 
     def _handle(self, message: StoreMessage) -> object:
         match message:
@@ -158,6 +170,8 @@ class Store(Actor[StoreMessage]):
 
     def _emit(self, type_: EventType, rtype: ResourceType, obj: JSON, old: JSON | None) -> None:
         event = WatchEvent(type_, int(obj["metadata"]["resourceVersion"]), rtype, obj, old)
+        self.pending.append(persistence.delete_record(event.rv, obj) if type_ == "DELETED"
+                            else persistence.put_record(event.rv, obj))
         self.history.append(event)
         while len(self.history) > self.settings.history:
             self.floor = self.history.popleft().rv
@@ -167,14 +181,12 @@ class Store(Actor[StoreMessage]):
 
     def _store(self, rtype: ResourceType, obj: JSON, old: JSON | None) -> None:
         self.tables[rtype][self._key(obj)] = obj
-        self.dirty = True
         self._emit("ADDED" if old is None else "MODIFIED", rtype, obj, old)
 
     def _remove(self, rtype: ResourceType, obj: JSON) -> JSON:
         self.tables[rtype].pop(self._key(obj), None)
         gone = copy.deepcopy(obj)
         gone["metadata"]["resourceVersion"] = str(self._next_rv())
-        self.dirty = True
         self._emit("DELETED", rtype, gone, obj)
         return gone
 

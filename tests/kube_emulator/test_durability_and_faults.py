@@ -40,6 +40,25 @@ async def test_objects_and_versions_survive_sigkill_and_restart_on_the_same_port
         assert int(after.metadata.resource_version) > int(again.metadata.resource_version)
 
 
+async def test_state_survives_sigkill_across_journal_compactions(
+    procs: ProcessGroup, tmp_path: Path
+) -> None:
+    kube = await start_kube_emulator(procs, tmp_path / "kube",
+                                     extra_args=("--compact-after", "3"))
+    for i in range(8):
+        code, _ = await kube.request("POST", "/api/v1/namespaces",
+                                     json={"metadata": {"name": f"n-{i}"}})
+        assert code == 201
+    await kube.request("PATCH", "/api/v1/namespaces/n-7", json={"metadata": {"labels": {"a": "b"}}},
+                       headers={"Content-Type": "application/merge-patch+json"})
+    kube = await restart_kube_emulator(procs, kube)
+    code, listed = await kube.request("GET", "/api/v1/namespaces")
+    assert code == 200
+    assert [n["metadata"]["name"] for n in listed["items"]] == [f"n-{i}" for i in range(8)]
+    assert listed["items"][7]["metadata"]["labels"]["a"] == "b"
+    assert listed["metadata"]["resourceVersion"] == "9"
+
+
 async def test_a_namespace_terminating_at_sigkill_is_finalized_after_restart(
     procs: ProcessGroup, kube: KubeEndpoint
 ) -> None:
