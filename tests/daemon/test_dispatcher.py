@@ -252,3 +252,19 @@ async def test_an_unexpected_error_restarts_the_actor_which_redoes_the_event(
     assert exploding.exploded
     assert len(outcomes(bus, NamespaceProvisioned)) == 2
     assert cluster.calls["create"] >= 2 * 7
+
+
+async def test_an_event_naming_a_system_namespace_is_refused_without_touching_the_cluster(
+    tmp_path: Path,
+) -> None:
+    bus, cluster = FakeBus(), FakeCluster()
+    acc = "00000000-0000-4000-8000-000000000666"
+    hostile = AccountCreated(acc, "system", "x", "o@example.com", "kube-system", "t")
+    await bus.publish([to_envelope(hostile, correlation_id="evil")])
+    async with running(bus, cluster, settings(tmp_path, resync=0.05)):
+        await wait_until(lambda: all_acked(bus), message="acked")
+        await wait_until(lambda: cluster.calls["list"] >= 2, message="resyncs ran")
+    [failed] = outcomes(bus, NamespaceProvisionFailed)
+    assert isinstance(failed, NamespaceProvisionFailed)
+    assert "kube-system" in failed.reason
+    assert cluster.calls["create"] == cluster.calls["read"] == cluster.calls["delete"] == 0
