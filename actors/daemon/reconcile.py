@@ -95,11 +95,10 @@ class Reconciler:
         bad = check_tenant(tenant)
         if bad is not None:
             return Refused(f"{bad.field} {tenant.namespace!r} rejected: {bad.reason}")
-        async with self._gate:
-            try:
-                return await self._remove(tenant)
-            except PermanentKubeError as exc:
-                return Refused(exc.reason)
+        try:
+            return await self._remove(tenant)
+        except PermanentKubeError as exc:
+            return Refused(exc.reason)
 
     async def _ensure(self, tenant: Tenant) -> EnsureOutcome:
         desired = desired_namespace(tenant, self._policy)
@@ -130,24 +129,30 @@ class Reconciler:
 
     async def _remove(self, tenant: Tenant) -> RemoveOutcome:
         ref = ObjectRef("Namespace", tenant.namespace)
-        existing = await self._api.read(ref)
-        if existing is None:
-            return Removed(existed=False)
-        reason = not_ours(existing, tenant, self._policy)
-        if reason is not None:
-            # Not ours to delete: from this account's point of view its namespace is gone.
-            log.warning("namespace_left_alone", namespace=tenant.namespace, reason=reason)
-            return Removed(existed=False)
-        if not is_terminating(existing):
-            await self._api.delete(ref)
+        async with self._gate:
+            existing = await self._api.read(ref)
+            if existing is None:
+                return Removed(existed=False)
+            reason = not_ours(existing, tenant, self._policy)
+            if reason is not None:
+                # Not ours to delete: from this account's point of view its namespace is gone.
+                log.warning("namespace_left_alone", namespace=tenant.namespace, reason=reason)
+                return Removed(existed=False)
+            if not is_terminating(existing):
+                await self._api.delete(ref)
         await self._wait_gone(ref)
         return Removed(existed=True)
 
     async def _wait_gone(self, ref: ObjectRef) -> None:
+        """Poll until the namespace is gone, holding the request gate only per poll, so slow
+        finalizers never starve other accounts' work."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._wait.timeout
         delay = self._wait.initial
-        while await self._api.read(ref) is not None:
+        while True:
+            async with self._gate:
+                if await self._api.read(ref) is None:
+                    return
             if loop.time() >= deadline:
                 raise TemporaryKubeError(f"namespace {ref.name} is still terminating")
             await asyncio.sleep(delay)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from actors.daemon.reconcile import DeleteWait, Provisioned, Reconciler, Refused, Removed
@@ -169,3 +171,19 @@ async def test_remove_that_outlasts_its_wait_is_temporary() -> None:
     await r.ensure(TENANT)
     with pytest.raises(TemporaryKubeError, match="still terminating"):
         await r.remove(TENANT)
+
+
+async def test_a_slow_deletion_does_not_hold_the_request_gate_while_it_waits() -> None:
+    cluster = FakeCluster(finalize_after_reads=10_000)
+    r = Reconciler(
+        cluster, POLICY, delete_wait=DeleteWait(initial=0.01, cap=0.01, timeout=30), max_parallel=1
+    )
+    await r.ensure(TENANT)
+    removing = asyncio.create_task(r.remove(TENANT))
+    other = Tenant(OTHER, "other", "acc-other", "Other")
+    outcome = await asyncio.wait_for(r.ensure(other), timeout=5)
+    assert isinstance(outcome, Provisioned)
+    assert not removing.done()
+    removing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await removing
