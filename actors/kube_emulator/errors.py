@@ -137,7 +137,8 @@ def expired(requested: int, oldest: int) -> ApiError:
 
 _REASONS = {
     400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound",
-    409: "Conflict", 410: "Expired", 422: "Invalid", 429: "TooManyRequests",
+    405: "MethodNotAllowed", 409: "Conflict", 410: "Expired", 413: "RequestEntityTooLarge",
+    422: "Invalid", 429: "TooManyRequests",
     500: "InternalError", 503: "ServiceUnavailable", 504: "Timeout",
 }
 
@@ -153,3 +154,8 @@ def injected(code: int) -> ApiError:
     }
     details: JSON = {"retryAfterSeconds": 1} if code == 429 else {}
     return ApiError(code, reason, messages.get(code, f"injected fault ({code})"), details)
+
+
+def from_http(code: int, text: str) -> ApiError:
+    """An HTTP-level refusal (body too large, bad framing) as a Status."""
+    return ApiError(code, _REASONS.get(code, "Unknown"), text, {})

@@ -116,6 +116,8 @@ class App:
                 response = await handler(request)
         except errors.ApiError as exc:
             response = _error(exc)
+        except web.HTTPException as exc:  # raised by aiohttp itself, e.g. a body over the limit
+            response = _error(errors.from_http(exc.status, exc.text or exc.reason))
         except _Dropped:
             # The transport is already aborted: this response is never written.
             entry["status"] = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 from pathlib import Path
 
 import aiohttp
@@ -138,6 +139,12 @@ async def test_garbage_bodies_get_400_and_the_emulator_keeps_serving(kube: KubeE
                                         headers={"Content-Type": ctype})
         assert code in (400, 415), (payload, body)
         assert body["kind"] == "Status"
+    async with aiohttp.ClientSession() as session, session.post(
+        f"{kube.url}/api/v1/namespaces", data=io.BytesIO(b" " * (5 * 1024 * 1024)),
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {kube.token}"},
+    ) as resp:
+        assert resp.status == 413
+        assert (await resp.json())["reason"] == "RequestEntityTooLarge"
     assert (await kube.request("GET", "/version"))[0] == 200
 
 
