@@ -33,17 +33,20 @@ FAST_DAEMON = (
 
 
 class Emulator:
-    def __init__(self, proc: Proc, port: int, kubeconfig: Path) -> None:
+    def __init__(self, proc: Proc, port: int, kubeconfig: Path, *, tls: bool = False) -> None:
         self.proc = proc
         self.port = port
         self.kubeconfig = kubeconfig
-        self.url = f"http://127.0.0.1:{port}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
 
     async def _call(self, method: str, path: str, body: object = None) -> tuple[int, Any]:
         headers = {"Authorization": f"Bearer {TOKEN}"}
         async with (
             aiohttp.ClientSession(trust_env=False) as session,
-            session.request(method, self.url + path, json=body, headers=headers) as resp,
+            # The test's own calls skip verification; the daemon verifies with the kubeconfig CA.
+            session.request(
+                method, self.url + path, json=body, headers=headers, ssl=False
+            ) as resp,
         ):
             return resp.status, await resp.json(content_type=None)
 
@@ -95,16 +98,21 @@ class Emulator:
 
 
 async def start_emulator(
-    procs: ProcessGroup, data_dir: Path, *, port: int | None = None, name: str = "kube"
+    procs: ProcessGroup,
+    data_dir: Path,
+    *,
+    port: int | None = None,
+    name: str = "kube",
+    tls: bool = False,
 ) -> Emulator:
     port = port or free_port()
     kubeconfig = data_dir.parent / f"{name}.kubeconfig"
     proc = await procs.start(
         "kube-emulator", "--data-dir", str(data_dir), "--listen", f"127.0.0.1:{port}",
         "--kubeconfig-out", str(kubeconfig), "--token", TOKEN, "--finalize-delay", "0.3",
-        name=name,
+        *(["--tls"] if tls else []), name=name,
     )
-    emulator = Emulator(proc, port, kubeconfig)
+    emulator = Emulator(proc, port, kubeconfig, tls=tls)
 
     async def answers() -> bool:
         code, _ = await emulator._call("GET", "/api/v1/namespaces")

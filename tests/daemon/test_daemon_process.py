@@ -235,6 +235,20 @@ async def test_the_daemon_waits_for_a_broker_and_a_kube_api_that_start_later(
     assert east.lag == 0
 
 
+async def test_the_daemon_verifies_a_tls_api_server_with_the_ca_from_its_kubeconfig(
+    procs: ProcessGroup, tmp_path: Path
+) -> None:
+    endpoints = await start_broker(procs, tmp_path / "broker")
+    kube = await start_emulator(procs, tmp_path / "kube", tls=True)
+    assert "certificate-authority-data" in kube.kubeconfig.read_text()
+    await start_daemon(procs, tmp_path, "east", kube.kubeconfig, endpoints)
+    await publish(endpoints, created(1))
+    _ = await wait_until(lambda: _acked(endpoints, "cluster:east", 1), timeout=30, message="acked")
+    ns = await kube.namespace("acc-t1")
+    assert ns is not None
+    assert ns["metadata"]["labels"][POLICY.account_label] == account(1)
+
+
 async def test_sigterm_stops_the_daemon_cleanly_and_it_shows_offline(
     procs: ProcessGroup, tmp_path: Path
 ) -> None:
