@@ -3,7 +3,8 @@
 `parse_settings(argv, env)` returns a `DaemonSettings` or exits through
 argparse with one clear line. Every desired-object setting lives in
 `core.tenancy.TenancyPolicy`; a cluster overrides it with `--tenancy FILE`
-(`key = value` lines) and/or repeated `--tenancy-set key=value` flags.
+(`key = value` lines; `actors/daemon/tenancy.example` lists every key with its
+default) and/or repeated `--tenancy-set key=value` flags.
 Timers tests compress (resync, retry backoff, delete wait, request timeout)
 are settings too.
 """

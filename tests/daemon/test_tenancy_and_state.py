@@ -83,3 +83,8 @@ async def test_a_torn_journal_line_is_skipped_and_counted(tmp_path: Path) -> Non
         assert [r.account_id for r in again] == ["a"]
     finally:
         await again.close()
+
+
+def test_the_shipped_example_overrides_file_parses_to_the_defaults() -> None:
+    example = Path(__file__).resolve().parents[2] / "actors" / "daemon" / "tenancy.example"
+    assert parse_overrides(example.read_text().splitlines()) == TenancyPolicy()
