@@ -77,7 +77,8 @@ async def _run(settings: DaemonSettings) -> int:
         )
 
     structlog.get_logger().info(
-        "daemon_starting", cluster=settings.cluster, broker=str(settings.broker)
+        "settings_loaded", cluster=settings.cluster, broker=str(settings.broker),
+        resync_seconds=settings.resync_seconds
     )
     return await run_until_signalled(setup)
 

@@ -6,6 +6,8 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import structlog.testing
+
 from actors.daemon.dispatcher import ClusterDaemon, DaemonPorts
 from actors.daemon.settings import DaemonSettings
 from actors.runtime import ActorSystem
@@ -268,3 +270,19 @@ async def test_an_event_naming_a_system_namespace_is_refused_without_touching_th
     assert isinstance(failed, NamespaceProvisionFailed)
     assert "kube-system" in failed.reason
     assert cluster.calls["create"] == cluster.calls["read"] == cluster.calls["delete"] == 0
+
+
+async def test_work_logs_name_the_event_and_the_account(tmp_path: Path) -> None:
+    bus, cluster = FakeBus(), FakeCluster()
+    env = created(1)
+    await bus.publish([env])
+    with structlog.testing.capture_logs() as logs:
+        async with running(bus, cluster, settings(tmp_path)):
+            await wait_until(lambda: all_acked(bus), message="acked")
+    names = [entry["event"] for entry in logs]
+    for name in ("event_received", "namespace_created", "outcome_published", "event_acked"):
+        [entry] = [e for e in logs if e["event"] == name]
+        assert entry["event_id"] == env.event_id, name
+        assert entry["account_id"] == env.aggregate_id, name
+    assert names.index("namespace_created") < names.index("outcome_published")
+    assert names.index("outcome_published") < names.index("event_acked")
