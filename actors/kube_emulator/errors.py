@@ -110,6 +110,20 @@ def namespace_terminating(rtype: ResourceType, name: str, namespace: str) -> Api
     )
 
 
+def rbac_forbidden(
+    user: str, verb: str, rtype: ResourceType, name: str | None, namespace: str | None
+) -> ApiError:
+    """What RBAC answers a user without the permission (403 Forbidden)."""
+    subject = f'{rtype.qualified} "{name}"' if name else rtype.qualified
+    scope = f'in the namespace "{namespace}"' if namespace else "at the cluster scope"
+    return ApiError(
+        403, "Forbidden",
+        f'{subject} is forbidden: User "{user}" cannot {verb} resource "{rtype.plural}" in API '
+        f'group "{rtype.group}" {scope}',
+        _details(rtype, name),
+    )
+
+
 def bad_request(message: str) -> ApiError:
     return ApiError(400, "BadRequest", message)
 

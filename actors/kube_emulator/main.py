@@ -66,6 +66,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--token", default=_env("TOKEN"),
                    help="bearer token (env FABRIC_KUBE_TOKEN; default generated once and kept "
                         "in DATA_DIR/token)")
+    p.add_argument("--read-only-token", default=_env("READ_ONLY_TOKEN"),
+                   help="a second token that may only read; its writes get 403 Forbidden "
+                        "(env FABRIC_KUBE_READ_ONLY_TOKEN)")
     p.add_argument("--cluster-name", default=_env("CLUSTER_NAME", "kube-emulator"),
                    help="cluster/context name in the kubeconfig (env FABRIC_KUBE_CLUSTER_NAME)")
     p.add_argument("--finalize-delay", type=_seconds, default=_env("FINALIZE_DELAY", "2"),
@@ -116,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     host, port = args.listen
     kubeconfig_out: Path = args.kubeconfig_out or data_dir / "kubeconfig"
     settings = ServerSettings(
-        host, port, token, args.version_minor,
+        host, port, token, args.version_minor, args.read_only_token,
         tls.server_context(tls_dir) if tls_dir is not None else None,
         ApiSettings(args.watch_max_seconds, args.bookmark_interval),
     )

@@ -5,9 +5,10 @@ rule if one matches, then route it (discovery, OpenAPI, resources, admin). `ApiE
 answered as a Status body; any other exception as a 500 InternalError Status, logged in
 full, and the process lives on.
 
-Auth: a request that carries `Authorization` must carry `Bearer <token>` (else 401). Over
-plain http a request without the header is let through, because kubectl never sends
-credentials over http; with TLS the header is required (except for /version and health).
+Auth: a request that carries `Authorization` must carry `Bearer <token>` (else 401), or the
+optional read-only token, which may only read (writes get RBAC's 403 Forbidden). Over plain
+http a request without the header is let through, because kubectl never sends credentials
+over http; with TLS the header is required (except for /version and health).
 
 Admin (not part of the Kubernetes API, same auth): `POST /_emulator/faults` (a rule, see
 control.py), `GET`/`DELETE /_emulator/faults`, `GET /_emulator/requests` (recent requests),
@@ -46,6 +47,8 @@ from actors.runtime import Actor, ActorRef
 JSON = dict[str, Any]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _PUBLIC = ("/version", "/healthz", "/livez", "/readyz")
+_VERBS = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
+READ_ONLY_USER = "system:serviceaccount:default:viewer"
 
 log = structlog.get_logger()
 
@@ -56,6 +59,7 @@ class ServerSettings:
     port: int
     token: str
     version_minor: int = 31
+    read_only_token: str | None = None
     tls: ssl.SSLContext | None = None
     api: ApiSettings = field(default_factory=ApiSettings)
 
@@ -141,8 +145,28 @@ class App:
             if self.settings.tls is None or request.path in _PUBLIC:
                 return
             raise errors.unauthorized()
-        if header != f"Bearer {self.settings.token}":
-            raise errors.unauthorized()
+        if header == f"Bearer {self.settings.token}":
+            return
+        if self.settings.read_only_token and header == f"Bearer {self.settings.read_only_token}":
+            self._authorize_read_only(request)
+            return
+        raise errors.unauthorized()
+
+    @staticmethod
+    def _authorize_read_only(request: web.Request) -> None:
+        if request.method in ("GET", "HEAD"):
+            return
+        target = paths.parse(request.path.rstrip("/"))
+        if target is None:
+            return  # unknown paths answer 404 as for anyone
+        verb = _VERBS.get(request.method, request.method.lower())
+        if verb == "delete" and target.name is None:
+            verb = "deletecollection"
+        rtype, name = target.rtype, target.name
+        namespace = target.namespace
+        if rtype.kind == "Namespace":
+            namespace = None
+        raise errors.rbac_forbidden(READ_ONLY_USER, verb, rtype, name, namespace)
 
     async def _inject(
         self, request: web.Request, handler: Handler, rule: FaultRule

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from kubernetes_asyncio import client, config
 
 from tests.kube_emulator.conftest import api_client, core
 from tests.support.kube import (
@@ -179,6 +180,46 @@ async def test_tls_emulator_requires_the_token_from_kubectl_and_the_client(
         f"{kube.url}/api/v1/namespaces", ssl=kube.ssl_context() or True
     ) as resp:
         assert resp.status == 401
+
+
+async def test_read_only_token_reads_but_gets_rbac_403_on_writes(
+    procs: ProcessGroup, tmp_path: Path
+) -> None:
+    kube = await start_kube_emulator(procs, tmp_path / "kube",
+                                     extra_args=("--read-only-token", "viewer"))
+    assert (await kube.request("POST", "/api/v1/namespaces",
+                               json={"metadata": {"name": "ro"}}))[0] == 201
+    assert (await kube.request("GET", "/api/v1/namespaces/ro", token="viewer"))[0] == 200
+    code, body = await kube.request("POST", "/api/v1/namespaces", token="viewer",
+                                    json={"metadata": {"name": "ro-2"}})
+    assert code == 403
+    assert body["message"] == (
+        'namespaces is forbidden: User "system:serviceaccount:default:viewer" cannot create '
+        'resource "namespaces" in API group "" at the cluster scope')
+    code, body = await kube.request("DELETE", "/apis/rbac.authorization.k8s.io/v1/namespaces/ro/"
+                                    "rolebindings/rb", token="viewer")
+    assert code == 403
+    assert body["message"].startswith(
+        'rolebindings.rbac.authorization.k8s.io "rb" is forbidden: User')
+    assert body["message"].endswith('in API group "rbac.authorization.k8s.io" in the namespace "ro"')
+    assert body["details"] == {"name": "rb", "group": "rbac.authorization.k8s.io",
+                               "kind": "rolebindings"}
+
+
+async def test_in_cluster_configuration_works_against_the_tls_emulator(
+    procs: ProcessGroup, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kube = await start_kube_emulator(procs, tmp_path / "kube", tls=True)
+    token_file = tmp_path / "token"
+    token_file.write_text(kube.token)
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", str(kube.port))
+    cfg = client.Configuration()
+    config.load_incluster_config(  # type: ignore[no-untyped-call]
+        client_configuration=cfg, token_filename=str(token_file),
+        cert_filename=str(kube.ca_file))
+    async with client.ApiClient(cfg) as api:
+        assert (await core(api).list_namespace()).items == []
 
 
 async def test_sigterm_stops_the_emulator_cleanly(procs: ProcessGroup, kube: KubeEndpoint) -> None:
