@@ -130,6 +130,31 @@ async def test_bookmarks_carry_the_resource_version(procs: ProcessGroup, tmp_pat
         event = json.loads(await resp.content.readline())
     assert event == {"type": "BOOKMARK", "object": {
         "kind": "Namespace", "apiVersion": "v1", "metadata": {"resourceVersion": rv}}}
+    async with await api_client(kube) as api:
+        v1 = core(api)
+        async with watch.Watch() as w:
+            async for seen in w.stream(v1.list_namespace, resource_version=rv,
+                                       allow_watch_bookmarks=True, timeout_seconds=5):
+                assert seen["type"] == "BOOKMARK"
+                break
+
+
+async def test_send_initial_events_ends_with_an_annotated_bookmark(
+    shared_kube: KubeEndpoint,
+) -> None:
+    kube = shared_kube
+    await kube.request("POST", "/api/v1/namespaces",
+                       json={"metadata": {"name": "initial", "labels": {"initial": "yes"}}})
+    url = (f"{kube.url}/api/v1/namespaces?watch=1&sendInitialEvents=true&allowWatchBookmarks=1"
+           "&resourceVersionMatch=NotOlderThan&labelSelector=initial&timeoutSeconds=5")
+    async with aiohttp.ClientSession() as session, session.get(
+        url, headers={"Authorization": f"Bearer {kube.token}"}
+    ) as resp:
+        first = json.loads(await resp.content.readline())
+        second = json.loads(await resp.content.readline())
+    assert (first["type"], first["object"]["metadata"]["name"]) == ("ADDED", "initial")
+    assert second["type"] == "BOOKMARK"
+    assert second["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
 
 
 async def test_watch_ends_when_its_timeout_expires(shared_kube: KubeEndpoint) -> None:
