@@ -4,7 +4,7 @@ Job: parse the settings, claim the state dir (one `up` per dir), clear
 children a killed earlier run left behind, choose or reuse ports, prepare
 the embedded PostgreSQL, then run one `ChildActor` per child plus the
 `Conductor` until SIGTERM/SIGINT; stop the children in reverse order, exit 0.
-Exit 1 with one line on a bad setting or a state dir in use.
+Exit 2 with one line on a bad setting, 1 when the state dir is in use or unusable.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import os
 import signal
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -37,6 +38,8 @@ from actors.up.layout import (
 )
 from actors.up.options import UpSettings, settings_from
 from actors.up.plan import ChildSpec, api_url, child_specs, endpoints_document, postgres_probe
+
+LEFTOVER_WAIT = 5.0
 
 
 def run(args: argparse.Namespace, state_dir: str) -> int:
@@ -77,6 +80,7 @@ def _claim(layout: Layout) -> Iterator[None]:
 
 def _clear_leftovers(layout: Layout) -> None:
     """Kill children a killed earlier run left behind (only ours: their argv names the state dir)."""
+    killed: list[int] = []
     for pid_file in layout.run_dir.glob("*.pid"):
         pid = read_pid(pid_file)
         if pid is not None and _is_ours(pid, layout):
@@ -84,8 +88,21 @@ def _clear_leftovers(layout: Layout) -> None:
                 os.killpg(pid, signal.SIGKILL)
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
         remove_file(pid_file)
     remove_file(layout.ready_file)
+    # Their ports and PostgreSQL's lock file must be free before the new children start.
+    deadline = time.monotonic() + LEFTOVER_WAIT
+    while any(not _dead(pid) for pid in killed) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _dead(pid: int) -> bool:
+    """Gone, or a zombie (holding no port or file any more) awaiting its reaper."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def _is_ours(pid: int, layout: Layout) -> bool:

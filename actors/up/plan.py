@@ -8,6 +8,7 @@ restarted child comes back where the others expect it.
 
 from __future__ import annotations
 
+import re
 import signal
 import sys
 from collections.abc import Callable, Mapping
@@ -55,9 +56,12 @@ def endpoints_document(settings: UpSettings, ports: Ports) -> dict[str, object]:
     clusters: dict[str, object] = {}
     for name in settings.clusters:
         kube = ports.kubes.get(name)
-        local = kube is not None and name not in settings.external_kubeconfigs
+        if name in settings.external_kubeconfigs:
+            api = _server_of(settings.external_kubeconfigs[name])
+        else:
+            api = f"http://{LOOPBACK}:{kube.port}" if kube is not None else None
         clusters[name] = {
-            "api": f"http://{LOOPBACK}:{kube.port}" if kube is not None and local else None,
+            "api": api,
             "kubeconfig": str(kubeconfig_for(settings, name)),
         }
     return {
@@ -65,6 +69,15 @@ def endpoints_document(settings: UpSettings, ports: Ports) -> dict[str, object]:
         "broker": broker_endpoints(ports).to_dict(),
         "clusters": clusters,
     }
+
+
+def _server_of(kubeconfig: Path) -> str | None:
+    """The first cluster's `server:` in a kubeconfig (a plain scan: enough for display)."""
+    try:
+        match = re.search(r"^\s*server:\s*[\"']?([^\s\"']+)", kubeconfig.read_text(), re.MULTILINE)
+    except OSError:
+        return None
+    return match.group(1) if match else None
 
 
 def child_specs(

@@ -60,6 +60,7 @@ async def converged(
     return True
 
 
+@pytest.mark.timeout(240)
 async def test_away_daemon_catches_up_and_a_new_cluster_gets_only_live_accounts(
     up: FabricUp,
 ) -> None:

@@ -50,7 +50,10 @@ async def test_up_uses_an_outside_database_and_an_outside_cluster(
         await up.wait_ready()
         run = {p.stem for p in (up.state_dir / "run").glob("*.pid")}
         assert run == {"broker", "api", "kube-local", "daemon-local", "daemon-remote"}
-        assert up.endpoints["clusters"]["remote"]["kubeconfig"] == str(outside_kube.kubeconfig)
+        assert up.endpoints["clusters"]["remote"] == {
+            "api": outside_kube.url,
+            "kubeconfig": str(outside_kube.kubeconfig),
+        }
 
         account = await call_ok(
             up, "account.create", {"name": "Outside", "owner_email": "o@example.com", "slug": "outside"}
