@@ -19,6 +19,7 @@ import asyncio
 import json
 import os
 import random
+import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -112,7 +113,7 @@ async def nemesis(up: FabricUp, rng: random.Random, t0: float, history: History)
             timeout=30,
             message=f"{target} restarted",
         )
-        os.kill(pid, 9)
+        os.kill(pid, signal.SIGKILL)
         last[target] = pid
         history.kills.append((time.monotonic() - t0, target, pid))
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -108,6 +109,50 @@ async def test_cli_creates_gets_and_lists_against_the_running_system(system: Fab
     code, _, err = await fabric("account", "get", "--slug", "no-such-account", *state)
     assert code == 1
     assert "-32011" in err
+
+
+async def test_a_daemon_stopped_for_a_while_catches_up_on_what_it_missed(system: FabricUp) -> None:
+    pid = system.pid("daemon-b")
+    assert pid is not None
+    slugs = [f"missed-{i}" for i in range(3)]
+    os.kill(pid, signal.SIGSTOP)
+    try:
+
+        async def b_offline() -> bool:
+            clusters = {c["name"]: c for c in await call_ok(system, "cluster.list", {})}
+            assert clusters["b"]["status"] == "offline", clusters
+            return True
+
+        await eventually(b_offline, timeout=30, message="b offline at the broker")
+        for slug in slugs:
+            await call_ok(
+                system,
+                "account.create",
+                {"name": slug, "owner_email": f"{slug}@example.com", "slug": slug},
+            )
+
+        async def ready_without_b() -> bool:
+            for slug in slugs:
+                account = await call_ok(system, "account.get", {"slug": slug})
+                assert account["status"] == "ready", account
+                assert account["clusters"]["a"]["state"] == "created", account
+                assert account["clusters"].get("b", {}).get("state") != "created", account
+            return True
+
+        # `ready` counts online clusters only: b, stopped, is not waited for.
+        await eventually(ready_without_b, timeout=30, message="ready in a while b is stopped")
+        assert not {f"acc-{s}" for s in slugs} & set(await namespaces(system, "b"))
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+    async def caught_up() -> bool:
+        for slug in slugs:
+            await ready_everywhere(system, slug)
+        assert {f"acc-{s}" for s in slugs} <= set(await namespaces(system, "b"))
+        return True
+
+    await eventually(caught_up, timeout=30, message="b caught up")
+    assert system.pid("daemon-b") == pid  # the same process caught up: it was not restarted
 
 
 async def test_deleted_account_loses_its_namespace_in_every_cluster(system: FabricUp) -> None:
