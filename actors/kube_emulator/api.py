@@ -23,10 +23,10 @@ from actors.kube_emulator.messages import (
     Get,
     ListObjects,
     Patch,
-    PatchType,
     Replace,
     StoreMessage,
 )
+from actors.kube_emulator.objects import PatchType
 from actors.kube_emulator.paths import Target
 from actors.kube_emulator.selectors import parse_field_selector, parse_label_selector
 from actors.runtime import ActorRef

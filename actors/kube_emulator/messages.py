@@ -10,11 +10,11 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from actors.kube_emulator.objects import PatchType
 from actors.kube_emulator.resources import ResourceType
 from actors.runtime import Request
 
 JSON = dict[str, Any]
-PatchType = Literal["merge", "strategic", "json", "apply"]
 EventType = Literal["ADDED", "MODIFIED", "DELETED"]
 
 

@@ -16,13 +16,14 @@ import copy
 import random
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal, assert_never
 
-from actors.kube_emulator import validation
+from actors.kube_emulator import patch, validation
 from actors.kube_emulator.errors import ApiError, bad_request, invalid, stale
 from actors.kube_emulator.resources import NAMESPACES, ResourceType
 
 JSON = dict[str, Any]
+PatchType = Literal["merge", "strategic", "json", "apply"]
 
 NAME_LABEL = "kubernetes.io/metadata.name"
 
@@ -200,6 +201,35 @@ def prepare_update(
                if not (m.get("manager") == manager and m.get("operation") == operation)]
     meta["managedFields"] = [*entries, _managed(manager, operation, rtype, now())]
     return obj
+
+
+def apply_patch(old: JSON, patch_type: PatchType, body: Any) -> JSON:
+    """The object a PATCH of `patch_type` makes of `old` (422 if it cannot be applied)."""
+    try:
+        match patch_type:
+            case "merge":
+                patched = patch.merge_patch(old, ensure_object(body))
+            case "strategic" | "apply":
+                patched = patch.strategic_merge(old, ensure_object(body))
+            case "json":
+                patched = patch.json_patch(old, body)
+            case _:
+                assert_never(patch_type)
+    except patch.PatchError as exc:
+        raise ApiError(422, "Invalid", str(exc), {})
+    if not isinstance(patched, dict):
+        raise bad_request("the patch must produce an object")
+    return patched
+
+
+def deleted_status(rtype: ResourceType, obj: JSON) -> JSON:
+    """The Success Status a DELETE of an object without finalizers answers."""
+    details: JSON = {"name": obj["metadata"]["name"], "kind": rtype.plural,
+                     "uid": obj["metadata"]["uid"]}
+    if rtype.group:
+        details["group"] = rtype.group
+    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+            "details": details}
 
 
 def list_item(obj: JSON) -> JSON:

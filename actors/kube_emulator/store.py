@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import assert_never
 
-from actors.kube_emulator import errors, objects, patch, persistence
+from actors.kube_emulator import errors, objects, persistence
 from actors.kube_emulator.messages import (
     JSON,
     CloseWatch,
@@ -72,20 +72,27 @@ class Store(Actor[StoreMessage]):
         self.watch_ids = itertools.count(1)
         self.stuck: set[str] = set()
         self.pending: list[JSON] = []  # journal records not yet written
+        self.unpublished: list[WatchEvent] = []  # events waiting for their records' fsync
         self.journal_records = 0
 
     async def started(self) -> None:
+        await self._load()
+        for obj in self.tables[NAMESPACES].values():
+            if obj["metadata"].get("deletionTimestamp"):
+                self._schedule_finalize(obj)
+        self.log.info("store_loaded", objects=sum(len(t) for t in self.tables.values()),
+                      resource_version=self.rv)
+
+    async def _load(self) -> None:
         snapshot = await asyncio.to_thread(persistence.load, self.settings.data_dir)
         self.rv = self.floor = snapshot.resource_version
+        self.history.clear()
         self.journal_records = snapshot.journal_records
+        self.tables = {r: {} for r in RESOURCES}
         for obj in snapshot.objects:
             rtype = by_kind(obj.get("apiVersion", ""), obj.get("kind", ""))
             if rtype is not None:
                 self.tables[rtype][self._key(obj)] = obj
-        for obj in self.tables[NAMESPACES].values():
-            if obj["metadata"].get("deletionTimestamp"):
-                self._schedule_finalize(obj)
-        self.log.info("store_loaded", objects=len(snapshot.objects), resource_version=self.rv)
 
     async def receive(self, message: StoreMessage) -> object:
         try:
@@ -97,12 +104,22 @@ class Store(Actor[StoreMessage]):
     async def _persist(self) -> None:
         """Make the changes durable before anyone hears of them (the reply waits for this)."""
         records, self.pending = self.pending, []
-        await asyncio.to_thread(persistence.append, self.settings.data_dir, records)
-        self.journal_records += len(records)
-        objects = sum(len(t) for t in self.tables.values())
-        if self.journal_records > max(self.settings.compact_after, 2 * objects):
-            await asyncio.to_thread(persistence.compact, self.settings.data_dir, self._snapshot())
-            self.journal_records = 0
+        try:
+            await asyncio.to_thread(persistence.append, self.settings.data_dir, records)
+            self.journal_records += len(records)
+            objects = sum(len(t) for t in self.tables.values())
+            if self.journal_records > max(self.settings.compact_after, 2 * objects):
+                await asyncio.to_thread(persistence.compact, self.settings.data_dir,
+                                        self._snapshot())
+                self.journal_records = 0
+        except OSError as exc:
+            # Memory ran ahead of the disk: go back to what is durable and refuse the request.
+            self.log.error("store_write_failed", error=str(exc))
+            self.unpublished = []
+            await self._load()
+            raise errors.ApiError(500, "InternalError",
+                                  f"Internal error occurred: storage write failed: {exc}", {})
+        self._publish()
 
     def _handle(self, message: StoreMessage) -> object:
         match message:
@@ -172,12 +189,19 @@ class Store(Actor[StoreMessage]):
         event = WatchEvent(type_, int(obj["metadata"]["resourceVersion"]), rtype, obj, old)
         self.pending.append(persistence.delete_record(event.rv, obj) if type_ == "DELETED"
                             else persistence.put_record(event.rv, obj))
+        self.unpublished.append(event)
         self.history.append(event)
         while len(self.history) > self.settings.history:
             self.floor = self.history.popleft().rv
-        for watcher in self.watchers.values():
-            if watcher.rtype is rtype and watcher.namespace in (None, self._key(obj)[0]):
-                watcher.queue.put_nowait(event)
+
+    def _publish(self) -> None:
+        """Fan durable events out to open watches (never before they are on disk, as etcd)."""
+        events, self.unpublished = self.unpublished, []
+        for event in events:
+            namespace = self._key(event.object)[0]
+            for watcher in self.watchers.values():
+                if watcher.rtype is event.rtype and watcher.namespace in (None, namespace):
+                    watcher.queue.put_nowait(event)
 
     def _store(self, rtype: ResourceType, obj: JSON, old: JSON | None) -> None:
         self.tables[rtype][self._key(obj)] = obj
@@ -248,20 +272,7 @@ class Store(Actor[StoreMessage]):
                 return created, True
         if old is None:
             raise errors.not_found(rtype, msg.name)
-        try:
-            match msg.patch_type:
-                case "merge":
-                    patched = patch.merge_patch(old, objects.ensure_object(msg.patch))
-                case "strategic" | "apply":
-                    patched = patch.strategic_merge(old, objects.ensure_object(msg.patch))
-                case "json":
-                    patched = patch.json_patch(old, msg.patch)
-                case _:
-                    assert_never(msg.patch_type)
-        except patch.PatchError as exc:
-            raise errors.ApiError(422, "Invalid", str(exc), {})
-        if not isinstance(patched, dict):
-            raise errors.bad_request("the patch must produce an object")
+        patched = objects.apply_patch(old, msg.patch_type, msg.patch)
         objects.check_precondition(rtype, old, (patched.get("metadata") or {}).get(
             "resourceVersion"))
         operation = "Apply" if msg.patch_type == "apply" else "Update"
@@ -299,11 +310,7 @@ class Store(Actor[StoreMessage]):
                 self._store(rtype, new, obj)
             return new
         self._remove(rtype, obj)
-        details: JSON = {"name": msg.name, "kind": rtype.plural, "uid": meta["uid"]}
-        if rtype.group:
-            details["group"] = rtype.group
-        return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
-                "details": details}
+        return objects.deleted_status(rtype, obj)
 
     # -- namespace lifecycle ------------------------------------------------------------------
 
