@@ -38,8 +38,17 @@ async def test_account_create_sends_name_email_slug_and_prints_the_account() -> 
     async with fake_api() as api:
         api.handler = lambda method, params: ACCOUNT
         code, out, _ = await run_cli(
-            "account", "create", "Acme", "--email", "ops@acme.test", "--slug", "acme",
-            "--url", api.url, "--key", "k1",
+            "account",
+            "create",
+            "Acme",
+            "--email",
+            "ops@acme.test",
+            "--slug",
+            "acme",
+            "--url",
+            api.url,
+            "--key",
+            "k1",
         )
     assert code == EXIT_OK
     assert api.calls == [
@@ -102,9 +111,7 @@ async def test_account_list_all_follows_cursors_to_the_end() -> None:
     assert [c[1].get("cursor") for c in api.calls] == [None, "c1"]
 
 
-async def test_url_and_key_come_from_the_state_dir(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_url_and_key_come_from_the_state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("FABRIC_API_KEY", raising=False)
     monkeypatch.delenv("FABRIC_ADMIN_KEY", raising=False)
     monkeypatch.delenv("FABRIC_URL", raising=False)

@@ -4,6 +4,7 @@ a child restarted with the same argv and its pid file kept current, bad settings
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import signal
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from actors.runtime import ActorRef, ActorSystem
 from actors.up.child import ChildActor, ChildMessage, ChildStatus, GetStatus, Launch, Timing
+from actors.up.conductor import Conductor, Staged
 from actors.up.layout import Layout, admin_key, load_or_allocate_ports, read_pid
 from actors.up.options import UpSettings
 from actors.up.plan import ChildSpec, endpoints_document
@@ -74,14 +76,14 @@ async def test_a_killed_child_is_restarted_and_its_pid_file_follows(tmp_path: Pa
     async with ActorSystem() as system:
         ref = system.spawn(lambda: ChildActor(spec, layout, timing), name="sleeper")
         ref.tell(Launch())
-        first: int = await wait_until(lambda: read_pid(pid_file) or 0, timeout=10, message="pid")
-        ready: ChildStatus = await wait_until(lambda: _ready(ref), timeout=10, message="ready")
+        first: int = await wait_until(lambda: read_pid(pid_file) or 0, timeout=30, message="pid")
+        ready: ChildStatus = await wait_until(lambda: _ready(ref), timeout=30, message="ready")
         assert ready.restarts == 0
         os.kill(first, signal.SIGKILL)
         second: int = await wait_until(
-            lambda: (p := read_pid(pid_file) or 0) != first and p, timeout=10, message="new pid"
+            lambda: (p := read_pid(pid_file) or 0) != first and p, timeout=30, message="new pid"
         )
-        status: ChildStatus = await wait_until(lambda: _ready(ref), timeout=10, message="ready again")
+        status: ChildStatus = await wait_until(lambda: _ready(ref), timeout=30, message="ready again")
         assert status.restarts == 1
         assert status.last_exit == -signal.SIGKILL
     assert not pid_file.exists()
@@ -111,3 +113,46 @@ async def test_up_refuses_a_bad_cluster_name_with_one_line(procs: ProcessGroup, 
     assert lines[-1:] == [
         "fabric up: --clusters: 'Bad_Name' is not a DNS-1123 label of at most 40 characters"
     ]
+
+
+async def test_conductor_starts_stages_in_order_and_writes_ready_when_all_are_ready(
+    tmp_path: Path,
+) -> None:
+    layout = Layout.at(tmp_path)
+    layout.prepare()
+    sleeper = (sys.executable, "-c", "import time; time.sleep(120)")
+    # Readiness is in the test's hands: each child counts as ready once its port is served here.
+    ports = [free_port(), free_port()]
+    specs = [ChildSpec(f"stage{i}", sleeper, TcpProbe("127.0.0.1", port), i) for i, port in enumerate(ports)]
+    timing = Timing(stop_timeout=5.0)
+    out = io.StringIO()
+    servers: list[asyncio.Server] = []
+
+    async def serve(port: int) -> None:
+        servers.append(await asyncio.start_server(_close, "127.0.0.1", port))
+
+    try:
+        async with ActorSystem() as system:
+            staged = [
+                Staged(s.name, s.stage, system.spawn(lambda s=s: ChildActor(s, layout, timing), name=s.name))  # type: ignore[misc]
+                for s in specs
+            ]
+            system.spawn(lambda: Conductor(staged, layout, "http://api", out), name="conductor")
+            await wait_until(lambda: layout.pid_file("stage0").exists(), timeout=30, message="stage0")
+            assert not layout.pid_file("stage1").exists()
+            await serve(ports[0])
+            await wait_until(lambda: layout.pid_file("stage1").exists(), timeout=30, message="stage1")
+            assert not layout.ready_file.exists()
+            await serve(ports[1])
+            await wait_until(layout.ready_file.exists, timeout=30, message="ready file")
+            assert "Fabric is up. API: http://api" in out.getvalue()
+        assert not layout.ready_file.exists()
+        assert not list(layout.run_dir.glob("*.pid"))
+    finally:
+        for server in servers:
+            server.close()
+            await server.wait_closed()
+
+
+async def _close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    writer.close()
