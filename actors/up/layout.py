@@ -19,11 +19,22 @@ import json
 import os
 import secrets
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 ADMIN_KEY_ENV = "FABRIC_ADMIN_KEY"
+# bin/fabric runs from the repository root; a launcher that knows the caller's directory
+# exports it here so relative paths on the command line mean what the caller meant.
+CALLER_CWD_ENV = "FABRIC_CALLER_CWD"
+
+
+def from_caller(path: str, env: Mapping[str, str] = os.environ) -> Path:
+    """A path given on the command line, relative to the caller's directory when known."""
+    p = Path(path).expanduser()
+    caller = env.get(CALLER_CWD_ENV)
+    return Path(caller) / p if caller and not p.is_absolute() else p
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from actors.up.layout import Layout
+from actors.up.layout import Layout, from_caller
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +68,7 @@ def settings_from(args: argparse.Namespace, state_dir: str) -> UpSettings:
             raise ValueError(f"--kubeconfig: expected NAME=PATH, got {item!r}")
         if name not in clusters:
             raise ValueError(f"--kubeconfig: {name!r} is not in --clusters")
-        resolved = Path(path).expanduser().resolve()
+        resolved = from_caller(path).resolve()
         if not resolved.is_file():
             raise ValueError(f"--kubeconfig: {resolved} does not exist")
         external[name] = resolved

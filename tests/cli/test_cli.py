@@ -145,3 +145,12 @@ def test_keys_rotate_writes_a_private_key_and_show_prints_it(
     shown = io.StringIO()
     assert keys.show(layout, shown, err) == 0
     assert shown.getvalue().strip() == key
+
+
+def test_a_relative_state_dir_is_relative_to_the_callers_directory_when_known() -> None:
+    from actors.cli import target
+
+    assert target.state_dir("mine", {"FABRIC_CALLER_CWD": "/home/op/work"}) == "/home/op/work/mine"
+    assert target.state_dir("/abs/dir", {"FABRIC_CALLER_CWD": "/home/op/work"}) == "/abs/dir"
+    assert target.state_dir("mine", {}) == "mine"
+    assert target.state_dir(None, {}) == ".fabric"
