@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from actors.cli import keys
+from actors.cli import keys, target
 from actors.cli.main import EXIT_OK, EXIT_RPC_ERROR, EXIT_UNREACHABLE, parse, run_api_command
 from actors.up.layout import Layout, write_endpoints
 from tests.cli.fake_api import RpcFail, fake_api
@@ -148,8 +148,6 @@ def test_keys_rotate_writes_a_private_key_and_show_prints_it(
 
 
 def test_a_relative_state_dir_is_relative_to_the_callers_directory_when_known() -> None:
-    from actors.cli import target
-
     assert target.state_dir("mine", {"FABRIC_CALLER_CWD": "/home/op/work"}) == "/home/op/work/mine"
     assert target.state_dir("/abs/dir", {"FABRIC_CALLER_CWD": "/home/op/work"}) == "/abs/dir"
     assert target.state_dir("mine", {}) == "mine"
