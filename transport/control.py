@@ -60,7 +60,10 @@ class ControlChannel:
         try:
             if not self._sock.send_nowait(build(req_id)):
                 raise BusUnavailable(f"cannot queue a request to the broker at {self._address}")
-            return await asyncio.wait_for(future, timeout)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+            # that races with the reply, leaving the caller's task uncancellable.
+            async with asyncio.timeout(timeout):
+                return await future
         except TimeoutError:
             await self._reset()
             raise BusUnavailable(f"the broker at {self._address} did not answer within {timeout}s") from None

@@ -240,7 +240,8 @@ class Subscriber:
             if self._take_overflow():
                 return None
             try:
-                item = await asyncio.wait_for(self._live.get(), self._interval)
+                async with asyncio.timeout(self._interval):
+                    item = await self._live.get()
             except TimeoutError:
                 # Nothing queued: if a pong showed a head beyond us, PUB lost something.
                 if self._broker_head > position or self._broker_silent:
