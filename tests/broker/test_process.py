@@ -1,0 +1,102 @@
+"""bin/broker as an operator meets it: --help, bad settings, clean stop, refusing a corrupt log."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import pytest
+
+from tests.broker.helpers import envelope
+from tests.support.broker import new_endpoints, start_broker_process
+from tests.support.processes import ProcessGroup
+from tests.support.wait import wait_until
+from transport.client import Publisher
+from transport.sockets import close_context, new_context
+
+pytestmark = pytest.mark.processes
+
+
+async def test_help_describes_every_setting(procs: ProcessGroup) -> None:
+    proc = await procs.start("broker", "--help")
+    assert await proc.process.wait() == 0
+    text = proc.log_text()
+    for flag in ("--data-dir", "--bind", "--heartbeat-interval", "--consumer-timeout", "--log-format"):
+        assert flag in text
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--bind", "tcp://127.0.0.1:1,tcp://127.0.0.1:2,tcp://127.0.0.1:3"],
+        ["--data-dir", "x", "--bind", "tcp://127.0.0.1:1"],
+        ["--data-dir", "x", "--bind", "a,b,c"],
+        ["--data-dir", "x", "--bind", "tcp://a:1,tcp://b:2,tcp://c:3", "--heartbeat-interval", "0"],
+    ],
+)
+async def test_a_bad_setting_exits_non_zero_with_one_clear_line(
+    procs: ProcessGroup, tmp_path: Path, args: list[str]
+) -> None:
+    proc = await procs.start("broker", *args)
+    assert await proc.process.wait() == 2
+    lines = [line for line in proc.log_text().splitlines() if line.strip()]
+    assert lines[-1].startswith("broker: error:")
+
+
+async def test_settings_come_from_the_environment_when_no_flag_is_given(
+    procs: ProcessGroup, tmp_path: Path
+) -> None:
+    endpoints = new_endpoints()
+    proc = await procs.start(
+        "broker",
+        env={"FABRIC_BROKER_DATA_DIR": str(tmp_path / "b"), "FABRIC_BROKER_BIND": str(endpoints)},
+    )
+    _ = await wait_until(lambda: "broker_started" in proc.log_text(), message="broker started")
+    assert await procs.stop(proc) == 0
+
+
+async def test_an_address_in_use_exits_with_a_clear_line(procs: ProcessGroup, tmp_path: Path) -> None:
+    _proc, endpoints = await start_broker_process(procs, tmp_path / "a")
+    second = await procs.start(
+        "broker", "--data-dir", str(tmp_path / "b"), "--bind", str(endpoints), name="second"
+    )
+    assert await second.process.wait() == 2
+    assert "broker: cannot start: cannot bind" in second.log_text()
+
+
+async def test_sigterm_stops_cleanly_and_keeps_every_confirmed_event(
+    procs: ProcessGroup, tmp_path: Path
+) -> None:
+    proc, endpoints = await start_broker_process(procs, tmp_path / "b")
+    ctx = new_context()
+    try:
+        async with Publisher(ctx, endpoints) as pub:
+            await pub.publish([envelope(i) for i in range(10)])
+    finally:
+        close_context(ctx)
+    assert await procs.kill(proc, signal.SIGTERM) == 0
+    assert '"broker_stopped"' in proc.log_text()
+    proc, endpoints = await start_broker_process(procs, tmp_path / "b", name="again")
+    assert '"head": 10' in proc.log_text()
+
+
+async def test_a_corrupt_sealed_segment_makes_the_broker_refuse_to_start(
+    procs: ProcessGroup, tmp_path: Path
+) -> None:
+    data = tmp_path / "b"
+    proc, endpoints = await start_broker_process(procs, data, "--segment-bytes", "300")
+    ctx = new_context()
+    try:
+        async with Publisher(ctx, endpoints) as pub:
+            for i in range(10):
+                await pub.publish([envelope(i)])
+    finally:
+        close_context(ctx)
+    assert await procs.stop(proc) == 0
+    sealed = sorted((data / "log").iterdir())[0]
+    raw = bytearray(sealed.read_bytes())
+    raw[30] ^= 0xFF
+    sealed.write_bytes(bytes(raw))
+    again = await procs.start("broker", "--data-dir", str(data), "--bind", str(new_endpoints()), name="again")
+    assert await again.process.wait() == 3
+    assert f"broker: refusing to start: sealed segment {sealed.name} is corrupt" in again.log_text()
