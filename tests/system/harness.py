@@ -150,6 +150,16 @@ class FabricUp:
                 parts.append(f"----- {path.name} -----\n{path.read_text(errors='replace')[-chars:]}")
         return "\n".join(parts)
 
+    def log_events(self, run: int) -> list[dict[str, Any]]:
+        """The JSON log events `fabric up` itself wrote during its `run`-th start."""
+        events = []
+        for line in (self.log_dir / f"up-{run}.log").read_text(errors="replace").splitlines():
+            with contextlib.suppress(ValueError):
+                event = json.loads(line)
+                if isinstance(event, dict):
+                    events.append(event)
+        return events
+
     # ---- what it wrote ---------------------------------------------------------------------
 
     @property

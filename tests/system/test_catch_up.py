@@ -100,3 +100,18 @@ async def test_away_daemon_catches_up_and_a_new_cluster_gets_only_live_accounts(
     clusters = {c["name"]: c for c in await call_ok(up, "cluster.list", {})}
     assert {clusters[n]["status"] for n in ("a", "b", "c")} == {"online"}, clusters
     assert up.stop() == 0
+    # Stopped in reverse start order: daemons, api, kube emulators, broker, postgres.
+    stopped = [e["child"] for e in up.log_events(3) if e.get("event") == "child_stopped"]
+    assert stopped == [
+        "daemon-c",
+        "daemon-b",
+        "daemon-a",
+        "api",
+        "kube-c",
+        "kube-b",
+        "kube-a",
+        "broker",
+        "postgres",
+    ], stopped
+    assert not (up.state_dir / "ready").exists()
+    assert not list((up.state_dir / "run").glob("*.pid"))
