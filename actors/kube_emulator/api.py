@@ -194,7 +194,7 @@ class ResourceApi:
         obj, created = await self.store.ask(Patch(
             target.rtype, target.namespace, target.name, patch_type, body,
             manager or _manager(request, "unknown"),
-            dry_run=request.query.get("dryRun") == "All",
+            dry_run=request.query.get("dryRun") == "All", force=flag(request.query.get("force")),
         ))
         return _json(obj, 201 if created else 200)
 

@@ -78,6 +78,7 @@ class Patch(Request[tuple[JSON, bool]]):
     patch: Any
     manager: str
     dry_run: bool = False
+    force: bool = False  # apply only: take over fields other appliers own
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, Literal, assert_never
 
-from actors.kube_emulator import patch, validation
+from actors.kube_emulator import ownership, patch, validation
 from actors.kube_emulator.errors import ApiError, bad_request, invalid, stale
 from actors.kube_emulator.resources import NAMESPACES, ResourceType
 
@@ -98,9 +98,6 @@ def validate(rtype: ResourceType, obj: JSON) -> None:
         raise invalid(rtype, name if isinstance(name, str) else "", causes)
 
 
-def _managed(manager: str, operation: str, rtype: ResourceType, time: str) -> JSON:
-    return {"manager": manager, "operation": operation, "apiVersion": rtype.api_version,
-            "time": time, "fieldsType": "FieldsV1", "fieldsV1": {}}
 
 
 def _namespace_rules(obj: JSON) -> None:
@@ -112,7 +109,7 @@ def _namespace_rules(obj: JSON) -> None:
 
 def prepare_create(
     rtype: ResourceType, body: JSON, namespace: str | None, rv: int, manager: str,
-    operation: str = "Update",
+    operation: str = "Update", applied: set[ownership.Path] | None = None,
 ) -> JSON:
     obj = copy.deepcopy(body)
     obj["apiVersion"], obj["kind"] = rtype.api_version, rtype.kind
@@ -135,7 +132,9 @@ def prepare_create(
     for key in ("deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
         meta.pop(key, None)
     meta.update(uid=str(uuid.uuid4()), resourceVersion=str(rv), creationTimestamp=stamp)
-    meta["managedFields"] = [_managed(manager, operation, rtype, stamp)]
+    meta["managedFields"] = ownership.managed_entries(
+        [], manager, operation, rtype.api_version, stamp,
+        applied if applied is not None else set(ownership.leaves(body)), set())
     if rtype is NAMESPACES:
         _namespace_rules(obj)
         raw_spec = obj.get("spec")
@@ -162,6 +161,7 @@ def _quota_status(obj: JSON) -> None:
 
 def prepare_update(
     rtype: ResourceType, old: JSON, new: JSON, rv: int, manager: str, operation: str = "Update",
+    applied: set[ownership.Path] | None = None,
 ) -> JSON:
     """The stored object after an update (PUT or PATCH), or `old` itself if nothing changed."""
     obj = copy.deepcopy(new)
@@ -192,14 +192,16 @@ def prepare_update(
     elif rtype.kind == "ResourceQuota":
         _quota_status(obj)
     validate(rtype, obj)
-    meta["resourceVersion"] = old_meta["resourceVersion"]
-    meta["managedFields"] = old_meta.get("managedFields", [])
-    if obj == old:
+    changed = ownership.changed_paths(old, obj)
+    if not changed and (applied is None or applied == ownership.owned_by(old, manager, "Apply")):
         return old
+    if applied is None:  # an update owns what it changed, on top of what it owned
+        present = set(ownership.leaves(obj))
+        applied = (ownership.owned_by(old, manager, operation) | changed) & present
     meta["resourceVersion"] = str(rv)
-    entries = [m for m in meta["managedFields"]
-               if not (m.get("manager") == manager and m.get("operation") == operation)]
-    meta["managedFields"] = [*entries, _managed(manager, operation, rtype, now())]
+    meta["managedFields"] = ownership.managed_entries(
+        old_meta.get("managedFields") or [], manager, operation, rtype.api_version, now(),
+        applied, changed)
     return obj
 
 

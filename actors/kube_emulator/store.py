@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import assert_never
 
-from actors.kube_emulator import errors, objects, persistence
+from actors.kube_emulator import errors, objects, ownership, persistence
 from actors.kube_emulator.messages import (
     JSON,
     CloseWatch,
@@ -262,21 +262,29 @@ class Store(Actor[StoreMessage]):
                 raise errors.bad_request(
                     "the name of the object in the apply configuration does not match the name "
                     "on the URL")
+            applied = set(ownership.leaves(body))
             if old is None:
                 created = objects.prepare_create(rtype, body, msg.namespace, self.rv + 1,
-                                                 msg.manager, "Apply")
+                                                 msg.manager, "Apply", applied)
                 self._check_namespace(rtype, msg.namespace, msg.name)
                 if not msg.dry_run:
                     self._next_rv()
                     self._store(rtype, created, None)
                 return created, True
-        if old is None:
+            if not msg.force:
+                ownership.check_conflicts(rtype, old, body, msg.manager)
+            patched = ownership.prune(objects.apply_patch(old, "apply", body), old, body,
+                                      msg.manager)
+        elif old is None:
             raise errors.not_found(rtype, msg.name)
-        patched = objects.apply_patch(old, msg.patch_type, msg.patch)
+        else:
+            applied = None
+            patched = objects.apply_patch(old, msg.patch_type, msg.patch)
         objects.check_precondition(rtype, old, (patched.get("metadata") or {}).get(
             "resourceVersion"))
         operation = "Apply" if msg.patch_type == "apply" else "Update"
-        new = objects.prepare_update(rtype, old, patched, self.rv + 1, msg.manager, operation)
+        new = objects.prepare_update(rtype, old, patched, self.rv + 1, msg.manager, operation,
+                                     applied)
         return self._commit_update(rtype, old, new, msg.dry_run), False
 
     def _delete(self, msg: Delete) -> JSON:

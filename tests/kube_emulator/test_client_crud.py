@@ -203,3 +203,60 @@ async def test_deleted_namespace_terminates_then_disappears_with_its_objects(
     code, _ = await kube.request("GET",
                                  "/apis/networking.k8s.io/v1/namespaces/gone/networkpolicies/deny")
     assert code == 404
+
+
+APPLY = {"Content-Type": "application/apply-patch+yaml"}
+
+
+def ns_config(name: str, **labels: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}}
+
+
+async def test_apply_removes_fields_its_manager_stops_applying(shared_kube: KubeEndpoint) -> None:
+    path = "/api/v1/namespaces/ssa-1?fieldManager=provisioner"
+    code, _ = await shared_kube.request("PATCH", path, json=ns_config("ssa-1", a="1", b="2"),
+                                        headers=APPLY)
+    assert code == 201
+    code, body = await shared_kube.request("PATCH", path, json=ns_config("ssa-1", a="1"),
+                                           headers=APPLY)
+    assert code == 200
+    assert body["metadata"]["labels"] == {"a": "1", "kubernetes.io/metadata.name": "ssa-1"}
+    entry = next(m for m in body["metadata"]["managedFields"] if m["manager"] == "provisioner")
+    assert (entry["operation"], entry["fieldsV1"]) == (
+        "Apply", {"f:metadata": {"f:labels": {"f:a": {}}}})
+
+
+async def test_apply_conflicts_with_another_managers_change_unless_forced(
+    shared_kube: KubeEndpoint,
+) -> None:
+    kube = shared_kube
+    path = "/api/v1/namespaces/ssa-2?fieldManager=provisioner"
+    assert (await kube.request("PATCH", path, json=ns_config("ssa-2", team="x"),
+                               headers=APPLY))[0] == 201
+    code, _ = await kube.request(
+        "PATCH", "/api/v1/namespaces/ssa-2?fieldManager=kubectl-label",
+        json={"metadata": {"labels": {"team": "y"}}},
+        headers={"Content-Type": "application/merge-patch+json"})
+    assert code == 200
+    code, body = await kube.request("PATCH", path, json=ns_config("ssa-2", team="x"),
+                                    headers=APPLY)
+    assert code == 409
+    assert body["reason"] == "Conflict"
+    assert body["message"] == (
+        'Apply failed with 1 conflict: conflict with "kubectl-label" using v1: .metadata.labels.team')
+    assert body["details"]["causes"] == [{
+        "reason": "FieldManagerConflict", "message": 'conflict with "kubectl-label" using v1',
+        "field": ".metadata.labels.team"}]
+    code, body = await kube.request("PATCH", path + "&force=true",
+                                    json=ns_config("ssa-2", team="x"), headers=APPLY)
+    assert code == 200
+    assert body["metadata"]["labels"]["team"] == "x"
+
+
+async def test_apply_without_field_manager_is_400(shared_kube: KubeEndpoint) -> None:
+    code, body = await shared_kube.request("PATCH", "/api/v1/namespaces/ssa-3",
+                                           json=ns_config("ssa-3"), headers=APPLY)
+    assert code == 400
+    assert body["message"] == (
+        'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for '
+        "apply patch")
