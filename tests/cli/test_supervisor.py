@@ -156,3 +156,15 @@ async def test_conductor_starts_stages_in_order_and_writes_ready_when_all_are_re
 
 async def _close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     writer.close()
+
+
+async def test_fabric_help_lists_every_command(procs: ProcessGroup) -> None:
+    proc = await procs.start("fabric", "--help")
+    assert await asyncio.wait_for(proc.process.wait(), 60) == 0
+    text = proc.log_text()
+    for command in ("up", "status", "keys", "account", "cluster", "test", "bench"):
+        assert command in text, command
+    proc = await procs.start("fabric", "up", "--help")
+    assert await asyncio.wait_for(proc.process.wait(), 60) == 0
+    for flag in ("--state-dir", "--port", "--clusters", "--kubeconfig"):
+        assert flag in proc.log_text(), flag
