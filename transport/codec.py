@@ -65,11 +65,18 @@ def decode(data: bytes, *, max_depth: int = MAX_DEPTH) -> Any:
 
 
 def _check_depth(value: object, max_depth: int) -> None:
-    stack: list[tuple[object, int]] = [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, list | dict):
-            if depth >= max_depth:
-                raise CodecError(f"nesting deeper than {max_depth}")
-            children = item.values() if isinstance(item, dict) else item
-            stack.extend((child, depth + 1) for child in children)
+    # Level by level, visiting only containers (msgpack gives exact list/dict types); most
+    # values in our messages are scalars, so this stays cheap on the hot path.
+    level: list[Any] = [value] if type(value) in (list, dict) else []
+    depth = 0
+    while level:
+        depth += 1
+        if depth > max_depth:
+            raise CodecError(f"nesting deeper than {max_depth}")
+        deeper: list[Any] = []
+        for item in level:
+            for child in item.values() if type(item) is dict else item:
+                kind = type(child)
+                if kind is dict or kind is list:
+                    deeper.append(child)
+        level = deeper
