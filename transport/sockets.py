@@ -41,7 +41,11 @@ def new_context() -> Context:
 
 
 def close_context(ctx: Context) -> None:
-    ctx.term()
+    """Close every socket still open on the context (linger 0), then terminate it.
+
+    A plain term() would block forever on a socket someone forgot to close.
+    """
+    ctx.destroy(linger=0)
 
 
 class Socket:

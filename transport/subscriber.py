@@ -87,9 +87,15 @@ class Subscriber:
 
     async def __aenter__(self) -> Subscriber:
         # Subscribe before the first SYNC so nothing published in between is missed (Clone pattern).
-        self._sub = connect_sub(self._ctx, self._endpoints.events)
-        self._push = connect_push(self._ctx, self._endpoints.acks)
-        self._channel.open()
+        try:
+            self._sub = connect_sub(self._ctx, self._endpoints.events)
+            self._push = connect_push(self._ctx, self._endpoints.acks)
+            self._channel.open()
+        except BaseException:
+            for sock in (self._sub, self._push):
+                if sock is not None:
+                    sock.close()
+            raise
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self._read_live(self._sub), name=f"subscriber:{self._consumer}:live"),
@@ -203,6 +209,10 @@ class Subscriber:
                         delivery = self._decode(seq, raw)
                         if delivery is not None:
                             yield delivery
+                    if position is not None and page.head < position:
+                        # Only a wiped or replaced broker log can be behind what we were given.
+                        self._log.error("broker_log_behind_position", position=position, head=page.head)
+                        position = page.head
                     position = page.next_after if position is None else max(position, page.next_after)
                     if page.end:
                         break

@@ -116,6 +116,7 @@ class Broker(Actor[BrokerMessage]):
         self._waiting: list[_Waiting] = []
         self._unpublished: list[tuple[int, bytes]] = []
         self._syncing = False
+        self._fsync_failed = False
         self._persisting = False
         self._durable = 0
         self._last_heartbeat = 0.0
@@ -301,6 +302,7 @@ class Broker(Actor[BrokerMessage]):
             await loop.run_in_executor(self._thread, EventLog.sync_fds, fds)
         except OSError as exc:
             # Never retry an fdatasync: the page cache may have dropped the dirty pages.
+            self._fsync_failed = True
             self.log.critical("fsync_failed", error=str(exc))
             raise
         self._tell(Synced(upto))
@@ -368,7 +370,7 @@ class Broker(Actor[BrokerMessage]):
         # Hand back in-flight work: make appended records durable and confirm them.
         self._thread.shutdown(wait=True)
         try:
-            if self._log.head > self._durable:
+            if self._log.head > self._durable and not self._fsync_failed:
                 EventLog.sync_fds(self._log.take_dirty())
                 self._durable = self._log.head
                 self._release_waiting()
