@@ -89,6 +89,14 @@ def check_kind(rtype: ResourceType, body: JSON) -> None:
         )
 
 
+def decode_quantities(rtype: ResourceType, obj: JSON) -> None:
+    """Quantities decode as the real server's JSON decoder does (400 if malformed)."""
+    problem = validation.normalize_quantities(rtype.kind, obj)
+    if problem is not None:
+        raise bad_request(f'{rtype.kind} in version "{rtype.version}" cannot be handled as a '
+                          f"{rtype.kind}: {problem}")
+
+
 def validate(rtype: ResourceType, obj: JSON) -> None:
     meta = obj.get("metadata")
     name = meta.get("name") if isinstance(meta, dict) else None
@@ -127,6 +135,7 @@ def prepare_create(
         meta["namespace"] = namespace
     else:
         meta.pop("namespace", None)
+    decode_quantities(rtype, obj)
     validate(rtype, obj)
     stamp = now()
     for key in ("deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
@@ -189,7 +198,8 @@ def prepare_update(
     if rtype is NAMESPACES:
         _namespace_rules(obj)
         obj["spec"] = copy.deepcopy(old.get("spec") or {})
-    elif rtype.kind == "ResourceQuota":
+    decode_quantities(rtype, obj)
+    if rtype.kind == "ResourceQuota":
         _quota_status(obj)
     validate(rtype, obj)
     changed = ownership.changed_paths(old, obj)

@@ -148,3 +148,34 @@ def check_metadata(meta: object) -> list[JSON]:
     ):
         causes.append(invalid_cause("metadata.finalizers", "", "must be a list of strings"))
     return causes
+
+
+_QUANTITY_RE = re.compile(r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$")
+QUANTITY_MSG = ("quantities must match the regular expression "
+                "'^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'")
+
+
+def quantity_maps(kind: str, obj: JSON) -> list[dict[str, Any]]:
+    """The resource-quantity maps a kind carries (ResourceQuota hard, LimitRange limits)."""
+    spec = obj.get("spec")
+    if not isinstance(spec, dict):
+        return []
+    if kind == "ResourceQuota":
+        hard = spec.get("hard")
+        return [hard] if isinstance(hard, dict) else []
+    if kind == "LimitRange" and isinstance(spec.get("limits"), list):
+        return [item[key] for item in spec["limits"] if isinstance(item, dict)
+                for key in ("max", "min", "default", "defaultRequest", "maxLimitRequestRatio")
+                if isinstance(item.get(key), dict)]
+    return []
+
+
+def normalize_quantities(kind: str, obj: JSON) -> str | None:
+    """Turn numeric quantities into strings in place; the decoder's error text if one is bad."""
+    for quantities in quantity_maps(kind, obj):
+        for key, value in quantities.items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                value = quantities[key] = str(value)
+            if not isinstance(value, str) or not _QUANTITY_RE.match(value):
+                return QUANTITY_MSG
+    return None

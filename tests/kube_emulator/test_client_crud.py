@@ -260,3 +260,20 @@ async def test_apply_without_field_manager_is_400(shared_kube: KubeEndpoint) -> 
     assert body["message"] == (
         'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for '
         "apply patch")
+
+
+async def test_quantities_are_decoded_like_the_real_server(shared_kube: KubeEndpoint) -> None:
+    kube = shared_kube
+    assert (await kube.request("POST", "/api/v1/namespaces",
+                               json={"metadata": {"name": "qty"}}))[0] == 201
+    code, body = await kube.request("POST", "/api/v1/namespaces/qty/resourcequotas", json={
+        "metadata": {"name": "numeric"}, "spec": {"hard": {"pods": 10, "requests.cpu": "500m"}}})
+    assert code == 201
+    assert body["spec"]["hard"] == {"pods": "10", "requests.cpu": "500m"}
+    code, body = await kube.request("POST", "/api/v1/namespaces/qty/limitranges", json={
+        "metadata": {"name": "bad"},
+        "spec": {"limits": [{"type": "Container", "default": {"cpu": "lots"}}]}})
+    assert code == 400
+    assert body["message"] == (
+        'LimitRange in version "v1" cannot be handled as a LimitRange: quantities must match the '
+        "regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'")
