@@ -7,6 +7,7 @@ import sys
 
 BENCHMARKS = {
     "publish": "bench.publish",
+    "deliver": "bench.deliver",
 }
 
 

@@ -41,6 +41,7 @@ from transport.endpoints import BrokerEndpoints
 from transport.sockets import Context, Socket, bind_pub, bind_pull, bind_router
 
 DRAIN_MAX = 1000
+READER_ASK_TIMEOUT = 3600.0
 LIVE_CHUNK = 500
 PAGE_BYTES = 2 * 1024 * 1024
 CONSUMERS_FILE = "consumers.json"
@@ -155,7 +156,8 @@ class Broker(Actor[BrokerMessage]):
                 batch.append(more)
             if not self.ref.alive:
                 return
-            await self.ref.ask(kind(batch))
+            # A long timeout: a reader must never crash the broker because one batch was slow.
+            await self.ref.ask(kind(batch), timeout=READER_ASK_TIMEOUT)
 
     async def _tick(self) -> None:
         while True:
