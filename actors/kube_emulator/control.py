@@ -106,8 +106,8 @@ ControlMessage = AddFault | ClearFaults | ListFaults | TakeFault | RecordRequest
 
 
 class Control(Actor[ControlMessage]):
-    def __init__(self, log_size: int = 500) -> None:
-        self.rules: list[list[Any]] = []  # [rule, remaining]
+    def __init__(self, initial: tuple[FaultRule, ...] = (), log_size: int = 500) -> None:
+        self.rules: list[list[Any]] = [[rule, rule.count] for rule in initial]  # [rule, remaining]
         self.requests: collections.deque[JSON] = collections.deque(maxlen=log_size)
 
     async def receive(self, message: ControlMessage) -> object:

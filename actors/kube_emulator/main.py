@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import sys
 from pathlib import Path
@@ -19,7 +20,7 @@ import structlog
 
 from actors.kube_emulator import kubeconfig, tls
 from actors.kube_emulator.api import ApiSettings
-from actors.kube_emulator.control import Control
+from actors.kube_emulator.control import Control, FaultRule, parse_fault
 from actors.kube_emulator.persistence import CorruptStore, load
 from actors.kube_emulator.server import HttpServer, ServerSettings
 from actors.kube_emulator.store import Store, StoreSettings
@@ -48,6 +49,27 @@ def _seconds(value: str) -> float:
     if seconds < 0:
         raise argparse.ArgumentTypeError(f"expected a non-negative number, got {value!r}")
     return seconds
+
+
+def _fault(value: str) -> FaultRule:
+    try:
+        return parse_fault(json.loads(value))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"bad fault rule {value!r}: {exc}")
+
+
+def _env_faults() -> list[FaultRule]:
+    raw = _env("FAULTS")
+    if not raw:
+        return []
+    try:
+        rules = json.loads(raw)
+        if not isinstance(rules, list):
+            raise ValueError("expected a JSON list of rules")
+        return [parse_fault(rule) for rule in rules]
+    except ValueError as exc:
+        print(f"kube-emulator: bad FABRIC_KUBE_FAULTS: {exc}", file=sys.stderr)
+        raise SystemExit(2)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -88,6 +110,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--history", type=int, default=_env("HISTORY", "1000"),
                    help="watch events kept for resuming; older versions get 410 Expired "
                         "(env FABRIC_KUBE_HISTORY)")
+    p.add_argument("--fault", type=_fault, action="append", default=_env_faults(),
+                   help='a fault rule active from the start, as JSON (repeatable; env '
+                        'FABRIC_KUBE_FAULTS holds a JSON list), e.g. '
+                        '\'{"mode": "error500", "count": 3, "match": {"method": "POST"}}\'')
     p.add_argument("--compact-after", type=int, default=_env("COMPACT_AFTER", "1000"),
                    help="journal records before the store writes a new snapshot "
                         "(env FABRIC_KUBE_COMPACT_AFTER)")
@@ -137,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
             lambda: Store(StoreSettings(data_dir, args.finalize_delay, args.history,
                                         args.compact_after)),
             name="store")
-        control = system.spawn(Control, name="control")
+        control = system.spawn(lambda: Control(tuple(args.fault)), name="control")
         system.spawn(lambda: HttpServer(settings, store, control, on_bound), name="http")
 
     return asyncio.run(run_until_signalled(setup))

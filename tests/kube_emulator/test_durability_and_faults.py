@@ -93,6 +93,17 @@ async def test_error500_fault_fails_matching_requests_without_applying(kube: Kub
     assert [r.get("fault") for r in log if r["method"] == "POST"] == ["error500", "error500", None]
 
 
+async def test_faults_given_on_the_command_line_are_active_from_the_start(
+    procs: ProcessGroup, tmp_path: Path
+) -> None:
+    rule = '{"mode": "status", "status": 503, "count": 1, "match": {"method": "POST"}}'
+    kube = await start_kube_emulator(procs, tmp_path / "kube", extra_args=("--fault", rule))
+    code, body = await kube.request("POST", "/api/v1/namespaces", json={"metadata": {"name": "a"}})
+    assert (code, body["reason"]) == (503, "ServiceUnavailable")
+    code, _ = await kube.request("POST", "/api/v1/namespaces", json={"metadata": {"name": "a"}})
+    assert code == 201
+
+
 async def test_status_fault_answers_the_given_code_with_retry_after(kube: KubeEndpoint) -> None:
     await kube.inject_fault("status", status=429)
     async with aiohttp.ClientSession() as session, session.get(
