@@ -16,6 +16,7 @@ Reproduce a run with FABRIC_FAULT_SEED=<seed> (printed on failure).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -58,6 +59,7 @@ class Op:
 class History:
     ops: list[Op] = field(default_factory=list)
     kills: list[tuple[float, str, int]] = field(default_factory=list)
+    in_flight: int = 0
 
     def of(self, slug: str) -> list[Op]:
         return [op for op in self.ops if op.slug == slug]
@@ -91,7 +93,11 @@ async def create_until_known(
     while time.monotonic() < deadline:
         attempt += 1
         invoked = time.monotonic()
-        outcome = await rpc(session, up.api_url, up.admin_key, "account.create", params, timeout=5.0)
+        history.in_flight += 1
+        try:
+            outcome = await rpc(session, up.api_url, up.admin_key, "account.create", params, timeout=5.0)
+        finally:
+            history.in_flight -= 1
         history.ops.append(Op(slug, attempt, invoked, outcome))
         if outcome.kind == "ok" or outcome.code == -32010:
             return
@@ -113,6 +119,12 @@ async def nemesis(up: FabricUp, rng: random.Random, t0: float, history: History)
             timeout=30,
             message=f"{target} restarted",
         )
+        if target == "api":
+            # Aim at a moment with a create in flight, so some answers are lost after the write.
+            with contextlib.suppress(TimeoutError):
+                await wait_until(
+                    lambda: history.in_flight > 0, timeout=3, interval=0.001, message="in flight"
+                )
         os.kill(pid, signal.SIGKILL)
         last[target] = pid
         history.kills.append((time.monotonic() - t0, target, pid))
