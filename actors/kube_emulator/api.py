@@ -8,6 +8,7 @@ back as `ApiError` and are answered as Status bodies by the server's middleware.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -71,7 +72,7 @@ async def _body(request: web.Request) -> Any:
             return yaml.safe_load(raw)
         if ctype in ("application/json", "application/octet-stream", "") or ctype in _PATCH_TYPES:
             return json.loads(raw)
-    except (ValueError, yaml.YAMLError) as exc:
+    except (ValueError, RecursionError, yaml.YAMLError) as exc:
         raise errors.bad_request(f"the request body could not be decoded: {exc}")
     raise errors.unsupported_media(ctype)
 
@@ -98,6 +99,8 @@ class ResourceApi:
         method = request.method
         if method == "GET":
             return await self._get(request, target)
+        if target.rtype.namespaced and target.namespace is None:
+            raise errors.method_not_allowed(method)  # writes need /namespaces/NS/...
         if target.name is None:
             if method == "POST":
                 return await self._create(request, target)
@@ -127,8 +130,10 @@ class ResourceApi:
         if flag(q.get("watch")):
             try:
                 timeout = float(q.get("timeoutSeconds") or self.settings.watch_max_seconds)
+                if not math.isfinite(timeout) or timeout < 0:
+                    raise ValueError(timeout)
             except ValueError:
-                raise errors.bad_request("timeoutSeconds must be a number")
+                raise errors.bad_request("timeoutSeconds must be a non-negative number")
             opts = watch.WatchOptions(
                 q.get("resourceVersion"), labels, fields,
                 min(timeout, self.settings.watch_max_seconds), flag(q.get("allowWatchBookmarks")),

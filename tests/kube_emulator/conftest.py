@@ -34,6 +34,13 @@ async def api_client(kube: KubeEndpoint) -> client.ApiClient:
 
 
 @pytest.fixture
+async def faulty(shared_kube: KubeEndpoint) -> AsyncIterator[KubeEndpoint]:
+    """The module's emulator, with every fault rule cleared after the test."""
+    yield shared_kube
+    await shared_kube.clear_faults()
+
+
+@pytest.fixture
 async def api(shared_kube: KubeEndpoint) -> AsyncIterator[client.ApiClient]:
     async with await api_client(shared_kube) as api:
         yield api

@@ -21,7 +21,7 @@ json_values: st.SearchStrategy[Any] = st.recursive(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.text(max_size=40))
 def test_any_selector_text_parses_or_is_a_400(text: str) -> None:
     codes = set()
@@ -33,14 +33,14 @@ def test_any_selector_text_parses_or_is_a_400(text: str) -> None:
     assert codes <= {400}
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.binary(max_size=64))
 def test_any_protobuf_body_decodes_or_is_refused(body: bytes) -> None:
     with contextlib.suppress(protobuf.ProtobufError):
         protobuf.decode(b"k8s\x00" + body)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(json_values, json_values)
 def test_any_patch_applies_or_is_a_patch_error(target: Any, ops: Any) -> None:
     with contextlib.suppress(patch.PatchError):
@@ -49,7 +49,7 @@ def test_any_patch_applies_or_is_a_patch_error(target: Any, ops: Any) -> None:
     patch.strategic_merge(target, ops)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.sampled_from(RESOURCES), st.dictionaries(st.text(max_size=10), json_values, max_size=5),
        json_values)
 def test_any_body_is_created_or_refused_with_a_status(
