@@ -264,6 +264,31 @@ def _subject(tenant: Tenant, policy: TenancyPolicy) -> dict[str, str]:
     return {"kind": policy.subject_kind, "apiGroup": "rbac.authorization.k8s.io", "name": name}
 
 
+CHILD_KINDS = ("ResourceQuota", "LimitRange", "NetworkPolicy", "RoleBinding")
+
+
+def drift(
+    tenant: Tenant,
+    policy: TenancyPolicy,
+    namespace: KubeObject,
+    children: set[tuple[str, str]],
+) -> str | None:
+    """What a resync sees wrong with an existing namespace of ours: a missing policy object
+    (`children` holds the (kind, name) pairs present in it) or a changed label or annotation."""
+    want = desired_namespace(tenant, policy)["metadata"]
+    have = namespace.get("metadata") or {}
+    for field_name in ("labels", "annotations"):
+        current = have.get(field_name) or {}
+        for key, value in want[field_name].items():
+            if current.get(key) != value:
+                return f"{field_name[:-1]} {key} is {current.get(key)!r}, want {value!r}"
+    for child in desired_children(tenant, policy):
+        pair = (child["kind"], child["metadata"]["name"])
+        if pair not in children:
+            return f"{pair[0]} {pair[1]} is missing"
+    return None
+
+
 def not_ours(existing: KubeObject, tenant: Tenant, policy: TenancyPolicy) -> str | None:
     """Why an existing namespace must not be adopted for `tenant`, or None when it is ours."""
     labels = existing.get("metadata", {}).get("labels") or {}
@@ -325,7 +350,8 @@ class ClusterApi(Protocol):
     async def delete(self, ref: ObjectRef) -> None:
         """Request deletion; an object already gone is not an error."""
 
-    async def list_namespaces(self, label_selector: str) -> list[KubeObject]: ...
+    async def list_objects(self, kind: str, label_selector: str) -> list[KubeObject]:
+        """Every object of `kind` matching the selector, across all namespaces."""
 
 
 def is_terminating(obj: KubeObject) -> bool:

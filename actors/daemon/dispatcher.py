@@ -8,9 +8,10 @@ the others. At most `max_in_flight` deliveries are held at once (the reader
 waits for a free slot: backpressure onto the broker). Each event is recorded in
 the desired set (fsynced) before its work starts; the work acks it at the end.
 
-Every `resync_seconds` it lists the namespaces carrying our managed-by label
-and queues work for drift: a live account whose namespace is missing is
-re-created, a deleted account's namespace still there is removed. Resync work
+Every `resync_seconds` it lists the namespaces and policy objects carrying our
+managed-by label and queues work for drift: a live account whose namespace is
+missing is re-created, one whose namespace lost a policy object or had a label
+changed is repaired, a deleted account's namespace still there is removed. Resync work
 goes through the same per-account queue, so it never races an event.
 
 Resources (subscription, publisher, cluster client) come from a factory entered
@@ -22,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import assert_never
@@ -43,7 +44,15 @@ from core.events import (
     NamespaceProvisionFailed,
     from_envelope,
 )
-from core.tenancy import ClusterApi, KubeError, KubeObject, check_tenant, is_terminating
+from core.tenancy import (
+    CHILD_KINDS,
+    ClusterApi,
+    KubeError,
+    KubeObject,
+    check_tenant,
+    drift,
+    is_terminating,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +84,16 @@ class ResyncDue:
 
 
 @dataclass(frozen=True, slots=True)
+class ClusterView:
+    """What a resync saw: our namespaces and, per namespace, the (kind, name) of our objects."""
+
+    namespaces: tuple[KubeObject, ...]
+    children: Mapping[str, frozenset[tuple[str, str]]]
+
+
+@dataclass(frozen=True, slots=True)
 class ResyncListed:
-    namespaces: tuple[KubeObject, ...] | None  # None: listing failed, try next time
+    view: ClusterView | None  # None: listing failed, try next time
     session: object
 
 
@@ -148,10 +165,10 @@ class ClusterDaemon(Actor[DaemonMessage]):
                 if not self._resyncing:
                     self._resyncing = True
                     _ = self.start_task(self._list(), name="resync-list")
-            case ResyncListed(namespaces=namespaces):
+            case ResyncListed(view=view):
                 self._resyncing = False
-                if namespaces is not None:
-                    self._on_listed(namespaces)
+                if view is not None:
+                    self._on_listed(view)
             case _:
                 assert_never(message)
         return None
@@ -272,8 +289,17 @@ class ClusterDaemon(Actor[DaemonMessage]):
             self.ref.tell(ResyncDue())
 
     async def _list(self) -> None:
+        selector = self._settings.policy.selector
+        cluster = self._ports.cluster
         try:
-            items = await self._ports.cluster.list_namespaces(self._settings.policy.selector)
+            namespaces = await cluster.list_objects("Namespace", selector)
+            children: dict[str, set[tuple[str, str]]] = {}
+            for kind in CHILD_KINDS:
+                for obj in await cluster.list_objects(kind, selector):
+                    meta = obj.get("metadata") or {}
+                    ns, name = meta.get("namespace"), meta.get("name")
+                    if isinstance(ns, str) and isinstance(name, str):
+                        children.setdefault(ns, set()).add((kind, name))
         except KubeError as exc:
             self.log.warning("resync_failed", reason=exc.reason)
             self.ref.tell(ResyncListed(None, self._session))
@@ -282,27 +308,43 @@ class ClusterDaemon(Actor[DaemonMessage]):
             self.log.error("resync_failed", reason=repr(exc))
             self.ref.tell(ResyncListed(None, self._session))
             return
-        self.ref.tell(ResyncListed(tuple(items), self._session))
+        view = ClusterView(tuple(namespaces), {k: frozenset(v) for k, v in children.items()})
+        self.ref.tell(ResyncListed(view, self._session))
 
-    def _on_listed(self, namespaces: tuple[KubeObject, ...]) -> None:
-        label = self._settings.policy.account_label
+    def _on_listed(self, view: ClusterView) -> None:
+        policy = self._settings.policy
         present: dict[str, KubeObject] = {}
-        for ns in namespaces:
+        for ns in view.namespaces:
             name = (ns.get("metadata") or {}).get("name")
             if isinstance(name, str):
                 present[name] = ns
-        recreate = remove = 0
+        recreate = repair = remove = 0
         for rec in self._state:
             if rec.account_id in self._accounts or check_tenant(rec.tenant) is not None:
                 continue  # work in hand for it already, or a name we never act on
             found = present.get(rec.namespace)
+            if found is not None and is_terminating(found):
+                continue  # on its way out; the next resync sees where it ended
+            owner = None if found is None else (found["metadata"].get("labels") or {}).get(
+                policy.account_label
+            )
             if rec.status == "live" and found is None:
                 recreate += 1
                 self._enqueue(ResyncWork(rec))
-            elif rec.status == "deleted" and found is not None:
-                owner = ((found.get("metadata") or {}).get("labels") or {}).get(label)
-                if owner == rec.account_id and not is_terminating(found):
-                    remove += 1
+            elif rec.status == "live" and found is not None and owner == rec.account_id:
+                reason = drift(rec.tenant, policy, found, set(view.children.get(rec.namespace, ())))
+                if reason is not None:
+                    repair += 1
+                    self.log.info(
+                        "drift_found", account_id=rec.account_id, namespace=rec.namespace,
+                        reason=reason,
+                    )
                     self._enqueue(ResyncWork(rec))
-        report = self.log.info if recreate or remove else self.log.debug
-        report("resync_completed", listed=len(present), recreate=recreate, remove=remove)
+            elif rec.status == "deleted" and found is not None and owner == rec.account_id:
+                remove += 1
+                self._enqueue(ResyncWork(rec))
+        report = self.log.info if recreate or repair or remove else self.log.debug
+        report(
+            "resync_completed", listed=len(present), recreate=recreate, repair=repair,
+            remove=remove,
+        )

@@ -119,8 +119,8 @@ class KubeCluster:
         except _NotFound:
             return
 
-    async def list_namespaces(self, label_selector: str) -> list[KubeObject]:
-        ref = ObjectRef("Namespace", "")
+    async def list_objects(self, kind: str, label_selector: str) -> list[KubeObject]:
+        ref = ObjectRef(kind, "")
         answer = await self._call(
             "GET", _path(ref, with_name=False), ref, query=[("labelSelector", label_selector)]
         )

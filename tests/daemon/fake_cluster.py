@@ -120,13 +120,13 @@ class FakeCluster:
         else:
             del self.objects[key]
 
-    async def list_namespaces(self, label_selector: str) -> list[KubeObject]:
+    async def list_objects(self, kind: str, label_selector: str) -> list[KubeObject]:
         self._fault("list")
         key, _, value = label_selector.partition("=")
         return [
             copy.deepcopy(o)
-            for (kind, _, _), o in self.objects.items()
-            if kind == "Namespace" and o["metadata"].get("labels", {}).get(key) == value
+            for (k, _, _), o in self.objects.items()
+            if k == kind and o["metadata"].get("labels", {}).get(key) == value
         ]
 
     # internals -----------------------------------------------------------------------

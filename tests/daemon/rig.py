@@ -93,7 +93,10 @@ class Emulator:
         return dict(answer)
 
     async def delete_namespace(self, name: str) -> None:
-        code, answer = await self._call("DELETE", f"/api/v1/namespaces/{name}")
+        await self.delete(f"/api/v1/namespaces/{name}")
+
+    async def delete(self, path: str) -> None:
+        code, answer = await self._call("DELETE", path)
         assert code in (200, 202, 404), answer
 
 

@@ -183,17 +183,20 @@ async def test_a_daemon_killed_before_its_ack_redoes_the_event_with_one_effect(
     assert again["metadata"]["uid"] == first["metadata"]["uid"]
 
 
-async def test_resync_recreates_a_hand_deleted_namespace_and_removes_a_deleted_accounts(
+async def test_resync_recreates_a_hand_deleted_namespace_and_policy_and_removes_a_deleted_one(
     procs: ProcessGroup, tmp_path: Path
 ) -> None:
     endpoints, kube = await setup(procs, tmp_path)
     await start_daemon(procs, tmp_path, "east", kube.kubeconfig, endpoints, "--resync", "1")
     async with EventReader(endpoints) as reader:
-        await publish(endpoints, created(1), created(2), deleted(2))
+        await publish(endpoints, created(1), created(2), deleted(2), created(3))
         await wait_until(lambda: reader.of_type("namespace.deleted"), timeout=30, message="deleted")
+        await wait_until(lambda: reader.of_type("namespace.provisioned", account(3)), timeout=30,
+                         message="third provisioned")
         first = await kube.namespace("acc-t1")
         assert first is not None
         await kube.delete_namespace("acc-t1")
+        await kube.delete("/apis/networking.k8s.io/v1/namespaces/acc-t3/networkpolicies/allow-dns")
         await kube.create_namespace(
             "acc-t2", {POLICY.managed_by_label: POLICY.managed_by_value,
                        POLICY.account_label: account(2)},
@@ -202,7 +205,8 @@ async def test_resync_recreates_a_hand_deleted_namespace_and_removes_a_deleted_a
         async def repaired() -> bool:
             ns1, ns2 = await kube.namespace("acc-t1"), await kube.namespace("acc-t2")
             return (ns1 is not None and ns1["metadata"]["uid"] != first["metadata"]["uid"]
-                    and not ns1["metadata"].get("deletionTimestamp") and ns2 is None)
+                    and not ns1["metadata"].get("deletionTimestamp") and ns2 is None
+                    and len(await kube.children("acc-t3")) == 6)
 
         _ = await wait_until(repaired, timeout=20, message="resync repaired both namespaces")
         await wait_until(

@@ -286,3 +286,28 @@ async def test_work_logs_name_the_event_and_the_account(tmp_path: Path) -> None:
         assert entry["account_id"] == env.aggregate_id, name
     assert names.index("namespace_created") < names.index("outcome_published")
     assert names.index("outcome_published") < names.index("event_acked")
+
+
+async def test_resync_repairs_a_deleted_policy_object_and_an_edited_label_without_reporting(
+    tmp_path: Path,
+) -> None:
+    bus, cluster = FakeBus(), FakeCluster()
+    await bus.publish([created(1)])
+    async with running(bus, cluster, settings(tmp_path, resync=0.05)):
+        await wait_until(lambda: all_acked(bus), message="acked")
+        reports = len(bus.log)
+        ns = cluster.namespace("acc-team1")
+        assert ns is not None
+        ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] = "privileged"
+        del cluster.objects[("NetworkPolicy", "acc-team1", "default-deny")]
+
+        def repaired() -> bool:
+            now = cluster.namespace("acc-team1")
+            return (
+                now is not None
+                and now["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+                and ("NetworkPolicy", "acc-team1", "default-deny") in cluster.objects
+            )
+
+        await wait_until(repaired, message="drift repaired")
+    assert len(bus.log) == reports  # same namespace, nothing new to report

@@ -11,7 +11,9 @@ from core.tenancy import (
     InvalidOverride,
     TenancyPolicy,
     Tenant,
+    desired_children,
     desired_namespace,
+    drift,
     outcome_event_id,
     parse_overrides,
 )
@@ -88,3 +90,18 @@ async def test_a_torn_journal_line_is_skipped_and_counted(tmp_path: Path) -> Non
 def test_the_shipped_example_overrides_file_parses_to_the_defaults() -> None:
     example = Path(__file__).resolve().parents[2] / "actors" / "daemon" / "tenancy.example"
     assert parse_overrides(example.read_text().splitlines()) == TenancyPolicy()
+
+
+def test_drift_names_a_missing_object_or_a_changed_label() -> None:
+    policy = TenancyPolicy()
+    tenant = Tenant("a", "x", "acc-x", "X")
+    ns = desired_namespace(tenant, policy)
+    complete = {(c["kind"], c["metadata"]["name"]) for c in desired_children(tenant, policy)}
+    assert drift(tenant, policy, ns, complete) is None
+    assert drift(tenant, policy, ns, complete - {("RoleBinding", "tenant-admin")}) == (
+        "RoleBinding tenant-admin is missing"
+    )
+    ns["metadata"]["labels"]["pod-security.kubernetes.io/warn"] = "baseline"
+    reason = drift(tenant, policy, ns, complete)
+    assert reason is not None
+    assert "pod-security.kubernetes.io/warn" in reason
