@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import json
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -70,6 +71,19 @@ def _env_faults() -> list[FaultRule]:
     except ValueError as exc:
         print(f"kube-emulator: bad FABRIC_KUBE_FAULTS: {exc}", file=sys.stderr)
         raise SystemExit(2)
+
+
+def _check_listen(host: str, port: int) -> None:
+    """Fail fast, with one line, when the address is taken (rather than crash-loop later)."""
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise OSError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
 
 
 def parser() -> argparse.ArgumentParser:
@@ -139,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
         load(data_dir, repair=False)  # fail fast, with one line, on an unreadable store
         token = kubeconfig.ensure_token(data_dir, args.token)
         tls_dir = tls.ensure_certificates(data_dir, args.listen[0]) if args.tls else None
+        (args.kubeconfig_out or data_dir / "kubeconfig").parent.mkdir(parents=True,
+                                                                       exist_ok=True)
+        _check_listen(*args.listen)
     except (OSError, CorruptStore, RuntimeError) as exc:
         print(f"kube-emulator: {exc}", file=sys.stderr)
         return 2

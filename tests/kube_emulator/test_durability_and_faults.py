@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import socket
 from pathlib import Path
 
 import aiohttp
@@ -256,3 +257,12 @@ async def test_bad_settings_exit_with_one_clear_line(procs: ProcessGroup, tmp_pa
     proc = await procs.start("kube-emulator", "--data-dir", str(tmp_path / "store"))
     assert await proc.process.wait() == 2
     assert proc.log_text().strip().startswith("kube-emulator: cannot read")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = await procs.start("kube-emulator", "--data-dir", str(tmp_path / "other"),
+                                 "--listen", f"127.0.0.1:{port}")
+        assert await proc.process.wait() == 2
+    assert proc.log_text().strip() == (
+        f"kube-emulator: cannot listen on 127.0.0.1:{port}: Address already in use")
