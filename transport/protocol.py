@@ -14,7 +14,8 @@ by `transport.codec` as the map of `core.envelope.Envelope.to_wire`.
 
 Control requests (frame 0 is the tag b"FB1"; ROUTER prepends the peer identity):
 
-    PUB   [FB1, b"PUB",  req_id:8, env, env, ...]     1..MAX_BATCH envelopes, stored in order
+    PUB   [FB1, b"PUB",  req_id:8, blobs]   blobs = (len:4, env)* : 1..MAX_BATCH envelopes,
+                                            stored in order
     SYNC  [FB1, b"SYNC", req_id:8, consumer, after:8|b"", limit:4]
           registers `consumer`; asks for events with seq > after (after empty:
           the broker's recorded acked watermark for the consumer)
@@ -27,7 +28,7 @@ Control replies:
                                                seq:8, duplicate:1 (1 = stored before under
                                                that event_id; seq is the original one).
                                                Sent only after the records are fsynced.
-    EVTS  [FB1, b"EVTS", req_id:8, meta, (seq:8, env)*]
+    EVTS  [FB1, b"EVTS", req_id:8, meta, events]   events = (seq:8, len:4, env)*
           meta = head:8, next_after:8, end:1. Events are in seq order; seqs the
           consumer already acked may be skipped. Ask again with after=next_after
           until end=1 ("end marker": nothing durable after next_after).
@@ -37,13 +38,16 @@ Control replies:
 
 Live stream (PUB), no tag so a SUB can filter cheaply:
 
-    EV    [b"EV", (seq:8, env)*]   one or more events with contiguous ascending seqs
+    EV    [b"EV", events]          one or more events with contiguous ascending seqs
     HB    [b"HB", head:8]          every heartbeat interval; a subscriber behind head re-fetches
 
 Acks (PUSH):
 
     ACK   [FB1, b"ACK", consumer, seqs]   seqs = n x seq:8, any order; the broker keeps a
                                           contiguous watermark plus the acked seqs above it
+
+Many events travel in one frame (not a frame each): a zmq frame costs far more
+to send and receive from Python than a slice of a bytes object.
 
 Anything else is dropped and logged by the receiver; on control, a request
 whose req_id can be read gets an ERR reply.
@@ -73,6 +77,8 @@ EV = b"EV"
 HB = b"HB"
 
 MAX_BATCH = 1000
+# Senders keep a frame of many events under this; receivers accept up to sockets.MAX_FRAME_BYTES.
+MAX_BODY_BYTES = 1024 * 1024
 MAX_SYNC_LIMIT = 5000
 MAX_ACKS = 100_000
 
@@ -132,6 +138,72 @@ ControlRequest = PublishRequest | SyncRequest | PingRequest | ListRequest
 RequestBuilder = Callable[[bytes], list[bytes]]
 
 
+_LEN = struct.Struct(">I")
+_SEQ_LEN = struct.Struct(">QI")
+
+
+def pack_blobs(blobs: list[bytes]) -> bytes:
+    parts: list[bytes] = []
+    for blob in blobs:
+        parts.append(_LEN.pack(len(blob)))
+        parts.append(blob)
+    return b"".join(parts)
+
+
+def unpack_blobs(data: bytes, max_count: int, req_id: bytes | None = None) -> list[bytes]:
+    out: list[bytes] = []
+    offset, size = 0, len(data)
+    while offset < size:
+        if len(out) >= max_count:
+            raise ProtocolError(f"more than {max_count} items", req_id)
+        if size - offset < 4:
+            raise ProtocolError("truncated length prefix", req_id)
+        (length,) = _LEN.unpack_from(data, offset)
+        offset += 4
+        if length > size - offset:
+            raise ProtocolError("length prefix beyond the frame", req_id)
+        out.append(data[offset : offset + length])
+        offset += length
+    return out
+
+
+def chunk_by_size(sizes: list[int], max_count: int, max_bytes: int) -> list[tuple[int, int]]:
+    """Split items into (start, end) runs of at most max_count items and about max_bytes."""
+    runs: list[tuple[int, int]] = []
+    start, total = 0, 0
+    for i, size in enumerate(sizes):
+        if i > start and (i - start >= max_count or total + size > max_bytes):
+            runs.append((start, i))
+            start, total = i, 0
+        total += size
+    if start < len(sizes):
+        runs.append((start, len(sizes)))
+    return runs
+
+
+def pack_events(events: list[tuple[int, bytes]]) -> bytes:
+    parts: list[bytes] = []
+    for seq, env in events:
+        parts.append(_SEQ_LEN.pack(seq, len(env)))
+        parts.append(env)
+    return b"".join(parts)
+
+
+def unpack_events(data: bytes, req_id: bytes | None = None) -> tuple[tuple[int, bytes], ...]:
+    out: list[tuple[int, bytes]] = []
+    offset, size = 0, len(data)
+    while offset < size:
+        if size - offset < _SEQ_LEN.size:
+            raise ProtocolError("truncated event header", req_id)
+        seq, length = _SEQ_LEN.unpack_from(data, offset)
+        offset += _SEQ_LEN.size
+        if length > size - offset:
+            raise ProtocolError("event length beyond the frame", req_id)
+        out.append((int(seq), data[offset : offset + length]))
+        offset += length
+    return tuple(out)
+
+
 def check_consumer(name: str) -> str:
     if not _CONSUMER_RE.fullmatch(name):
         raise ValueError(f"consumer name must be 1..128 of [A-Za-z0-9:._-], got {name[:40]!r}")
@@ -156,7 +228,7 @@ def _consumer(frame: bytes, req_id: bytes | None) -> str:
 
 
 def build_publish(req_id: bytes, envelopes: list[bytes]) -> list[bytes]:
-    return [TAG, PUB, req_id, *envelopes]
+    return [TAG, PUB, req_id, pack_blobs(envelopes)]
 
 
 def build_sync(req_id: bytes, consumer: str, after: int | None, limit: int) -> list[bytes]:
@@ -179,11 +251,12 @@ def parse_request(frames: list[bytes]) -> ControlRequest:
     if len(req_id) != 8:
         raise ProtocolError("req_id must be 8 bytes")
     if kind == PUB:
-        if not rest:
+        if len(rest) != 1:
+            raise ProtocolError("PUB takes one frame of envelopes", req_id)
+        envelopes = unpack_blobs(rest[0], MAX_BATCH, req_id)
+        if not envelopes:
             raise ProtocolError("PUB carries no envelope", req_id)
-        if len(rest) > MAX_BATCH:
-            raise ProtocolError(f"PUB carries more than {MAX_BATCH} envelopes", req_id)
-        return PublishRequest(req_id, tuple(rest))
+        return PublishRequest(req_id, tuple(envelopes))
     if kind == SYNC:
         if len(rest) != 3:
             raise ProtocolError("SYNC takes consumer, after, limit", req_id)
@@ -251,11 +324,7 @@ def build_receipts(req_id: bytes, items: list[tuple[int, bool]]) -> list[bytes]:
 def build_events_page(
     req_id: bytes, head: int, next_after: int, end: bool, events: list[tuple[int, bytes]]
 ) -> list[bytes]:
-    frames = [TAG, EVTS, req_id, _EVTS_META.pack(head, next_after, end)]
-    for seq, env in events:
-        frames.append(u64(seq))
-        frames.append(env)
-    return frames
+    return [TAG, EVTS, req_id, _EVTS_META.pack(head, next_after, end), pack_events(events)]
 
 
 def build_pong(req_id: bytes, head: int, watermark: int) -> list[bytes]:
@@ -281,11 +350,10 @@ def parse_reply(frames: list[bytes]) -> ControlReply:
         items = tuple((int(seq), bool(dup)) for seq, dup in _RECEIPT.iter_unpack(body))
         return Receipts(req_id, items)
     if kind == EVTS:
-        if len(rest[0]) != _EVTS_META.size or len(rest) % 2 != 1:
+        if len(rest) != 2 or len(rest[0]) != _EVTS_META.size:
             raise ProtocolError("bad events page", req_id)
         head, next_after, end = _EVTS_META.unpack(rest[0])
-        pairs = rest[1:]
-        events = tuple((read_u64(pairs[i], "seq", req_id), pairs[i + 1]) for i in range(0, len(pairs), 2))
+        events = unpack_events(rest[1], req_id)
         return EventsPage(req_id, int(head), int(next_after), bool(end), events)
     if kind == PONG:
         if len(rest) != 1 or len(rest[0]) != _PONG.size:
@@ -318,11 +386,7 @@ LiveMessage = LiveEvents | Heartbeat
 
 
 def build_live_events(events: list[tuple[int, bytes]]) -> list[bytes]:
-    frames = [EV]
-    for seq, env in events:
-        frames.append(u64(seq))
-        frames.append(env)
-    return frames
+    return [EV, pack_events(events)]
 
 
 def build_heartbeat(head: int) -> list[bytes]:
@@ -332,9 +396,10 @@ def build_heartbeat(head: int) -> list[bytes]:
 def parse_live(frames: list[bytes]) -> LiveMessage:
     if frames and frames[0] == HB and len(frames) == 2:
         return Heartbeat(read_u64(frames[1], "head"))
-    if frames and frames[0] == EV and len(frames) >= 3 and len(frames) % 2 == 1:
-        pairs = frames[1:]
-        return LiveEvents(tuple((read_u64(pairs[i], "seq"), pairs[i + 1]) for i in range(0, len(pairs), 2)))
+    if len(frames) == 2 and frames[0] == EV:
+        events = unpack_events(frames[1])
+        if events:
+            return LiveEvents(events)
     raise ProtocolError("not a live-stream message")
 
 

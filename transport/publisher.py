@@ -41,6 +41,7 @@ class _Entry:
 class _Batch:
     entries: list[_Entry] = field(default_factory=list)
     size: int = 0
+    nbytes: int = 0
 
 
 class Publisher:
@@ -62,20 +63,28 @@ class Publisher:
         if not envelopes:
             return []
         bodies = [codec.encode(env.to_wire()) for env in envelopes]
-        if len(bodies) >= protocol.MAX_BATCH:
+        nbytes = sum(len(b) for b in bodies)
+        if len(bodies) >= protocol.MAX_BATCH or nbytes >= protocol.MAX_BODY_BYTES:
             receipts: list[PublishReceipt] = []
-            for start in range(0, len(bodies), protocol.MAX_BATCH):
-                end = start + protocol.MAX_BATCH
+            runs = protocol.chunk_by_size(
+                [len(b) for b in bodies], protocol.MAX_BATCH, protocol.MAX_BODY_BYTES
+            )
+            for start, end in runs:
                 receipts += await self._request(envelopes[start:end], bodies[start:end])
             return receipts
         entry = _Entry(envelopes, bodies, asyncio.get_running_loop().create_future())
         batch = self._open
-        if batch is not None and batch.size + len(bodies) <= protocol.MAX_BATCH:
+        if (
+            batch is not None
+            and batch.size + len(bodies) <= protocol.MAX_BATCH
+            and batch.nbytes + nbytes <= protocol.MAX_BODY_BYTES
+        ):
             batch.entries.append(entry)
             batch.size += len(bodies)
+            batch.nbytes += nbytes
             return await entry.future
         # Lead a new batch: let callers ready in this loop turn join it, then send it.
-        batch = self._open = _Batch([entry], len(bodies))
+        batch = self._open = _Batch([entry], len(bodies), nbytes)
         try:
             await asyncio.sleep(0)
         except BaseException:

@@ -332,8 +332,9 @@ class Broker(Actor[BrokerMessage]):
         if not ready:
             return
         self._unpublished = self._unpublished[len(ready) :]
-        for i in range(0, len(ready), LIVE_CHUNK):
-            self._pub.send_nowait(protocol.build_live_events(ready[i : i + LIVE_CHUNK]))
+        sizes = [len(env) for _seq, env in ready]
+        for start, end in protocol.chunk_by_size(sizes, LIVE_CHUNK, protocol.MAX_BODY_BYTES):
+            self._pub.send_nowait(protocol.build_live_events(ready[start:end]))
 
     # ---- acks, heartbeats, persistence -----------------------------------------
 

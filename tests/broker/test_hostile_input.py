@@ -65,9 +65,10 @@ async def _zmq_garbage(ctx: Context, endpoints: BrokerEndpoints) -> list[list[by
             [b"garbage"],
             [b"FB1"],
             [b"FB1", b"PUB", REQ],
-            [b"FB1", b"PUB", REQ, b"\xc1"],
-            [b"FB1", b"PUB", REQ, b"\x93\x01\x02\x03"],
-            [b"FB1", b"PUB", REQ, b"\xdd\xff\xff\xff\xff"],
+            [b"FB1", b"PUB", REQ, protocol.pack_blobs([b"\xc1"])],
+            [b"FB1", b"PUB", REQ, protocol.pack_blobs([b"\x93\x01\x02\x03"])],
+            [b"FB1", b"PUB", REQ, protocol.pack_blobs([b"\xdd\xff\xff\xff\xff"])],
+            [b"FB1", b"PUB", REQ, b"\xff\xff\xff\xff"],
             [b"FB1", b"SYNC", REQ, b"bad name!", b"", b"\x00\x00\x00\x01"],
             [b"FB1", b"WHAT", REQ],
             *([rng.randbytes(rng.randrange(0, 40)) for _ in range(rng.randrange(1, 5))] for _ in range(50)),
@@ -79,7 +80,7 @@ async def _zmq_garbage(ctx: Context, endpoints: BrokerEndpoints) -> list[list[by
         bogus.send_nowait([b"EV", b"not a seq", b"x"])
         huge.send_nowait([b"FB1", b"PUB", REQ, b"\x00" * (MAX_FRAME_BYTES + 1)])
         replies: list[list[bytes]] = []
-        expected = 6  # the requests above whose req_id can be read
+        expected = 7  # the requests above whose req_id can be read
         async with asyncio.timeout(10):
             while len(replies) < expected:
                 replies.append(await control.recv())

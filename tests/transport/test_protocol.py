@@ -49,7 +49,11 @@ def test_live_messages_and_acks_round_trip() -> None:
         [b"XX1", b"PUB", REQ, b"e"],
         [b"FB1", b"PUB", b"short", b"e"],
         [b"FB1", b"PUB", REQ],
-        [b"FB1", b"PUB", REQ, *([b"e"] * (p.MAX_BATCH + 1))],
+        [b"FB1", b"PUB", REQ, p.pack_blobs([b"e"] * (p.MAX_BATCH + 1))],
+        [b"FB1", b"PUB", REQ, b""],
+        [b"FB1", b"PUB", REQ, b"\x00\x00\x00\x05abc"],
+        [b"FB1", b"PUB", REQ, b"\x00\x00"],
+        [b"FB1", b"PUB", REQ, b"a", b"b"],
         [b"FB1", b"SYNC", REQ, b"cache", b"123", b"\x00\x00\x00\x01"],
         [b"FB1", b"SYNC", REQ, b"bad name!", b"", b"\x00\x00\x00\x01"],
         [b"FB1", b"SYNC", REQ, b"\xff\xfe", b"", b"\x00\x00\x00\x01"],
@@ -73,3 +77,9 @@ def test_random_frames_never_raise_anything_but_protocol_error() -> None:
         for parse in (p.parse_request, p.parse_reply, p.parse_live, p.parse_acks):
             with contextlib.suppress(p.ProtocolError):
                 parse(frames)
+
+
+def test_chunks_respect_both_the_count_and_the_byte_limit() -> None:
+    assert p.chunk_by_size([1] * 5, 2, 100) == [(0, 2), (2, 4), (4, 5)]
+    assert p.chunk_by_size([60, 60, 30, 10, 200], 10, 100) == [(0, 1), (1, 4), (4, 5)]
+    assert p.chunk_by_size([], 2, 100) == []
