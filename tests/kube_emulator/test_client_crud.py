@@ -277,3 +277,28 @@ async def test_quantities_are_decoded_like_the_real_server(shared_kube: KubeEndp
     assert body["message"] == (
         'LimitRange in version "v1" cannot be handled as a LimitRange: quantities must match the '
         "regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'")
+
+
+async def test_a_namespace_with_a_finalizer_stays_terminating_until_it_is_removed(
+    shared_kube: KubeEndpoint,
+) -> None:
+    kube = shared_kube
+    code, _ = await kube.request("POST", "/api/v1/namespaces", json={
+        "metadata": {"name": "held", "finalizers": ["example.com/cleanup"]}})
+    assert code == 201
+    assert (await kube.request("DELETE", "/api/v1/namespaces/held"))[0] == 200
+
+    async def finalized_by_controller() -> bool:
+        _, body = await kube.request("GET", "/api/v1/namespaces/held")
+        return bool(body["spec"]["finalizers"] == [])
+
+    done: bool = await wait_until(finalized_by_controller, timeout=10,
+                                  message="kubernetes finalizer removed")
+    assert done
+    code, body = await kube.request("GET", "/api/v1/namespaces/held")
+    assert (code, body["status"]["phase"]) == (200, "Terminating")
+    code, _ = await kube.request(
+        "PATCH", "/api/v1/namespaces/held", json={"metadata": {"finalizers": None}},
+        headers={"Content-Type": "application/merge-patch+json"})
+    assert code == 200
+    assert (await kube.request("GET", "/api/v1/namespaces/held"))[0] == 404
