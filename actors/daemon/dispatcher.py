@@ -324,7 +324,12 @@ class ClusterDaemon(Actor[DaemonMessage]):
                 continue  # work in hand for it already, or a name we never act on
             found = present.get(rec.namespace)
             if found is not None and is_terminating(found):
-                continue  # on its way out; the next resync sees where it ended
+                if rec.status == "live":
+                    # Deleted by hand and still finalizing: the re-create retries until it
+                    # is gone, so it comes back soon after, not one resync later.
+                    recreate += 1
+                    self._enqueue(ResyncWork(rec))
+                continue
             owner = None if found is None else (found["metadata"].get("labels") or {}).get(
                 policy.account_label
             )

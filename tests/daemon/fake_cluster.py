@@ -3,7 +3,8 @@
 Objects are JSON dicts keyed by (kind, namespace, name); every write bumps one
 resourceVersion counter; a namespace gets a fresh uid on each create. Deleting
 a namespace marks it terminating; it (and everything in it) disappears after
-`finalize_after_reads` further reads of it, like the namespace controller.
+`finalize_after_reads` further reads of (or create attempts on) it, like the
+namespace controller.
 Faults are queued per operation: `fail("create", TemporaryKubeError(...))`
 fails the next create; `lose_response("create")` applies the next create and
 then raises a temporary error, as when the answer is lost on the wire.
@@ -76,6 +77,8 @@ class FakeCluster:
                 raise TemporaryKubeError(f"404 NotFound: namespaces {ref.namespace!r} not found")
             if ref.namespace in self._terminating:
                 raise TemporaryKubeError("403 Forbidden: namespace is being terminated")
+        if ref.kind == "Namespace":
+            self._tick(ref.name)
         if key in self.objects:
             if ref.kind == "Namespace" and ref.name in self._terminating:
                 raise TemporaryKubeError("409 AlreadyExists: object is being deleted")
@@ -86,10 +89,8 @@ class FakeCluster:
 
     async def read(self, ref: ObjectRef) -> KubeObject | None:
         self._fault("read")
-        if ref.kind == "Namespace" and ref.name in self._terminating:
-            self._terminating[ref.name] -= 1
-            if self._terminating[ref.name] < 0:
-                self._purge(ref.name)
+        if ref.kind == "Namespace":
+            self._tick(ref.name)
         obj = self.objects.get((ref.kind, ref.namespace, ref.name))
         return copy.deepcopy(obj) if obj is not None else None
 
@@ -135,6 +136,13 @@ class FakeCluster:
         queue = self._faults.get(op)
         if queue:
             raise queue.popleft()
+
+    def _tick(self, name: str) -> None:
+        """The namespace controller's progress: each look at a terminating namespace is a step."""
+        if name in self._terminating:
+            self._terminating[name] -= 1
+            if self._terminating[name] < 0:
+                self._purge(name)
 
     def _maybe_lose(self, op: str) -> None:
         if self._lost[op] > 0:

@@ -22,7 +22,7 @@ from core.events import (
     from_envelope,
     to_envelope,
 )
-from core.tenancy import PermanentKubeError, TemporaryKubeError, TenancyPolicy
+from core.tenancy import ObjectRef, PermanentKubeError, TemporaryKubeError, TenancyPolicy
 from tests.daemon.fake_cluster import FakeCluster
 from tests.support.fake_bus import FakeBus
 from tests.support.wait import wait_until
@@ -311,3 +311,22 @@ async def test_resync_repairs_a_deleted_policy_object_and_an_edited_label_withou
 
         await wait_until(repaired, message="drift repaired")
     assert len(bus.log) == reports  # same namespace, nothing new to report
+
+
+async def test_resync_recreates_a_namespace_that_is_still_terminating_once_it_is_gone(
+    tmp_path: Path,
+) -> None:
+    bus, cluster = FakeBus(), FakeCluster(finalize_after_reads=5)
+    await bus.publish([created(1)])
+    async with running(bus, cluster, settings(tmp_path, resync=0.05)):
+        await wait_until(lambda: all_acked(bus), message="acked")
+        first = cluster.namespace("acc-team1")
+        assert first is not None
+        await cluster.delete(ObjectRef("Namespace", "acc-team1"))
+
+        def recreated() -> bool:
+            ns = cluster.namespace("acc-team1")
+            return ns is not None and ns["metadata"]["uid"] != first["metadata"]["uid"]
+
+        await wait_until(recreated, message="recreated after finalizing")
+        await wait_until(lambda: len(outcomes(bus, NamespaceProvisioned)) == 2, message="reported")
