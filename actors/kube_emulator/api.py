@@ -69,12 +69,29 @@ async def _body(request: web.Request) -> Any:
             raise errors.unsupported_media(f"{ctype}: {exc}")
     try:
         if ctype in ("application/yaml", "application/apply-patch+yaml"):
-            return yaml.safe_load(raw)
+            return _check_depth(yaml.safe_load(raw))
         if ctype in ("application/json", "application/octet-stream", "") or ctype in _PATCH_TYPES:
-            return json.loads(raw)
+            return _check_depth(json.loads(raw))
     except (ValueError, RecursionError, yaml.YAMLError) as exc:
         raise errors.bad_request(f"the request body could not be decoded: {exc}")
     raise errors.unsupported_media(ctype)
+
+
+MAX_DEPTH = 100
+
+
+def _check_depth(value: Any) -> Any:
+    """Refuse absurdly nested bodies up front, before any recursive code sees them."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise errors.bad_request(f"the request body is nested deeper than {MAX_DEPTH} levels")
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values())
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node)
+    return value
 
 
 def _manager(request: web.Request, default: str) -> str:

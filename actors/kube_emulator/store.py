@@ -112,7 +112,7 @@ class Store(Actor[StoreMessage]):
                 await asyncio.to_thread(persistence.compact, self.settings.data_dir,
                                         self._snapshot())
                 self.journal_records = 0
-        except OSError as exc:
+        except Exception as exc:
             # Memory ran ahead of the disk: go back to what is durable and refuse the request.
             self.log.error("store_write_failed", error=str(exc))
             self.unpublished = []

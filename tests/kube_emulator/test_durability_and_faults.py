@@ -154,7 +154,9 @@ async def test_garbage_bodies_get_400_and_the_emulator_keeps_serving(faulty: Kub
     kube = faulty
     for payload, ctype in ((b"{nope", "application/json"), (b"[1,2]", "application/json"),
                            (b"k8s\x00\xff\xff", "application/vnd.kubernetes.protobuf"),
-                           (b"x", "text/plain")):
+                           (b"x", "text/plain"),
+                           (b'{"metadata": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+                            "application/json")):
         code, body = await kube.request("POST", "/api/v1/namespaces", data=payload,
                                         headers={"Content-Type": ctype})
         assert code in (400, 415), (payload, body)
