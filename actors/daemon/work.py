@@ -103,20 +103,19 @@ class Worker:
         match item:
             case EventWork(seq=seq, envelope=env, event=event):
                 log = structlog.get_logger().bind(
-                    event_id=env.event_id, account_id=event.account_id, seq=seq,
-                    namespace=event.namespace,
+                    cluster=self._cluster, event_id=env.event_id, account_id=event.account_id,
+                    seq=seq, namespace=event.namespace,
                 )
                 outcome = await self._reconcile(item, log)
                 self._maybe_crash("after_create", log)
                 report = self._report_event(event, env.event_id, env.correlation_id, outcome)
-                if report is not None:
-                    await self._publish(report, log)
+                await self._publish(report, log)
                 self._maybe_crash("after_publish", log)
                 await self._ack(seq, log)
             case ResyncWork(record=rec):
                 log = structlog.get_logger().bind(
-                    event_id=rec.event_id, account_id=rec.account_id, resync=True,
-                    namespace=rec.namespace,
+                    cluster=self._cluster, event_id=rec.event_id, account_id=rec.account_id,
+                    namespace=rec.namespace, resync=True,
                 )
                 outcome = await self._reconcile(item, log)
                 report = self._report_resync(rec, outcome)
@@ -183,7 +182,7 @@ class Worker:
         source_id: str,
         correlation_id: str,
         outcome: EnsureOutcome | RemoveOutcome,
-    ) -> Envelope | None:
+    ) -> Envelope:
         acc, ns, cluster = event.account_id, event.namespace, self._cluster
         report: DomainEvent
         match outcome:
