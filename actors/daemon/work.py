@@ -118,9 +118,9 @@ class Worker:
                     namespace=rec.namespace, resync=True,
                 )
                 outcome = await self._reconcile(item, log)
-                report = self._report_resync(rec, outcome)
-                if report is not None:
-                    await self._publish(report, log)
+                change = self._report_resync(rec, outcome)
+                if change is not None:
+                    await self._publish(change, log)
             case _:
                 assert_never(item)
 
