@@ -1,13 +1,17 @@
 """Wiring of the API process: which actors exist, in what order, with what settings.
 
-`start_api(system, settings, connector)` spawns, in order: cache, legacy,
-cluster directory, domain, event driver, outbox relay, HTTP. The system stops
-them in reverse, so the HTTP server stops taking requests first and the
-stores close last. The main and the in-process tests both use it.
+`start_api(system, settings, connector)` spawns, in order: cache, cluster
+directory, `workers` pairs of legacy + domain actors, event driver, outbox
+relay, HTTP. The system stops them in reverse, so the HTTP server stops taking
+requests first and the stores close last. Each domain actor handles one
+command at a time; several pairs let creates overlap their database round
+trips (slug uniqueness is the database's, so they need not coordinate).
+The main and the in-process tests both use it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +46,7 @@ class ApiSettings:
     legacy_timeout: float = 5.0
     max_batch: int = 100
     relay_enabled: bool = True
+    workers: int = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,17 +75,22 @@ async def start_api(system: ActorSystem, settings: ApiSettings, connector: BusCo
     # Stores are restarted a few times quickly; past the budget the process exits non-zero.
     policy = RestartPolicy(max_restarts=10, window=30.0, backoff_initial=0.1, backoff_max=2.0)
     cache = system.spawn(lambda: CacheActor(settings.state_dir / CACHE_FILE), name="cache", policy=policy)
-    legacy = system.spawn(
-        lambda: LegacyActor(settings.legacy_dsn, timeout=settings.legacy_timeout), name="legacy",
-        policy=policy,
-    )
     directory = system.spawn(
         lambda: ClusterDirectoryActor(connector, metrics, interval=settings.directory_interval),
         name="directory", policy=policy,
     )
-    domain = system.spawn(
-        lambda: DomainActor(legacy, cache, timeout=settings.rpc_timeout), name="domain", policy=policy
-    )
+    legacies: list[ActorRef[LegacyMessage]] = []
+    domains: list[ActorRef[DomainMessage]] = []
+    for i in range(max(1, settings.workers)):
+        legacy_i = system.spawn(
+            lambda: LegacyActor(settings.legacy_dsn, timeout=settings.legacy_timeout, pool_size=2),
+            name=f"legacy-{i}", policy=policy,
+        )
+        legacies.append(legacy_i)
+        domains.append(system.spawn(
+            _domain_factory(legacy_i, cache, settings.rpc_timeout), name=f"domain-{i}", policy=policy
+        ))
+    legacy, domain = legacies[0], domains[0]
     driver = system.spawn(
         lambda: EventDriverActor(connector, cache, metrics, backoff_max=settings.relay.backoff_max),
         name="event-driver", policy=policy,
@@ -91,7 +101,8 @@ async def start_api(system: ActorSystem, settings: ApiSettings, connector: BusCo
             lambda: OutboxRelayActor(settings.legacy_dsn, connector, metrics, settings.relay),
             name="outbox-relay", policy=policy,
         )
-    deps = Deps(domain, cache, directory, CursorCodec(keys.secret("cursor")), settings.rpc_timeout)
+    deps = Deps(tuple(domains), cache, directory, CursorCodec(keys.secret("cursor")),
+                settings.rpc_timeout)
     dispatcher = Dispatcher(build_table(deps), max_batch=settings.max_batch, observe=metrics.observe)
 
     async def readiness() -> dict[str, str]:
@@ -116,3 +127,9 @@ async def start_api(system: ActorSystem, settings: ApiSettings, connector: BusCo
         name="http", policy=policy,
     )
     return ApiHandles(http, domain, cache, legacy, directory, driver, relay, metrics)
+
+
+def _domain_factory(
+    legacy: ActorRef[LegacyMessage], cache: ActorRef[CacheMessage], timeout: float
+) -> Callable[[], DomainActor]:
+    return lambda: DomainActor(legacy, cache, timeout=timeout)

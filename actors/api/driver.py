@@ -68,7 +68,7 @@ class EventDriverActor(Actor[DriverMessage]):
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                self.log.warning("cache_consumer_retrying", error=repr(exc), retry_in=backoff)
+                self.log.warning("cache_consumer_backed_off", error=repr(exc), retry_in=backoff)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, self._backoff_max)
 

@@ -122,7 +122,7 @@ class HttpActor(Actor[HttpMessage]):
         sockets = getattr(server, "sockets", None) or []
         if sockets:
             self._address = (self._host, int(sockets[0].getsockname()[1]))
-        self.log.info("http_listening", host=self._address[0], port=self._address[1])
+        self.log.info("http_started", host=self._address[0], port=self._address[1])
 
     async def stopped(self) -> None:
         if self._runner is not None:

@@ -100,6 +100,8 @@ def settings_from(args: list[str] | None = None) -> tuple[argparse.Namespace, Ap
                 p.error(f"--{name.replace('_', '-')}: {exc}")
     if not ns.legacy_dsn:
         p.error("--legacy-dsn (or FABRIC_LEGACY_DSN) is required")
+    if not ns.legacy_dsn.startswith(("postgresql://", "postgres://")):
+        p.error("--legacy-dsn: expected a postgresql:// URL")
     if ns.broker is None:
         p.error("--broker (or FABRIC_BROKER) is required")
     if ns.state_dir is None:

@@ -9,6 +9,7 @@ Reads come from the cache actor and the cluster directory actor.
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -76,7 +77,7 @@ COMPONENTS: dict[str, Any] = {
 
 @dataclass(frozen=True, slots=True)
 class Deps:
-    domain: ActorRef[DomainMessage]
+    domains: tuple[ActorRef[DomainMessage], ...]  # commands go round-robin to these
     cache: ActorRef[CacheMessage]
     directory: ActorRef[DirectoryMessage]
     cursors: CursorCodec
@@ -98,19 +99,18 @@ async def translated() -> AsyncIterator[None]:
     except DependencyUnavailable as exc:
         raise RpcError(UNAVAILABLE, "Dependency unavailable", {"dependency": exc.dependency})
     except (AskTimeout, ActorStopped) as exc:
-        log.warning("rpc_indeterminate", error=str(exc))
+        log.warning("rpc_outcome_unknown", error=str(exc))
         raise RpcError(INTERNAL_ERROR, "Internal error",
                        {"reason": "timed out or shutting down; the outcome is unknown"})
 
 
 def _check_uuid(value: str, field: str) -> str:
+    """The canonical form of a uuid param, or -32602 naming the field."""
     try:
-        return str(uuid.UUID(value)) if len(value) == 36 else _bad(field)
+        if len(value) == 36:
+            return str(uuid.UUID(value))
     except ValueError:
-        return _bad(field)
-
-
-def _bad(field: str) -> str:
+        pass
     raise RpcError(INVALID_PARAMS, "Invalid params", {"fields": {field: "must be a uuid"}})
 
 
@@ -121,6 +121,8 @@ def _views(deps: Deps, snapshot: Snapshot, directory: Directory) -> list[Account
 
 
 def build_table(deps: Deps) -> dict[str, Method]:
+    turn = itertools.cycle(deps.domains)
+
     async def directory() -> Directory:
         return await deps.directory.ask(GetDirectory(), timeout=deps.timeout)
 
@@ -134,7 +136,7 @@ def build_table(deps: Deps) -> dict[str, Method]:
 
     async def create(params: dict[str, Any]) -> Any:
         async with translated():
-            record = await deps.domain.ask(
+            record = await next(turn).ask(
                 Create(CreateAccount(params["name"], params["owner_email"], params.get("slug"),
                                      correlation_id=str(uuid.uuid4()))),
                 timeout=deps.timeout,
@@ -175,7 +177,7 @@ def build_table(deps: Deps) -> dict[str, Method]:
     async def delete(params: dict[str, Any]) -> Any:
         account_id = _check_uuid(params["id"], "id")
         async with translated():
-            record = await deps.domain.ask(
+            record = await next(turn).ask(
                 Delete(DeleteAccount(account_id, correlation_id=str(uuid.uuid4()))),
                 timeout=deps.timeout,
             )

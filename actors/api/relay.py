@@ -87,12 +87,12 @@ class OutboxRelayActor(Actor[RelayMessage]):
                 except asyncio.CancelledError:
                     raise
                 except DependencyUnavailable as exc:
-                    self.log.warning("relay_retrying", dependency=exc.dependency,
+                    self.log.warning("relay_backed_off", dependency=exc.dependency,
                                      detail=exc.detail, retry_in=backoff)
                 except BusRejected as exc:
                     self.log.error("relay_batch_rejected", error=str(exc), retry_in=backoff)
                 except Exception as exc:
-                    self.log.warning("relay_retrying", dependency="broker", error=repr(exc),
+                    self.log.warning("relay_backed_off", dependency="broker", error=repr(exc),
                                      retry_in=backoff)
                 if listener is not None:
                     await db.close_connection(listener)

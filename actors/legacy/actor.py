@@ -50,18 +50,19 @@ LegacyMessage = WriteAccount | LoadAccount | WriteDeletion | PingLegacy
 
 
 class LegacyActor(Actor[LegacyMessage]):
-    def __init__(self, dsn: str, *, timeout: float = 5.0) -> None:
+    def __init__(self, dsn: str, *, timeout: float = 5.0, pool_size: int = 2) -> None:
         self._dsn = dsn
         self._timeout = timeout
+        self._pool_size = pool_size
         self._pool: db.Pool | None = None
         self._schema_ready = False
 
     async def started(self) -> None:
-        self._pool = await db.create_pool(self._dsn, timeout=self._timeout)
+        self._pool = await db.create_pool(self._dsn, max_size=self._pool_size, timeout=self._timeout)
         try:
             await self._ensure_schema()
         except DependencyUnavailable as exc:
-            self.log.warning("legacy_unavailable", detail=exc.detail)
+            self.log.warning("legacy_unreached", detail=exc.detail)
 
     async def stopped(self) -> None:
         if self._pool is not None:

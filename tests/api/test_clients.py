@@ -100,4 +100,4 @@ def api_methods(api: RunningApi) -> dict[str, Any]:
     from actors.api.methods import Deps, build_table
 
     h = api.handles
-    return build_table(Deps(h.domain, h.cache, h.directory, CursorCodec(b"k")))
+    return build_table(Deps((h.domain,), h.cache, h.directory, CursorCodec(b"k")))
