@@ -244,6 +244,30 @@ def deleted_status(rtype: ResourceType, obj: JSON) -> JSON:
             "details": details}
 
 
+_DELETION_CONDITIONS = (
+    ("NamespaceDeletionDiscoveryFailure", "ResourcesDiscovered",
+     "All resources successfully discovered"),
+    ("NamespaceDeletionGroupVersionParsingFailure", "ParsedGroupVersions",
+     "All legacy kube types successfully parsed"),
+    ("NamespaceDeletionContentFailure", "ContentDeleted",
+     "All content successfully deleted, may be waiting on finalization"),
+    ("NamespaceContentRemaining", "ContentRemoved", "All content successfully removed"),
+    ("NamespaceFinalizersRemaining", "ContentHasNoFinalizers",
+     "All content-preserving finalizers finished"),
+)
+
+
+def with_deletion_conditions(ns: JSON) -> JSON:
+    """A Terminating namespace as the namespace controller reports it before finalizing."""
+    stamp = now()
+    out = copy.deepcopy(ns)
+    out["status"] = {**(out.get("status") or {}), "conditions": [
+        {"type": t, "status": "False", "lastTransitionTime": stamp, "reason": r, "message": m}
+        for t, r, m in _DELETION_CONDITIONS
+    ]}
+    return out
+
+
 def list_item(obj: JSON) -> JSON:
     """Items inside a List carry no kind/apiVersion, as the real server encodes them."""
     return {k: v for k, v in obj.items() if k not in ("kind", "apiVersion")}

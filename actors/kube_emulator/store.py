@@ -336,6 +336,9 @@ class Store(Actor[StoreMessage]):
         ns = self.tables[NAMESPACES].get(("", name))
         if ns is None or ns["metadata"]["uid"] != uid or name in self.stuck:
             return
+        reported = objects.with_deletion_conditions(ns)  # what the controller reports first
+        reported["metadata"]["resourceVersion"] = str(self._next_rv())
+        self._store(NAMESPACES, reported, ns)
         for rtype in RESOURCES:
             if rtype.namespaced:
                 for key, obj in list(self.tables[rtype].items()):
