@@ -8,7 +8,8 @@ before any of it reaches a schema check:
   `MAX_STR`, arrays or maps with more than `MAX_ITEMS` entries;
 - ext types of any kind (including msgpack's Timestamp);
 - map keys that are not strings;
-- nesting deeper than `MAX_DEPTH`;
+- nesting deeper than `MAX_DEPTH` (`decode_envelope` relies on the envelope
+  schema instead, which allows two levels);
 - trailing bytes after the value; invalid UTF-8 in strings.
 """
 
@@ -17,6 +18,8 @@ from __future__ import annotations
 from typing import Any
 
 import msgpack
+
+from core.envelope import Envelope
 
 MAX_INPUT = 1024 * 1024
 MAX_STR = 64 * 1024
@@ -40,7 +43,9 @@ def _refuse_ext(code: int, data: bytes) -> object:
     raise CodecError(f"ext type {code} is not allowed")
 
 
-def decode(data: bytes, *, max_depth: int = MAX_DEPTH) -> Any:
+def decode(data: bytes, *, max_depth: int | None = MAX_DEPTH) -> Any:
+    """Decode within the limits; `max_depth=None` skips the nesting walk, for callers whose
+    schema check rejects nesting anyway (msgpack itself stops past 1024 levels)."""
     if len(data) > MAX_INPUT:
         raise CodecError(f"input of {len(data)} bytes exceeds {MAX_INPUT}")
     try:
@@ -60,8 +65,15 @@ def decode(data: bytes, *, max_depth: int = MAX_DEPTH) -> Any:
         raise
     except Exception as exc:  # msgpack raises many types (ExtraData, StackError, FormatError...)
         raise CodecError(f"not valid msgpack: {type(exc).__name__}: {exc}") from None
-    _check_depth(value, max_depth)
+    if max_depth is not None:
+        _check_depth(value, max_depth)
     return value
+
+
+def decode_envelope(data: bytes) -> Envelope:
+    """Bytes from a socket or the log to a schema-checked envelope (CodecError/InvalidEnvelope)."""
+    # The schema allows only two levels (envelope, flat payload), so the depth walk is redundant.
+    return Envelope.from_wire(decode(data, max_depth=None))
 
 
 def _check_depth(value: object, max_depth: int) -> None:

@@ -32,7 +32,7 @@ from typing import assert_never
 import structlog
 
 from core.bus import BusUnavailable, Delivery
-from core.envelope import Envelope, InvalidEnvelope
+from core.envelope import InvalidEnvelope
 from transport import codec, protocol
 from transport.control import ControlChannel
 from transport.endpoints import BrokerEndpoints
@@ -279,7 +279,7 @@ class Subscriber:
 
     def _decode(self, seq: int, raw: bytes) -> Delivery | None:
         try:
-            return Delivery(seq, Envelope.from_wire(codec.decode(raw)))
+            return Delivery(seq, codec.decode_envelope(raw))
         except (codec.CodecError, InvalidEnvelope) as exc:
             # The broker checked it on publish; a bad one here cannot be applied, so ack and skip.
             self._log.error("event_undecodable", seq=seq, reason=str(exc))

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import assert_never
@@ -233,7 +232,7 @@ class Broker(Actor[BrokerMessage]):
         checked: list[tuple[bytes, bytes, Envelope]] = []
         for i, raw in enumerate(request.envelopes):
             try:
-                env = Envelope.from_wire(codec.decode(raw))
+                env = codec.decode_envelope(raw)
             except (codec.CodecError, InvalidEnvelope) as exc:
                 self._dropped("control", f"envelope {i}: {exc}")
                 self._reply(
@@ -243,7 +242,7 @@ class Broker(Actor[BrokerMessage]):
                     ),
                 )
                 return next_seq
-            checked.append((uuid.UUID(env.event_id).bytes, raw, env))
+            checked.append((bytes.fromhex(env.event_id.replace("-", "")), raw, env))
         receipts: list[tuple[int, bool]] = []
         for eid, raw, env in checked:
             seq = self._log.seq_of(eid) or pending_ids.get(eid)
