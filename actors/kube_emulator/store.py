@@ -1,9 +1,10 @@
 """The store actor: sole owner of every object, the resourceVersion counter and watchers.
 
 One mutation at a time (the mailbox serialises them, like etcd's single revision). Each
-mutation bumps the global counter, is persisted (atomic snapshot, fsynced) BEFORE the reply,
-then fans out a watch event to every open watch of that kind. A bounded event history lets
-a watch resume from a resourceVersion; older versions get 410 Expired.
+change bumps the global counter and is appended to the journal and fsynced (persistence.py)
+BEFORE the reply; only then do open watches see its event (watch_hub.py). A bounded event
+history lets a watch resume from a resourceVersion; older versions get 410 Expired. The
+simulated controllers also live here: ResourceQuota status, and the namespace controller.
 
 Namespace deletion follows the real lifecycle: DELETE sets deletionTimestamp and phase
 Terminating; after `finalize_delay` the simulated namespace controller removes the
@@ -14,9 +15,7 @@ is removed (DELETED event).
 from __future__ import annotations
 
 import asyncio
-import collections
 import copy
-import itertools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import assert_never
@@ -38,9 +37,9 @@ from actors.kube_emulator.messages import (
     SetStuck,
     StoreMessage,
     WatchEvent,
-    WatchStart,
 )
 from actors.kube_emulator.resources import NAMESPACES, RESOURCES, ResourceType, by_kind
+from actors.kube_emulator.watch_hub import WatchHub
 from actors.runtime import Actor
 
 Key = tuple[str, str]  # (namespace or "", name)
@@ -54,25 +53,14 @@ class StoreSettings:
     compact_after: int = 1000  # journal records before a new snapshot (at least 2x objects)
 
 
-@dataclass(slots=True)
-class _Watcher:
-    rtype: ResourceType
-    namespace: str | None
-    queue: asyncio.Queue[WatchEvent]
-
-
 class Store(Actor[StoreMessage]):
     def __init__(self, settings: StoreSettings) -> None:
         self.settings = settings
         self.rv = 0
-        self.floor = 0  # a watch may resume from any version >= floor
         self.tables: dict[ResourceType, dict[Key, JSON]] = {r: {} for r in RESOURCES}
-        self.history: collections.deque[WatchEvent] = collections.deque()
-        self.watchers: dict[int, _Watcher] = {}
-        self.watch_ids = itertools.count(1)
+        self.watches = WatchHub(settings.history)
         self.stuck: set[str] = set()
         self.pending: list[JSON] = []  # journal records not yet written
-        self.unpublished: list[WatchEvent] = []  # events waiting for their records' fsync
         self.journal_records = 0
 
     async def started(self) -> None:
@@ -85,8 +73,8 @@ class Store(Actor[StoreMessage]):
 
     async def _load(self) -> None:
         snapshot = await asyncio.to_thread(persistence.load, self.settings.data_dir)
-        self.rv = self.floor = snapshot.resource_version
-        self.history.clear()
+        self.rv = snapshot.resource_version
+        self.watches.reset(self.rv)
         self.journal_records = snapshot.journal_records
         self.tables = {r: {} for r in RESOURCES}
         for obj in snapshot.objects:
@@ -115,11 +103,10 @@ class Store(Actor[StoreMessage]):
         except Exception as exc:
             # Memory ran ahead of the disk: go back to what is durable and refuse the request.
             self.log.error("store_write_failed", error=str(exc))
-            self.unpublished = []
             await self._load()
             raise errors.ApiError(500, "InternalError",
                                   f"Internal error occurred: storage write failed: {exc}", {})
-        self._publish()
+        self.watches.publish()
 
     def _handle(self, message: StoreMessage) -> object:
         match message:
@@ -141,9 +128,10 @@ class Store(Actor[StoreMessage]):
             case Finalize(name, body):
                 return self._finalize(name, body)
             case OpenWatch(rtype, namespace, resource_version):
-                return self._open_watch(rtype, namespace, resource_version)
+                current = [o for _, o in sorted(self.tables[rtype].items())]
+                return self.watches.open(rtype, namespace, resource_version, current, self.rv)
             case CloseWatch(watch_id):
-                self.watchers.pop(watch_id, None)
+                self.watches.close(watch_id)
                 return None
             case FinalizeDue(name, uid):
                 self._finalize_due(name, uid)
@@ -189,19 +177,7 @@ class Store(Actor[StoreMessage]):
         event = WatchEvent(type_, int(obj["metadata"]["resourceVersion"]), rtype, obj, old)
         self.pending.append(persistence.delete_record(event.rv, obj) if type_ == "DELETED"
                             else persistence.put_record(event.rv, obj))
-        self.unpublished.append(event)
-        self.history.append(event)
-        while len(self.history) > self.settings.history:
-            self.floor = self.history.popleft().rv
-
-    def _publish(self) -> None:
-        """Fan durable events out to open watches (never before they are on disk, as etcd)."""
-        events, self.unpublished = self.unpublished, []
-        for event in events:
-            namespace = self._key(event.object)[0]
-            for watcher in self.watchers.values():
-                if watcher.rtype is event.rtype and watcher.namespace in (None, namespace):
-                    watcher.queue.put_nowait(event)
+        self.watches.record(event)
 
     def _store(self, rtype: ResourceType, obj: JSON, old: JSON | None) -> None:
         self.tables[rtype][self._key(obj)] = obj
@@ -378,28 +354,3 @@ class Store(Actor[StoreMessage]):
         ns = self.tables[NAMESPACES].get(("", name))
         if ns is not None and ns["metadata"].get("deletionTimestamp"):
             self._schedule_finalize(ns)
-
-    # -- watch --------------------------------------------------------------------------------
-
-    def _open_watch(
-        self, rtype: ResourceType, namespace: str | None, resource_version: str | None
-    ) -> WatchStart:
-        initial: list[WatchEvent] = []
-        if resource_version in (None, "", "0"):
-            for (ns, _), obj in sorted(self.tables[rtype].items()):
-                if namespace is None or ns == namespace:
-                    initial.append(WatchEvent("ADDED", int(obj["metadata"]["resourceVersion"]),
-                                              rtype, obj, None))
-        else:
-            try:
-                since = int(resource_version)
-            except ValueError:
-                raise errors.bad_request(f"invalid resource version: {resource_version!r}")
-            if since < self.floor:
-                raise errors.expired(since, self.floor + 1)
-            initial = [e for e in self.history if e.rv > since and e.rtype is rtype
-                       and (namespace is None or self._key(e.object)[0] == namespace)]
-        watch_id = next(self.watch_ids)
-        queue: asyncio.Queue[WatchEvent] = asyncio.Queue()
-        self.watchers[watch_id] = _Watcher(rtype, namespace, queue)
-        return WatchStart(watch_id, initial, queue, self.rv)
