@@ -15,6 +15,8 @@ retries with capped backoff and resumes where it was (libzmq reconnects the
 sockets). It yields a seq twice in one session only if re-fetched after the
 broker lost it (never, for fsynced events).
 
+Iterate one `deliveries()` at a time per Subscriber (they share the live queue).
+
 `ack(seq)` is cheap (acks are batched and PUSHed on the next loop turn). Acks
 are facts the broker can lose; ones it has not confirmed (its watermark in the
 pong) are re-sent every few heartbeats. Pings every `heartbeat_interval` keep

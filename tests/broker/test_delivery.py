@@ -187,3 +187,23 @@ async def test_a_silent_consumer_is_listed_offline_after_the_timeout(ctx: Contex
                 return not info.online and info.last_seen is not None and info.acked_seq == 1
 
             _ = await wait_until(offline, timeout=10, message="consumer offline")
+
+
+async def test_clients_started_before_the_broker_connect_once_it_is_up(ctx: Context, tmp_path: Path) -> None:
+    endpoints = new_endpoints()
+    event = envelope(1)
+    async with (
+        Subscriber(ctx, endpoints, consumer="cluster:early", heartbeat_interval=0.1, timeout=0.3) as sub,
+        Publisher(ctx, endpoints, timeout=0.3) as pub,
+    ):
+        with pytest.raises(BusUnavailable):
+            await pub.publish([event])
+        stream = sub.deliveries()
+        first = asyncio.ensure_future(anext(stream))
+        async with embedded_broker(tmp_path, endpoints=endpoints):
+            receipt = (await pub.publish([event]))[0]
+            async with asyncio.timeout(20):
+                delivery = await first
+        await stream.aclose()  # type: ignore[attr-defined]
+    assert (receipt.seq, receipt.duplicate) == (1, False)
+    assert delivery.envelope == event

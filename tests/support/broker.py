@@ -91,10 +91,14 @@ async def restart_broker(procs: ProcessGroup, proc: Proc) -> Proc:
 
 @asynccontextmanager
 async def embedded_broker(
-    data_dir: Path, *, heartbeat_interval: float = 0.2, consumer_timeout: float = 2.0
+    data_dir: Path,
+    *,
+    heartbeat_interval: float = 0.2,
+    consumer_timeout: float = 2.0,
+    endpoints: BrokerEndpoints | None = None,
 ) -> AsyncIterator[BrokerEndpoints]:
-    """The broker actor inside this test's event loop, on free ports."""
-    endpoints = new_endpoints()
+    """The broker actor inside this test's event loop, on free ports unless given."""
+    endpoints = endpoints or new_endpoints()
     settings = BrokerSettings(
         data_dir=data_dir,
         endpoints=endpoints,
