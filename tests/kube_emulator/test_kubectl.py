@@ -116,10 +116,18 @@ async def test_kubectl_creates_and_lists_the_namespaced_kinds(
                            "roles.rbac.authorization.k8s.io"]
 
 
+async def list_watches(kube: KubeEndpoint) -> int:
+    """Watches of all namespaces seen so far (`kubectl delete` watches one by fieldSelector)."""
+    return sum(1 for r in await kube.recent_requests()
+               if r["path"] == "/api/v1/namespaces" and "watch=true" in r["query"]
+               and "fieldSelector" not in r["query"])
+
+
 async def test_kubectl_get_watch_sees_what_a_real_cluster_shows(
     shared_kube: KubeEndpoint, kubectl: str, tmp_path: Path
 ) -> None:
     kube, n = shared_kube, suffix(kubectl)
+    watches_before = await list_watches(kube)
     watcher = await asyncio.create_subprocess_exec(
         kubectl, "--cache-dir", str(tmp_path / "kc-w"), "get", "ns", "-w",
         "--output-watch-events",
@@ -140,7 +148,7 @@ async def test_kubectl_get_watch_sees_what_a_real_cluster_shows(
             return await run_kubectl(kube, *args, cache_dir=tmp_path / "kc", kubectl=kubectl)
 
         async def watching() -> bool:
-            return any("watch=true" in r["query"] for r in await kube.recent_requests())
+            return await list_watches(kube) > watches_before
 
         ok: bool = await wait_until(watching, timeout=20, message="kubectl watch started")
         assert ok
