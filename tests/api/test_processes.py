@@ -74,7 +74,7 @@ async def test_help_and_bad_settings(procs: ProcessGroup) -> None:
 
 
 async def test_event_committed_while_the_broker_is_dead_is_delivered_once_after_restart(
-    procs: ProcessGroup, pg_dsn: str, tmp_path: Path, http: aiohttp.ClientSession
+    pg_dsn: str, procs: ProcessGroup, tmp_path: Path, http: aiohttp.ClientSession
 ) -> None:
     broker, endpoints = await start_broker_process(procs, tmp_path / "broker")
     api, url = await start_api_process(procs, dsn=pg_dsn, endpoints=endpoints, state_dir=tmp_path / "s")
@@ -97,7 +97,7 @@ async def test_event_committed_while_the_broker_is_dead_is_delivered_once_after_
 
 
 async def test_event_of_a_relay_killed_before_publishing_is_delivered_once(
-    procs: ProcessGroup, pg_dsn: str, tmp_path: Path, http: aiohttp.ClientSession
+    pg_dsn: str, procs: ProcessGroup, tmp_path: Path, http: aiohttp.ClientSession
 ) -> None:
     endpoints = new_endpoints()  # the broker is not up yet: the relay cannot publish
     state = tmp_path / "s"
@@ -173,10 +173,37 @@ async def _slugs(dsn: str) -> list[str]:
 
 
 async def test_sigterm_stops_the_api_cleanly(
-    procs: ProcessGroup, pg_dsn: str, tmp_path: Path
+    pg_dsn: str, procs: ProcessGroup, tmp_path: Path
 ) -> None:
     _broker, endpoints = await start_broker_process(procs, tmp_path / "broker")
     api, _url = await start_api_process(procs, dsn=pg_dsn, endpoints=endpoints, state_dir=tmp_path / "s")
     assert await procs.stop(api) == 0
     events = [json.loads(line)["event"] for line in api.log_text().splitlines() if line.startswith("{")]
     assert "process_stopped" in events
+
+
+async def test_rebuild_cache_flag_restores_a_lost_cache_from_the_log(
+    pg_dsn: str, procs: ProcessGroup, tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    _broker, endpoints = await start_broker_process(procs, tmp_path / "broker")
+    state = tmp_path / "s"
+    api, url = await start_api_process(procs, dsn=pg_dsn, endpoints=endpoints, state_dir=state)
+    client = Client(http, url)
+    ids = [
+        (await client.call("account.create", {"name": f"Kept {i}", "owner_email": "k@x.io"}))["result"]["id"]
+        for i in range(3)
+    ]
+
+    async def consumed() -> bool:
+        return len([e for e in await read_log(endpoints) if e.type == "account.created"]) == 3
+
+    _ = await wait_until(consumed, timeout=20, message="all three in the log")
+    assert await procs.stop(api) == 0
+    for path in state.glob("cache.sqlite3*"):
+        path.unlink()  # the cache is lost; the `cache` consumer has acked everything already
+    _api2, url = await start_api_process(
+        procs, dsn=pg_dsn, endpoints=endpoints, state_dir=state, name="api-rebuilt",
+        extra=("--rebuild-cache",),
+    )
+    listed = (await Client(http, url).call("account.list", {}))["result"]
+    assert sorted(item["id"] for item in listed["items"]) == sorted(ids)

@@ -91,7 +91,9 @@ class EmbeddedServer:
         return self._process is not None and self._process.poll() is None
 
     def start(self, timeout: float = 30.0) -> None:
-        argv = embedded.command(self.data_dir, self.port, self.socket_dir, settings=FAST_SETTINGS)
+        argv = embedded.command(
+            self.data_dir, self.port, self.socket_dir, settings=FAST_SETTINGS, die_with_parent=True
+        )
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
