@@ -89,9 +89,10 @@ class Socket:
     def closed(self) -> bool:
         return bool(self._sock.closed)
 
-    def close(self) -> None:
+    def close(self, linger_ms: int = 0) -> None:
+        """Close; `linger_ms` > 0 lets queued frames go out for that long (context term waits)."""
         if not self._sock.closed:
-            self._sock.close(linger=0)
+            self._sock.close(linger=linger_ms)
 
 
 def _consume_outcome(fut: object) -> None:

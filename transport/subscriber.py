@@ -43,6 +43,9 @@ from transport.sockets import Context, Socket, connect_push, connect_sub
 log = structlog.get_logger()
 
 
+ACK_LINGER_MS = 500
+
+
 class _Overflow:
     """The local live queue was full: what PUB sent since must be re-fetched."""
 
@@ -115,9 +118,11 @@ class Subscriber:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._channel.close()
-        for sock in (self._sub, self._push):
-            if sock is not None:
-                sock.close()
+        if self._sub is not None:
+            self._sub.close()
+        if self._push is not None:
+            # Give the last acks a moment to leave; a lost ack only means a redelivery.
+            self._push.close(linger_ms=ACK_LINGER_MS)
 
     # ---- acks -------------------------------------------------------------------
 

@@ -116,7 +116,7 @@ class Broker(Actor[BrokerMessage]):
         self._waiting: list[_Waiting] = []
         self._unpublished: list[tuple[int, bytes]] = []
         self._syncing = False
-        self._fsync_failed = False
+        self._storage_failed = False
         self._persisting = False
         self._durable = 0
         self._last_heartbeat = 0.0
@@ -215,7 +215,12 @@ class Broker(Actor[BrokerMessage]):
                 case _:
                     assert_never(request)
         if to_write:
-            seqs = self._log.append(to_write)
+            try:
+                seqs = self._log.append(to_write)
+            except BaseException:
+                # Head may count records that never reached the file: confirm nothing more.
+                self._storage_failed = True
+                raise
             assert seqs[0] + len(seqs) - 1 == next_seq - 1
             self._unpublished.extend(zip(seqs, (env for _eid, env in to_write), strict=True))
         self._release_waiting()
@@ -303,7 +308,7 @@ class Broker(Actor[BrokerMessage]):
             await loop.run_in_executor(self._thread, EventLog.sync_fds, fds)
         except OSError as exc:
             # Never retry an fdatasync: the page cache may have dropped the dirty pages.
-            self._fsync_failed = True
+            self._storage_failed = True
             self.log.critical("fsync_failed", error=str(exc))
             raise
         self._tell(Synced(upto))
@@ -372,7 +377,7 @@ class Broker(Actor[BrokerMessage]):
         # Hand back in-flight work: make appended records durable and confirm them.
         self._thread.shutdown(wait=True)
         try:
-            if self._log.head > self._durable and not self._fsync_failed:
+            if self._log.head > self._durable and not self._storage_failed:
                 EventLog.sync_fds(self._log.take_dirty())
                 self._durable = self._log.head
                 self._release_waiting()
