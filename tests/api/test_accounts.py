@@ -315,3 +315,28 @@ async def test_readyz_names_the_broker_when_it_does_not_answer(
 
         body = await eventually(down, timeout=5, message="503 naming the broker")
         assert body["down"] == ["broker"]
+
+
+async def test_create_and_publish_are_logged_with_event_and_account_ids(
+    pg_dsn: str, tmp_path: Path, bus: FakeBus
+) -> None:
+    from structlog.testing import capture_logs
+
+    with capture_logs() as logs:
+        async with running_api(fast_settings(pg_dsn, tmp_path / "s"), FakeConnector(bus)) as api:
+            account = await _create(api, "Logged")
+            await eventually(
+                lambda: _has_event(logs, "event_published"), timeout=5, message="published log"
+            )
+    created = [e for e in logs if e["event"] == "account_created"]
+    assert len(created) == 1
+    assert created[0]["account_id"] == account["id"]
+    event_id = created[0]["event_id"]
+    published = [e for e in logs if e["event"] == "event_published"]
+    assert [(e["event_id"], e["account_id"]) for e in published] == [(event_id, account["id"])]
+    written = [e for e in logs if e["event"] == "legacy_account_written"]
+    assert written[0]["event_id"] == event_id
+
+
+async def _has_event(logs: list[Any], name: str) -> bool:
+    return any(e["event"] == name for e in logs)
