@@ -302,3 +302,21 @@ async def test_a_namespace_with_a_finalizer_stays_terminating_until_it_is_remove
         headers={"Content-Type": "application/merge-patch+json"})
     assert code == 200
     assert (await kube.request("GET", "/api/v1/namespaces/held"))[0] == 404
+
+
+async def test_body_namespace_must_match_the_url_and_dry_run_stores_nothing(
+    shared_kube: KubeEndpoint,
+) -> None:
+    kube = shared_kube
+    assert (await kube.request("POST", "/api/v1/namespaces",
+                               json={"metadata": {"name": "match"}}))[0] == 201
+    code, body = await kube.request("POST", "/api/v1/namespaces/match/serviceaccounts", json={
+        "metadata": {"name": "sa", "namespace": "other"}})
+    assert code == 400
+    assert body["message"] == (
+        "the namespace of the provided object does not match the namespace sent on the request")
+    code, body = await kube.request("POST", "/api/v1/namespaces/match/serviceaccounts?dryRun=All",
+                                    json={"metadata": {"name": "sa"}})
+    assert code == 201
+    assert body["metadata"]["namespace"] == "match"
+    assert (await kube.request("GET", "/api/v1/namespaces/match/serviceaccounts/sa"))[0] == 404
