@@ -281,7 +281,7 @@ class HttpServer(Actor[None]):
                            ssl_context=self.settings.tls)
         await site.start()
         port = int(self.runner.addresses[0][1])
-        self.log.info("server_listening", host=self.settings.host, port=port,
+        self.log.info("server_started", host=self.settings.host, port=port,
                       tls=self.settings.tls is not None)
         self.on_bound(port)
 
