@@ -132,8 +132,10 @@ def parser() -> argparse.ArgumentParser:
                    help="journal records before the store writes a new snapshot "
                         "(env FABRIC_KUBE_COMPACT_AFTER)")
     p.add_argument("--log-format", choices=("json", "console"),
-                   default=os.environ.get("FABRIC_LOG_FORMAT", "json"))
-    p.add_argument("--log-level", default=os.environ.get("FABRIC_LOG_LEVEL", "info"))
+                   default=os.environ.get("FABRIC_LOG_FORMAT", "json"),
+                   help="log lines as JSON (default) or for people (env FABRIC_LOG_FORMAT)")
+    p.add_argument("--log-level", default=os.environ.get("FABRIC_LOG_LEVEL", "info"),
+                   help="debug, info, warning or error (env FABRIC_LOG_LEVEL)")
     return p
 
 
