@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -165,7 +166,7 @@ async def test_a_daemon_killed_before_its_ack_redoes_the_event_with_one_effect(
     daemon = await start_daemon(procs, tmp_path, "east", kube.kubeconfig, endpoints,
                                 "--crash-at", point)
     await publish(endpoints, created(1))
-    assert await daemon.process.wait() == -9
+    assert await asyncio.wait_for(daemon.process.wait(), 60) == -9
     first = await kube.namespace("acc-t1")
     assert first is not None
     # Restarted as a supervisor would, same flags: the crash point fires once per state dir.
