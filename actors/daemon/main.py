@@ -1,7 +1,8 @@
 """bin/daemon: one cluster's daemon process.
 
-Parses settings (exit 2 with one line on a bad one), checks the kubeconfig
-loads (exit 2 with one line if not), then runs the `ClusterDaemon` actor until
+Parses settings (exit 2 with one line on a bad one), locks the state dir (one
+daemon per state dir), checks the kubeconfig loads (exit 2 with one line if
+not), then runs the `ClusterDaemon` actor until
 SIGTERM/SIGINT. The broker and the Kubernetes API may be down at start: the
 daemon starts anyway and keeps retrying, logging what it waits for.
 """
@@ -9,6 +10,7 @@ daemon starts anyway and keeps retrying, logging what it waits for.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import sys
 from collections.abc import AsyncIterator, Sequence
@@ -38,10 +40,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ["NO_PROXY"] = ",".join(p for p in (no_proxy, "127.0.0.1,localhost") if p)
     try:
         settings.state_dir.mkdir(parents=True, exist_ok=True)
+        lock = (settings.state_dir / "daemon.lock").open("a")
     except OSError as exc:
-        print(f"daemon: cannot create state dir {settings.state_dir}: {exc.strerror}", file=sys.stderr)
+        print(f"daemon: cannot use state dir {settings.state_dir}: {exc.strerror}", file=sys.stderr)
         return 2
-    return asyncio.run(_run(settings))
+    with lock:
+        try:
+            # Held until the process ends (the kernel drops it even on SIGKILL).
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            print(
+                f"daemon: another daemon is running with state dir {settings.state_dir}",
+                file=sys.stderr,
+            )
+            return 2
+        return asyncio.run(_run(settings))
 
 
 async def _run(settings: DaemonSettings) -> int:

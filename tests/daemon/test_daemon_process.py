@@ -271,6 +271,19 @@ async def _online(endpoints: BrokerEndpoints, consumer: str, online: bool) -> bo
     return any(i.name == consumer and i.online == online for i in await _consumers(endpoints))
 
 
+async def test_a_second_daemon_on_the_same_state_dir_refuses_to_start(
+    procs: ProcessGroup, tmp_path: Path
+) -> None:
+    endpoints, kube = await setup(procs, tmp_path)
+    first = await start_daemon(procs, tmp_path, "east", kube.kubeconfig, endpoints)
+    _ = await wait_until(lambda: "daemon_started" in first.log_text(), timeout=20,
+                         message="first daemon started")
+    second = await start_daemon(procs, tmp_path, "east", kube.kubeconfig, endpoints)
+    assert await asyncio.wait_for(second.process.wait(), 30) == 2
+    assert "another daemon is running" in second.log_text().strip().splitlines()[-1]
+    assert first.running
+
+
 async def _no_faults(kube: Emulator) -> bool:
     return await kube.pending_faults() == []
 
