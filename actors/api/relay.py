@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -34,6 +35,7 @@ class RelaySettings:
     poll_interval: float = 1.0
     backoff_initial: float = 0.05
     backoff_max: float = 2.0
+    linger: float = 0.005
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +69,7 @@ class OutboxRelayActor(Actor[RelayMessage]):
         pool = await db.create_pool(self._dsn, max_size=2, timeout=self._settings.backoff_max + 3)
         listener: db.Connection | None = None
         backoff = self._settings.backoff_initial
+        next_count = 0.0
         try:
             while True:
                 try:
@@ -81,8 +84,11 @@ class OutboxRelayActor(Actor[RelayMessage]):
                             backoff = self._settings.backoff_initial
                             if published:
                                 continue
-                            self._backlog = await db.backlog(pool)
-                            self._metrics.outbox_backlog.set(self._backlog)
+                            if time.monotonic() >= next_count:
+                                # Counting is for the metric only: at most once per poll interval.
+                                self._backlog = await db.backlog(pool)
+                                self._metrics.outbox_backlog.set(self._backlog)
+                                next_count = time.monotonic() + self._settings.poll_interval
                             await self._idle()
                 except asyncio.CancelledError:
                     raise
@@ -112,6 +118,8 @@ class OutboxRelayActor(Actor[RelayMessage]):
     async def _idle(self) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), self._settings.poll_interval)
+            # Commits come in bursts: a short linger turns a burst into one batch.
+            await asyncio.sleep(self._settings.linger)
 
     def _publisher(self, publisher: EventPublisher) -> db.PublishFn:
         async def publish(envelopes: Sequence[Envelope]) -> list[int]:
