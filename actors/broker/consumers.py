@@ -91,6 +91,9 @@ class ConsumerTable:
 
     # ---- state ----------------------------------------------------------------
 
+    def __contains__(self, name: str) -> bool:
+        return name in self._consumers
+
     def get(self, name: str) -> ConsumerState:
         state = self._consumers.get(name)
         if state is None:

@@ -30,14 +30,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import assert_never
 
+from actors.broker.binding import BrokerSockets
 from actors.broker.consumers import ConsumerTable
 from actors.broker.log import EventLog
 from actors.broker.settings import BrokerSettings
-from actors.runtime import Actor, Request
+from actors.runtime import Actor, ActorStopped, Request
 from core.envelope import Envelope, InvalidEnvelope
 from transport import codec, protocol
-from transport.endpoints import BrokerEndpoints
-from transport.sockets import Context, Socket, bind_pub, bind_pull, bind_router
+from transport.sockets import Socket
 
 DRAIN_MAX = 1000
 READER_ASK_TIMEOUT = 3600.0
@@ -73,30 +73,6 @@ class Persisted:
 
 
 BrokerMessage = ControlBatch | AckBatch | Synced | Tick | Persisted
-
-
-@dataclass(frozen=True, slots=True)
-class BrokerSockets:
-    router: Socket
-    pub: Socket
-    pull: Socket
-
-    @classmethod
-    def bind(cls, ctx: Context, endpoints: BrokerEndpoints) -> BrokerSockets:
-        """Bind all three or none (raises `SocketError` naming the address)."""
-        opened: list[Socket] = []
-        try:
-            for bind, address in (
-                (bind_router, endpoints.control),
-                (bind_pub, endpoints.events),
-                (bind_pull, endpoints.acks),
-            ):
-                opened.append(bind(ctx, address))
-        except Exception:
-            for sock in opened:
-                sock.close()
-            raise
-        return cls(*opened)
 
 
 @dataclass(slots=True)
@@ -155,8 +131,11 @@ class Broker(Actor[BrokerMessage]):
                 batch.append(more)
             if not self.ref.alive:
                 return
-            # A long timeout: a reader must never crash the broker because one batch was slow.
-            await self.ref.ask(kind(batch), timeout=READER_ASK_TIMEOUT)
+            try:
+                # A long timeout: a reader must never crash the broker because one batch was slow.
+                await self.ref.ask(kind(batch), timeout=READER_ASK_TIMEOUT)
+            except ActorStopped:
+                return  # stopping: what is still queued is re-sent by the clients
 
     async def _tick(self) -> None:
         while True:
@@ -266,6 +245,8 @@ class Broker(Actor[BrokerMessage]):
         return next_seq
 
     def _on_sync(self, identity: bytes, request: protocol.SyncRequest) -> None:
+        if request.consumer not in self._consumers:
+            self.log.info("consumer_registered", consumer=request.consumer, head=self._durable)
         state = self._consumers.touch(request.consumer, time.time())
         after = state.watermark if request.after is None else request.after
         events: list[tuple[int, bytes]] = []

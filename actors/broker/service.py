@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from actors.broker.binding import BrokerSockets
 from actors.broker.log import EventLog
-from actors.broker.server import LOG_DIR, Broker, BrokerMessage, BrokerSockets
+from actors.broker.server import LOG_DIR, Broker, BrokerMessage
 from actors.broker.settings import BrokerSettings
 from actors.runtime import ActorRef, ActorSystem, RestartPolicy
 from transport.sockets import Context
