@@ -114,11 +114,11 @@ async def nemesis(up: FabricUp, rng: random.Random, t0: float, history: History)
     for at, target in zip(moments, targets, strict=True):
         await asyncio.sleep(max(0.0, t0 + at - time.monotonic()))  # the fault schedule
         # Kill the process running now, not one already killed whose pid file is stale.
-        pid: int = await wait_until(
-            lambda target=target: (p := up.pid(target) or 0) != last.get(target) and p,  # type: ignore[misc]
-            timeout=30,
-            message=f"{target} restarted",
-        )
+        def current_pid(target: str = target) -> int:
+            pid = up.pid(target) or 0
+            return pid if pid != last.get(target) else 0
+
+        pid = await wait_until(current_pid, timeout=30, message=f"{target} restarted")
         if target == "api":
             # Aim at a moment with a create in flight, so some answers are lost after the write.
             with contextlib.suppress(TimeoutError):
