@@ -6,7 +6,8 @@ control  ROUTER (broker) <- DEALER (clients): requests and replies, matched by r
 events   PUB (broker) -> SUB (subscribers): the live stream; lossy by design.
 acks     PULL (broker) <- PUSH (subscribers): consumer progress; re-sent when lost.
 
-All integers are big-endian unsigned. `seq` (u64) is the broker's sequence
+Frames are listed in brackets, separated by commas; `a:8 b:8` without a comma
+are fields packed into one frame. All integers are big-endian unsigned. `seq` (u64) is the broker's sequence
 number: contiguous from 1, assigned at store time; `head` is the highest
 durable (fsynced) seq, 0 for an empty log. `env` is one event envelope encoded
 by `transport.codec` as the map of `core.envelope.Envelope.to_wire`.
@@ -29,10 +30,11 @@ Control replies:
                                                that event_id; seq is the original one).
                                                Sent only after the records are fsynced.
     EVTS  [FB1, b"EVTS", req_id:8, meta, events]   events = (seq:8, len:4, env)*
-          meta = head:8, next_after:8, end:1. Events are in seq order; seqs the
+          meta = head:8 next_after:8 end:1 (one frame). Events are in seq order; seqs the
           consumer already acked may be skipped. Ask again with after=next_after
           until end=1 ("end marker": nothing durable after next_after).
-    PONG  [FB1, b"PONG", req_id:8, head:8, watermark:8]  watermark = consumer's acked watermark
+    PONG  [FB1, b"PONG", req_id:8, head:8 watermark:8]  one 16-byte frame; watermark = the
+                                                        consumer's acked watermark (0 if none)
     CONS  [FB1, b"CONS", req_id:8, msgpack list of {name, acked_seq, lag, last_seen, online}]
     ERR   [FB1, b"ERR",  req_id:8, code:2, reason utf8]  see ErrorCode; nothing was stored
 
