@@ -240,25 +240,23 @@ class ClusterDaemon(Actor[DaemonMessage]):
             self._start_next(item.account_id, account)
 
     def _start_next(self, account_id: str, account: _Account) -> None:
-        while account.queue:
-            item = account.queue.popleft()
-            if self._superseded(item):
-                assert isinstance(item, EventWork)
-                self.log.info(
-                    "event_superseded", event_id=item.envelope.event_id, account_id=account_id
-                )
-                _ = self.start_task(self._ack_superseded(item), name=f"ack-{item.seq}")
-                account.busy = True
-                return
-            account.busy = True
-            _ = self.start_task(self._run(item), name=f"work-{account_id}")
+        """Start the account's next item, or forget the account when its queue is empty."""
+        if not account.queue:
+            del self._accounts[account_id]
             return
-        account.busy = False
-        del self._accounts[account_id]
+        item = account.queue.popleft()
+        account.busy = True
+        if isinstance(item, EventWork) and self._superseded(item):
+            self.log.info(
+                "event_superseded", event_id=item.envelope.event_id, account_id=account_id
+            )
+            _ = self.start_task(self._ack_superseded(item), name=f"ack-{item.seq}")
+        else:
+            _ = self.start_task(self._run(item), name=f"work-{account_id}")
 
-    def _superseded(self, item: WorkItem) -> bool:
+    def _superseded(self, item: EventWork) -> bool:
         """An old create of an account the desired set already knows is deleted: skip its effect."""
-        if not isinstance(item, EventWork) or not isinstance(item.event, AccountCreated):
+        if not isinstance(item.event, AccountCreated):
             return False
         rec = self._state.get(item.account_id)
         return rec is not None and rec.status == "deleted" and rec.seq > item.seq
