@@ -119,3 +119,17 @@ async def test_rebuild_from_the_log_equals_the_live_cache(pg_dsn: str, tmp_path:
         assert len(expected["accounts"]) == 6  # type: ignore[arg-type]
     finally:
         rebuilt.close()
+
+
+def test_sqlite_cache_implements_the_cache_port(tmp_path: Path) -> None:
+    from core.cache import AccountCache
+
+    port: AccountCache = SqliteCache(tmp_path / "port.sqlite3")  # mypy checks the protocol here
+    try:
+        assert port.cursor() == 0
+        assert port.get_by_slug("nobody") is None
+        assert port.list_after(None, 10) == []
+        assert port.known_clusters() == []
+    finally:
+        assert isinstance(port, SqliteCache)
+        port.close()
