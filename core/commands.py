@@ -1,7 +1,7 @@
-"""Commands and queries the API's domain accepts: a closed set of frozen dataclasses.
+"""Commands the API's domain accepts: a closed set of frozen dataclasses.
 
 The JSON-RPC edge turns validated params into one of these; the domain actor
-and the readers `match` on them (`assert_never` keeps the set closed).
+`match`es on them. Reads do not go through the domain: they are cache queries.
 """
 
 from __future__ import annotations
@@ -25,19 +25,3 @@ class DeleteAccount:
 
 Command = CreateAccount | DeleteAccount
 
-
-@dataclass(frozen=True, slots=True)
-class GetAccount:
-    """Exactly one of `account_id` / `slug` is set."""
-
-    account_id: str | None
-    slug: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class ListAccounts:
-    limit: int
-    after: int | None  # the creation position of the last item already seen
-
-
-Query = GetAccount | ListAccounts
