@@ -19,7 +19,7 @@ from core.envelope import Envelope
 from core.events import AccountCreated, AccountDeleted, to_envelope
 from core.tenancy import TemporaryKubeError, outcome_event_id
 from tests.daemon.fake_cluster import FakeCluster
-from tests.daemon.test_dispatcher import POLICY, all_acked, running, settings
+from tests.daemon.inproc import POLICY, all_acked, running, settings
 from tests.support.fake_bus import FakeBus
 from tests.support.wait import wait_until
 
