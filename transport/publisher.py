@@ -29,7 +29,6 @@ from transport.control import ControlChannel
 from transport.endpoints import BrokerEndpoints
 from transport.sockets import Context
 
-
 # Small enough that several coalesced requests are in flight at once (the broker works on one
 # while the next is being formed), large enough to share each fsync widely.
 COALESCE = 64
