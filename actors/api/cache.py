@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import assert_never
 
 from actors.api.cache_store import SqliteCache
 from actors.runtime import Actor, Request
@@ -103,6 +104,8 @@ class CacheActor(Actor[CacheMessage]):
             case PingCache():
                 store.ping()
                 return None
+            case _:
+                assert_never(message)
 
     def _snapshot(self, store: SqliteCache, records: list[AccountRecord]) -> Snapshot:
         return Snapshot(records, store.reports([r.id for r in records]), store.known_clusters())

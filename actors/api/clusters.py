@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import assert_never
 
 from actors.api.bus import BusConnector
 from actors.api.metrics import ApiMetrics
@@ -86,6 +87,8 @@ class ClusterDirectoryActor(Actor[DirectoryMessage]):
                 self._state = Directory(self._state.consumers, reachable=False,
                                         answered=self._state.answered)
                 return None
+            case _:
+                assert_never(message)
 
     async def _poll(self) -> None:
         while True:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import assert_never
 
 from actors.api.cache import ApplyEvent, CacheMessage, FindAccount
 from actors.legacy.actor import LegacyMessage, LoadAccount, WriteAccount, WriteDeletion
@@ -64,6 +65,8 @@ class DomainActor(Actor[DomainMessage]):
                 return await self._create(command)
             case Delete(command):
                 return await self._delete(command)
+            case _:
+                assert_never(message)
 
     async def _create(self, command: CreateAccount) -> AccountRecord:
         new = validate_new_account(command.name, command.owner_email, command.slug)

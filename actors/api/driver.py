@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import assert_never
 
 from actors.api.bus import BusConnector
 from actors.api.cache import ApplyEvent, CacheMessage
@@ -55,6 +56,8 @@ class EventDriverActor(Actor[DriverMessage]):
         match message:
             case GetApplied():
                 return self._applied
+            case _:
+                assert_never(message)
 
     async def _run(self) -> None:
         backoff = 0.05

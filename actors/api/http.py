@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, assert_never
 
 from aiohttp import web
 
@@ -132,3 +132,5 @@ class HttpActor(Actor[HttpMessage]):
         match message:
             case GetAddress():
                 return self._address
+            case _:
+                assert_never(message)

@@ -17,6 +17,7 @@ import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import assert_never
 
 from actors.api.bus import BusConnector
 from actors.api.metrics import ApiMetrics
@@ -64,6 +65,8 @@ class OutboxRelayActor(Actor[RelayMessage]):
         match message:
             case GetBacklog():
                 return self._backlog
+            case _:
+                assert_never(message)
 
     async def _run(self) -> None:
         pool = await db.create_pool(self._dsn, max_size=2, timeout=self._settings.backoff_max + 3)

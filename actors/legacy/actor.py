@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import assert_never
 
 from actors.legacy import db
 from actors.runtime import Actor, Request
@@ -108,3 +109,5 @@ class LegacyActor(Actor[LegacyMessage]):
             case PingLegacy():
                 await db.ping(pool)
                 return None
+            case _:
+                assert_never(message)
