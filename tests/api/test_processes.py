@@ -60,13 +60,13 @@ async def _count(dsn: str, sql: str) -> int:
         await db.close_connection(conn)
 
 
-async def test_help_and_bad_settings(procs: ProcessGroup) -> None:
+async def test_help_and_bad_settings(procs: ProcessGroup, tmp_path: Path) -> None:
     helped = await procs.start("api", "--help", name="help")
     assert await helped.process.wait() == 0
     assert "--legacy-dsn" in helped.log_text()
     bad = await procs.start(
         "api", "--listen", "nowhere", "--legacy-dsn", "postgresql://x", "--broker", "a,b,c",
-        "--state-dir", "/tmp/unused", name="bad",
+        "--state-dir", str(tmp_path / "unused"), name="bad",
     )
     assert await bad.process.wait() == 2
     lines = [line for line in bad.log_text().splitlines() if line.strip()]
@@ -158,6 +158,14 @@ async def test_postgres_down_gives_32020_writes_nothing_and_the_api_recovers(
             slugs = await _slugs(dsn)
             assert slugs == ["back", "kept"], "nothing of the refused creates was written"
             assert await _count(dsn, "SELECT count(*) FROM fabric_outbox") == 2
+
+            async def relayed() -> bool:
+                unpublished = "SELECT count(*) FROM fabric_outbox WHERE published_at IS NULL"
+                return await _count(dsn, unpublished) == 0
+
+            _ = await wait_until(relayed, timeout=20, message="the relay recovered too")
+            created = [e.aggregate_id for e in await read_log(endpoints)]
+            assert len(created) == 2
             assert api.running
             assert await procs.stop(api) == 0
         finally:
