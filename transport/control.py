@@ -72,13 +72,15 @@ class ControlChannel:
 
     async def _reset(self) -> None:
         self._fail_pending("connection reset after a timeout")
-        reader = self._reader
-        if reader is not None:
-            reader.cancel()
-            await asyncio.gather(reader, return_exceptions=True)
-        if self._sock is not None:
-            self._sock.close()
-            self.open()
+        old_reader, old_sock = self._reader, self._sock
+        if old_sock is None:
+            return  # closed meanwhile
+        # The new socket is in place before we await anything, so no request goes to the old one.
+        self.open()
+        if old_reader is not None:
+            old_reader.cancel()
+            await asyncio.gather(old_reader, return_exceptions=True)
+        old_sock.close()
 
     def _fail_pending(self, reason: str) -> None:
         for future in self._pending.values():
