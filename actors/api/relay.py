@@ -73,6 +73,7 @@ class OutboxRelayActor(Actor[RelayMessage]):
         listener: db.Connection | None = None
         backoff = self._settings.backoff_initial
         next_count = 0.0
+        one_by_one = False
         try:
             while True:
                 try:
@@ -81,11 +82,13 @@ class OutboxRelayActor(Actor[RelayMessage]):
                             if listener is None or db.is_closed(listener):
                                 listener = await self._listen()
                             self._wake.clear()
-                            published = await db.relay_batch(
-                                pool, self._settings.batch, self._publisher(publisher)
-                            )
+                            size = 1 if one_by_one else self._settings.batch
+                            result = await db.relay_batch(pool, size, self._publisher(publisher))
+                            for event_id in result.quarantined:
+                                self.log.error("outbox_row_quarantined", event_id=event_id)
                             backoff = self._settings.backoff_initial
-                            if published:
+                            if result:
+                                one_by_one = False
                                 continue
                             if time.monotonic() >= next_count:
                                 # Counting is for the metric only: at most once per poll interval.
@@ -99,6 +102,8 @@ class OutboxRelayActor(Actor[RelayMessage]):
                     self.log.warning("relay_backed_off", dependency=exc.dependency,
                                      detail=exc.detail, retry_in=backoff)
                 except BusRejected as exc:
+                    # Find the row at fault: the next passes send one row at a time.
+                    one_by_one = True
                     self.log.error("relay_batch_rejected", error=str(exc), retry_in=backoff)
                 except Exception as exc:
                     self.log.warning("relay_backed_off", dependency="broker", error=repr(exc),

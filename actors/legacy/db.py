@@ -18,7 +18,8 @@ from typing import Any, TypeAlias
 
 import asyncpg
 
-from core.envelope import Envelope
+from core.bus import BusRejected
+from core.envelope import Envelope, InvalidEnvelope
 from core.errors import DependencyUnavailable, SlugTaken
 
 NOTIFY_CHANNEL = "fabric_outbox"
@@ -179,8 +180,17 @@ class OutboxRow:
 PublishFn = Callable[[Sequence[Envelope]], Awaitable[Sequence[int]]]
 
 
-async def relay_batch(pool: Pool, limit: int, publish: PublishFn) -> int:
-    """Publish one batch of unpublished outbox rows, holding their row locks; return the count.
+@dataclass(frozen=True, slots=True)
+class RelayResult:
+    published: int
+    quarantined: tuple[str, ...] = ()  # event ids of rows set aside (see relay_batch)
+
+    def __bool__(self) -> bool:
+        return self.published > 0 or bool(self.quarantined)
+
+
+async def relay_batch(pool: Pool, limit: int, publish: PublishFn) -> RelayResult:
+    """Publish one batch of unpublished outbox rows, holding their row locks.
 
     SKIP LOCKED lets several relays share the outbox. A row is held back while
     an older unpublished row of the same account is locked by another relay,
@@ -188,6 +198,11 @@ async def relay_batch(pool: Pool, limit: int, publish: PublishFn) -> int:
     kept: every unpublished row is visible to the next pass, so a transaction
     that commits late is never skipped. If we die after `publish` and before
     commit, the rows are published again; the broker dedups by event id.
+
+    A row that can never be published (its envelope does not parse, or the bus
+    refuses it for good when sent alone) is quarantined, not retried forever
+    in front of every later row: it is marked done with a NULL seq, stays in
+    the table, and its event id is returned for the caller to log loudly.
     """
     async with translated_errors(), pool.acquire() as conn, conn.transaction():
         rows = await conn.fetch(
@@ -196,7 +211,7 @@ async def relay_batch(pool: Pool, limit: int, publish: PublishFn) -> int:
             limit,
         )
         if not rows:
-            return 0
+            return RelayResult(0)
         ids = [r["id"] for r in rows]
         blocked = {
             r["aggregate_id"]
@@ -206,16 +221,40 @@ async def relay_batch(pool: Pool, limit: int, publish: PublishFn) -> int:
                 max(ids), ids,
             )
         }
-        batch = [r for r in rows if r["aggregate_id"] not in blocked]
-        if not batch:
-            return 0
-        envelopes = [Envelope.from_wire(json.loads(r["envelope"])) for r in batch]
-        seqs = await publish(envelopes)
+        batch = []
+        bad = []
+        for r in rows:
+            if r["aggregate_id"] in blocked:
+                continue
+            try:
+                batch.append((r, Envelope.from_wire(json.loads(r["envelope"]))))
+            except (ValueError, InvalidEnvelope):
+                bad.append(r)
+        if not batch and not bad:
+            return RelayResult(0)
+        seqs: Sequence[int | None] = []
+        if batch:
+            try:
+                seqs = await publish([env for _, env in batch])
+            except BusRejected:
+                if len(batch) > 1:
+                    raise  # the caller retries one at a time to find the row at fault
+                bad.append(batch[0][0])
+                batch, seqs = [], []
+        marks = [(r["id"], seq) for (r, _), seq in zip(batch, seqs, strict=True)]
+        marks += [(r["id"], None) for r in bad]
         await conn.executemany(
             "UPDATE fabric_outbox SET published_at = now(), published_seq = $2 WHERE id = $1",
-            [(r["id"], seq) for r, seq in zip(batch, seqs, strict=True)],
+            marks,
         )
-        return len(batch)
+        return RelayResult(len(batch), tuple(str(_event_id(r)) for r in bad))
+
+
+def _event_id(row: Any) -> str:
+    try:
+        return str(json.loads(row["envelope"]).get("event_id", row["id"]))
+    except (ValueError, AttributeError):
+        return f"outbox row {row['id']}"
 
 
 async def backlog(pool: Pool) -> int:

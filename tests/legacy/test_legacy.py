@@ -15,7 +15,7 @@ from actors.api.metrics import ApiMetrics
 from actors.api.relay import OutboxRelayActor, RelaySettings
 from actors.legacy import db, embedded
 from actors.runtime import ActorSystem
-from core.bus import EventPublisher, PublishReceipt
+from core.bus import BusRejected, EventPublisher, PublishReceipt
 from core.envelope import Envelope, utc_now
 from core.events import AccountCreated, AccountDeleted, to_envelope
 from tests.api.harness import FakeConnector, eventually
@@ -190,3 +190,52 @@ def test_embedded_server_argv_and_dsn(tmp_path: Path) -> None:
         "-k", str((tmp_path / "sock").resolve()), "-c", "fsync=off",
     ]
     assert embedded.dsn(5999) == "postgresql://postgres@127.0.0.1:5999/postgres"
+
+
+class RejectingConnector(FakeConnector):
+    """A bus that refuses, for good, any batch holding one poisoned event id."""
+
+    def __init__(self, bus: FakeBus) -> None:
+        super().__init__(bus)
+        self.poisoned: set[str] = set()
+
+    @asynccontextmanager
+    async def publisher(self) -> AsyncIterator[EventPublisher]:
+        outer = self
+
+        class Rejecting:
+            async def publish(self, envelopes: Sequence[Envelope]) -> list[PublishReceipt]:
+                if any(e.event_id in outer.poisoned for e in envelopes):
+                    raise BusRejected("poisoned")
+                return await outer.bus.publish(envelopes)
+
+        yield Rejecting()
+
+
+async def test_unpublishable_rows_are_quarantined_not_retried_in_front_of_the_rest(
+    pg_dsn: str,
+) -> None:
+    bus = FakeBus()
+    connector = RejectingConnector(bus)
+    async with pool_for(pg_dsn) as pool:
+        first = await _create(pool, "first")
+        refused = await _create(pool, "refused")
+        connector.poisoned.add(refused.event_id)
+        conn = await db.connect(pg_dsn)
+        try:
+            await conn.execute(
+                "INSERT INTO fabric_outbox (event_id, aggregate_id, event_type, envelope) "
+                "VALUES ($1, $2, 'account.created', '{\"not\": \"an envelope\"}'::jsonb)",
+                str(uuid.uuid4()), str(uuid.uuid4()),
+            )
+        finally:
+            await db.close_connection(conn)
+        last = await _create(pool, "last")
+        async with relays(pg_dsn, connector):
+            await eventually(lambda: _backlog_is(pool, 0), timeout=10, message="outbox settled")
+        async with pool.acquire() as conn:
+            set_aside = await conn.fetchval(
+                "SELECT count(*) FROM fabric_outbox WHERE published_seq IS NULL"
+            )
+    assert [e.event_id for e in bus.log] == [first.event_id, last.event_id]
+    assert set_aside == 2
