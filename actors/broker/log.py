@@ -4,8 +4,9 @@ Contract (single owner; every method runs on the owner's thread except
 `sync_fds`, which a worker thread may run while the owner keeps appending):
 
 - Segments are `<base seq, 20 digits>.seg`; all but the newest are sealed. A new
-  segment starts once the current one passes `segment_bytes`; creating it fsyncs
-  the directory so the file's name survives a power loss.
+  segment starts once the current one passes `segment_bytes`: the old one is
+  fdatasynced first, and creating the new one fsyncs the directory so the
+  file's name survives a power loss.
 - `open` recovers: every sealed segment must scan clean (else `CorruptLog`, the
   broker refuses to start); the newest is truncated at its first invalid record
   and fsynced, and what was cut is reported in `recovery`.
@@ -145,6 +146,9 @@ class EventLog:
             if size >= self._segment_bytes and segment.offsets:
                 self._write(segment, chunk)
                 chunk = []
+                # A sealed segment must be whole on disk before its successor exists, or a power
+                # loss could leave a short sealed segment that recovery must refuse.
+                os.fdatasync(segment.fd)
                 self._new_segment(self.head + 1)
                 segment = self._segments[-1]
                 size = 0
