@@ -110,6 +110,11 @@ def parse_settings(argv: Sequence[str] | None = None) -> BrokerSettings:
         parser.error("--data-dir (or FABRIC_BROKER_DATA_DIR) is required")
     if args.bind is None:
         parser.error("--bind (or FABRIC_BROKER_BIND) is required")
+    # argparse checks `choices` for flags only; env values need the same check.
+    if args.log_format not in ("json", "console"):
+        parser.error(f"FABRIC_LOG_FORMAT must be json or console, got {args.log_format!r}")
+    if args.log_level not in ("debug", "info", "warning", "error"):
+        parser.error(f"FABRIC_LOG_LEVEL must be debug, info, warning or error, got {args.log_level!r}")
     # argparse runs string defaults (the env values) through `type` too, so both are checked.
     return BrokerSettings(
         data_dir=Path(args.data_dir),
