@@ -30,11 +30,14 @@ class Producer:
         self.confirmed: dict[str, int] = {}
         self.order: dict[str, list[str]] = defaultdict(list)
         self.stop = asyncio.Event()
+        self.batches: list[list[Envelope]] = [[envelope(-1)]]
+        self.duplicates = 0
 
     async def run(self, ctx: Context, endpoints: BrokerEndpoints) -> None:
         rng = random.Random(1)
         n = 0
         async with Publisher(ctx, endpoints, timeout=1.0) as pub:
+            await self._first(pub)
             while not self.stop.is_set():
                 batch: list[Envelope] = [envelope(n + i) for i in range(rng.randrange(1, 6))]
                 n += len(batch)
@@ -48,6 +51,26 @@ class Producer:
                         await asyncio.sleep(0.05)
                 for receipt in receipts:
                     self.confirmed[receipt.event_id] = receipt.seq
+                if rng.random() < 0.2:  # an outbox relay re-sending something stored long ago
+                    await self._resend(pub, rng.choice(self.batches))
+                self.batches.append(batch)
+
+    async def _first(self, pub: Publisher) -> None:
+        (receipt,) = await pub.publish(self.batches[0])
+        self.confirmed[receipt.event_id] = receipt.seq
+        self.order[self.batches[0][0].aggregate_id].append(receipt.event_id)
+
+    async def _resend(self, pub: Publisher, batch: list[Envelope]) -> None:
+        while True:
+            try:
+                receipts = await pub.publish(batch)
+                break
+            except BusUnavailable:
+                await asyncio.sleep(0.05)
+        for receipt in receipts:
+            assert receipt.duplicate
+            assert receipt.seq == self.confirmed[receipt.event_id]
+            self.duplicates += 1
 
 
 async def _consume(ctx: Context, endpoints: BrokerEndpoints, into: list[Delivery]) -> None:
@@ -119,3 +142,4 @@ async def test_every_confirmed_event_is_delivered_in_order_across_repeated_sigki
     assert sorted(producer.confirmed.values()) == list(range(1, len(producer.confirmed) + 1))
     truncations = sum(p.log_text().count('"log_tail_truncated"') for p in procs.procs)
     assert truncations >= KILLS // 2
+    assert producer.duplicates > 0
