@@ -49,8 +49,11 @@ class KubeConfigError(ValueError):
     """The kubeconfig (or in-cluster config) cannot be loaded."""
 
 
-async def load_configuration(kubeconfig: Path | None) -> client.Configuration:
-    """A fresh Configuration from a kubeconfig file, or in-cluster settings when None."""
+async def load_configuration(
+    kubeconfig: Path | None, context: str | None = None
+) -> client.Configuration:
+    """A fresh Configuration from a kubeconfig file (its `context`, default the current one),
+    or in-cluster settings when no file is given."""
     cfg = client.Configuration()
     try:
         if kubeconfig is None:
@@ -58,7 +61,9 @@ async def load_configuration(kubeconfig: Path | None) -> client.Configuration:
         else:
             if not await asyncio.to_thread(kubeconfig.is_file):
                 raise KubeConfigError(f"kubeconfig {kubeconfig} does not exist")
-            await config.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg)
+            await config.load_kube_config(
+                config_file=str(kubeconfig), context=context, client_configuration=cfg
+            )
     except KubeConfigError:
         raise
     except Exception as exc:

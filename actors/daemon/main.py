@@ -59,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 async def _run(settings: DaemonSettings) -> int:
     try:
-        kube_cfg = await load_configuration(settings.kubeconfig)
+        kube_cfg = await load_configuration(settings.kubeconfig, settings.kube_context)
     except KubeConfigError as exc:
         print(f"daemon: {exc}", file=sys.stderr)
         return 2

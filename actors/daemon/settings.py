@@ -33,6 +33,7 @@ class DaemonSettings:
     state_dir: Path
     resync_seconds: float
     policy: TenancyPolicy
+    kube_context: str | None = None
     backoff_initial: float = 0.2
     backoff_cap: float = 30.0
     request_timeout: float = 10.0
@@ -82,6 +83,11 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         "--kubeconfig",
         default=e("FABRIC_KUBECONFIG"),
         help="kubeconfig path; omit for in-cluster config (FABRIC_KUBECONFIG)",
+    )
+    p.add_argument(
+        "--kube-context",
+        default=e("FABRIC_KUBE_CONTEXT"),
+        help="kubeconfig context to use; default its current-context (FABRIC_KUBE_CONTEXT)",
     )
     p.add_argument(
         "--broker", default=e("FABRIC_BROKER"), help="CONTROL,EVENTS,ACKS addresses (FABRIC_BROKER)"
@@ -197,6 +203,7 @@ def parse_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | N
     return DaemonSettings(
         cluster=args.cluster,
         kubeconfig=Path(args.kubeconfig) if args.kubeconfig else None,
+        kube_context=args.kube_context or None,
         broker=broker,
         state_dir=Path(args.state_dir),
         resync_seconds=args.resync,
