@@ -1,0 +1,119 @@
+"""One account's journey, followed by its ids through every process's JSON log lines.
+
+Broker, API, kube emulator and daemon run as real processes; one account is created
+over JSON-RPC and waited on until `ready`. Then, by the account's id and the event ids:
+
+    api     account_created   account_id, event_id          (the domain wrote row + outbox)
+    api     event_published   event_id, account_id, seq      (the outbox relay)
+    broker  event_stored      event_id, account_id, seq      (debug level: the hot path
+                                                              logs per event only at debug)
+    daemon  event_received    event_id, account_id
+    daemon  namespace_created event_id, account_id, cluster
+    daemon  outcome_published event_id, outcome_event_id      (NamespaceProvisioned)
+    broker  event_stored      event_id = outcome_event_id
+    api     cache_event_applied event_id, account_id       (debug level: the domain's own
+                                                              read-your-writes apply)
+    api     event_applied     event_id = outcome_event_id   (the event driver applies the
+                                                              daemon's namespace.provisioned)
+
+Every line of every process parses as a JSON object with a snake_case `event` and a `level`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.api.harness import ADMIN_KEY
+from tests.api.processes import start_api_process
+from tests.contract.logs import check_log_line, has_event, json_lines
+from tests.support.broker import start_broker_process
+from tests.support.kube import start_kube_emulator
+from tests.support.processes import Proc, ProcessGroup
+from tests.support.wait import wait_until
+
+pytestmark = pytest.mark.processes
+
+CLUSTER = "east"
+
+
+async def rpc(url: str, method: str, params: dict[str, Any]) -> dict[str, Any]:
+    body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": params}
+    async with aiohttp.ClientSession() as http, http.post(
+        url + "/rpc", json=body, headers={"Authorization": f"Bearer {ADMIN_KEY}"}
+    ) as response:
+        reply = await response.json()
+    assert "result" in reply, f"{method} failed: {reply}"
+    result: dict[str, Any] = reply["result"]
+    return result
+
+
+def logged(proc: Proc, event: str, **fields: object) -> dict[str, Any]:
+    """The line `proc` logged as `event` with these fields; fails naming what is missing."""
+    line = has_event(proc, event, **fields)
+    assert line is not None, f"{proc.name} did not log {event} with {fields}"
+    return line
+
+
+async def test_one_account_is_followed_by_its_ids_through_every_process_log(
+    procs: ProcessGroup, tmp_path: Path, pg_dsn: str
+) -> None:
+    broker, endpoints = await start_broker_process(
+        procs, tmp_path / "broker", "--log-level", "debug"
+    )
+    kube = await start_kube_emulator(procs, tmp_path / "kube")
+    api, url = await start_api_process(
+        procs, dsn=pg_dsn, endpoints=endpoints, state_dir=tmp_path / "api",
+        extra=("--log-level", "debug"),
+    )
+    daemon = await procs.start(
+        "daemon", "--cluster", CLUSTER, "--kubeconfig", str(kube.kubeconfig),
+        "--broker", str(endpoints), "--state-dir", str(tmp_path / "daemon"),
+        "--resync", "2", "--heartbeat-interval", "0.2", "--retry-initial", "0.1",
+        "--retry-cap", "1", name="daemon",
+    )
+    _ = await wait_until(lambda: has_event(daemon, "daemon_started"), timeout=30,
+                         message="daemon started")
+
+    account = await rpc(url, "account.create", {"name": "Journey", "owner_email": "j@example.com"})
+    account_id = account["id"]
+
+    async def ready() -> bool:
+        found = await rpc(url, "account.get", {"id": account_id})
+        return bool(found["status"] == "ready")
+
+    _ = await wait_until(ready, timeout=60, interval=0.1, message="account ready")
+    # The last hop: the daemon acks after publishing; the cache applies the report.
+    _ = await wait_until(
+        lambda: has_event(daemon, "event_acked", account_id=account_id), timeout=30,
+        message="daemon acked the create",
+    )
+
+    created = logged(api, "account_created", account_id=account_id)
+    event_id = created["event_id"]
+    published = logged(api, "event_published", event_id=event_id, account_id=account_id)
+    stored = logged(broker, "event_stored", event_id=event_id, account_id=account_id)
+    assert stored["seq"] == published["seq"], (stored, published)
+    logged(daemon, "event_received", event_id=event_id, account_id=account_id)
+    ns = logged(daemon, "namespace_created", event_id=event_id, account_id=account_id)
+    assert ns["cluster"] == CLUSTER, ns
+    assert ns["namespace"] == account["namespace"], ns
+    report = logged(daemon, "outcome_published", event_id=event_id, account_id=account_id,
+                    outcome="namespace.provisioned")
+    outcome_id = report["outcome_event_id"]
+    logged(broker, "event_stored", event_id=outcome_id, account_id=account_id)
+    # Read-your-writes: the domain puts its own create into the cache at once, so when the
+    # event driver later receives it there is nothing left to apply (and nothing logged).
+    logged(api, "cache_event_applied", event_id=event_id, account_id=account_id)
+    logged(api, "event_applied", event_id=outcome_id, account_id=account_id,
+           type="namespace.provisioned")
+
+    for proc in (daemon, api, kube.proc, broker):
+        assert proc is not None
+        code = await procs.stop(proc)
+        assert code == 0, f"{proc.name} exited {code}:\n{proc.log_text()[-3000:]}"
+        for line in json_lines(proc.log_text(), source=proc.name):
+            check_log_line(line, source=proc.name)
