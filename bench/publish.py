@@ -41,6 +41,7 @@ from transport.sockets import Context, bind_pull, close_context, connect_push, n
 WINDOW = 256
 BATCH = 100
 BATCH_WINDOW = 8
+SEQUENTIAL = 1000
 
 
 def _envelopes(n: int) -> list[Envelope]:
@@ -138,10 +139,26 @@ async def bench_fabric(ctx: Context, endpoints: BrokerEndpoints, n: int) -> dict
         again = _envelopes(n)
         batches = [again[i : i + BATCH] for i in range(0, n, BATCH)]
         t_batch = await _windowed(len(batches), BATCH_WINDOW, batch)
-    return {"async": n / t_async, "batched": n / t_batch}
+        one_by_one = _envelopes(SEQUENTIAL)
+        latencies = []
+        for env in one_by_one:
+            start = time.perf_counter()
+            await pub.publish([env])
+            latencies.append(time.perf_counter() - start)
+    return {
+        "async": n / t_async,
+        "batched": n / t_batch,
+        "sequential p50 us": _p(latencies, 0.5) * 1e6,
+        "sequential p99 us": _p(latencies, 0.99) * 1e6,
+    }
 
 
-async def bench_nats(url: str, n: int) -> float:
+def _p(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def bench_nats(url: str, n: int) -> dict[str, float]:
     import nats  # only this benchmark uses it
 
     payloads = [codec.encode(e.to_wire()) for e in _envelopes(n)]
@@ -158,11 +175,20 @@ async def bench_nats(url: str, n: int) -> float:
                 )
             await js.publish_async_completed()
             elapsed = time.perf_counter() - start
+            latencies = []
+            for i, payload in enumerate(payloads[:SEQUENTIAL]):
+                t = time.perf_counter()
+                await js.publish(f"{stream}.events", payload, headers={"Nats-Msg-Id": f"{stream}-seq-{i}"})
+                latencies.append(time.perf_counter() - t)
         finally:
             await js.delete_stream(stream)
     finally:
         await nc.close()
-    return n / elapsed
+    return {
+        "publish_async": n / elapsed,
+        "sequential p50 us": _p(latencies, 0.5) * 1e6,
+        "sequential p99 us": _p(latencies, 0.99) * 1e6,
+    }
 
 
 def _nats_binary() -> str | None:
@@ -262,21 +288,27 @@ async def run(n: int, runs: int) -> None:
                 with _broker_process(work / f"broker-{r}") as endpoints:
                     await _wait_ready(ctx, endpoints)
                     for name, value in (await bench_fabric(ctx, endpoints, n)).items():
-                        add(f"fabric {name} (fdatasync before confirm)", value)
+                        add(f"fabric (fdatasync before confirm) {name}", value)
                 for label, target in nats_targets:
-                    add(f"nats jetstream publish_async ({label})", await bench_nats(target, n))
+                    for name, value in (await bench_nats(target, n)).items():
+                        add(f"nats jetstream ({label}) {name}", value)
                 add("raw pyzmq PUSH->PULL, no storage, no confirm", await bench_raw_zmq(ctx, n))
     finally:
         close_context(ctx)
 
     medians = {name: statistics.median(values) for name, values in results.items()}
-    print(f"confirmed publish throughput, {n} events per run, median of {runs} runs, {os.cpu_count()} CPUs")
+    print(f"confirmed publish, {n} events per run, median of {runs} runs, {os.cpu_count()} CPUs")
     for name, value in medians.items():
-        print(f"  {name:<66} {value:>10,.0f} events/s")
-    ours = medians["fabric async (fdatasync before confirm)"]
+        unit = "" if name.endswith(" us") else " events/s"
+        print(f"  {name:<72} {value:>10,.0f}{unit}")
+    ours = medians["fabric (fdatasync before confirm) async"]
     for name, value in medians.items():
-        if not name.startswith("fabric"):
+        if not name.startswith("fabric") and not name.endswith(" us"):
             print(f"  ratio fabric async / {name}: {ours / value:.2f}")
+    for name, value in medians.items():
+        if name.startswith("nats") and name.endswith("p50 us"):
+            fabric_p50 = medians["fabric (fdatasync before confirm) sequential p50 us"]
+            print(f"  ratio fabric / {name} (latency, lower is better): {fabric_p50 / value:.2f}")
     for note in notes:
         print(f"  note: {note}")
 
