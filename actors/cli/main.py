@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import urllib.parse
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TextIO
 
@@ -111,6 +112,10 @@ async def run_api_command(
 ) -> int:
     layout = Layout.at(target.state_dir(args.state_dir))
     url = target.api_url(args.url, layout)
+    if not _is_http_url(url):
+        print(f"fabric: the API URL {url!r} is not an http:// or https:// URL "
+              "(--url or FABRIC_URL)", file=err)
+        return EXIT_USAGE
     key = target.api_key(args.key, layout)
     run: Command = args.run
     try:
@@ -125,6 +130,15 @@ async def run_api_command(
         print(f"fabric: {exc}", file=err)
         return EXIT_UNREACHABLE
     return EXIT_OK
+
+
+def _is_http_url(url: str) -> bool:
+    try:
+        parts = urllib.parse.urlsplit(url)
+        _ = parts.port  # raises on a port that is not a number
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -127,7 +127,7 @@ def bad_settings(tmp: Path) -> dict[str, list[BadSetting]]:
             bad("bad cluster name", "clusters", "up", "--state-dir", str(tmp / "f"),
                 "--clusters", "Not A Name!"),
             bad("unknown command", "bogus", "bogus"),
-            bad("malformed api url", "nonsense", "--url", "nonsense", "account", "list"),
+            bad("malformed api url", "url", "--url", "nonsense", "account", "list"),
             bad("word for a number in env", "FABRIC_RESYNC_SECONDS", "up", "--state-dir",
                 str(tmp / "f"), FABRIC_RESYNC_SECONDS="often"),
         ],
@@ -345,3 +345,17 @@ async def test_a_flag_wins_over_its_env_var_and_sigint_ends_it_with_0(
         assert not line.startswith("{"), f"{command} logged JSON despite --log-format console: {line}"
     assert launched.used in log, f"{command} did not use the flag's value:\n{log[-3000:]}"
     assert launched.unused not in log, f"{command} used the env var over the flag:\n{log[-3000:]}"
+
+
+async def test_the_cli_takes_its_api_url_from_env_and_a_flag_wins(procs: ProcessGroup) -> None:
+    env_url, flag_url = f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"
+    env = {"FABRIC_URL": env_url}
+    (code, _, err), (flag_code, _, flag_err) = await asyncio.gather(
+        run_to_exit(procs, "fabric", "account", "list", env=env),
+        run_to_exit(procs, "fabric", "account", "list", "--url", flag_url, env=env),
+    )
+    # Nothing listens there: the "unreachable" line names the URL the CLI used.
+    assert code == flag_code == 3, (err, flag_err)
+    assert env_url in err, err
+    assert flag_url in flag_err, flag_err
+    assert env_url not in flag_err, flag_err
