@@ -253,7 +253,12 @@ async def launch_up(
         assert proc.running, f"fabric up exited: {proc.log_text()[-3000:]}"
         return (state / "ready").exists()
 
-    _ = await wait_until(ready, timeout=90, interval=0.1, message="fabric up ready")
+    try:
+        _ = await wait_until(ready, timeout=90, interval=0.1, message="fabric up ready")
+    except TimeoutError as exc:
+        children = "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-1500:]}"
+                             for p in sorted((state / "logs").glob("*.log")))
+        raise AssertionError(f"{exc}\n{proc.log_text()[-3000:]}\n{children}") from None
     endpoints = json.loads((state / "endpoints.json").read_text())
     assert endpoints["api"] == f"http://127.0.0.1:{port}", endpoints
     await wait_http(proc, f"http://127.0.0.1:{port}/healthz")
