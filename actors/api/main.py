@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import socket
 import sys
 import time
 from pathlib import Path
@@ -112,6 +113,9 @@ def settings_from(args: list[str] | None = None) -> tuple[argparse.Namespace, Ap
     except OSError as exc:
         p.error(f"--state-dir {ns.state_dir}: {exc.strerror or exc}")
     host, port = ns.listen
+    problem = _cannot_bind(host, port)
+    if problem:
+        p.error(f"--listen {host}:{port}: {problem}")
     settings = ApiSettings(
         legacy_dsn=ns.legacy_dsn,
         state_dir=ns.state_dir,
@@ -123,6 +127,20 @@ def settings_from(args: list[str] | None = None) -> tuple[argparse.Namespace, Ap
         relay_enabled=not ns.no_relay,
     )
     return ns, settings
+
+
+def _cannot_bind(host: str, port: int) -> str | None:
+    """Why host:port cannot be served on (in use, unknown host), checked before any actor starts."""
+    if port == 0:
+        return None
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        with socket.socket(infos[0][0], socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(infos[0][4])
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
 
 
 def main(args: list[str] | None = None) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,17 @@ async def test_help_and_bad_settings(procs: ProcessGroup, tmp_path: Path) -> Non
     assert await bad.process.wait() == 2
     lines = [line for line in bad.log_text().splitlines() if line.strip()]
     assert "--listen" in lines[-1]
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = await procs.start(
+            "api", "--listen", f"127.0.0.1:{port}", "--legacy-dsn", "postgresql://x/y",
+            "--broker", "tcp://127.0.0.1:1,tcp://127.0.0.1:2,tcp://127.0.0.1:3",
+            "--state-dir", str(tmp_path / "unused"), name="busy",
+        )
+        assert await busy.process.wait() == 2
+    assert "in use" in busy.log_text().strip().splitlines()[-1]
 
 
 async def test_event_committed_while_the_broker_is_dead_is_delivered_once_after_restart(
