@@ -161,12 +161,12 @@ class Subscriber:
                 )
             except BusUnavailable as exc:
                 if not self._broker_silent:
-                    self._log.warning("broker_unreachable", reason=str(exc))
+                    self._log.warning("broker_lost", reason=str(exc))
                 self._broker_silent = True
             else:
                 if isinstance(reply, protocol.Pong):
                     if self._broker_silent:
-                        self._log.info("broker_reachable", head=reply.head)
+                        self._log.info("broker_regained", head=reply.head)
                     self._broker_silent = False
                     self._on_pong(reply)
             await asyncio.sleep(self._interval)
@@ -218,13 +218,13 @@ class Subscriber:
                             yield delivery
                     if position is not None and page.head < position:
                         # Only a wiped or replaced broker log can be behind what we were given.
-                        self._log.error("broker_log_behind_position", position=position, head=page.head)
+                        self._log.error("position_reset", position=position, head=page.head)
                         position = page.head
                     position = page.next_after if position is None else max(position, page.next_after)
                     if page.end:
                         break
             except BusUnavailable as exc:
-                self._log.info("catch_up_retrying", reason=str(exc), retry_in=backoff)
+                self._log.info("catch_up_failed", reason=str(exc), retry_in=backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self._retry_max)
                 continue
@@ -289,7 +289,7 @@ class Subscriber:
             return Delivery(seq, codec.decode_envelope(raw))
         except (codec.CodecError, InvalidEnvelope) as exc:
             # The broker checked it on publish; a bad one here cannot be applied, so ack and skip.
-            self._log.error("event_undecodable", seq=seq, reason=str(exc))
+            self._log.error("event_skipped", seq=seq, reason=str(exc))
             self._ack_buffer.append(seq)
             self._flush_acks()
             return None

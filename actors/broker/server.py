@@ -268,7 +268,7 @@ class Broker(Actor[BrokerMessage]):
 
     def _reply(self, identity: bytes, frames: list[bytes]) -> None:
         if not self._router.send_nowait([identity, *frames]):
-            self.log.warning("reply_undeliverable", peer=identity.hex(), kind=frames[1].decode())
+            self.log.warning("reply_dropped", peer=identity.hex(), kind=frames[1].decode())
 
     def _dropped(self, socket: str, reason: str) -> None:
         self.log.warning("frame_dropped", socket=socket, reason=reason[:300])
