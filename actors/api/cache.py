@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import assert_never
 
-from actors.api.cache_store import SqliteCache
+from actors.api.cache_store import SqliteCache, StoreError
 from actors.runtime import Actor, Request
 from core.account import AccountRecord, ClusterReport
+from core.errors import DependencyUnavailable
 from core.events import DomainEvent
 
 
@@ -76,6 +77,13 @@ class CacheActor(Actor[CacheMessage]):
             self._store.close()
 
     async def receive(self, message: CacheMessage) -> object:
+        try:
+            return self._handle(message)
+        except StoreError as exc:
+            # The asker learns the cache is unavailable; nothing was applied (one transaction).
+            raise DependencyUnavailable("cache", f"{type(exc).__name__}: {exc}") from exc
+
+    def _handle(self, message: CacheMessage) -> object:
         store = self._store
         assert store is not None
         match message:

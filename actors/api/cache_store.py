@@ -47,6 +47,8 @@ CREATE TABLE IF NOT EXISTS cursor (id INTEGER PRIMARY KEY CHECK (id = 1), seq IN
 INSERT OR IGNORE INTO cursor (id, seq) VALUES (1, 0);
 """
 
+StoreError = sqlite3.Error  # what a failing store raises (disk full, corrupt file, locked)
+
 _ACCOUNT_COLS = "id, slug, name, owner_email, namespace, created_at, deleted_at, position"
 
 

@@ -186,6 +186,8 @@ def build_table(deps: Deps) -> dict[str, Method]:
     async def clusters(_params: dict[str, Any]) -> Any:
         async with translated():
             d = await directory()
+            if not d.answered:
+                raise DependencyUnavailable("broker", "no consumer list from the broker yet")
             return [
                 {
                     "name": c.name.removeprefix("cluster:"),
@@ -261,7 +263,7 @@ def build_table(deps: Deps) -> dict[str, Method]:
                     "lag": {"type": "integer"},
                 },
             }},
-            errors=(_AUTH_ERROR,),
+            errors=(_AUTH_ERROR, _UNAVAILABLE_ERROR),
         ),
     ]
     methods = {m.name: m for m in table}

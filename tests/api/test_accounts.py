@@ -302,7 +302,7 @@ async def test_health_readiness_and_metrics_endpoints(api: RunningApi) -> None:
     assert "fabric_cache_lag" in text
 
 
-async def test_readyz_names_the_broker_when_it_does_not_answer(
+async def test_broker_silence_is_named_by_readyz_and_cluster_list_but_creates_go_on(
     pg_dsn: str, tmp_path: Path, bus: FakeBus
 ) -> None:
     connector = FakeConnector(bus)
@@ -315,6 +315,12 @@ async def test_readyz_names_the_broker_when_it_does_not_answer(
 
         body = await eventually(down, timeout=5, message="503 naming the broker")
         assert body["down"] == ["broker"]
+        reply = await api.call("cluster.list", {})
+        assert reply["error"]["code"] == -32020
+        assert reply["error"]["data"] == {"dependency": "broker"}
+        # Creates and reads do not need the broker.
+        account = await _create(api, "Brokerless")
+        assert (await api.result("account.get", {"id": account["id"]}))["slug"] == "brokerless"
 
 
 async def test_create_and_publish_are_logged_with_event_and_account_ids(

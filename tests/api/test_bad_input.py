@@ -113,7 +113,7 @@ async def test_every_invalid_param_is_rejected_naming_each_bad_field(quiet_api: 
 
 async def test_ids_are_echoed_with_their_exact_json_type(quiet_api: RunningApi) -> None:
     for raw_id in ('"1"', "1", "1.5", "null", str(2**60), '"\\ud800"'):
-        body = b'{"jsonrpc":"2.0","method":"cluster.list","id":' + raw_id.encode() + b"}"
+        body = b'{"jsonrpc":"2.0","method":"account.list","id":' + raw_id.encode() + b"}"
         status, reply = await quiet_api.post(body)
         assert status == 200
         assert "result" in reply, reply
