@@ -18,7 +18,12 @@ from typing import Any
 import aiohttp
 import pytest
 
+from actors.api.app import CACHE_FILE
+from actors.api.bus import BrokerConnector
+from actors.api.cache_store import SqliteCache
+from actors.api.rebuild import rebuild_cache
 from actors.legacy import db
+from core.events import NamespaceProvisioned, to_envelope
 from tests.api.harness import ADMIN_KEY
 from tests.api.processes import read_log, start_api_process
 from tests.support.broker import new_endpoints, restart_broker, start_broker_process
@@ -26,6 +31,8 @@ from tests.support.ports import free_port
 from tests.support.postgres import EmbeddedServer, PgAdmin, server_base
 from tests.support.processes import ProcessGroup
 from tests.support.wait import wait_until
+from transport.client import BrokerEndpoints, Directory, Publisher
+from transport.sockets import close_context, new_context
 
 pytestmark = pytest.mark.processes
 
@@ -227,3 +234,60 @@ async def test_rebuild_cache_flag_restores_a_lost_cache_from_the_log(
     )
     listed = (await Client(http, url).call("account.list", {}))["result"]
     assert sorted(item["id"] for item in listed["items"]) == sorted(ids)
+
+
+async def test_cache_killed_mid_stream_ends_equal_to_a_rebuild_from_the_log(
+    pg_dsn: str, procs: ProcessGroup, tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    _broker, endpoints = await start_broker_process(procs, tmp_path / "broker")
+    state = tmp_path / "s"
+    port = free_port()
+    api, url = await start_api_process(procs, dsn=pg_dsn, endpoints=endpoints, state_dir=state, port=port)
+    client = Client(http, url)
+    accounts = [
+        (await client.call("account.create", {"name": f"Burst {i}", "owner_email": "b@x.io"}))["result"]
+        for i in range(20)
+    ]
+    reports = [
+        to_envelope(NamespaceProvisioned(a["id"], "t", a["namespace"], f"u{i}", "1"), correlation_id="d")
+        for i, a in enumerate(accounts)
+    ]
+    ctx = new_context()
+    try:
+        async with Publisher(ctx, endpoints) as publisher:
+            await publisher.publish(reports)
+    finally:
+        close_context(ctx)
+    await procs.kill(api)  # SIGKILL while the event driver is working through the burst
+    _api2, url = await start_api_process(
+        procs, dsn=pg_dsn, endpoints=endpoints, state_dir=state, port=port, name="api-2"
+    )
+
+    async def cache_caught_up() -> bool:
+        return await _consumer_lag(endpoints, "cache") == 0
+
+    _ = await wait_until(cache_caught_up, timeout=30, message="the cache consumer caught up")
+    assert await procs.stop(_api2) == 0
+    live = SqliteCache(state / CACHE_FILE)
+    try:
+        expected = live.dump()
+    finally:
+        live.close()
+    rebuilt = tmp_path / "rebuilt.sqlite3"
+    await rebuild_cache(BrokerConnector(endpoints), rebuilt, consumer="cache-check")
+    replayed = SqliteCache(rebuilt)
+    try:
+        assert replayed.dump() == expected
+    finally:
+        replayed.close()
+    assert len(expected["reports"]) == 20  # type: ignore[arg-type]
+
+
+async def _consumer_lag(endpoints: BrokerEndpoints, name: str) -> int:
+    ctx = new_context()
+    try:
+        async with Directory(ctx, endpoints, timeout=2.0) as directory:
+            infos = {c.name: c for c in await directory.consumers()}
+    finally:
+        close_context(ctx)
+    return infos[name].lag if name in infos else -1
