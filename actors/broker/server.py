@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import assert_never
 
 from actors.broker.binding import BrokerSockets
-from actors.broker.consumers import ConsumerTable
+from actors.broker.consumers import ConsumerState, ConsumerTable
 from actors.broker.log import EventLog
 from actors.broker.settings import BrokerSettings
 from actors.runtime import Actor, ActorStopped, Request
@@ -184,7 +184,7 @@ class Broker(Actor[BrokerMessage]):
                 case protocol.PingRequest(req_id, consumer):
                     watermark = 0
                     if consumer is not None:
-                        watermark = self._consumers.touch(consumer, time.time()).watermark
+                        watermark = self._touch(consumer).watermark
                     self._reply(identity, protocol.build_pong(req_id, self._durable, watermark))
                 case protocol.ListRequest(req_id):
                     infos = self._consumers.describe(
@@ -245,9 +245,7 @@ class Broker(Actor[BrokerMessage]):
         return next_seq
 
     def _on_sync(self, identity: bytes, request: protocol.SyncRequest) -> None:
-        if request.consumer not in self._consumers:
-            self.log.info("consumer_registered", consumer=request.consumer, head=self._durable)
-        state = self._consumers.touch(request.consumer, time.time())
+        state = self._touch(request.consumer)
         after = state.watermark if request.after is None else request.after
         events: list[tuple[int, bytes]] = []
         size = 0
@@ -265,6 +263,11 @@ class Broker(Actor[BrokerMessage]):
                         break
         end = pos >= self._durable
         self._reply(identity, protocol.build_events_page(request.req_id, self._durable, pos, end, events))
+
+    def _touch(self, consumer: str) -> ConsumerState:
+        if consumer not in self._consumers:
+            self.log.info("consumer_registered", consumer=consumer, head=self._durable)
+        return self._consumers.touch(consumer, time.time())
 
     def _reply(self, identity: bytes, frames: list[bytes]) -> None:
         if not self._router.send_nowait([identity, *frames]):
@@ -331,6 +334,8 @@ class Broker(Actor[BrokerMessage]):
             except protocol.ProtocolError as exc:
                 self._dropped("acks", str(exc))
                 continue
+            if acks.consumer not in self._consumers:
+                self.log.info("consumer_registered", consumer=acks.consumer, head=self._durable)
             self._consumers.ack(acks.consumer, acks.seqs, self._durable, now)
 
     def _on_tick(self) -> None:
