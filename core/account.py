@@ -4,11 +4,15 @@ The cache stores what happened (`AccountRecord`, one `ClusterReport` per
 cluster that reported); what a caller sees (`AccountView`) is computed here
 from those facts and the set of clusters the bus says are online:
 
-- per cluster: no report -> `pending` (`deleted` once the account is deleted:
-  that cluster never had it); `created` -> `deleting` once the account is
-  deleted; `failed` and `deleted` as reported.
-- a deleted account is `deleting` while any cluster still shows `deleting`,
-  then `deleted`.
+- per cluster, while the account lives: no report -> `pending`; otherwise
+  the report (`created`, `failed`, `deleted`).
+- per cluster, once the account is deleted: `deleted` when it reported so;
+  `deleting` when it reported `created` (it has the namespace) or when it is
+  online and has not reported `deleted` yet (its daemon is processing the
+  deletion and will report); an offline cluster that never had the namespace
+  shows `deleted` (it removes nothing; it catches up when back).
+- a deleted account is `deleting` while any cluster shows `deleting`, then
+  `deleted`; so `account.delete` answers `deleting` whenever a cluster is online.
 - otherwise `degraded` if an online cluster reports `failed`; `ready` if at
   least one cluster is online and every online cluster reports `created`;
   else `provisioning`.
@@ -78,12 +82,16 @@ class AccountView:
         }
 
 
-def cluster_view(report: ClusterReport | None, deleted_at: str | None) -> ClusterView:
-    if report is None:
-        return ClusterView("deleted" if deleted_at else "pending", deleted_at)
-    if report.state == "created" and deleted_at is not None:
+def cluster_view(report: ClusterReport | None, deleted_at: str | None, online: bool) -> ClusterView:
+    if deleted_at is None:
+        if report is None:
+            return ClusterView("pending", None)
+        return ClusterView(report.state, report.updated_at, report.error)
+    if report is not None and report.state == "deleted":
+        return ClusterView("deleted", report.updated_at)
+    if (report is not None and report.state == "created") or online:
         return ClusterView("deleting", deleted_at)
-    return ClusterView(report.state, report.updated_at, report.error)
+    return ClusterView("deleted", deleted_at)
 
 
 def derive_status(
@@ -108,6 +116,9 @@ def account_view(
     """Combine an account's facts with the clusters we know of and those online now."""
     by_cluster = {r.cluster: r for r in reports}
     names = set(known_clusters) | set(by_cluster)
-    views = {name: cluster_view(by_cluster.get(name), record.deleted_at) for name in names}
     online_set = set(online)
+    views = {
+        name: cluster_view(by_cluster.get(name), record.deleted_at, name in online_set)
+        for name in names
+    }
     return AccountView(record, derive_status(record.deleted_at is not None, views, online_set), views)

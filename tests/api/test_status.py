@@ -29,9 +29,14 @@ def _reports(**states: str) -> list[ClusterReport]:
         ({"a": "created", "b": "failed"}, ["a", "b"], ["a"], False, "ready"),
         ({"a": "created"}, ["a"], [], False, "provisioning"),
         ({"a": "created"}, ["a"], ["a"], True, "deleting"),
-        ({"a": "deleted"}, ["a", "b"], ["a", "b"], True, "deleted"),
+        ({"a": "deleted"}, ["a", "b"], ["a", "b"], True, "deleting"),  # b online, will report
+        ({"a": "deleted"}, ["a", "b"], ["a"], True, "deleted"),  # b offline, never had it
+        ({"a": "deleted", "b": "deleted"}, ["a", "b"], ["a", "b"], True, "deleted"),
         ({"a": "deleted", "b": "created"}, ["a", "b"], ["a"], True, "deleting"),
-        ({"a": "failed"}, ["a"], ["a"], True, "deleted"),
+        ({"a": "failed"}, ["a"], ["a"], True, "deleting"),
+        ({"a": "failed"}, ["a"], [], True, "deleted"),
+        ({}, ["a"], ["a"], True, "deleting"),
+        ({}, [], [], True, "deleted"),
     ],
 )
 def test_status_is_derived_from_reports_and_online_clusters(
