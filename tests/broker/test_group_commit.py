@@ -1,0 +1,58 @@
+"""Group commit: a publish is confirmed only once an fdatasync covers its record, and many
+publishes from many producers share each fdatasync."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from actors.broker.log import EventLog
+from actors.broker.records import scan
+from tests.broker.helpers import envelope
+from tests.support.broker import embedded_broker
+from transport.client import BrokerEndpoints, Publisher
+from transport.sockets import Context, close_context, new_context
+
+PRODUCERS = 10
+EACH = 30
+
+
+@pytest.fixture
+async def ctx() -> AsyncIterator[Context]:
+    context = new_context()
+    try:
+        yield context
+    finally:
+        close_context(context)
+
+
+async def test_confirmations_follow_the_fsync_and_many_publishes_share_one(
+    ctx: Context, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    covered: list[int] = []  # bytes of the (single) segment each completed sync covers
+    real_sync = EventLog.sync_fds
+
+    def recording_sync(fds: list[int]) -> None:
+        before = max(os.fstat(fd).st_size for fd in fds)  # written before the sync began
+        real_sync(fds)
+        covered.append(before)
+
+    monkeypatch.setattr(EventLog, "sync_fds", staticmethod(recording_sync))
+    segment_dir = tmp_path / "log"
+
+    async def producer(endpoints: BrokerEndpoints, k: int) -> None:
+        async with Publisher(ctx, endpoints) as pub:
+            for i in range(EACH):
+                (receipt,) = await pub.publish([envelope(k * 1000 + i)])
+                (segment,) = segment_dir.iterdir()
+                durable = segment.read_bytes()[: max(covered)]
+                assert len(scan(durable, 1).records) >= receipt.seq, "confirmed before its fsync"
+
+    async with embedded_broker(tmp_path) as endpoints:
+        await asyncio.gather(*(producer(endpoints, k) for k in range(PRODUCERS)))
+    total = PRODUCERS * EACH
+    assert len(covered) <= total * 2 // 3, f"{len(covered)} fsyncs for {total} publishes"
