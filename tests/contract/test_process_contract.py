@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +28,7 @@ from tests.contract.logs import check_log_line, error_lines, json_lines, run_to_
 from tests.support.broker import new_endpoints, start_broker, wait_broker_ready
 from tests.support.kube import DEFAULT_TOKEN, start_kube_emulator
 from tests.support.ports import free_port
+from tests.support.postgres import PgAdmin
 from tests.support.processes import Proc, ProcessGroup
 from tests.support.wait import wait_until
 from tests.system.harness import FAST_ENV as UP_FAST_ENV
@@ -312,11 +313,16 @@ async def stop_with(procs: ProcessGroup, proc: Proc, sig: signal.Signals) -> tup
 
 
 @pytest.fixture
-async def context(procs: ProcessGroup, tmp_path: Path, pg_admin: object) -> Context:
-    from tests.support.postgres import PgAdmin
-
-    assert isinstance(pg_admin, PgAdmin)
-    return Context(procs, tmp_path, await pg_admin.fresh_database())
+async def context(
+    procs: ProcessGroup, tmp_path: Path, pg_admin: PgAdmin
+) -> AsyncIterator[Context]:
+    """What a launcher needs; a fresh legacy database (only api and `fabric up` use it)."""
+    dsn = await pg_admin.fresh_database()
+    try:
+        yield Context(procs, tmp_path, dsn)
+    finally:
+        await procs.close()  # the database goes once nothing is connected to it any more
+        await pg_admin.drop_database(dsn)
 
 
 @pytest.mark.parametrize("command", PROCESSES)
