@@ -1,26 +1,29 @@
 """One account's journey, followed by its ids through every process's JSON log lines.
 
-Broker, API, kube emulator and daemon run as real processes; one account is created
-over JSON-RPC and waited on until `ready`. Then, by the account's id and the event ids:
+Broker, API, kube emulator and daemon run as real processes; one account is created over
+JSON-RPC and waited on until `ready`, then deleted and waited on until `deleted`. Each leg
+(create, then delete) is followed by the account id and the event ids:
 
-    api     account_created   account_id, event_id          (the domain wrote row + outbox)
-    api     event_published   event_id, account_id, seq      (the outbox relay)
-    broker  event_stored      event_id, account_id, seq      (debug level: the hot path
-                                                              logs per event only at debug)
-    daemon  event_received    event_id, account_id
-    daemon  namespace_created event_id, account_id, cluster
-    daemon  outcome_published event_id, outcome_event_id      (NamespaceProvisioned)
-    broker  event_stored      event_id = outcome_event_id
-    api     cache_event_applied event_id, account_id       (debug level: the domain's own
-                                                              read-your-writes apply)
-    api     event_applied     event_id = outcome_event_id   (the event driver applies the
-                                                              daemon's namespace.provisioned)
+    api     account_created | account_deleted     account_id, event_id
+    api     event_published                       event_id, account_id, seq (outbox relay)
+    broker  event_stored                          event_id, account_id, same seq
+                                                  (debug level: per event only at debug)
+    daemon  event_received                        event_id, account_id, type
+    daemon  namespace_created | namespace_removed event_id, account_id, cluster
+    daemon  outcome_published                     event_id, outcome_event_id, outcome
+    broker  event_stored                          event_id = outcome_event_id
+    api     cache_event_applied                   event_id (debug level: the domain's own
+                                                  read-your-writes apply)
+    api     event_applied                         event_id = outcome_event_id (the event
+                                                  driver applies the daemon's report)
 
-Every line of every process parses as a JSON object with a snake_case `event` and a `level`.
+Every line of every process parses as a JSON object with a snake_case `event` and a `level`,
+and each process exits 0 on SIGTERM at the end.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +61,46 @@ def logged(proc: Proc, event: str, **fields: object) -> dict[str, Any]:
     return line
 
 
-async def test_one_account_is_followed_by_its_ids_through_every_process_log(
+async def wait_status(url: str, account_id: str, status: str) -> None:
+    async def reached() -> bool:
+        found = await rpc(url, "account.get", {"id": account_id})
+        return bool(found["status"] == status)
+
+    _ = await wait_until(reached, timeout=60, interval=0.1, message=f"account {status}")
+
+
+@dataclass(frozen=True)
+class Journey:
+    api: Proc
+    broker: Proc
+    daemon: Proc
+    account_id: str
+
+    async def follow(self, api_event: str, type_: str, daemon_event: str, outcome: str) -> None:
+        """One leg: the api's event, through the broker, to the daemon and back to the cache."""
+        api, broker, daemon, account_id = self.api, self.broker, self.daemon, self.account_id
+        event_id = logged(api, api_event, account_id=account_id)["event_id"]
+        # The last hop to wait for: the daemon acks only after its report is published.
+        _ = await wait_until(
+            lambda: has_event(daemon, "event_acked", event_id=event_id), timeout=30,
+            message=f"daemon acked {type_}",
+        )
+        published = logged(api, "event_published", event_id=event_id, account_id=account_id)
+        stored = logged(broker, "event_stored", event_id=event_id, account_id=account_id)
+        assert stored["seq"] == published["seq"], (stored, published)
+        logged(daemon, "event_received", event_id=event_id, account_id=account_id, type=type_)
+        logged(daemon, daemon_event, event_id=event_id, account_id=account_id, cluster=CLUSTER)
+        report = logged(daemon, "outcome_published", event_id=event_id, account_id=account_id,
+                        outcome=outcome)
+        outcome_id = report["outcome_event_id"]
+        logged(broker, "event_stored", event_id=outcome_id, account_id=account_id)
+        # Read-your-writes: the domain puts its own event into the cache at once, so when the
+        # event driver later receives it there is nothing left to apply (and nothing logged).
+        logged(api, "cache_event_applied", event_id=event_id, account_id=account_id)
+        logged(api, "event_applied", event_id=outcome_id, account_id=account_id, type=outcome)
+
+
+async def test_one_account_is_followed_by_its_ids_through_every_process_log_from_create_to_delete(
     procs: ProcessGroup, tmp_path: Path, pg_dsn: str
 ) -> None:
     broker, endpoints = await start_broker_process(
@@ -80,36 +122,18 @@ async def test_one_account_is_followed_by_its_ids_through_every_process_log(
 
     account = await rpc(url, "account.create", {"name": "Journey", "owner_email": "j@example.com"})
     account_id = account["id"]
-
-    async def ready() -> bool:
-        found = await rpc(url, "account.get", {"id": account_id})
-        return bool(found["status"] == "ready")
-
-    _ = await wait_until(ready, timeout=60, interval=0.1, message="account ready")
-    # The last hop: the daemon acks after publishing; the cache applies the report.
-    _ = await wait_until(
-        lambda: has_event(daemon, "event_acked", account_id=account_id), timeout=30,
-        message="daemon acked the create",
-    )
-
-    created = logged(api, "account_created", account_id=account_id)
-    event_id = created["event_id"]
-    published = logged(api, "event_published", event_id=event_id, account_id=account_id)
-    stored = logged(broker, "event_stored", event_id=event_id, account_id=account_id)
-    assert stored["seq"] == published["seq"], (stored, published)
-    logged(daemon, "event_received", event_id=event_id, account_id=account_id)
-    ns = logged(daemon, "namespace_created", event_id=event_id, account_id=account_id)
+    await wait_status(url, account_id, "ready")
+    journey = Journey(api, broker, daemon, account_id)
+    await journey.follow("account_created", "account.created", "namespace_created",
+                         "namespace.provisioned")
+    ns = logged(daemon, "namespace_created", account_id=account_id)
     assert ns["cluster"] == CLUSTER, ns
     assert ns["namespace"] == account["namespace"], ns
-    report = logged(daemon, "outcome_published", event_id=event_id, account_id=account_id,
-                    outcome="namespace.provisioned")
-    outcome_id = report["outcome_event_id"]
-    logged(broker, "event_stored", event_id=outcome_id, account_id=account_id)
-    # Read-your-writes: the domain puts its own create into the cache at once, so when the
-    # event driver later receives it there is nothing left to apply (and nothing logged).
-    logged(api, "cache_event_applied", event_id=event_id, account_id=account_id)
-    logged(api, "event_applied", event_id=outcome_id, account_id=account_id,
-           type="namespace.provisioned")
+
+    _ = await rpc(url, "account.delete", {"id": account_id})
+    await wait_status(url, account_id, "deleted")
+    await journey.follow("account_deleted", "account.deleted", "namespace_removed",
+                         "namespace.deleted")
 
     for proc in (daemon, api, kube.proc, broker):
         assert proc is not None
