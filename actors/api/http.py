@@ -118,10 +118,9 @@ class HttpActor(Actor[HttpMessage]):
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self._port, reuse_address=True)
         await site.start()
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        if sockets:
-            self._address = (self._host, int(sockets[0].getsockname()[1]))
+        addresses = self._runner.addresses
+        if addresses:
+            self._address = (self._host, int(addresses[0][1]))
         self.log.info("http_started", host=self._address[0], port=self._address[1])
 
     async def stopped(self) -> None:
