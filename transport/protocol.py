@@ -47,6 +47,9 @@ Acks (PUSH):
 
     ACK   [FB1, b"ACK", consumer, seqs]   seqs = n x seq:8, any order; the broker keeps a
                                           contiguous watermark plus the acked seqs above it
+    ACK   [FB1, b"ACK", consumer, seqs, upto:8]   also: every seq <= upto is acked. A
+          subscriber sends it when the broker's watermark (in PONG) went back below one the
+          broker confirmed before, i.e. a crash lost acks it had already recorded
 
 Many events travel in one frame (not a frame each): a zmq frame costs far more
 to send and receive from Python than a slice of a bytes object.
@@ -409,17 +412,22 @@ def parse_live(frames: list[bytes]) -> LiveMessage:
 class Acks:
     consumer: str
     seqs: tuple[int, ...]
+    upto: int = 0
 
 
-def build_acks(consumer: str, seqs: list[int]) -> list[bytes]:
-    return [TAG, ACK, consumer.encode(), b"".join(u64(s) for s in seqs)]
+def build_acks(consumer: str, seqs: list[int], upto: int = 0) -> list[bytes]:
+    frames = [TAG, ACK, consumer.encode(), b"".join(u64(s) for s in seqs)]
+    if upto:
+        frames.append(u64(upto))
+    return frames
 
 
 def parse_acks(frames: list[bytes]) -> Acks:
-    if len(frames) != 4 or frames[0] != TAG or frames[1] != ACK:
+    if len(frames) not in (4, 5) or frames[0] != TAG or frames[1] != ACK:
         raise ProtocolError("not an FB1 ACK")
     body = frames[3]
-    if not body or len(body) % 8 or len(body) // 8 > MAX_ACKS:
-        raise ProtocolError("ACK seqs must be 1..100000 u64 values")
+    upto = read_u64(frames[4], "upto") if len(frames) == 5 else 0
+    if len(body) % 8 or len(body) // 8 > MAX_ACKS or (not body and not upto):
+        raise ProtocolError("ACK seqs must be 1..100000 u64 values (or 0 with an upto)")
     seqs = tuple(int(s) for (s,) in _U64.iter_unpack(body))
-    return Acks(_consumer(frames[2], None), seqs)
+    return Acks(_consumer(frames[2], None), seqs, upto)

@@ -19,8 +19,9 @@ Iterate one `deliveries()` at a time per Subscriber (they share the live queue).
 
 `ack(seq)` is cheap (acks are batched and PUSHed on the next loop turn). Acks
 are facts the broker can lose; ones it has not confirmed (its watermark in the
-pong) are re-sent every few heartbeats. Pings every `heartbeat_interval` keep
-the consumer marked online (`last_seen`).
+pong) are re-sent every few heartbeats, and if its watermark ever goes back
+below one it confirmed (a crash lost saved-too-late acks), we re-assert it.
+Pings every `heartbeat_interval` keep the consumer marked online (`last_seen`).
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ class Subscriber:
         self._ack_flush: asyncio.Handle | None = None
         self._unconfirmed: dict[int, float] = {}
         self._broker_head = 0
+        self._confirmed = 0  # the highest acked watermark the broker has confirmed to us
         self._broker_silent = False
         self._log = log.bind(consumer=consumer)
 
@@ -141,6 +143,13 @@ class Subscriber:
 
     def _on_pong(self, pong: protocol.Pong) -> None:
         self._broker_head = pong.head
+        if pong.head < self._confirmed:
+            self._confirmed = 0  # a wiped or replaced log: its seqs are not the ones we acked
+        elif pong.watermark < self._confirmed and self._push is not None:
+            # The broker lost acks it had confirmed (a crash between recording and saving them).
+            self._log.warning("acks_restored", watermark=pong.watermark, upto=self._confirmed)
+            self._push.send_nowait(protocol.build_acks(self._consumer, [], upto=self._confirmed))
+        self._confirmed = max(self._confirmed, pong.watermark)
         now = time.monotonic()
         stale = now - 2 * self._interval
         resend: list[int] = []

@@ -106,10 +106,15 @@ class ConsumerTable:
         state.last_seen = now
         return state
 
-    def ack(self, name: str, seqs: tuple[int, ...], head: int, now: float) -> int:
-        """Record acks for seqs in 1..head; returns how many were new."""
+    def ack(self, name: str, seqs: tuple[int, ...], head: int, now: float, upto: int = 0) -> int:
+        """Record acks for seqs in 1..head (and all seqs <= upto); returns how many were new."""
         state = self.touch(name, now)
         new = 0
+        upto = min(upto, head)
+        if upto > state.watermark:
+            new += upto - state.watermark
+            state.watermark = upto
+            state.above = {s for s in state.above if s > upto}
         for seq in seqs:
             if seq <= state.watermark or seq > head or seq in state.above:
                 continue

@@ -336,7 +336,7 @@ class Broker(Actor[BrokerMessage]):
                 continue
             if acks.consumer not in self._consumers:
                 self.log.info("consumer_registered", consumer=acks.consumer, head=self._durable)
-            self._consumers.ack(acks.consumer, acks.seqs, self._durable, now)
+            self._consumers.ack(acks.consumer, acks.seqs, self._durable, now, acks.upto)
 
     def _on_tick(self) -> None:
         now = time.monotonic()

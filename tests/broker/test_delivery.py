@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import structlog.testing
 
 from core.bus import BusRejected, BusUnavailable, Delivery
 from core.envelope import Envelope
@@ -207,3 +208,31 @@ async def test_clients_started_before_the_broker_connect_once_it_is_up(ctx: Cont
         await stream.aclose()  # type: ignore[attr-defined]
     assert (receipt.seq, receipt.duplicate) == (1, False)
     assert delivery.envelope == event
+
+
+async def test_acks_the_broker_lost_in_a_crash_are_restored_by_the_live_subscriber(
+    ctx: Context, tmp_path: Path
+) -> None:
+    endpoints = new_endpoints()
+    events = [envelope(i) for i in range(10)]
+    async with Subscriber(ctx, endpoints, consumer="cluster:c", heartbeat_interval=0.1, timeout=0.3) as sub:
+        stream = sub.deliveries()
+        async with embedded_broker(tmp_path, endpoints=endpoints):
+            await _publish(ctx, endpoints, events)
+            for _ in events:
+                await sub.ack((await anext(stream)).seq)
+            await _wait_acked(ctx, endpoints, "cluster:c", 10)
+            # White-box: wait until a pong has confirmed watermark 10 to the subscriber, so
+            # the restore below must come from that confirmation, not from pending re-sends.
+            _ = await wait_until(
+                lambda: sub._confirmed >= 10 and not sub._unconfirmed,
+                timeout=10,
+                message="pong confirmed the acks",
+            )
+        # The broker comes back having lost the saved positions (as if killed before saving).
+        (tmp_path / "consumers.json").write_text('{"consumers": {}}')
+        with structlog.testing.capture_logs() as logs:
+            async with embedded_broker(tmp_path, endpoints=endpoints):
+                await _wait_acked(ctx, endpoints, "cluster:c", 10)
+        await stream.aclose()  # type: ignore[attr-defined]
+    assert any(entry["event"] == "acks_restored" for entry in logs)
