@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,8 +84,15 @@ def bad(what: str, names: str, *args: str, **env: str) -> BadSetting:
     return BadSetting(what, args, tuple(env.items()), names)
 
 
-def bad_settings(tmp: Path) -> dict[str, list[BadSetting]]:
+def bad_settings(tmp: Path, busy: int) -> dict[str, list[BadSetting]]:
+    """Per process: settings that are wrong by their form, and ones found wrong at start
+    (a port in use: `busy`; a directory that is a file; a kubeconfig that is not one)."""
     broker = ("--data-dir", str(tmp / "b"))
+    a_file = tmp / "a-file"
+    a_file.write_text("not a directory\n")
+    not_kubeconfig = tmp / "not-a-kubeconfig"
+    not_kubeconfig.write_text("{{{ not yaml")
+    taken = f"tcp://127.0.0.1:{busy},tcp://127.0.0.1:{free_port()},tcp://127.0.0.1:{free_port()}"
     api = ("--listen", "127.0.0.1:1", "--legacy-dsn", "postgresql://u@127.0.0.1:1/d",
            "--broker", BROKER, "--state-dir", str(tmp / "a"))
     kubeconfig = tmp / "kubeconfig"
@@ -99,6 +107,9 @@ def bad_settings(tmp: Path) -> dict[str, list[BadSetting]]:
                 "--heartbeat-interval", "soon"),
             bad("missing data dir", "data-dir", "--bind", BROKER),
             bad("malformed address in env", "bind", *broker, FABRIC_BROKER_BIND="nonsense"),
+            bad("address in use", f"{busy}", *broker, "--bind", taken),
+            bad("data dir is a file", str(a_file), "--data-dir", str(a_file / "b"),
+                "--bind", BROKER),
         ],
         "api": [
             bad("malformed listen address", "listen", *api[2:], "--listen", "nonsense"),
@@ -107,6 +118,9 @@ def bad_settings(tmp: Path) -> dict[str, list[BadSetting]]:
             bad("missing legacy dsn", "legacy-dsn", *api[:2], *api[4:]),
             bad("malformed listen address in env", "listen", *api[2:],
                 FABRIC_API_LISTEN="127.0.0.1:port"),
+            bad("listen address in use", f"{busy}", *api, "--listen", f"127.0.0.1:{busy}"),
+            bad("state dir is a file", str(a_file), *api, "--state-dir", str(a_file / "a")),
+            bad("malformed legacy dsn", "legacy-dsn", *api, "--legacy-dsn", "not a dsn"),
         ],
         "daemon": [
             bad("malformed broker address", "broker", *daemon, "--broker", "nonsense"),
@@ -115,12 +129,17 @@ def bad_settings(tmp: Path) -> dict[str, list[BadSetting]]:
             bad("missing kubeconfig file", "kubeconfig", *daemon, "--kubeconfig",
                 str(tmp / "absent")),
             bad("word for a number in env", "resync", *daemon, FABRIC_RESYNC_SECONDS="often"),
+            bad("state dir is a file", str(a_file), *daemon, "--state-dir", str(a_file / "d")),
+            bad("kubeconfig that is not one", str(not_kubeconfig), *daemon,
+                "--kubeconfig", str(not_kubeconfig)),
         ],
         "kube-emulator": [
             bad("malformed listen address", "listen", *kube, "--listen", "nonsense"),
             bad("word for a number", "finalize-delay", *kube, "--finalize-delay", "later"),
             bad("missing data dir", "data-dir", "--listen", "127.0.0.1:0"),
             bad("malformed listen address in env", "listen", *kube, FABRIC_KUBE_LISTEN="x:y"),
+            bad("listen address in use", f"{busy}", *kube, "--listen", f"127.0.0.1:{busy}"),
+            bad("data dir is a file", str(a_file), "--data-dir", str(a_file / "k")),
         ],
         "fabric": [
             bad("word for a number", "port", "up", "--state-dir", str(tmp / "f"),
@@ -131,6 +150,7 @@ def bad_settings(tmp: Path) -> dict[str, list[BadSetting]]:
             bad("malformed api url", "url", "--url", "nonsense", "account", "list"),
             bad("word for a number in env", "FABRIC_RESYNC_SECONDS", "up", "--state-dir",
                 str(tmp / "f"), FABRIC_RESYNC_SECONDS="often"),
+            bad("state dir is a file", str(a_file), "up", "--state-dir", str(a_file / "s")),
         ],
     }
 
@@ -139,10 +159,13 @@ def bad_settings(tmp: Path) -> dict[str, list[BadSetting]]:
 async def test_a_bad_setting_exits_non_zero_with_one_clear_line(
     procs: ProcessGroup, tmp_path: Path, command: str
 ) -> None:
-    cases = bad_settings(tmp_path)[command]
-    results = await asyncio.gather(
-        *(run_to_exit(procs, command, *case.args, env=dict(case.env)) for case in cases)
-    )
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        cases = bad_settings(tmp_path, holder.getsockname()[1])[command]
+        results = await asyncio.gather(
+            *(run_to_exit(procs, command, *case.args, env=dict(case.env)) for case in cases)
+        )
     problems = []
     for case, (code, _out, err) in zip(cases, results, strict=True):
         lines = error_lines(err)
