@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from actors.runtime.settings import add_logging_flags, positive_float, positive_int
 from core.tenancy import InvalidOverride, TenancyPolicy, parse_overrides
 from transport.client import BrokerEndpoints
 
@@ -50,26 +51,6 @@ class DaemonSettings:
         return f"cluster:{self.cluster}"
 
 
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}")
-    if not value > 0 or value != value or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number: {text!r}")
-    return value
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}")
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
-    return value
-
-
 def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     e = env.get
     p = argparse.ArgumentParser(
@@ -95,7 +76,7 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     p.add_argument("--state-dir", default=e("FABRIC_STATE_DIR"), help="state dir (FABRIC_STATE_DIR)")
     p.add_argument(
         "--resync",
-        type=_positive,
+        type=positive_float,
         default=e("FABRIC_RESYNC_SECONDS", "30"),
         help="seconds between resyncs of the cluster (FABRIC_RESYNC_SECONDS, default 30)",
     )
@@ -113,44 +94,44 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--retry-initial",
-        type=_positive,
+        type=positive_float,
         default=e("FABRIC_RETRY_INITIAL_SECONDS", "0.2"),
         help="first retry backoff in seconds (FABRIC_RETRY_INITIAL_SECONDS)",
     )
     p.add_argument(
         "--retry-cap",
-        type=_positive,
+        type=positive_float,
         default=e("FABRIC_RETRY_CAP_SECONDS", "30"),
         help="retry backoff cap in seconds (FABRIC_RETRY_CAP_SECONDS)",
     )
     p.add_argument(
         "--request-timeout",
-        type=_positive,
+        type=positive_float,
         default=e("FABRIC_KUBE_TIMEOUT_SECONDS", "10"),
         help="timeout of one Kubernetes request (FABRIC_KUBE_TIMEOUT_SECONDS)",
     )
     p.add_argument(
         "--delete-timeout",
-        type=_positive,
+        type=positive_float,
         default=e("FABRIC_DELETE_TIMEOUT_SECONDS", "60"),
         help="how long one attempt waits for a namespace to go (FABRIC_DELETE_TIMEOUT_SECONDS)",
     )
     p.add_argument(
         "--heartbeat-interval",
-        type=_positive,
+        type=positive_float,
         default=e("FABRIC_HEARTBEAT_SECONDS", "1.0"),
         help="seconds between pings to the broker that keep this cluster online "
         "(FABRIC_HEARTBEAT_SECONDS)",
     )
     p.add_argument(
         "--max-parallel",
-        type=_count,
+        type=positive_int,
         default=e("FABRIC_DAEMON_PARALLEL", "8"),
         help="concurrent Kubernetes reconciles (FABRIC_DAEMON_PARALLEL)",
     )
     p.add_argument(
         "--max-in-flight",
-        type=_count,
+        type=positive_int,
         default=e("FABRIC_DAEMON_IN_FLIGHT", "256"),
         help="events held at once before the daemon stops reading (FABRIC_DAEMON_IN_FLIGHT)",
     )
@@ -161,13 +142,7 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         help="for fault tests only: SIGKILL the daemon at this point of an event's work, once per "
         "state dir (FABRIC_DAEMON_CRASH_AT)",
     )
-    p.add_argument(
-        "--log-format",
-        choices=("json", "console"),
-        default=e("FABRIC_LOG_FORMAT", "json"),
-        help="log format (FABRIC_LOG_FORMAT)",
-    )
-    p.add_argument("--log-level", default=e("FABRIC_LOG_LEVEL", "info"), help="(FABRIC_LOG_LEVEL)")
+    add_logging_flags(p, env)
     return p
 
 

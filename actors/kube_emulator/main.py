@@ -27,29 +27,13 @@ from actors.kube_emulator.server import HttpServer, ServerSettings
 from actors.kube_emulator.store import Store, StoreSettings
 from actors.runtime import ActorSystem, run_until_signalled
 from actors.runtime.logging import configure_logging
+from actors.runtime.settings import add_logging_flags, host_port, non_negative_float, positive_int
 
 log = structlog.get_logger()
 
 
 def _env(name: str, default: str | None = None) -> str | None:
     return os.environ.get(f"FABRIC_KUBE_{name}", default)
-
-
-def _listen(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
-    return host.strip("[]"), int(port)
-
-
-def _seconds(value: str) -> float:
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {value!r}")
-    if seconds < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {value!r}")
-    return seconds
 
 
 def _fault(value: str) -> FaultRule:
@@ -94,7 +78,7 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--data-dir", type=Path, default=_env("DATA_DIR"),
                    help="where objects persist (env FABRIC_KUBE_DATA_DIR; required)")
-    p.add_argument("--listen", type=_listen, default=_env("LISTEN", "127.0.0.1:0"),
+    p.add_argument("--listen", type=host_port, default=_env("LISTEN", "127.0.0.1:0"),
                    help="HOST:PORT to serve on (env FABRIC_KUBE_LISTEN; default 127.0.0.1:0)")
     p.add_argument("--kubeconfig-out", type=Path, default=_env("KUBECONFIG_OUT"),
                    help="kubeconfig to write (env FABRIC_KUBE_KUBECONFIG_OUT; "
@@ -107,7 +91,7 @@ def parser() -> argparse.ArgumentParser:
                         "(env FABRIC_KUBE_READ_ONLY_TOKEN)")
     p.add_argument("--cluster-name", default=_env("CLUSTER_NAME", "kube-emulator"),
                    help="cluster/context name in the kubeconfig (env FABRIC_KUBE_CLUSTER_NAME)")
-    p.add_argument("--finalize-delay", type=_seconds, default=_env("FINALIZE_DELAY", "2"),
+    p.add_argument("--finalize-delay", type=non_negative_float, default=_env("FINALIZE_DELAY", "2"),
                    help="seconds a deleted namespace stays Terminating "
                         "(env FABRIC_KUBE_FINALIZE_DELAY; default 2)")
     p.add_argument("--tls", action="store_true",
@@ -116,26 +100,22 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--version-minor", type=int, default=_env("VERSION_MINOR", "31"),
                    help="minor version /version reports (env FABRIC_KUBE_VERSION_MINOR; "
                         "default 31, which the kubectl dispatcher maps to a JSON-speaking kubectl)")
-    p.add_argument("--watch-max-seconds", type=_seconds, default=_env("WATCH_MAX_SECONDS", "1800"),
+    p.add_argument("--watch-max-seconds", type=non_negative_float, default=_env("WATCH_MAX_SECONDS", "1800"),
                    help="longest a watch stays open (env FABRIC_KUBE_WATCH_MAX_SECONDS)")
-    p.add_argument("--bookmark-interval", type=_seconds,
+    p.add_argument("--bookmark-interval", type=non_negative_float,
                    default=_env("BOOKMARK_INTERVAL", "60"),
                    help="seconds between watch BOOKMARKs (env FABRIC_KUBE_BOOKMARK_INTERVAL)")
-    p.add_argument("--history", type=int, default=_env("HISTORY", "1000"),
+    p.add_argument("--history", type=positive_int, default=_env("HISTORY", "1000"),
                    help="watch events kept for resuming; older versions get 410 Expired "
                         "(env FABRIC_KUBE_HISTORY)")
     p.add_argument("--fault", type=_fault, action="append", default=_env_faults(),
                    help='a fault rule active from the start, as JSON (repeatable; env '
                         'FABRIC_KUBE_FAULTS holds a JSON list), e.g. '
                         '\'{"mode": "error500", "count": 3, "match": {"method": "POST"}}\'')
-    p.add_argument("--compact-after", type=int, default=_env("COMPACT_AFTER", "1000"),
+    p.add_argument("--compact-after", type=positive_int, default=_env("COMPACT_AFTER", "1000"),
                    help="journal records before the store writes a new snapshot "
                         "(env FABRIC_KUBE_COMPACT_AFTER)")
-    p.add_argument("--log-format", choices=("json", "console"),
-                   default=os.environ.get("FABRIC_LOG_FORMAT", "json"),
-                   help="log lines as JSON (default) or for people (env FABRIC_LOG_FORMAT)")
-    p.add_argument("--log-level", default=os.environ.get("FABRIC_LOG_LEVEL", "info"),
-                   help="debug, info, warning or error (env FABRIC_LOG_LEVEL)")
+    add_logging_flags(p)
     return p
 
 
@@ -144,10 +124,6 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.data_dir is None:
         p.error("--data-dir (or FABRIC_KUBE_DATA_DIR) is required")
-    if args.history < 1:
-        p.error("--history must be at least 1")
-    if args.compact_after < 1:
-        p.error("--compact-after must be at least 1")
     configure_logging(args.log_format, args.log_level, process="kube-emulator")
     data_dir: Path = args.data_dir
     try:
