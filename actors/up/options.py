@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from actors.runtime.settings import add_logging_flags, positive_float
 from actors.up.layout import Layout, from_caller
 
 
@@ -36,18 +37,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated cluster names (default: local)")
     parser.add_argument("--kubeconfig", action="append", default=[], metavar="NAME=PATH",
                         help="run NAME's daemon against a real cluster (repeatable)")
-    parser.add_argument("--restart-backoff-max", type=float,
+    parser.add_argument("--restart-backoff-max", type=positive_float,
                         default=env("FABRIC_UP_RESTART_BACKOFF_MAX", "5"),
                         help="longest wait before restarting a dead child, seconds (default 5)")
-    parser.add_argument("--stop-timeout", type=float,
+    parser.add_argument("--stop-timeout", type=positive_float,
                         default=env("FABRIC_UP_STOP_TIMEOUT", "10"),
                         help="how long a child may take to stop before SIGKILL, seconds")
-    parser.add_argument("--log-format", choices=("json", "console"),
-                        default=env("FABRIC_LOG_FORMAT", "json"),
-                        help="log lines of `up` and its children (env FABRIC_LOG_FORMAT)")
-    parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
-                        default=env("FABRIC_LOG_LEVEL", "info"),
-                        help="log level of `up` itself (env FABRIC_LOG_LEVEL)")
+    add_logging_flags(parser)
 
 
 def settings_from(args: argparse.Namespace, state_dir: str) -> UpSettings:
@@ -76,10 +72,9 @@ def settings_from(args: argparse.Namespace, state_dir: str) -> UpSettings:
         raise ValueError("--port: must be between 1 and 65535")
     resync = os.environ.get("FABRIC_RESYNC_SECONDS", "30")
     try:
-        if float(resync) <= 0:
-            raise ValueError
-    except ValueError:
-        raise ValueError(f"FABRIC_RESYNC_SECONDS: {resync!r} is not a positive number")
+        positive_float(resync)
+    except argparse.ArgumentTypeError as exc:
+        raise ValueError(f"FABRIC_RESYNC_SECONDS: {exc}")
     return UpSettings(
         layout=Layout.at(state_dir),
         api_port=args.port,
