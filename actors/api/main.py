@@ -52,6 +52,12 @@ def _positive(text: str) -> float:
     return value
 
 
+def _workers(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 64:
+        raise argparse.ArgumentTypeError(f"expected an integer in 1..64, got {text!r}")
+    return int(text)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="bin/api",
@@ -76,6 +82,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--directory-interval", type=_positive,
                    default=_env("FABRIC_DIRECTORY_INTERVAL", "2.0"),
                    help="how often to refresh the cluster list from the broker (FABRIC_DIRECTORY_INTERVAL)")
+    p.add_argument("--workers", type=_workers, default=_env("FABRIC_API_WORKERS", "4"),
+                   help="domain+legacy actor pairs, i.e. creates in flight at once (FABRIC_API_WORKERS)")
     p.add_argument("--no-relay", action="store_true",
                    default=_env("FABRIC_API_NO_RELAY", "") in ("1", "true", "yes"),
                    help="do not run the outbox relay in this process (FABRIC_API_NO_RELAY=1)")
@@ -92,6 +100,7 @@ def settings_from(args: list[str] | None = None) -> tuple[argparse.Namespace, Ap
     ns = p.parse_args(args)
     # Env defaults are strings: run them through the same converters as flags.
     for name, conv in (("listen", _listen), ("broker", _broker), ("relay_poll", _positive),
+                       ("workers", _workers),
                        ("retry_backoff_max", _positive), ("directory_interval", _positive)):
         value = getattr(ns, name)
         if isinstance(value, str):
@@ -125,6 +134,7 @@ def settings_from(args: list[str] | None = None) -> tuple[argparse.Namespace, Ap
         relay=RelaySettings(poll_interval=ns.relay_poll, backoff_max=ns.retry_backoff_max),
         directory_interval=ns.directory_interval,
         relay_enabled=not ns.no_relay,
+        workers=ns.workers,
     )
     return ns, settings
 
