@@ -25,7 +25,7 @@ from actors.runtime import Actor, ActorRef, Request
 from core.account import AccountRecord
 from core.commands import CreateAccount, DeleteAccount
 from core.envelope import Envelope, utc_now
-from core.errors import AccountNotFound, SlugTaken
+from core.errors import AccountNotFound, DependencyUnavailable, SlugTaken
 from core.events import AccountCreated, AccountDeleted, DomainEvent, to_envelope
 from core.rules import validate_new_account
 
@@ -70,9 +70,13 @@ class DomainActor(Actor[DomainMessage]):
 
     async def _create(self, command: CreateAccount) -> AccountRecord:
         new = validate_new_account(command.name, command.owner_email, command.slug)
-        taken = await self._cache.ask(FindAccount(slug=new.slug), timeout=self._timeout)
-        if taken.records:
-            raise SlugTaken(new.slug)
+        try:
+            taken = await self._cache.ask(FindAccount(slug=new.slug), timeout=self._timeout)
+        except DependencyUnavailable:
+            pass  # only a shortcut: the database enforces uniqueness anyway
+        else:
+            if taken.records:
+                raise SlugTaken(new.slug)
         account_id = str(uuid.uuid4())
         created_at = utc_now()
         event = AccountCreated(
