@@ -114,7 +114,7 @@ def child_specs(
                 argv=(py, "-m", "actors.kube_emulator", "--data-dir", str(layout.kube_dir(cluster)),
                       "--listen", f"{LOOPBACK}:{kube.port}",
                       "--kubeconfig-out", str(layout.kubeconfig(cluster)),
-                      "--token", kube.token, "--cluster-name", cluster, *log),
+                      f"--token={kube.token}", "--cluster-name", cluster, *log),
                 probe=HttpProbe(f"http://{LOOPBACK}:{kube.port}/version", token=kube.token),
                 stage=2,
             )

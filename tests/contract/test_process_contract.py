@@ -188,6 +188,7 @@ class Launched:
     proc: Proc
     used: str  # how the chosen setting shows in the process's log
     unused: str  # how the other value (the losing env var) would show
+    child_logs: Path | None = None  # `fabric up`: where its children's logs go
 
 
 @dataclass(frozen=True)
@@ -287,7 +288,7 @@ async def launch_up(
     assert endpoints["api"] == f"http://127.0.0.1:{port}", endpoints
     await wait_http(proc, f"http://127.0.0.1:{port}/healthz")
     other = env_port if flag else flag_port
-    return Launched(proc, f"127.0.0.1:{port}", f"127.0.0.1:{other}")
+    return Launched(proc, f"127.0.0.1:{port}", f"127.0.0.1:{other}", state / "logs")
 
 
 LAUNCHERS: dict[str, Launcher] = {
@@ -361,7 +362,9 @@ async def test_configured_by_env_alone_it_logs_json_and_sigterm_ends_it_with_0(
     for line in lines:
         check_log_line(line, source=command)
     assert launched.used in log, f"{command} did not use its FABRIC_* setting:\n{log[-3000:]}"
-    assert lines[-1]["event"], lines[-1]
+    for path in child_logs(launched):
+        for line in json_lines(path.read_text(errors="replace"), source=path.name):
+            check_log_line(line, source=path.name)
 
 
 @pytest.mark.parametrize("command", PROCESSES)
@@ -379,6 +382,17 @@ async def test_a_flag_wins_over_its_env_var_and_sigint_ends_it_with_0(
         assert not line.startswith("{"), f"{command} logged JSON despite --log-format console: {line}"
     assert launched.used in log, f"{command} did not use the flag's value:\n{log[-3000:]}"
     assert launched.unused not in log, f"{command} used the env var over the flag:\n{log[-3000:]}"
+    for path in child_logs(launched):
+        for line in path.read_text(errors="replace").splitlines():
+            assert not line.startswith("{"), f"{path.name} logged JSON under console: {line}"
+
+
+def child_logs(launched: Launched) -> list[Path]:
+    if launched.child_logs is None:
+        return []
+    paths = sorted(launched.child_logs.glob("*.log"))
+    assert paths, f"no child logs in {launched.child_logs}"
+    return paths
 
 
 async def test_the_cli_takes_its_api_url_from_env_and_a_flag_wins(procs: ProcessGroup) -> None:
