@@ -6,8 +6,8 @@ instead of growing its mailbox). The actor does everything else itself:
 
 - PUB requests: schema-check every envelope, dedup by event id (whole
   retention), append the new records with one write, and park the request until
-  a group commit covering its records is done. One fdatasync runs at a time in
-  the actor's own thread; records appended meanwhile wait for the next one, so
+  a group commit covering its records is done. One fdatasync runs at a time, in
+  a worker thread the actor owns; records appended meanwhile wait for the next, so
   many publishes share each sync. Only then are the OK receipts sent and the
   events published live on PUB. A failed fdatasync crashes the actor, which is
   never restarted: the process exits and recovery decides what is on disk.

@@ -3,8 +3,10 @@
     endpoints = await start_broker(procs, tmp_path / "broker")
     proc, endpoints = await start_broker_process(procs, data_dir, "--heartbeat-interval", "0.1")
     await restart_broker(procs, proc)                 # after a kill: same data dir and ports
+    async with embedded_broker(tmp_path) as endpoints: ...   # the actor in this event loop
 
-Both wait until the broker answers on its control socket.
+All wait until the broker answers on its control socket. Processes get
+FAST_TIMERS (heartbeat 0.2 s, consumer offline after 2 s); later args override.
 """
 
 from __future__ import annotations
