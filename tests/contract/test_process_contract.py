@@ -21,11 +21,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import aiohttp
 import pytest
 
 from tests.api.harness import ADMIN_KEY
 from tests.contract.logs import check_log_line, error_lines, json_lines, run_to_exit
+from tests.contract.running import stop_with, wait_http, wait_logged
 from tests.support.broker import new_endpoints, start_broker, wait_broker_ready
 from tests.support.kube import DEFAULT_TOKEN, start_kube_emulator
 from tests.support.ports import free_port
@@ -37,7 +37,6 @@ from tests.system.harness import FAST_ENV as UP_FAST_ENV
 pytestmark = pytest.mark.processes
 
 PROCESSES = ["broker", "api", "daemon", "kube-emulator", "fabric"]
-STOP_TIMEOUT = 15.0  # "promptly": far above a clean stop, far below the SIGKILL a supervisor uses
 
 # ---- --help ------------------------------------------------------------------------------
 
@@ -303,37 +302,6 @@ LAUNCHERS: dict[str, Launcher] = {
 def logged_field(name: str, value: object, args: tuple[str, ...]) -> str:
     """How `name=value` shows in a log line: `"name": value` in JSON, `name=value` in console."""
     return f"{name}={value}" if "console" in args else f'"{name}": {value}'
-
-
-async def wait_http(proc: Proc, url: str) -> None:
-    async with aiohttp.ClientSession() as http:
-
-        async def answers() -> bool:
-            assert proc.running, f"{proc.name} exited: {proc.log_text()[-3000:]}"
-            async with http.get(url, headers={"Authorization": f"Bearer {DEFAULT_TOKEN}"}) as r:
-                return r.status == 200
-
-        _ = await wait_until(answers, timeout=60, message=f"{proc.name} answers {url}")
-
-
-async def wait_logged(proc: Proc, text: str) -> None:
-    def logged() -> bool:
-        assert proc.running, f"{proc.name} exited: {proc.log_text()[-3000:]}"
-        return text in proc.log_text()
-
-    _ = await wait_until(logged, timeout=60, message=f"{proc.name} logged {text}")
-
-
-async def stop_with(procs: ProcessGroup, proc: Proc, sig: signal.Signals) -> tuple[int, str]:
-    """Send `sig`; returns the exit code (SIGKILL's -9 if it did not stop in time) and stdout."""
-    stdout = proc.process.stdout
-    assert stdout is not None
-    proc.process.send_signal(sig)
-    try:
-        code = await asyncio.wait_for(proc.process.wait(), STOP_TIMEOUT)
-    except TimeoutError:
-        code = await procs.kill(proc)
-    return code, (await stdout.read()).decode(errors="replace")
 
 
 @pytest.fixture
