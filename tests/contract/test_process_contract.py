@@ -188,6 +188,7 @@ class Launched:
     used: str  # how the chosen setting shows in the process's log
     unused: str  # how the other value (the losing env var) would show
     child_logs: Path | None = None  # `fabric up`: where its children's logs go
+    stdout_shows: str | None = None  # `fabric up`: what it prints for people (else nothing)
 
 
 @dataclass(frozen=True)
@@ -287,7 +288,8 @@ async def launch_up(
     assert endpoints["api"] == f"http://127.0.0.1:{port}", endpoints
     await wait_http(proc, f"http://127.0.0.1:{port}/healthz")
     other = env_port if flag else flag_port
-    return Launched(proc, f"127.0.0.1:{port}", f"127.0.0.1:{other}", state / "logs")
+    return Launched(proc, f"127.0.0.1:{port}", f"127.0.0.1:{other}", state / "logs",
+                    stdout_shows=f"http://127.0.0.1:{port}")
 
 
 LAUNCHERS: dict[str, Launcher] = {
@@ -322,7 +324,7 @@ async def test_configured_by_env_alone_it_logs_json_and_sigterm_ends_it_with_0(
     procs: ProcessGroup, context: Context, command: str
 ) -> None:
     launched = await LAUNCHERS[command](context, False, (), {})
-    code, _out = await stop_with(procs, launched.proc, signal.SIGTERM)
+    code, out = await stop_with(procs, launched.proc, signal.SIGTERM)
     log = launched.proc.log_text()
     assert code == 0, f"{command} exited {code} on SIGTERM:\n{log[-3000:]}"
     lines = json_lines(log, source=command)
@@ -333,6 +335,11 @@ async def test_configured_by_env_alone_it_logs_json_and_sigterm_ends_it_with_0(
     for path in child_logs(launched):
         for line in json_lines(path.read_text(errors="replace"), source=path.name):
             check_log_line(line, source=path.name)
+    # Logs go to stderr; stdout is for people: only `fabric up` prints there (the API URL).
+    if launched.stdout_shows is None:
+        assert not out.strip(), f"{command} wrote to stdout: {out[:500]!r}"
+    else:
+        assert launched.stdout_shows in out, f"{command} stdout: {out[:500]!r}"
 
 
 @pytest.mark.parametrize("command", PROCESSES)
