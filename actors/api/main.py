@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import socket
 import sys
 import time
@@ -21,35 +20,7 @@ from actors.api.rebuild import rebuild_cache
 from actors.api.relay import RelaySettings
 from actors.runtime import ActorSystem, run_until_signalled
 from actors.runtime.logging import configure_logging
-from transport.client import BrokerEndpoints
-
-
-def _env(name: str, default: str | None = None) -> str | None:
-    return os.environ.get(name) or default
-
-
-def _listen(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
-    return host, int(port)
-
-
-def _broker(text: str) -> BrokerEndpoints:
-    try:
-        return BrokerEndpoints.parse(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc))
-
-
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}")
-    if not 0 < value < 86400:
-        raise argparse.ArgumentTypeError(f"expected seconds in (0, 86400), got {text!r}")
-    return value
+from actors.runtime.settings import add_logging_flags, broker_endpoints, env, host_port, positive_float
 
 
 def _workers(text: str) -> int:
@@ -63,51 +34,40 @@ def parser() -> argparse.ArgumentParser:
         prog="bin/api",
         description="Fabric management API: JSON-RPC on POST /rpc, /healthz, /readyz, /metrics.",
     )
-    p.add_argument("--listen", type=_listen, default=_env("FABRIC_API_LISTEN", "127.0.0.1:8080"),
+    p.add_argument("--listen", type=host_port, default=env("FABRIC_API_LISTEN", "127.0.0.1:8080"),
                    help="HOST:PORT to serve on (FABRIC_API_LISTEN, default 127.0.0.1:8080)")
-    p.add_argument("--legacy-dsn", default=_env("FABRIC_LEGACY_DSN"),
+    p.add_argument("--legacy-dsn", default=env("FABRIC_LEGACY_DSN"),
                    help="PostgreSQL DSN of the legacy database (FABRIC_LEGACY_DSN)")
-    p.add_argument("--broker", type=_broker, default=_env("FABRIC_BROKER"),
+    p.add_argument("--broker", type=broker_endpoints, default=env("FABRIC_BROKER"),
                    help="broker CONTROL,EVENTS,ACKS addresses (FABRIC_BROKER)")
-    p.add_argument("--state-dir", type=Path, default=_env("FABRIC_STATE_DIR"),
+    p.add_argument("--state-dir", type=Path, default=env("FABRIC_STATE_DIR"),
                    help="directory for the query cache and admin.key (FABRIC_STATE_DIR)")
-    p.add_argument("--admin-key", default=_env("FABRIC_ADMIN_KEY"),
+    p.add_argument("--admin-key", default=env("FABRIC_ADMIN_KEY"),
                    help="admin API key (FABRIC_ADMIN_KEY; else STATE_DIR/admin.key)")
-    p.add_argument("--relay-poll", type=_positive,
-                   default=_env("FABRIC_RELAY_POLL_SECONDS", "1.0"),
+    p.add_argument("--relay-poll", type=positive_float,
+                   default=env("FABRIC_RELAY_POLL_SECONDS", "1.0"),
                    help="outbox safety-net poll interval in seconds (FABRIC_RELAY_POLL_SECONDS)")
-    p.add_argument("--retry-backoff-max", type=_positive,
-                   default=_env("FABRIC_RETRY_BACKOFF_MAX", "2.0"),
+    p.add_argument("--retry-backoff-max", type=positive_float,
+                   default=env("FABRIC_RETRY_BACKOFF_MAX", "2.0"),
                    help="cap of the retry backoff in seconds (FABRIC_RETRY_BACKOFF_MAX)")
-    p.add_argument("--directory-interval", type=_positive,
-                   default=_env("FABRIC_DIRECTORY_INTERVAL", "2.0"),
+    p.add_argument("--directory-interval", type=positive_float,
+                   default=env("FABRIC_DIRECTORY_INTERVAL", "2.0"),
                    help="how often to refresh the cluster list from the broker (FABRIC_DIRECTORY_INTERVAL)")
-    p.add_argument("--workers", type=_workers, default=_env("FABRIC_API_WORKERS", "4"),
+    p.add_argument("--workers", type=_workers, default=env("FABRIC_API_WORKERS", "4"),
                    help="domain+legacy actor pairs, i.e. creates in flight at once (FABRIC_API_WORKERS)")
     p.add_argument("--no-relay", action="store_true",
-                   default=_env("FABRIC_API_NO_RELAY", "") in ("1", "true", "yes"),
+                   default=env("FABRIC_API_NO_RELAY", "") in ("1", "true", "yes"),
                    help="do not run the outbox relay in this process (FABRIC_API_NO_RELAY=1)")
     p.add_argument("--rebuild-cache", action="store_true",
                    help="replay the broker log into a fresh query cache before serving")
-    p.add_argument("--log-format", choices=["json", "console"],
-                   default=_env("FABRIC_LOG_FORMAT", "json"))
-    p.add_argument("--log-level", default=_env("FABRIC_LOG_LEVEL", "info"))
+    add_logging_flags(p)
     return p
 
 
 def settings_from(args: list[str] | None = None) -> tuple[argparse.Namespace, ApiSettings]:
     p = parser()
     ns = p.parse_args(args)
-    # Env defaults are strings: run them through the same converters as flags.
-    for name, conv in (("listen", _listen), ("broker", _broker), ("relay_poll", _positive),
-                       ("workers", _workers),
-                       ("retry_backoff_max", _positive), ("directory_interval", _positive)):
-        value = getattr(ns, name)
-        if isinstance(value, str):
-            try:
-                setattr(ns, name, conv(value))
-            except argparse.ArgumentTypeError as exc:
-                p.error(f"--{name.replace('_', '-')}: {exc}")
+    # argparse runs string defaults (the env values) through `type` too, so both are checked.
     if not ns.legacy_dsn:
         p.error("--legacy-dsn (or FABRIC_LEGACY_DSN) is required")
     if not ns.legacy_dsn.startswith(("postgresql://", "postgres://")):

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from actors.runtime.settings import add_logging_flags, broker_endpoints, positive_float, positive_int
 from transport.endpoints import BrokerEndpoints
 
 
@@ -21,37 +22,6 @@ class BrokerSettings:
     segment_bytes: int = 64 * 1024 * 1024
     log_format: str = "json"
     log_level: str = "info"
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0: {text!r}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0: {text!r}")
-    return value
-
-
-def _endpoints(text: str) -> BrokerEndpoints:
-    try:
-        endpoints = BrokerEndpoints.parse(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    for address in (endpoints.control, endpoints.events, endpoints.acks):
-        if "://" not in address:
-            raise argparse.ArgumentTypeError(f"not a zmq address (tcp://HOST:PORT): {address!r}")
-    return endpoints
 
 
 def parse_settings(argv: Sequence[str] | None = None) -> BrokerSettings:
@@ -69,52 +39,36 @@ def parse_settings(argv: Sequence[str] | None = None) -> BrokerSettings:
     )
     parser.add_argument(
         "--bind",
-        type=_endpoints,
+        type=broker_endpoints,
         default=env.get("FABRIC_BROKER_BIND"),
         help="CONTROL,EVENTS,ACKS zmq addresses, e.g. tcp://127.0.0.1:7101,tcp://127.0.0.1:7102,"
         "tcp://127.0.0.1:7103 (env FABRIC_BROKER_BIND)",
     )
     parser.add_argument(
         "--heartbeat-interval",
-        type=_positive_float,
+        type=positive_float,
         default=env.get("FABRIC_BROKER_HEARTBEAT_SECONDS", "1.0"),
         help="seconds between heartbeats on the event stream (env FABRIC_BROKER_HEARTBEAT_SECONDS)",
     )
     parser.add_argument(
         "--consumer-timeout",
-        type=_positive_float,
+        type=positive_float,
         default=env.get("FABRIC_BROKER_CONSUMER_TIMEOUT", "10"),
         help="seconds without a sign of life before a consumer counts as offline "
         "(env FABRIC_BROKER_CONSUMER_TIMEOUT)",
     )
     parser.add_argument(
         "--segment-bytes",
-        type=_positive_int,
+        type=positive_int,
         default=env.get("FABRIC_BROKER_SEGMENT_BYTES", str(64 * 1024 * 1024)),
         help="roll to a new log segment past this size (env FABRIC_BROKER_SEGMENT_BYTES)",
     )
-    parser.add_argument(
-        "--log-format",
-        choices=["json", "console"],
-        default=env.get("FABRIC_LOG_FORMAT", "json"),
-        help="log lines as JSON (default) or for people (env FABRIC_LOG_FORMAT)",
-    )
-    parser.add_argument(
-        "--log-level",
-        choices=["debug", "info", "warning", "error"],
-        default=env.get("FABRIC_LOG_LEVEL", "info"),
-        help="(env FABRIC_LOG_LEVEL)",
-    )
+    add_logging_flags(parser)
     args = parser.parse_args(argv)
     if args.data_dir is None:
         parser.error("--data-dir (or FABRIC_BROKER_DATA_DIR) is required")
     if args.bind is None:
         parser.error("--bind (or FABRIC_BROKER_BIND) is required")
-    # argparse checks `choices` for flags only; env values need the same check.
-    if args.log_format not in ("json", "console"):
-        parser.error(f"FABRIC_LOG_FORMAT must be json or console, got {args.log_format!r}")
-    if args.log_level not in ("debug", "info", "warning", "error"):
-        parser.error(f"FABRIC_LOG_LEVEL must be debug, info, warning or error, got {args.log_level!r}")
     # argparse runs string defaults (the env values) through `type` too, so both are checked.
     return BrokerSettings(
         data_dir=Path(args.data_dir),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from transport.client import BrokerEndpoints
 
@@ -64,23 +64,42 @@ def broker_endpoints(text: str) -> BrokerEndpoints:
     return endpoints
 
 
+LOG_FORMATS = ("json", "console")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
 def add_logging_flags(
     parser: argparse.ArgumentParser, environ: Mapping[str, str] | None = None
 ) -> None:
-    """`--log-format json|console` and `--log-level`, the same in every process."""
+    """`--log-format json|console` and `--log-level`, the same in every process.
+
+    Validated through `type=` rather than `choices=`: argparse runs string
+    defaults (our env values) through `type` but checks `choices` for flags only.
+    """
     source = os.environ if environ is None else environ
     parser.add_argument(
         "--log-format",
-        choices=("json", "console"),
+        type=_one_of(LOG_FORMATS),
+        metavar="{json,console}",
         default=source.get("FABRIC_LOG_FORMAT") or "json",
         help="json lines (default) or console for people (FABRIC_LOG_FORMAT)",
     )
     parser.add_argument(
         "--log-level",
-        choices=("debug", "info", "warning", "error"),
+        type=_one_of(LOG_LEVELS),
+        metavar="{debug,info,warning,error}",
         default=source.get("FABRIC_LOG_LEVEL") or "info",
         help="(FABRIC_LOG_LEVEL)",
     )
+
+
+def _one_of(options: tuple[str, ...]) -> Callable[[str], str]:
+    def check(text: str) -> str:
+        if text not in options:
+            raise argparse.ArgumentTypeError(f"must be one of {', '.join(options)}: {text!r}")
+        return text
+
+    return check
 
 
 def _number(text: str) -> float:
