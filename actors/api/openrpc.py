@@ -2,7 +2,11 @@
 
 `rpc.discover` answers with `document(table)`, so every method that can be
 called is listed with the params it accepts and the errors it can return;
-nothing is written by hand twice.
+nothing is written by hand twice. Errors come from two places: the
+dispatcher's own (-32602 and -32603 for every method, -32001 for those that
+need a key) and each method's declared ones. The errors answered before a
+method is chosen (-32700, -32600, -32601) belong to no method and are
+declared once under components.errors.
 """
 
 from __future__ import annotations
@@ -10,10 +14,35 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from actors.api.jsonrpc import Method
+from actors.api.jsonrpc import (
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    METHOD_NOT_FOUND,
+    PARSE_ERROR,
+    UNAUTHORIZED,
+    Method,
+)
 from actors.api.params import params_schema
 
 OPENRPC_VERSION = "1.3.2"
+
+PROTOCOL_ERRORS: dict[str, tuple[int, str]] = {
+    "ParseError": (PARSE_ERROR, "Parse error"),
+    "InvalidRequest": (INVALID_REQUEST, "Invalid Request"),
+    "MethodNotFound": (METHOD_NOT_FOUND, "Method not found"),
+}
+
+
+def method_errors(method: Method) -> list[tuple[int, str]]:
+    """The method's declared errors, then the dispatcher's it can answer; one entry per code."""
+    dispatcher = [(INVALID_PARAMS, "Invalid params"), (INTERNAL_ERROR, "Internal error")]
+    if method.auth:
+        dispatcher.append((UNAUTHORIZED, "Unauthorized"))
+    errors: dict[int, str] = {}
+    for code, message in (*method.errors, *dispatcher):
+        errors.setdefault(code, message)
+    return list(errors.items())
 
 
 def document(
@@ -24,23 +53,20 @@ def document(
         method = table[name]
         if name == "rpc.discover":
             continue  # the spec: rpc.discover itself is not listed among the methods
-        structure = method.signature.structure
         entry: dict[str, Any] = {
             "name": name,
             "params": params_schema(method.signature.params),
             "result": {"name": method.result_name, "schema": dict(method.result_schema)},
-            "paramStructure": "either" if structure == "either" else structure,
+            "paramStructure": method.signature.structure,
+            "errors": [{"code": code, "message": message} for code, message in method_errors(method)],
         }
         if method.summary:
             entry["summary"] = method.summary
-        if method.errors:
-            entry["errors"] = [{"code": code, "message": message} for code, message in method.errors]
         methods.append(entry)
-    doc: dict[str, Any] = {
+    errors = {key: {"code": code, "message": message} for key, (code, message) in PROTOCOL_ERRORS.items()}
+    return {
         "openrpc": OPENRPC_VERSION,
         "info": {"title": title, "version": version},
         "methods": methods,
+        "components": {**(components or {}), "errors": errors},
     }
-    if components:
-        doc["components"] = dict(components)
-    return doc

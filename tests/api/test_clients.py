@@ -6,6 +6,7 @@ from typing import Any
 
 from jsonrpcclient import Error, Ok, notification, parse, request
 
+from actors.api.jsonrpc import INTERNAL_ERROR, INVALID_PARAMS
 from actors.api.methods import NOT_FOUND, SLUG_TAKEN, UNAUTHORIZED, UNAVAILABLE
 from tests.api.harness import RunningApi
 
@@ -88,7 +89,7 @@ async def test_openrpc_document_lists_every_dispatchable_method_with_its_errors(
             assert set(param) >= {"name", "schema", "required"}
     by_name = {m["name"]: m for m in document["methods"]}
     assert {e["code"] for e in by_name["account.create"]["errors"]} == {
-        UNAUTHORIZED, SLUG_TAKEN, UNAVAILABLE
+        UNAUTHORIZED, SLUG_TAKEN, UNAVAILABLE, INVALID_PARAMS, INTERNAL_ERROR
     }
     assert [p["name"] for p in by_name["account.create"]["params"]] == ["name", "owner_email", "slug"]
     assert "Account" in document["components"]["schemas"]
