@@ -18,6 +18,7 @@ from typing import Any
 from tests.support.processes import Proc, ProcessGroup
 
 SNAKE_CASE = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")
+BOOTSTRAP_NOTICE = "fabric: preparing "  # bin/lib/venv.sh, while it (re)builds the venv
 
 
 def fabric_settings_in(environ: dict[str, str]) -> list[str]:
@@ -49,15 +50,27 @@ def error_lines(stderr: str) -> list[str]:
         if in_usage and line[:1].isspace():
             continue
         in_usage = False
-        if line.strip():
+        if line.strip() and not line.startswith(BOOTSTRAP_NOTICE):
             kept.append(line)
     return kept
+
+
+def without_bootstrap(lines: list[str]) -> list[str]:
+    """The process's own lines: without what the bin/ launcher printed while it (re)built the
+    venv (bin/lib/venv.sh: a `fabric: preparing ...` notice, then pip), which happens only on
+    a first run or after setup.cfg changed, before the process itself starts."""
+    if not lines or not lines[0].startswith(BOOTSTRAP_NOTICE):
+        return lines
+    for index, line in enumerate(lines):
+        if line.startswith("{"):
+            return lines[index:]
+    return []
 
 
 def json_lines(text: str, *, source: str) -> list[dict[str, Any]]:
     """Every line of `text` as a JSON object; fails on the first line that is not one."""
     parsed: list[dict[str, Any]] = []
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in enumerate(without_bootstrap(text.splitlines()), 1):
         try:
             value = json.loads(line)
         except ValueError:
