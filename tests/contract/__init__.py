@@ -1,0 +1,1 @@
+"""Outside-contract tests: what CONTRACT.md promises about every process, checked through bin/."""
