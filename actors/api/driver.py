@@ -95,4 +95,11 @@ class EventDriverActor(Actor[DriverMessage]):
                 "event_applied", event_id=envelope.event_id, account_id=event.account_id,
                 seq=delivery.seq, type=envelope.type,
             )
+        else:
+            # Already in the cache (the domain applies its own events at once, for
+            # read-your-writes): logged so the event's journey is still traceable here.
+            self.log.debug(
+                "event_already_applied", event_id=envelope.event_id, account_id=event.account_id,
+                seq=delivery.seq, type=envelope.type,
+            )
         await subscription.ack(delivery.seq)

@@ -67,7 +67,10 @@ async def load_configuration(
     except KubeConfigError:
         raise
     except Exception as exc:
-        raise KubeConfigError(f"cannot load kubernetes config: {exc}")
+        # One line whatever the loader raised (YAML errors span several lines).
+        detail = " ".join(str(exc).split())[:300] or type(exc).__name__
+        where = f"kubeconfig {kubeconfig}" if kubeconfig is not None else "in-cluster config"
+        raise KubeConfigError(f"{where}: not usable ({detail})")
     return cfg
 
 
