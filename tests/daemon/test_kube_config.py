@@ -38,8 +38,8 @@ async def test_the_current_context_is_used_unless_another_is_named(tmp_path: Pat
     ("text", "context", "words"),
     [
         (None, None, "does not exist"),
-        (KUBECONFIG, "third", "cannot load kubernetes config"),
-        ("{not: [valid", None, "cannot load kubernetes config"),
+        (KUBECONFIG, "third", "not usable .*third"),
+        ("{not: [valid", None, "not usable"),
     ],
 )
 async def test_a_bad_kubeconfig_is_one_clear_error(
@@ -48,5 +48,6 @@ async def test_a_bad_kubeconfig_is_one_clear_error(
     path = tmp_path / "kubeconfig"
     if text is not None:
         path.write_text(text)
-    with pytest.raises(KubeConfigError, match=words):
+    with pytest.raises(KubeConfigError, match=words) as caught:
         await load_configuration(path, context)
+    assert "\n" not in str(caught.value)
