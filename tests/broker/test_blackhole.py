@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -13,16 +12,7 @@ from tests.broker.proxy import TcpProxy
 from tests.support.broker import embedded_broker
 from tests.support.wait import wait_until
 from transport.client import BrokerEndpoints, Directory, Publisher, Subscriber
-from transport.sockets import Context, close_context, new_context
-
-
-@pytest.fixture
-async def ctx() -> AsyncIterator[Context]:
-    context = new_context()
-    try:
-        yield context
-    finally:
-        close_context(context)
+from transport.sockets import Context
 
 
 @pytest.mark.parametrize("heal", ["resume", "drop"])

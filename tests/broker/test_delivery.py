@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -15,16 +14,7 @@ from tests.broker.helpers import envelope
 from tests.support.broker import embedded_broker, new_endpoints
 from tests.support.wait import wait_until
 from transport.client import BrokerEndpoints, Directory, Publisher, Subscriber
-from transport.sockets import Context, close_context, new_context
-
-
-@pytest.fixture
-async def ctx() -> AsyncIterator[Context]:
-    context = new_context()
-    try:
-        yield context
-    finally:
-        close_context(context)
+from transport.sockets import Context
 
 
 async def _consume(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -16,16 +15,7 @@ from core.envelope import Envelope
 from tests.broker.helpers import envelope
 from tests.support.broker import embedded_broker
 from transport.client import Publisher
-from transport.sockets import Context, close_context, new_context
-
-
-@pytest.fixture
-async def ctx() -> AsyncIterator[Context]:
-    context = new_context()
-    try:
-        yield context
-    finally:
-        close_context(context)
+from transport.sockets import Context
 
 
 async def test_an_fsync_failure_stops_the_broker_and_is_never_retried(

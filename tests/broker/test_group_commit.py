@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -15,19 +14,10 @@ from actors.broker.records import scan
 from tests.broker.helpers import envelope
 from tests.support.broker import embedded_broker
 from transport.client import BrokerEndpoints, Publisher
-from transport.sockets import Context, close_context, new_context
+from transport.sockets import Context
 
 PRODUCERS = 10
 EACH = 30
-
-
-@pytest.fixture
-async def ctx() -> AsyncIterator[Context]:
-    context = new_context()
-    try:
-        yield context
-    finally:
-        close_context(context)
 
 
 async def test_confirmations_follow_the_fsync_and_many_publishes_share_one(
