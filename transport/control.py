@@ -82,6 +82,11 @@ class ControlChannel:
             await asyncio.gather(old_reader, return_exceptions=True)
         old_sock.close()
 
+    @property
+    def in_flight(self) -> int:
+        """Requests sent and not yet answered."""
+        return len(self._pending)
+
     def _fail_pending(self, reason: str) -> None:
         for future in self._pending.values():
             if not future.done():

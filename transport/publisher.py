@@ -2,8 +2,8 @@
 
 `publish` returns a receipt per envelope, in order: its seq and whether the
 broker had it already (same event id, any time in the retention). Many
-`publish` calls may be in flight at once on one Publisher, and calls made in
-the same event-loop turn are coalesced into one PUB request (up to
+`publish` calls may be in flight at once on one Publisher, and while any is,
+calls made in the same event-loop turn are coalesced into one PUB request (up to
 `protocol.MAX_BATCH` envelopes): one send, one broker wake-up and one share of
 a group commit for all of them. The first caller of a batch sends it on
 everyone's behalf; the others wait for their slice of the receipts.
@@ -84,6 +84,10 @@ class Publisher:
             for start, end in runs:
                 receipts += await self._request(envelopes[start:end], bodies[start:end])
             return receipts
+        if self._open is None and self._channel.in_flight == 0:
+            # Nothing in flight: the broker is waiting for us, so waiting a loop turn for others
+            # to join would only add latency. Publishes made meanwhile coalesce behind this one.
+            return await self._request(envelopes, bodies)
         entry = _Entry(envelopes, bodies, asyncio.get_running_loop().create_future())
         batch = self._open
         if (
