@@ -131,12 +131,14 @@ def bad_settings(tmp: Path, busy: int) -> dict[str, list[BadSetting]]:
             bad("malformed broker address", "broker", *daemon, "--broker", "nonsense"),
             bad("word for a number", "resync", *daemon, "--resync", "often"),
             bad("missing cluster", "cluster", *daemon[2:]),
+            # The cases run at once: those that get past parsing need state dirs of their own,
+            # or one would meet the other's single-daemon lock instead of its own bad setting.
             bad("missing kubeconfig file", "kubeconfig", *daemon, "--kubeconfig",
-                str(tmp / "absent")),
+                str(tmp / "absent"), "--state-dir", str(tmp / "d-absent")),
             bad("word for a number in env", "resync", *daemon, FABRIC_RESYNC_SECONDS="often"),
             bad("state dir is a file", str(a_file), *daemon, "--state-dir", str(a_file / "d")),
             bad("kubeconfig that is not one", str(not_kubeconfig), *daemon,
-                "--kubeconfig", str(not_kubeconfig)),
+                "--kubeconfig", str(not_kubeconfig), "--state-dir", str(tmp / "d-not-one")),
         ],
         "kube-emulator": [
             bad("malformed listen address", "listen", *kube, "--listen", "nonsense"),
