@@ -19,7 +19,8 @@ whatever is queued with one wake-up.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Callable, Sequence
 
 import zmq
 import zmq.asyncio
@@ -48,41 +49,79 @@ def close_context(ctx: Context) -> None:
     ctx.destroy(linger=0)
 
 
+class _ZmqSocket(zmq.Socket):  # type: ignore[type-arg]
+    """A plain zmq socket that tells its owner when it closes, however it is closed (our
+    `close` or the context's `destroy`), so the event loop stops watching its FD first."""
+
+    _on_close: Callable[[], None] | None = None
+
+    def close(self, linger: int | None = None) -> None:
+        hook, self._on_close = self._on_close, None
+        if hook is not None:
+            hook()
+        super().close(linger)
+
+
 class Socket:
-    """A configured zmq.asyncio socket with the small API our protocol code needs."""
+    """A configured zmq socket with the small API our protocol code needs.
 
-    __slots__ = ("_sock", "address")
+    Waiting is done on the socket's FD with `loop.add_reader` rather than through
+    zmq.asyncio's futures: a DEALER/ROUTER round trip measured ~120 us this way
+    against ~200 us. The FD is edge-triggered and any call on the socket may
+    consume its edge, so a waiter re-checks `EVENTS` after every send and on
+    every FD wake-up. One task at a time may await `recv` (and one `send`).
+    """
 
-    def __init__(self, sock: zmq.asyncio.Socket, address: str) -> None:
+    __slots__ = ("_fd", "_loop", "_readable", "_sock", "_writable", "address")
+
+    def __init__(self, sock: _ZmqSocket, address: str) -> None:
         self._sock = sock
         self.address = address
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._fd = -1
+        self._readable: asyncio.Future[None] | None = None
+        self._writable: asyncio.Future[None] | None = None
 
     async def recv(self) -> list[bytes]:
-        return list(await self._sock.recv_multipart())
+        while True:
+            frames = self.recv_nowait()
+            if frames is not None:
+                return frames
+            self._readable = self._waiter(self._readable)
+            try:
+                await self._readable
+            finally:
+                self._readable = None
 
     def recv_nowait(self) -> list[bytes] | None:
         # Checking EVENTS first avoids the cost of a failing non-blocking recv (see performance notes).
         if self._sock.closed or not int(self._sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
             return None
         try:
-            return list(self._sock.recv_multipart(zmq.NOBLOCK).result())  # type: ignore[attr-defined]
+            return self._sock.recv_multipart(zmq.NOBLOCK)
         except zmq.Again:
             return None
 
     async def send(self, frames: Sequence[bytes]) -> None:
-        await self._sock.send_multipart(frames)
+        while not self.send_nowait(frames):
+            if self._sock.closed:
+                raise SocketError(f"socket for {self.address} is closed")
+            self._writable = self._waiter(self._writable)
+            try:
+                await self._writable
+            finally:
+                self._writable = None
 
     def send_nowait(self, frames: Sequence[bytes]) -> bool:
         if self._sock.closed:
             return False
         try:
-            fut = self._sock.send_multipart(frames, zmq.NOBLOCK)
+            self._sock.send_multipart(frames, zmq.NOBLOCK)
         except zmq.ZMQError:
             return False
-        if fut.done():  # type: ignore[attr-defined]
-            return fut.exception() is None  # type: ignore[attr-defined]
-        # Queued behind another send: nobody awaits it, so consume its outcome here.
-        fut.add_done_callback(_consume_outcome)  # type: ignore[attr-defined]
+        finally:
+            if self._readable is not None:
+                self._on_events()  # the send may have consumed the edge a receiver waits for
         return True
 
     @property
@@ -94,14 +133,41 @@ class Socket:
         if not self._sock.closed:
             self._sock.close(linger=linger_ms)
 
+    def _waiter(self, current: asyncio.Future[None] | None) -> asyncio.Future[None]:
+        if current is not None:
+            raise RuntimeError(f"another task is already waiting on the socket for {self.address}")
+        if self._sock.closed:
+            raise SocketError(f"socket for {self.address} is closed")
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+            self._fd = int(self._sock.getsockopt(zmq.FD))
+            self._loop.add_reader(self._fd, self._on_events)
+            self._sock._on_close = self._unwatch
+        return self._loop.create_future()
 
-def _consume_outcome(fut: object) -> None:
-    if not fut.cancelled():  # type: ignore[attr-defined]
-        fut.exception()  # type: ignore[attr-defined]
+    def _on_events(self) -> None:
+        # Reading EVENTS also clears the FD's readiness, so call it even with nobody waiting.
+        if self._sock.closed:
+            return
+        events = int(self._sock.getsockopt(zmq.EVENTS))
+        if events & zmq.POLLIN and self._readable is not None and not self._readable.done():
+            self._readable.set_result(None)
+        if events & zmq.POLLOUT and self._writable is not None and not self._writable.done():
+            self._writable.set_result(None)
+
+    def _unwatch(self) -> None:
+        # Like zmq.asyncio: closing the socket cancels whoever waits on it.
+        loop, self._loop = self._loop, None
+        if loop is not None and not loop.is_closed():
+            loop.remove_reader(self._fd)
+        for waiter in (self._readable, self._writable):
+            if waiter is not None and not waiter.done():
+                waiter.cancel()
 
 
-def _make(ctx: Context, kind: int, *, receives: bool) -> zmq.asyncio.Socket:
-    sock = ctx.socket(kind)
+def _make(ctx: Context, kind: int, *, receives: bool) -> _ZmqSocket:
+    # A plain socket on the asyncio context: we wait on its FD ourselves (see `Socket`).
+    sock = zmq.Context.socket(ctx, kind, socket_class=_ZmqSocket)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
     sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
@@ -111,7 +177,7 @@ def _make(ctx: Context, kind: int, *, receives: bool) -> zmq.asyncio.Socket:
     return sock
 
 
-def _bind(sock: zmq.asyncio.Socket, address: str) -> Socket:
+def _bind(sock: _ZmqSocket, address: str) -> Socket:
     try:
         sock.bind(address)
     except zmq.ZMQError as exc:
@@ -120,7 +186,7 @@ def _bind(sock: zmq.asyncio.Socket, address: str) -> Socket:
     return Socket(sock, address)
 
 
-def _connect(sock: zmq.asyncio.Socket, address: str) -> Socket:
+def _connect(sock: _ZmqSocket, address: str) -> Socket:
     try:
         sock.connect(address)
     except zmq.ZMQError as exc:
