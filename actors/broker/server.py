@@ -314,6 +314,7 @@ class Broker(Actor[BrokerMessage]):
             # The reader's ask gets this error and ends, which crashes the actor.
             raise
         self._durable = max(self._durable, upto)
+        self._release_waiting()  # receipts first: the publisher waits on them, subscribers do not
         self._publish_live()
 
     def _fsync_failed(self, exc: OSError) -> None:
