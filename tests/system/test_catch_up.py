@@ -83,8 +83,13 @@ async def test_away_daemon_catches_up_and_a_new_cluster_gets_only_live_accounts(
     await eventually(
         lambda: converged(up, ["a"], live, {"drop-1"}, away=True), timeout=30, message="a alone converged"
     )
-    clusters = {c["name"]: c for c in await call_ok(up, "cluster.list", {})}
-    assert clusters["b"]["status"] == "offline", clusters
+
+    async def b_offline() -> bool:
+        clusters = {c["name"]: c for c in await call_ok(up, "cluster.list", {})}
+        assert clusters["b"]["status"] == "offline", clusters
+        return True
+
+    await eventually(b_offline, timeout=15, message="b offline while away")
     # This run ends without warning: its children outlive it until the next `up` clears them.
     orphans = up.kill_up()
     assert orphans
