@@ -6,6 +6,9 @@ Measured in one run, so the ratios hold even where absolute figures move:
   shape of JetStream's publish_async); each confirmed only after fdatasync.
 - fabric, batched: BATCH events per publish, a few in flight (the outbox
   relay's shape).
+- fabric, sequential: one publish awaited at a time, SEQUENTIAL of them; p50
+  and p99 of each confirm's latency (its floor is one zmq round trip plus one
+  fdatasync; compare with JetStream's one-at-a-time publish).
 - NATS JetStream publish_async with a Nats-Msg-Id (dedup) header, against the
   server on 127.0.0.1:4222 when one answers (as that server is configured),
   and against a nats-server we start with `sync_interval: always` (fsync every
