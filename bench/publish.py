@@ -39,7 +39,7 @@ from core.bus import BusUnavailable
 from core.envelope import Envelope, new_event_id, utc_now
 from transport import codec
 from transport.client import BrokerEndpoints, Directory, Publisher
-from transport.sockets import Context, bind_pull, close_context, connect_push, new_context
+from transport.sockets import Context, close_context, new_context
 
 WINDOW = 256
 BATCH = 100
@@ -239,26 +239,34 @@ def _nats_reachable(host: str, port: int) -> bool:
         return False
 
 
-async def bench_raw_zmq(ctx: Context, n: int) -> float:
+async def bench_raw_zmq(n: int) -> float:
+    """pyzmq's own asyncio sockets, not our socket layer: the baseline must not move with our code."""
+    import zmq  # only this baseline talks to pyzmq directly
+    import zmq.asyncio
+
     address = f"tcp://127.0.0.1:{_free_port()}"
-    pull = bind_pull(ctx, address)
-    push = connect_push(ctx, address)
+    ctx = zmq.asyncio.Context()
+    pull = ctx.socket(zmq.PULL)
+    push = ctx.socket(zmq.PUSH)
+    pull.bind(address)
+    push.connect(address)
     payloads = [e.to_wire() for e in _envelopes(n)]
     try:
 
         async def receive() -> None:
             for _ in range(n):
-                codec.decode((await pull.recv())[0])
+                codec.decode(await pull.recv())
 
         start = time.perf_counter()
         receiver = asyncio.create_task(receive())
         for payload in payloads:
-            await push.send([codec.encode(payload)])
+            await push.send(codec.encode(payload))
         await receiver
         return n / (time.perf_counter() - start)
     finally:
-        push.close()
-        pull.close()
+        push.close(linger=0)
+        pull.close(linger=0)
+        ctx.term()
 
 
 async def run(n: int, runs: int) -> None:
@@ -295,7 +303,7 @@ async def run(n: int, runs: int) -> None:
                 for label, target in nats_targets:
                     for name, value in (await bench_nats(target, n)).items():
                         add(f"nats jetstream ({label}) {name}", value)
-                add("raw pyzmq PUSH->PULL, no storage, no confirm", await bench_raw_zmq(ctx, n))
+                add("raw pyzmq PUSH->PULL, no storage, no confirm", await bench_raw_zmq(n))
     finally:
         close_context(ctx)
 
