@@ -177,26 +177,38 @@ class _Cell(Generic[M]):
         assert self._crash is not None
         crash = self._crash
         while True:
-            get: asyncio.Future[object] = asyncio.ensure_future(self.mailbox.get())
-            try:
-                done, _ = await asyncio.wait(
-                    [get, cast("asyncio.Future[object]", crash)], return_when=asyncio.FIRST_COMPLETED
-                )
-            except asyncio.CancelledError:
-                get.cancel()
-                raise
-            if crash in done:
-                if get.done() and not get.cancelled():
-                    # Keep the message for the next incarnation, at the front is not possible
-                    # with asyncio.Queue; handling order across a crash is best effort.
-                    self.mailbox.put_nowait(cast("_Envelope | _Stop", get.result()))
-                else:
-                    get.cancel()
+            if crash.done():
                 raise crash.result()
-            envelope = cast("_Envelope | _Stop", get.result())
+            envelope = (
+                self.mailbox.get_nowait() if not self.mailbox.empty() else await self._next(crash)
+            )
             if isinstance(envelope, _Stop):
                 return
             await self._handle(actor, envelope)
+
+    async def _next(self, crash: asyncio.Future[BaseException]) -> _Envelope | _Stop:
+        """Wait for a message or a crash of one of the actor's tasks, whichever comes first.
+
+        Only an empty mailbox gets here: a busy actor takes its next message without
+        creating and awaiting two futures per message.
+        """
+        get: asyncio.Future[object] = asyncio.ensure_future(self.mailbox.get())
+        try:
+            done, _ = await asyncio.wait(
+                [get, cast("asyncio.Future[object]", crash)], return_when=asyncio.FIRST_COMPLETED
+            )
+        except asyncio.CancelledError:
+            get.cancel()
+            raise
+        if crash in done:
+            if get.done() and not get.cancelled():
+                # Keep the message for the next incarnation; its place at the front is lost
+                # (asyncio.Queue has no push-front), so order across a crash is best effort.
+                self.mailbox.put_nowait(cast("_Envelope | _Stop", get.result()))
+            else:
+                get.cancel()
+            raise crash.result()
+        return cast("_Envelope | _Stop", get.result())
 
     async def _handle(self, actor: Actor[M], envelope: _Envelope) -> None:
         message = cast(M, envelope.message)
