@@ -104,11 +104,15 @@ class ErrorCode(IntEnum):
 
 
 class ProtocolError(ValueError):
-    """Frames that do not follow the protocol. `req_id` is set when it could be read."""
+    """Frames that do not follow the protocol. `req_id` is set when it could be read;
+    `code` is what an ERR reply to it says (MALFORMED, or TOO_LARGE past a limit)."""
 
-    def __init__(self, reason: str, req_id: bytes | None = None) -> None:
+    def __init__(
+        self, reason: str, req_id: bytes | None = None, code: ErrorCode = ErrorCode.MALFORMED
+    ) -> None:
         super().__init__(reason)
         self.req_id = req_id
+        self.code = code
 
 
 # ---- requests -------------------------------------------------------------------
@@ -160,7 +164,7 @@ def unpack_blobs(data: bytes, max_count: int, req_id: bytes | None = None) -> li
     offset, size = 0, len(data)
     while offset < size:
         if len(out) >= max_count:
-            raise ProtocolError(f"more than {max_count} items", req_id)
+            raise ProtocolError(f"more than {max_count} items", req_id, ErrorCode.TOO_LARGE)
         if size - offset < 4:
             raise ProtocolError("truncated length prefix", req_id)
         (length,) = _LEN.unpack_from(data, offset)

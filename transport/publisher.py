@@ -148,9 +148,6 @@ class Publisher:
         except (BusRejected, BusUnavailable) as exc:
             return exc
 
-    async def _send_one(self, envelopes: Sequence[Envelope], bodies: list[bytes]) -> list[PublishReceipt]:
-        return await self._request(envelopes, bodies)
-
     async def _request(self, envelopes: Sequence[Envelope], bodies: list[bytes]) -> list[PublishReceipt]:
         reply = await self._channel.request(
             lambda req_id: protocol.build_publish(req_id, bodies), self._timeout

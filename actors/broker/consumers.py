@@ -28,9 +28,6 @@ class ConsumerState:
     above: set[int] = field(default_factory=set)
     last_seen: float | None = None
 
-    def acked(self, seq: int) -> bool:
-        return seq <= self.watermark or seq in self.above
-
 
 def rfc3339(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -129,10 +126,6 @@ class ConsumerTable:
 
     def names(self) -> list[str]:
         return sorted(self._consumers)
-
-    def min_watermark(self) -> int:
-        """Below this every registered consumer has acked (what retention may drop)."""
-        return min((s.watermark for s in self._consumers.values()), default=0)
 
     def describe(self, head: int, now: float, offline_after: float) -> list[dict[str, Any]]:
         out = []

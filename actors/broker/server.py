@@ -178,7 +178,7 @@ class Broker(Actor[BrokerMessage]):
             except protocol.ProtocolError as exc:
                 self._dropped("control", str(exc))
                 if exc.req_id is not None:
-                    error = protocol.build_error(exc.req_id, protocol.ErrorCode.MALFORMED, str(exc))
+                    error = protocol.build_error(exc.req_id, exc.code, str(exc))
                     self._reply(identity, error)
                 continue
             match request:

@@ -171,12 +171,6 @@ async def _insert_outbox(conn: Connection, event: Envelope) -> None:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class OutboxRow:
-    id: int
-    envelope: Envelope
-
-
 PublishFn = Callable[[Sequence[Envelope]], Awaitable[Sequence[int]]]
 
 

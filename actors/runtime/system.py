@@ -47,7 +47,8 @@ class ActorSystem:
 
     def __init__(self, *, stop_timeout: float = 10.0) -> None:
         self._group = asyncio.TaskGroup()
-        self._cells: list[_Cell[object]] = []
+        # Each actor's cell with the task supervising it, in spawn order.
+        self._cells: list[tuple[_Cell[object], asyncio.Task[None]]] = []
         self._stop_timeout = stop_timeout
         self._entered = False
 
@@ -66,7 +67,9 @@ class ActorSystem:
             if exc is None:
                 await self.stop()
             else:
-                self._abandon("escalated" if isinstance(exc, Escalation) else "system failed")
+                # The group is failing and cancels every actor: refuse new messages at once.
+                for cell, _task in self._cells:
+                    cell.closing = True
         finally:
             await self._group.__aexit__(exc_type, exc, tb)
 
@@ -81,8 +84,10 @@ class ActorSystem:
         if not self._entered:
             raise RuntimeError("spawn inside `async with ActorSystem()`")
         cell: _Cell[M] = _Cell(name)
-        self._cells.append(cell)  # type: ignore[arg-type]
-        self._group.create_task(self._supervise(cell, factory, policy or RestartPolicy()), name=name)
+        task = self._group.create_task(
+            self._supervise(cell, factory, policy or RestartPolicy()), name=name
+        )
+        self._cells.append((cell, task))  # type: ignore[arg-type]
         return cell.ref
 
     async def _supervise(
@@ -126,22 +131,14 @@ class ActorSystem:
 
     async def stop(self) -> None:
         """Stop every actor in reverse spawn order, each draining its mailbox first."""
-        for cell in reversed(self._cells):
+        for cell, task in reversed(self._cells):
             if cell.finished.is_set():
                 continue
             try:
                 await cell.request_stop(self._stop_timeout)
             except TimeoutError:
                 log.error("actor_stop_timed_out", actor=cell.name, timeout=self._stop_timeout)
-                for task in self._tasks_named(cell.name):
-                    task.cancel()
-
-    def _tasks_named(self, name: str) -> list[asyncio.Task[object]]:
-        return [t for t in asyncio.all_tasks() if t.get_name() == name]
-
-    def _abandon(self, reason: str) -> None:
-        for cell in self._cells:
-            cell.closing = True
+                task.cancel()
 
 
 async def run_until_signalled(

@@ -71,6 +71,7 @@ async def _zmq_garbage(ctx: Context, endpoints: BrokerEndpoints) -> list[list[by
             [b"FB1", b"PUB", REQ, b"\xff\xff\xff\xff"],
             [b"FB1", b"SYNC", REQ, b"bad name!", b"", b"\x00\x00\x00\x01"],
             [b"FB1", b"WHAT", REQ],
+            [b"FB1", b"PUB", REQ, protocol.pack_blobs([b"\x80"] * (protocol.MAX_BATCH + 1))],
             *([rng.randbytes(rng.randrange(0, 40)) for _ in range(rng.randrange(1, 5))] for _ in range(50)),
         ]
         for frames in bad_requests:
@@ -80,7 +81,7 @@ async def _zmq_garbage(ctx: Context, endpoints: BrokerEndpoints) -> list[list[by
         bogus.send_nowait([b"EV", b"not a seq", b"x"])
         huge.send_nowait([b"FB1", b"PUB", REQ, b"\x00" * (MAX_FRAME_BYTES + 1)])
         replies: list[list[bytes]] = []
-        expected = 7  # the requests above whose req_id can be read
+        expected = 8  # the requests above whose req_id can be read
         async with asyncio.timeout(10):
             while len(replies) < expected:
                 replies.append(await control.recv())
@@ -111,6 +112,7 @@ async def test_garbage_on_every_socket_is_dropped_and_later_traffic_is_unaffecte
         assert {e.code for e in errors if isinstance(e, protocol.ErrorReply)} == {
             protocol.ErrorCode.MALFORMED,
             protocol.ErrorCode.INVALID_ENVELOPE,
+            protocol.ErrorCode.TOO_LARGE,
         }
         assert proc.running
         async with Publisher(ctx, endpoints) as pub:

@@ -79,7 +79,7 @@ class Counter(Actor[Msg]):
                 return None
 
 
-async def test_tell_then_ask_sees_messages_in_order() -> None:
+async def test_an_ask_after_tells_sees_every_told_message_handled_first() -> None:
     async with ActorSystem() as system:
         counter = system.spawn(Counter, name="counter")
         for _ in range(100):
@@ -197,7 +197,7 @@ async def test_system_stops_actors_in_reverse_spawn_order() -> None:
     assert order == ["third", "second", "first"]
 
 
-async def test_cancelled_error_is_not_swallowed_by_an_actor() -> None:
+async def test_an_asker_cancelled_mid_ask_gets_cancelled_and_the_actor_serves_on() -> None:
     release, entered = asyncio.Event(), asyncio.Event()
     async with ActorSystem() as system:
         counter = system.spawn(Counter, name="counter")
@@ -208,3 +208,17 @@ async def test_cancelled_error_is_not_swallowed_by_an_actor() -> None:
             await ask
         release.set()
         assert await counter.ask(Total()) == 0
+
+
+async def test_an_actor_that_does_not_stop_in_time_is_cancelled() -> None:
+    never, entered = asyncio.Event(), asyncio.Event()
+    stops: list[int] = []
+    async with ActorSystem(stop_timeout=0.05) as system:
+        stuck = system.spawn(lambda: Counter(stops=stops), name="stuck")
+        blocked = asyncio.create_task(stuck.ask(Block(never, entered)))
+        await entered.wait()
+    # The system's exit cancelled the stuck actor: its asker fails, its teardown ran.
+    with pytest.raises(ActorStopped):
+        await blocked
+    assert stops == [0]
+    assert not stuck.alive
