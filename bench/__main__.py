@@ -8,6 +8,7 @@ import sys
 BENCHMARKS = {
     "publish": "bench.publish",
     "deliver": "bench.deliver",
+    "growth": "bench.growth",
 }
 
 

@@ -47,14 +47,17 @@ BATCH_WINDOW = 8
 SEQUENTIAL = 1000
 
 
-def _envelopes(n: int) -> list[Envelope]:
+def _envelopes(n: int, *, keys: int | None = 1000, tag: str = "acct") -> list[Envelope]:
+    """n account events over `keys` accounts (None: one account each, so compaction keeps all)."""
     now = utc_now()
     return [
         Envelope(
             event_id=new_event_id(),
             type="account.created",
-            schema_version=1,
-            aggregate_id=f"acct-{i % 1000}",
+            schema_version=2,
+            aggregate_id=f"{tag}-{i if keys is None else i % keys}",
+            key=f"account:{tag}-{i if keys is None else i % keys}",
+            tombstone=False,
             occurred_at=now,
             correlation_id=f"bench-{i}",
             payload={"slug": f"account-{i}", "namespace": f"acc-account-{i}", "owner": "a@b.c"},

@@ -6,9 +6,14 @@ ints and a payload mapping (`to_wire` / `from_wire`); the msgpack codec in
 check: anything that is not exactly an envelope raises `InvalidEnvelope`, so a
 bad frame is dropped at the edge and never reaches an actor.
 
-- `event_id`: uuid chosen by the producer; the broker deduplicates on it for
-  the whole retention, consumers use it to apply an event's effect once.
+- `event_id`: uuid chosen by the producer; the bus deduplicates on it within
+  its duplicate window (a redo after a crash publishes the same id).
 - `aggregate_id`: the account id; events of one aggregate keep their order.
+- `key`: what the log compacts by: it keeps the newest record per key
+  (`account:<id>` for an account's desired state, `outcome:<cluster>:<id>` for
+  a cluster's report on it). On JetStream the key is the subject.
+- `tombstone`: the record ends its key (the account, or its namespace in one
+  cluster, is gone); the log drops it after the tombstone retention.
 - `correlation_id`: ties an event to the request (or event) that caused it.
 """
 
@@ -23,12 +28,17 @@ from typing import Any
 
 MAX_TYPE_LEN = 64
 MAX_ID_LEN = 64
+MAX_KEY_LEN = 160
 MAX_PAYLOAD_KEYS = 32
 MAX_PAYLOAD_STR = 4096
 
 _TYPE_RE = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+")
+_KEY_RE = re.compile(r"[a-z]+(:[A-Za-z0-9._-]+)+")
 _WIRE_KEYS = frozenset(
-    {"event_id", "type", "schema_version", "aggregate_id", "occurred_at", "correlation_id", "payload"}
+    {
+        "event_id", "type", "schema_version", "aggregate_id", "key", "tombstone",
+        "occurred_at", "correlation_id", "payload",
+    }
 )
 
 PayloadValue = str | int | bool | None
@@ -45,6 +55,8 @@ class Envelope:
     type: str
     schema_version: int
     aggregate_id: str
+    key: str
+    tombstone: bool
     occurred_at: str
     correlation_id: str
     payload: Payload
@@ -55,6 +67,8 @@ class Envelope:
             "type": self.type,
             "schema_version": self.schema_version,
             "aggregate_id": self.aggregate_id,
+            "key": self.key,
+            "tombstone": self.tombstone,
             "occurred_at": self.occurred_at,
             "correlation_id": self.correlation_id,
             "payload": dict(self.payload),
@@ -77,20 +91,29 @@ class Envelope:
         if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= 1000:
             raise InvalidEnvelope("schema_version must be an int in 1..1000")
         aggregate_id = _short_str(obj["aggregate_id"], "aggregate_id")
+        key = obj["key"]
+        if not isinstance(key, str) or len(key) > MAX_KEY_LEN or not _KEY_RE.fullmatch(key):
+            raise InvalidEnvelope("key must be a colon-separated name such as account:<id>")
+        tombstone = obj["tombstone"]
+        if not isinstance(tombstone, bool):
+            raise InvalidEnvelope("tombstone must be a bool")
         occurred_at = _short_str(obj["occurred_at"], "occurred_at")
         correlation_id = _short_str(obj["correlation_id"], "correlation_id")
         payload = obj["payload"]
         if not isinstance(payload, dict) or len(payload) > MAX_PAYLOAD_KEYS:
             raise InvalidEnvelope(f"payload must be a map of at most {MAX_PAYLOAD_KEYS} keys")
-        for key, value in payload.items():
-            if not isinstance(key, str) or len(key) > MAX_TYPE_LEN:
+        for field, value in payload.items():  # not `key`: that is the envelope's key above
+            if not isinstance(field, str) or len(field) > MAX_TYPE_LEN:
                 raise InvalidEnvelope("payload keys must be short strings")
             if isinstance(value, str):
                 if len(value) > MAX_PAYLOAD_STR:
-                    raise InvalidEnvelope(f"payload.{key} is too long")
+                    raise InvalidEnvelope(f"payload.{field} is too long")
             elif value is not None and not isinstance(value, int | bool):
-                raise InvalidEnvelope(f"payload.{key} must be a string, int, bool or null")
-        return cls(event_id, etype, version, aggregate_id, occurred_at, correlation_id, payload)
+                raise InvalidEnvelope(f"payload.{field} must be a string, int, bool or null")
+        return cls(
+            event_id, etype, version, aggregate_id, key, tombstone, occurred_at, correlation_id,
+            payload,
+        )
 
 
 def new_event_id() -> str:

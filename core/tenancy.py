@@ -8,14 +8,14 @@ bodies a daemon applies for one account; `not_ours` says why an existing
 namespace must not be adopted. `ClusterApi` is the port the daemon reaches its
 cluster through, with a small error set every edge translates into:
 `AlreadyExists` (409 AlreadyExists, not being deleted), `TemporaryKubeError`
-(retry later) and `PermanentKubeError` (final; report the reason).
+(retry later; `NamespaceTerminating` when the namespace is being deleted) and
+`PermanentKubeError` (final; report the reason).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
-import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -28,10 +28,12 @@ _LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?")
 _QUANTITY = re.compile(r"[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|Pi|Ei|M|G|T|P|E)?")
 _POD_SECURITY_LEVELS = ("privileged", "baseline", "restricted")
 _SUBJECT_KINDS = ("User", "Group", "ServiceAccount")
-_OUTCOME_NS = uuid.UUID("6f4a3c1e-2b7d-5e90-8c11-fab51c000001")
 
 ANNOTATION_NAME = "fabric.dev/account-name"
 ANNOTATION_SLUG = "fabric.dev/slug"
+# The account generation last applied to the namespace: drift when stale, and what a daemon
+# reports as observed when it removes a namespace whose account it has no record of.
+ANNOTATION_GENERATION = "fabric.dev/generation"
 
 
 def _default_quota() -> dict[str, str]:
@@ -72,6 +74,10 @@ class TenancyPolicy:
     def selector(self) -> str:
         """The label selector matching every namespace this policy manages."""
         return f"{self.managed_by_label}={self.managed_by_value}"
+
+    def account_selector(self, account_id: str) -> str:
+        """The label selector matching the namespaces this policy manages for one account."""
+        return f"{self.selector},{self.account_label}={account_id}"
 
 
 class InvalidOverride(ValueError):
@@ -127,12 +133,13 @@ def is_label_value(value: str) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Tenant:
-    """One account as a daemon needs it."""
+    """One account as a daemon needs it, at the desired `generation`."""
 
     account_id: str
     slug: str
     namespace: str
     name: str
+    generation: int = 0
 
 
 def check_tenant(tenant: Tenant) -> RuleViolation | None:
@@ -167,7 +174,11 @@ def desired_namespace(tenant: Tenant, policy: TenancyPolicy) -> KubeObject:
             "name": tenant.namespace,
             "labels": labels,
             # Free text never goes into labels (value syntax), only annotations.
-            "annotations": {ANNOTATION_NAME: tenant.name, ANNOTATION_SLUG: tenant.slug},
+            "annotations": {
+                ANNOTATION_NAME: tenant.name,
+                ANNOTATION_SLUG: tenant.slug,
+                ANNOTATION_GENERATION: str(tenant.generation),
+            },
         },
     }
 
@@ -301,9 +312,11 @@ def not_ours(existing: KubeObject, tenant: Tenant, policy: TenancyPolicy) -> str
     return None
 
 
-def outcome_event_id(source_event_id: str, cluster: str, outcome: str, detail: str = "") -> str:
-    """Deterministic id of an outcome event, so a redo after a crash is deduplicated by the bus."""
-    return str(uuid.uuid5(_OUTCOME_NS, f"{source_event_id}|{cluster}|{outcome}|{detail}"))
+def applied_generation(namespace: KubeObject) -> int:
+    """The generation annotated on one of our namespaces (0 when absent or garbled)."""
+    annotations = (namespace.get("metadata") or {}).get("annotations") or {}
+    value = annotations.get(ANNOTATION_GENERATION)
+    return int(value) if isinstance(value, str) and value.isascii() and value.isdigit() else 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,6 +345,10 @@ class AlreadyExists(KubeError):
 
 class TemporaryKubeError(KubeError):
     """5xx, 429, timeouts, refused connections, conflicts, terminating namespaces: retry later."""
+
+
+class NamespaceTerminating(TemporaryKubeError):
+    """The namespace is being deleted (finalizers running): wait for it to go; not a failure."""
 
 
 class PermanentKubeError(KubeError):

@@ -4,12 +4,13 @@
     ctx = new_context()
     async with Publisher(ctx, endpoints) as pub:
         receipts = await pub.publish([envelope, ...])        # confirmed after fsync
-    async with Subscriber(ctx, endpoints, consumer="cluster:a") as sub:
-        async for delivery in sub.deliveries():               # catch-up, then live
-            ...apply...
-            await sub.ack(delivery.seq)
+    async with Subscriber(ctx, endpoints, consumer="cluster:a", key_prefix="account:") as sub:
+        async for batch in sub.batches():                     # catch-up, then live
+            ...store batch.deliveries...
+            await sub.ack(batch.position)                     # cumulative
     async with Directory(ctx, endpoints) as d:
         infos = await d.consumers()
+        await d.remove("cluster:gone")
 
 Publisher, Subscriber and Directory implement the ports in `core.bus`; the
 wire protocol they speak is documented in `transport.protocol`. Each lives in

@@ -1,31 +1,19 @@
-"""How the API's actors reach the event bus: a connector that opens the three `core.bus` ports.
-
-The real connector wraps `transport.client` (our broker); tests pass an
-in-memory one. Each port is an async context manager owned by one actor.
-"""
+"""The broker client library behind the `core.bus.BusConnector` port (one zmq context per opened port)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Protocol
+from contextlib import asynccontextmanager
 
 from core.bus import ConsumerDirectory, EventPublisher, EventSubscription
-from transport.client import BrokerEndpoints, Directory, Publisher, Subscriber
+from transport.directory import Directory
+from transport.endpoints import BrokerEndpoints
+from transport.publisher import Publisher
 from transport.sockets import close_context, new_context
-
-
-class BusConnector(Protocol):
-    def publisher(self) -> AbstractAsyncContextManager[EventPublisher]: ...
-
-    def subscription(self, consumer: str) -> AbstractAsyncContextManager[EventSubscription]: ...
-
-    def directory(self) -> AbstractAsyncContextManager[ConsumerDirectory]: ...
+from transport.subscriber import Subscriber
 
 
 class BrokerConnector:
-    """The broker client library behind the connector port; one zmq context per opened port."""
-
     def __init__(self, endpoints: BrokerEndpoints, *, timeout: float = 5.0) -> None:
         self._endpoints = endpoints
         self._timeout = timeout
@@ -40,10 +28,15 @@ class BrokerConnector:
             close_context(ctx)
 
     @asynccontextmanager
-    async def subscription(self, consumer: str) -> AsyncIterator[EventSubscription]:
+    async def subscription(
+        self, consumer: str, *, key_prefix: str = ""
+    ) -> AsyncIterator[EventSubscription]:
         ctx = new_context()
         try:
-            async with Subscriber(ctx, self._endpoints, consumer=consumer, timeout=self._timeout) as sub:
+            async with Subscriber(
+                ctx, self._endpoints, consumer=consumer, key_prefix=key_prefix,
+                timeout=self._timeout,
+            ) as sub:
                 yield sub
         finally:
             close_context(ctx)

@@ -1,4 +1,5 @@
-"""The consumer directory: what the broker knows of each durable consumer (for cluster.list)."""
+"""The consumer directory: what the broker knows of each durable consumer (for cluster.list),
+and the removal of one that is gone for good."""
 
 from __future__ import annotations
 
@@ -44,6 +45,18 @@ class Directory:
             ]
         except (ValueError, KeyError, TypeError) as exc:
             raise BusUnavailable(f"broker sent an unreadable consumer list: {exc}") from None
+
+    async def remove(self, name: str) -> bool:
+        """Forget a consumer (its position and its hold on tombstones); False if unknown.
+        A consumer that is still running registers again with its next request."""
+        try:
+            consumer = protocol.check_consumer(name)
+        except ValueError:
+            return False  # no such name can be registered
+        reply = await self._channel.request(lambda r: protocol.build_remove(r, consumer), self._timeout)
+        if not isinstance(reply, protocol.Removed):
+            raise BusUnavailable(f"broker answered a DEL with {type(reply).__name__}")
+        return reply.removed
 
     async def head(self) -> int:
         """The broker's durable head seq (also a cheap liveness probe)."""

@@ -1,55 +1,67 @@
-"""The broker's wire protocol, version FB1: frames, kinds and each field's meaning.
+"""The broker's wire protocol, version FB2: frames, kinds and each field's meaning.
 
 Three sockets (addresses given as CONTROL,EVENTS,ACKS):
 
 control  ROUTER (broker) <- DEALER (clients): requests and replies, matched by req_id.
 events   PUB (broker) -> SUB (subscribers): the live stream; lossy by design.
-acks     PULL (broker) <- PUSH (subscribers): consumer progress; re-sent when lost.
+acks     PULL (broker) <- PUSH (subscribers): consumer positions; re-sent when lost.
 
 Frames are listed in brackets, separated by commas; `a:8 b:8` without a comma
-are fields packed into one frame. All integers are big-endian unsigned. `seq` (u64) is the broker's sequence
-number: contiguous from 1, assigned at store time; `head` is the highest
-durable (fsynced) seq, 0 for an empty log. `env` is one event envelope encoded
-by `transport.codec` as the map of `core.envelope.Envelope.to_wire`.
-`consumer` is a durable consumer name (UTF-8, 1..128 of [A-Za-z0-9:._-]).
+are fields packed into one frame. All integers are big-endian unsigned. `seq`
+(u64) is the broker's sequence number: assigned at store time, strictly
+increasing, with gaps once compaction has removed superseded records; `head`
+is the highest durable (fsynced) seq, 0 for an empty log. `env` is one event
+envelope encoded by `transport.codec` as the map of
+`core.envelope.Envelope.to_wire`; its `key` is what the log compacts by.
+`consumer` is a durable consumer name (UTF-8, 1..128 of [A-Za-z0-9:._-]); a
+consumer's `position` is one seq: every record up to it is acked.
 
-Control requests (frame 0 is the tag b"FB1"; ROUTER prepends the peer identity):
+Control requests (frame 0 is the tag b"FB2"; ROUTER prepends the peer identity):
 
-    PUB   [FB1, b"PUB",  req_id:8, blobs]   blobs = (len:4, env)* : 1..MAX_BATCH envelopes,
+    PUB   [FB2, b"PUB",  req_id:8, blobs]   blobs = (len:4, env)* : 1..MAX_BATCH envelopes,
                                             stored in order
-    SYNC  [FB1, b"SYNC", req_id:8, consumer, after:8|b"", limit:4]
-          registers `consumer`; asks for events with seq > after (after empty:
-          the broker's recorded acked watermark for the consumer)
-    PING  [FB1, b"PING", req_id:8, consumer|b""]      heartbeat; marks the consumer seen
-    LIST  [FB1, b"LIST", req_id:8]                    the consumer directory
+    SYNC  [FB2, b"SYNC", req_id:8, consumer, after:8|b"", limit:4, key_prefix]
+          registers `consumer`; asks for records with seq > after (after empty: the
+          consumer's recorded position) whose key starts with `key_prefix` (UTF-8, at
+          most MAX_PREFIX bytes; empty: every record)
+    PING  [FB2, b"PING", req_id:8, consumer|b""]      heartbeat; marks the consumer seen
+    LIST  [FB2, b"LIST", req_id:8]                    the consumer directory
+    DEL   [FB2, b"DEL",  req_id:8, consumer]          forget the consumer: its position
+                                                      and its hold on tombstones
 
 Control replies:
 
-    OK    [FB1, b"OK",   req_id:8, receipts]   per envelope, in request order, 9 bytes:
+    OK    [FB2, b"OK",   req_id:8, receipts]   per envelope, in request order, 9 bytes:
                                                seq:8, duplicate:1 (1 = stored before under
-                                               that event_id; seq is the original one).
-                                               Sent only after the records are fsynced.
-    EVTS  [FB1, b"EVTS", req_id:8, meta, events]   events = (seq:8, len:4, env)*
-          meta = head:8 next_after:8 end:1 (one frame). Events are in seq order; seqs the
-          consumer already acked may be skipped. Ask again with after=next_after
-          until end=1 ("end marker": nothing durable after next_after).
-    PONG  [FB1, b"PONG", req_id:8, head:8 watermark:8]  one 16-byte frame; watermark = the
-                                                        consumer's acked watermark (0 if none)
-    CONS  [FB1, b"CONS", req_id:8, msgpack list of {name, acked_seq, lag, last_seen, online}]
-    ERR   [FB1, b"ERR",  req_id:8, code:2, reason utf8]  see ErrorCode; nothing was stored
+                                               that event_id within the dedup window; seq
+                                               is the original one). Sent only after the
+                                               records are fsynced.
+    EVTS  [FB2, b"EVTS", req_id:8, meta, events]   events = (seq:8, len:4, env)*
+          meta = head:8 next_after:8 end:1 (one frame). Events are in seq order, only those
+          matching the prefix; `next_after` is past every record the page looked at,
+          filtered ones included, so a consumer may take it as its position once it has
+          stored the page's events. Ask again with after=next_after until end=1 ("end
+          marker": nothing durable after next_after).
+    PONG  [FB2, b"PONG", req_id:8, head:8 position:8]  one 16-byte frame; the consumer's
+                                                       recorded position (0 if none)
+    CONS  [FB2, b"CONS", req_id:8, msgpack list of {name, acked_seq, lag, last_seen, online}]
+          acked_seq = the position; lag = head - position
+    DELD  [FB2, b"DELD", req_id:8, removed:1]      1 if the consumer was registered
+    ERR   [FB2, b"ERR",  req_id:8, code:2, reason utf8]  see ErrorCode; nothing was stored
 
 Live stream (PUB), no tag so a SUB can filter cheaply:
 
-    EV    [b"EV", events]          one or more events with contiguous ascending seqs
+    EV    [b"EV", events]          one or more records with contiguous ascending seqs (every
+                                   stored record goes out once, unfiltered: a subscriber
+                                   filters by key itself and counts the rest as passed)
     HB    [b"HB", head:8]          every heartbeat interval; a subscriber behind head re-fetches
 
 Acks (PUSH):
 
-    ACK   [FB1, b"ACK", consumer, seqs]   seqs = n x seq:8, any order; the broker keeps a
-                                          contiguous watermark plus the acked seqs above it
-    ACK   [FB1, b"ACK", consumer, seqs, upto:8]   also: every seq <= upto is acked. A
-          subscriber sends it when the broker's watermark (in PONG) went back below one the
-          broker confirmed before, i.e. a crash lost acks it had already recorded
+    ACK   [FB2, b"ACK", consumer, position:8]   cumulative: every seq <= position is acked.
+          The broker keeps the highest it has seen (capped at its head). A subscriber
+          re-sends its position when a PONG shows the broker's below it (a lost ack, or a
+          crash that lost positions the broker had saved too late).
 
 Many events travel in one frame (not a frame each): a zmq frame costs far more
 to send and receive from Python than a slice of a bytes object.
@@ -64,14 +76,26 @@ import re
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import IntEnum
 
-TAG = b"FB1"
+# Re-exported: callers build and parse frames through this module alone.
+from transport.framing import ErrorCode as ErrorCode
+from transport.framing import ProtocolError as ProtocolError
+from transport.framing import chunk_by_size as chunk_by_size
+from transport.framing import pack_blobs as pack_blobs
+from transport.framing import pack_events as pack_events
+from transport.framing import read_u64 as read_u64
+from transport.framing import u64 as u64
+from transport.framing import unpack_blobs as unpack_blobs
+from transport.framing import unpack_events as unpack_events
+
+TAG = b"FB2"
 
 PUB = b"PUB"
 SYNC = b"SYNC"
 PING = b"PING"
 LIST = b"LIST"
+DEL = b"DEL"
+DELD = b"DELD"
 OK = b"OK"
 EVTS = b"EVTS"
 PONG = b"PONG"
@@ -85,34 +109,14 @@ MAX_BATCH = 1000
 # Senders keep a frame of many events under this; receivers accept up to sockets.MAX_FRAME_BYTES.
 MAX_BODY_BYTES = 1024 * 1024
 MAX_SYNC_LIMIT = 5000
-MAX_ACKS = 100_000
+MAX_PREFIX = 160
 
-_U64 = struct.Struct(">Q")
 _U32 = struct.Struct(">I")
 _U16 = struct.Struct(">H")
 _RECEIPT = struct.Struct(">QB")
 _EVTS_META = struct.Struct(">QQB")
 _PONG = struct.Struct(">QQ")
 _CONSUMER_RE = re.compile(r"[A-Za-z0-9:._-]{1,128}")
-
-
-class ErrorCode(IntEnum):
-    MALFORMED = 1  # frames do not follow the protocol; permanent
-    INVALID_ENVELOPE = 2  # an envelope failed the schema check; permanent
-    TOO_LARGE = 3  # too many envelopes or seqs in one request; permanent
-    UNAVAILABLE = 4  # the broker cannot store now; retry
-
-
-class ProtocolError(ValueError):
-    """Frames that do not follow the protocol. `req_id` is set when it could be read;
-    `code` is what an ERR reply to it says (MALFORMED, or TOO_LARGE past a limit)."""
-
-    def __init__(
-        self, reason: str, req_id: bytes | None = None, code: ErrorCode = ErrorCode.MALFORMED
-    ) -> None:
-        super().__init__(reason)
-        self.req_id = req_id
-        self.code = code
 
 
 # ---- requests -------------------------------------------------------------------
@@ -130,6 +134,7 @@ class SyncRequest:
     consumer: str
     after: int | None
     limit: int
+    key_prefix: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,90 +148,20 @@ class ListRequest:
     req_id: bytes
 
 
-ControlRequest = PublishRequest | SyncRequest | PingRequest | ListRequest
+@dataclass(frozen=True, slots=True)
+class RemoveRequest:
+    req_id: bytes
+    consumer: str
+
+
+ControlRequest = PublishRequest | SyncRequest | PingRequest | ListRequest | RemoveRequest
 RequestBuilder = Callable[[bytes], list[bytes]]
-
-
-_LEN = struct.Struct(">I")
-_SEQ_LEN = struct.Struct(">QI")
-
-
-def pack_blobs(blobs: list[bytes]) -> bytes:
-    parts: list[bytes] = []
-    for blob in blobs:
-        parts.append(_LEN.pack(len(blob)))
-        parts.append(blob)
-    return b"".join(parts)
-
-
-def unpack_blobs(data: bytes, max_count: int, req_id: bytes | None = None) -> list[bytes]:
-    out: list[bytes] = []
-    offset, size = 0, len(data)
-    while offset < size:
-        if len(out) >= max_count:
-            raise ProtocolError(f"more than {max_count} items", req_id, ErrorCode.TOO_LARGE)
-        if size - offset < 4:
-            raise ProtocolError("truncated length prefix", req_id)
-        (length,) = _LEN.unpack_from(data, offset)
-        offset += 4
-        if length > size - offset:
-            raise ProtocolError("length prefix beyond the frame", req_id)
-        out.append(data[offset : offset + length])
-        offset += length
-    return out
-
-
-def chunk_by_size(sizes: list[int], max_count: int, max_bytes: int) -> list[tuple[int, int]]:
-    """Split items into (start, end) runs of at most max_count items and about max_bytes."""
-    runs: list[tuple[int, int]] = []
-    start, total = 0, 0
-    for i, size in enumerate(sizes):
-        if i > start and (i - start >= max_count or total + size > max_bytes):
-            runs.append((start, i))
-            start, total = i, 0
-        total += size
-    if start < len(sizes):
-        runs.append((start, len(sizes)))
-    return runs
-
-
-def pack_events(events: list[tuple[int, bytes]]) -> bytes:
-    parts: list[bytes] = []
-    for seq, env in events:
-        parts.append(_SEQ_LEN.pack(seq, len(env)))
-        parts.append(env)
-    return b"".join(parts)
-
-
-def unpack_events(data: bytes, req_id: bytes | None = None) -> tuple[tuple[int, bytes], ...]:
-    out: list[tuple[int, bytes]] = []
-    offset, size = 0, len(data)
-    while offset < size:
-        if size - offset < _SEQ_LEN.size:
-            raise ProtocolError("truncated event header", req_id)
-        seq, length = _SEQ_LEN.unpack_from(data, offset)
-        offset += _SEQ_LEN.size
-        if length > size - offset:
-            raise ProtocolError("event length beyond the frame", req_id)
-        out.append((int(seq), data[offset : offset + length]))
-        offset += length
-    return tuple(out)
 
 
 def check_consumer(name: str) -> str:
     if not _CONSUMER_RE.fullmatch(name):
         raise ValueError(f"consumer name must be 1..128 of [A-Za-z0-9:._-], got {name[:40]!r}")
     return name
-
-
-def u64(value: int) -> bytes:
-    return _U64.pack(value)
-
-
-def read_u64(frame: bytes, what: str, req_id: bytes | None = None) -> int:
-    if len(frame) != 8:
-        raise ProtocolError(f"{what} must be 8 bytes", req_id)
-    return int(_U64.unpack(frame)[0])
 
 
 def _consumer(frame: bytes, req_id: bytes | None) -> str:
@@ -240,8 +175,13 @@ def build_publish(req_id: bytes, envelopes: list[bytes]) -> list[bytes]:
     return [TAG, PUB, req_id, pack_blobs(envelopes)]
 
 
-def build_sync(req_id: bytes, consumer: str, after: int | None, limit: int) -> list[bytes]:
-    return [TAG, SYNC, req_id, consumer.encode(), b"" if after is None else u64(after), _U32.pack(limit)]
+def build_sync(
+    req_id: bytes, consumer: str, after: int | None, limit: int, key_prefix: str = ""
+) -> list[bytes]:
+    return [
+        TAG, SYNC, req_id, consumer.encode(), b"" if after is None else u64(after),
+        _U32.pack(limit), key_prefix.encode(),
+    ]
 
 
 def build_ping(req_id: bytes, consumer: str | None) -> list[bytes]:
@@ -252,10 +192,29 @@ def build_list(req_id: bytes) -> list[bytes]:
     return [TAG, LIST, req_id]
 
 
+def build_remove(req_id: bytes, consumer: str) -> list[bytes]:
+    return [TAG, DEL, req_id, consumer.encode()]
+
+
+def check_prefix(prefix: str) -> str:
+    if len(prefix.encode()) > MAX_PREFIX:
+        raise ValueError(f"a key prefix is at most {MAX_PREFIX} bytes")
+    return prefix
+
+
+def _prefix(frame: bytes, req_id: bytes) -> str:
+    if len(frame) > MAX_PREFIX:
+        raise ProtocolError(f"key prefix longer than {MAX_PREFIX} bytes", req_id)
+    try:
+        return frame.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ProtocolError("key prefix is not UTF-8", req_id) from None
+
+
 def parse_request(frames: list[bytes]) -> ControlRequest:
     """Parse a control request (without the ROUTER identity frame)."""
     if len(frames) < 3 or frames[0] != TAG:
-        raise ProtocolError("not an FB1 request")
+        raise ProtocolError("not an FB2 request")
     kind, req_id, rest = frames[1], frames[2], frames[3:]
     if len(req_id) != 8:
         raise ProtocolError("req_id must be 8 bytes")
@@ -267,13 +226,13 @@ def parse_request(frames: list[bytes]) -> ControlRequest:
             raise ProtocolError("PUB carries no envelope", req_id)
         return PublishRequest(req_id, tuple(envelopes))
     if kind == SYNC:
-        if len(rest) != 3:
-            raise ProtocolError("SYNC takes consumer, after, limit", req_id)
+        if len(rest) != 4:
+            raise ProtocolError("SYNC takes consumer, after, limit, key_prefix", req_id)
         after = None if rest[1] == b"" else read_u64(rest[1], "after", req_id)
         if len(rest[2]) != 4:
             raise ProtocolError("limit must be 4 bytes", req_id)
         limit = max(1, min(int(_U32.unpack(rest[2])[0]), MAX_SYNC_LIMIT))
-        return SyncRequest(req_id, _consumer(rest[0], req_id), after, limit)
+        return SyncRequest(req_id, _consumer(rest[0], req_id), after, limit, _prefix(rest[3], req_id))
     if kind == PING:
         if len(rest) != 1:
             raise ProtocolError("PING takes one consumer frame", req_id)
@@ -282,6 +241,10 @@ def parse_request(frames: list[bytes]) -> ControlRequest:
         if rest:
             raise ProtocolError("LIST takes no arguments", req_id)
         return ListRequest(req_id)
+    if kind == DEL:
+        if len(rest) != 1:
+            raise ProtocolError("DEL takes one consumer frame", req_id)
+        return RemoveRequest(req_id, _consumer(rest[0], req_id))
     raise ProtocolError(f"unknown request kind {kind[:16]!r}", req_id)
 
 
@@ -307,7 +270,7 @@ class EventsPage:
 class Pong:
     req_id: bytes
     head: int
-    watermark: int
+    position: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,7 +286,13 @@ class ErrorReply:
     reason: str
 
 
-ControlReply = Receipts | EventsPage | Pong | ConsumerList | ErrorReply
+@dataclass(frozen=True, slots=True)
+class Removed:
+    req_id: bytes
+    removed: bool
+
+
+ControlReply = Receipts | EventsPage | Pong | ConsumerList | Removed | ErrorReply
 
 
 def build_receipts(req_id: bytes, items: list[tuple[int, bool]]) -> list[bytes]:
@@ -336,8 +305,12 @@ def build_events_page(
     return [TAG, EVTS, req_id, _EVTS_META.pack(head, next_after, end), pack_events(events)]
 
 
-def build_pong(req_id: bytes, head: int, watermark: int) -> list[bytes]:
-    return [TAG, PONG, req_id, _PONG.pack(head, watermark)]
+def build_pong(req_id: bytes, head: int, position: int) -> list[bytes]:
+    return [TAG, PONG, req_id, _PONG.pack(head, position)]
+
+
+def build_removed(req_id: bytes, removed: bool) -> list[bytes]:
+    return [TAG, DELD, req_id, b"\x01" if removed else b"\x00"]
 
 
 def build_consumer_list(req_id: bytes, body: bytes) -> list[bytes]:
@@ -350,7 +323,7 @@ def build_error(req_id: bytes, code: ErrorCode, reason: str) -> list[bytes]:
 
 def parse_reply(frames: list[bytes]) -> ControlReply:
     if len(frames) < 4 or frames[0] != TAG or len(frames[2]) != 8:
-        raise ProtocolError("not an FB1 reply")
+        raise ProtocolError("not an FB2 reply")
     kind, req_id, rest = frames[1], frames[2], frames[3:]
     if kind == OK:
         body = rest[0]
@@ -367,10 +340,16 @@ def parse_reply(frames: list[bytes]) -> ControlReply:
     if kind == PONG:
         if len(rest) != 1 or len(rest[0]) != _PONG.size:
             raise ProtocolError("bad pong", req_id)
-        head, watermark = _PONG.unpack(rest[0])
-        return Pong(req_id, int(head), int(watermark))
+        head, position = _PONG.unpack(rest[0])
+        return Pong(req_id, int(head), int(position))
     if kind == CONS:
+        if len(rest) != 1:
+            raise ProtocolError("bad consumer list", req_id)
         return ConsumerList(req_id, rest[0])
+    if kind == DELD:
+        if len(rest) != 1 or rest[0] not in (b"\x00", b"\x01"):
+            raise ProtocolError("bad removal reply", req_id)
+        return Removed(req_id, rest[0] == b"\x01")
     if kind == ERR:
         if len(rest) != 2 or len(rest[0]) != 2:
             raise ProtocolError("bad error reply", req_id)
@@ -413,25 +392,16 @@ def parse_live(frames: list[bytes]) -> LiveMessage:
 
 
 @dataclass(frozen=True, slots=True)
-class Acks:
+class Ack:
     consumer: str
-    seqs: tuple[int, ...]
-    upto: int = 0
+    position: int
 
 
-def build_acks(consumer: str, seqs: list[int], upto: int = 0) -> list[bytes]:
-    frames = [TAG, ACK, consumer.encode(), b"".join(u64(s) for s in seqs)]
-    if upto:
-        frames.append(u64(upto))
-    return frames
+def build_ack(consumer: str, position: int) -> list[bytes]:
+    return [TAG, ACK, consumer.encode(), u64(position)]
 
 
-def parse_acks(frames: list[bytes]) -> Acks:
-    if len(frames) not in (4, 5) or frames[0] != TAG or frames[1] != ACK:
-        raise ProtocolError("not an FB1 ACK")
-    body = frames[3]
-    upto = read_u64(frames[4], "upto") if len(frames) == 5 else 0
-    if len(body) % 8 or len(body) // 8 > MAX_ACKS or (not body and not upto):
-        raise ProtocolError("ACK seqs must be 1..100000 u64 values (or 0 with an upto)")
-    seqs = tuple(int(s) for (s,) in _U64.iter_unpack(body))
-    return Acks(_consumer(frames[2], None), seqs, upto)
+def parse_ack(frames: list[bytes]) -> Ack:
+    if len(frames) != 4 or frames[0] != TAG or frames[1] != ACK:
+        raise ProtocolError("not an FB2 ACK")
+    return Ack(_consumer(frames[2], None), read_u64(frames[3], "position"))

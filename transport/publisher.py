@@ -1,7 +1,7 @@
 """Publish with confirmation: envelopes in, receipts out once the broker has fsynced them.
 
 `publish` returns a receipt per envelope, in order: its seq and whether the
-broker had it already (same event id, any time in the retention). Many
+broker had it already (same event id, stored within its dedup window). Many
 `publish` calls may be in flight at once on one Publisher, and while any is,
 calls made in the same event-loop turn are coalesced into one PUB request (up to
 `protocol.MAX_BATCH` envelopes): one send, one broker wake-up and one share of
@@ -164,7 +164,7 @@ class Publisher:
                 if code == protocol.ErrorCode.UNAVAILABLE:
                     raise BusUnavailable(f"broker unavailable: {reason}")
                 raise BusRejected(f"broker refused the events: {reason}")
-            case protocol.EventsPage() | protocol.Pong() | protocol.ConsumerList():
+            case protocol.EventsPage() | protocol.Pong() | protocol.ConsumerList() | protocol.Removed():
                 raise BusUnavailable(f"broker answered a publish with {type(reply).__name__}")
             case _:
                 assert_never(reply)

@@ -1,26 +1,35 @@
-"""The durable subscriber: catch-up from the broker's record of our acks, then the live stream.
+"""The durable subscriber: catch-up from the consumer's recorded position, then the live stream.
 
-`deliveries()` yields every durable event after the consumer's acked watermark
-(as the broker recorded it when the session began), in seq order:
+`batches()` yields `core.bus.Batch`es of the durable records after the
+consumer's position (as the broker recorded it when the session began) whose
+key starts with `key_prefix`, in seq order:
 
-1. Catch-up: SYNC pages over the control channel until the end marker.
-2. Live: events from PUB whose seq is exactly the next one. A jump in seq, a
-   heartbeat (PUB) or pong (control) showing a head beyond our position while
-   nothing is queued, an overflowing local queue, or a broker that stopped
-   answering pings, all send us back to 1 from our own position, so nothing
-   PUB dropped is missed and nothing already yielded is yielded again.
+1. Catch-up: SYNC pages over the control channel (the broker filters by
+   prefix) until the end marker; each page is a batch whose `position` is the
+   page's `next_after`, past the records it filtered out.
+2. Live: records from PUB whose seq is exactly the next one, filtered here by
+   their envelope's key (PUB carries every record); one batch per turn of
+   whatever is queued, `caught_up` set. A jump in seq, a heartbeat (PUB) or pong
+   (control) showing a head beyond our position while nothing is queued, an
+   overflowing local queue, or a broker that stopped answering pings, all send
+   us back to 1 from our own position, so nothing PUB dropped is missed and
+   nothing already yielded is yielded again.
+
+A batch's position always moves, except the first caught-up batch of a session,
+which may be empty (so a consumer learns it is caught up on an empty log). An
+envelope that cannot be decoded is logged (`event_skipped`) and passed over:
+the position moves past it.
 
 While the broker is away, requests fail with `BusUnavailable`; the subscriber
 retries with capped backoff and resumes where it was (libzmq reconnects the
-sockets). It yields a seq twice in one session only if re-fetched after the
-broker lost it (never, for fsynced events).
+sockets). Iterate one `batches()` at a time per Subscriber (they share the live
+queue).
 
-Iterate one `deliveries()` at a time per Subscriber (they share the live queue).
-
-`ack(seq)` is cheap (acks are batched and PUSHed on the next loop turn). Acks
-are facts the broker can lose; ones it has not confirmed (its watermark in the
-pong) are re-sent every few heartbeats, and if its watermark ever goes back
-below one it confirmed (a crash lost saved-too-late acks), we re-assert it.
+`ack(seq)` is cumulative and cheap: it raises one integer and the next loop
+turn PUSHes it, so many acks in a turn cost one message. Acks are facts the
+broker can lose: when a pong shows the broker's position below what we acked,
+we send ours again (at once if the broker had confirmed it before and lost it:
+a crash lost positions saved too late; otherwise after a couple of heartbeats).
 Pings every `heartbeat_interval` keep the consumer marked online (`last_seen`).
 """
 
@@ -28,13 +37,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from types import TracebackType
 from typing import assert_never
 
 import structlog
 
-from core.bus import BusUnavailable, Delivery
+from core.bus import Batch, BusUnavailable, Delivery
 from core.envelope import InvalidEnvelope
 from transport import codec, protocol
 from transport.control import ControlChannel
@@ -43,8 +52,8 @@ from transport.sockets import Context, Socket, connect_push, connect_sub
 
 log = structlog.get_logger()
 
-
 ACK_LINGER_MS = 500
+LIVE_BATCH = 1000  # records gathered into one live batch at most
 
 
 class _Overflow:
@@ -61,6 +70,7 @@ class Subscriber:
         endpoints: BrokerEndpoints,
         *,
         consumer: str,
+        key_prefix: str = "",
         timeout: float = 5.0,
         heartbeat_interval: float = 1.0,
         page_size: int = 500,
@@ -68,6 +78,7 @@ class Subscriber:
         retry_max: float = 2.0,
     ) -> None:
         self._consumer = protocol.check_consumer(consumer)
+        self._prefix = protocol.check_prefix(key_prefix)
         self._ctx = ctx
         self._endpoints = endpoints
         self._timeout = timeout
@@ -80,17 +91,22 @@ class Subscriber:
         self._tasks: list[asyncio.Task[None]] = []
         self._sub: Socket | None = None
         self._push: Socket | None = None
-        self._ack_buffer: list[int] = []
         self._ack_flush: asyncio.Handle | None = None
-        self._unconfirmed: dict[int, float] = {}
+        self._acked = 0  # the highest position acked by our consumer
+        self._sent = 0  # the highest position PUSHed
+        self._sent_at = 0.0
+        self._confirmed = 0  # the highest position the broker has confirmed (in a pong)
         self._broker_head = 0
-        self._confirmed = 0  # the highest acked watermark the broker has confirmed to us
         self._broker_silent = False
         self._log = log.bind(consumer=consumer)
 
     @property
     def consumer(self) -> str:
         return self._consumer
+
+    @property
+    def key_prefix(self) -> str:
+        return self._prefix
 
     async def __aenter__(self) -> Subscriber:
         # Subscribe before the first SYNC so nothing published in between is missed (Clone pattern).
@@ -123,44 +139,45 @@ class Subscriber:
         if self._sub is not None:
             self._sub.close()
         if self._push is not None:
-            # Give the last acks a moment to leave; a lost ack only means a redelivery.
+            # Give the last ack a moment to leave; a lost ack only means a redelivery.
             self._push.close(linger_ms=ACK_LINGER_MS)
 
     # ---- acks -------------------------------------------------------------------
 
     async def ack(self, seq: int) -> None:
-        self._ack_buffer.append(seq)
-        self._unconfirmed[seq] = time.monotonic()
+        """Every record up to `seq` is in our consumer's durable state."""
+        if seq <= self._acked:
+            return
+        self._acked = seq
         if self._ack_flush is None:
             self._ack_flush = asyncio.get_running_loop().call_soon(self._flush_acks)
 
     def _flush_acks(self) -> None:
         self._ack_flush = None
-        seqs, self._ack_buffer = self._ack_buffer, []
-        if seqs and self._push is not None:
-            # A refused send is not fatal: the pong-driven re-send covers it.
-            self._push.send_nowait(protocol.build_acks(self._consumer, seqs))
+        if self._acked > self._sent:
+            self._send_ack()
+
+    def _send_ack(self) -> None:
+        # A refused send is not fatal: the pong-driven re-send covers it.
+        if self._push is not None and self._push.send_nowait(protocol.build_ack(self._consumer, self._acked)):
+            self._sent = self._acked
+            self._sent_at = time.monotonic()
 
     def _on_pong(self, pong: protocol.Pong) -> None:
         self._broker_head = pong.head
+        restore = False
         if pong.head < self._confirmed:
-            self._confirmed = 0  # a wiped or replaced log: its seqs are not the ones we acked
-        elif pong.watermark < self._confirmed and self._push is not None:
-            # The broker lost acks it had confirmed (a crash between recording and saving them).
-            self._log.warning("acks_restored", watermark=pong.watermark, upto=self._confirmed)
-            self._push.send_nowait(protocol.build_acks(self._consumer, [], upto=self._confirmed))
-        self._confirmed = max(self._confirmed, pong.watermark)
-        now = time.monotonic()
-        stale = now - 2 * self._interval
-        resend: list[int] = []
-        for seq, sent in list(self._unconfirmed.items()):
-            if seq <= pong.watermark:
-                del self._unconfirmed[seq]
-            elif sent < stale:
-                resend.append(seq)
-                self._unconfirmed[seq] = now
-        if resend and self._push is not None:
-            self._push.send_nowait(protocol.build_acks(self._consumer, sorted(resend)))
+            # A wiped or replaced log: its seqs are not the ones we acked.
+            self._confirmed = 0
+            self._acked = self._sent = min(self._acked, pong.head)
+        elif pong.position < self._confirmed:
+            # The broker lost a position it had confirmed (a crash between recording and saving).
+            self._log.warning("acks_restored", position=pong.position, upto=self._confirmed)
+            restore = True
+        self._confirmed = max(self._confirmed, pong.position)
+        stale = time.monotonic() - self._sent_at > 2 * self._interval
+        if pong.position < self._acked and (restore or stale):
+            self._send_ack()
 
     async def _heartbeat(self) -> None:
         while True:
@@ -206,30 +223,30 @@ class Subscriber:
             self._live.get_nowait()
         return True
 
-    # ---- deliveries -------------------------------------------------------------
+    # ---- batches ----------------------------------------------------------------
 
-    def deliveries(self) -> AsyncIterator[Delivery]:
+    def batches(self) -> AsyncIterator[Batch]:
         return self._stream()
 
-    async def _stream(self) -> AsyncIterator[Delivery]:
-        position: int | None = None  # None: start from the broker's record of our acks
+    async def _stream(self) -> AsyncIterator[Batch]:
+        position: int | None = None  # None: start from the broker's record of our position
+        told_caught_up = False
         backoff = 0.05
         while True:
             try:
                 while True:
                     page = await self._fetch(position)
-                    for seq, raw in page.events:
-                        if position is not None and seq <= position:
-                            continue
-                        position = seq
-                        delivery = self._decode(seq, raw)
-                        if delivery is not None:
-                            yield delivery
                     if position is not None and page.head < position:
                         # Only a wiped or replaced broker log can be behind what we were given.
                         self._log.error("position_reset", position=position, head=page.head)
                         position = page.head
+                    start = -1 if position is None else position
+                    deliveries = self._decode_all((s, e) for s, e in page.events if s > start)
+                    moved = position is None or page.next_after > position
                     position = page.next_after if position is None else max(position, page.next_after)
+                    if deliveries or moved or (page.end and not told_caught_up):
+                        told_caught_up |= page.end
+                        yield Batch(deliveries, position, caught_up=page.end)
                     if page.end:
                         break
             except BusUnavailable as exc:
@@ -239,29 +256,32 @@ class Subscriber:
                 continue
             backoff = 0.05
             self._take_overflow()
-            # Live phase: until something says we missed events.
+            # Live phase: until something says we missed records.
             while True:
-                item = await self._next_live(position)
-                if item is None:
+                items = await self._next_live(position)
+                if items is None:
                     break
-                assert isinstance(item, protocol.LiveEvents)
+                fresh: list[tuple[int, bytes]] = []
                 gap = False
-                for seq, raw in item.events:
+                for seq, raw in (event for item in items for event in item.events):
                     if seq <= position:
                         continue
                     if seq != position + 1:
                         gap = True
                         break
                     position = seq
-                    delivery = self._decode(seq, raw)
-                    if delivery is not None:
-                        yield delivery
+                    fresh.append((seq, raw))
+                if fresh:
+                    deliveries = [
+                        d for d in self._decode_all(fresh) if d.envelope.key.startswith(self._prefix)
+                    ]
+                    yield Batch(deliveries, position, caught_up=True)
                 if gap:
                     self._log.info("gap_detected", position=position)
                     break
 
-    async def _next_live(self, position: int) -> protocol.LiveMessage | None:
-        """The next live message to apply, or None when a re-fetch is needed."""
+    async def _next_live(self, position: int) -> list[protocol.LiveEvents] | None:
+        """The live records queued now (at least one message), or None when a re-fetch is needed."""
         while True:
             if self._take_overflow():
                 return None
@@ -278,27 +298,37 @@ class Subscriber:
                     if head > position:
                         return None
                 case protocol.LiveEvents():
-                    return item
+                    return self._more_live([item])
                 case _Overflow():
                     return None
                 case _:
                     assert_never(item)
 
+    def _more_live(self, items: list[protocol.LiveEvents]) -> list[protocol.LiveEvents]:
+        # Whatever else is queued joins the batch; a heartbeat among it is stale by then.
+        count = len(items[0].events)
+        while count < LIVE_BATCH and not self._live.empty():
+            item = self._live.get_nowait()
+            if isinstance(item, protocol.LiveEvents):
+                items.append(item)
+                count += len(item.events)
+        return items
+
     async def _fetch(self, position: int | None) -> protocol.EventsPage:
         reply = await self._channel.request(
-            lambda r: protocol.build_sync(r, self._consumer, position, self._page_size),
+            lambda r: protocol.build_sync(r, self._consumer, position, self._page_size, self._prefix),
             self._timeout,
         )
         if not isinstance(reply, protocol.EventsPage):
             raise BusUnavailable(f"broker answered a SYNC with {type(reply).__name__}")
         return reply
 
-    def _decode(self, seq: int, raw: bytes) -> Delivery | None:
-        try:
-            return Delivery(seq, codec.decode_envelope(raw))
-        except (codec.CodecError, InvalidEnvelope) as exc:
-            # The broker checked it on publish; a bad one here cannot be applied, so ack and skip.
-            self._log.error("event_skipped", seq=seq, reason=str(exc))
-            self._ack_buffer.append(seq)
-            self._flush_acks()
-            return None
+    def _decode_all(self, events: Iterable[tuple[int, bytes]]) -> list[Delivery]:
+        out: list[Delivery] = []
+        for seq, raw in events:
+            try:
+                out.append(Delivery(seq, codec.decode_envelope(raw)))
+            except (codec.CodecError, InvalidEnvelope) as exc:
+                # The broker checked it on publish; one that cannot be applied is passed over.
+                self._log.error("event_skipped", seq=seq, reason=str(exc))
+        return out

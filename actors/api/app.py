@@ -6,29 +6,35 @@ relay, HTTP. The system stops them in reverse, so the HTTP server stops taking
 requests first and the stores close last. Each domain actor handles one
 command at a time; several pairs let creates overlap their database round
 trips (slug uniqueness is the database's, so they need not coordinate).
+API keys: the admin key plus those of the key file (`access.keys_file`,
+default STATE_DIR/keys.json), followed live; `key.*` methods manage them.
 The main and the in-process tests both use it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from actors.api.auth import KeyRing
-from actors.api.bus import BusConnector
+from actors.api.access import AccessSettings, Gate
+from actors.api.auth import Clock, KeyRing
 from actors.api.cache import CacheActor, CacheMessage, PingCache
 from actors.api.clusters import ClusterDirectoryActor, DirectoryMessage, GetDirectory
 from actors.api.cursors import CursorCodec
 from actors.api.domain import DomainActor, DomainMessage
 from actors.api.driver import DriverMessage, EventDriverActor
 from actors.api.http import GetAddress, HttpActor, HttpMessage, build_app
-from actors.api.jsonrpc import Dispatcher
+from actors.api.jsonrpc import Dispatcher, Method
+from actors.api.key_methods import build_key_methods
+from actors.api.keystore import KEYS_FILE
 from actors.api.methods import Deps, build_table
 from actors.api.metrics import ApiMetrics
 from actors.api.relay import OutboxRelayActor, RelayMessage, RelaySettings
 from actors.legacy.actor import LegacyActor, LegacyMessage, PingLegacy
 from actors.runtime import ActorRef, ActorSystem, RestartPolicy
+from core.bus import BusConnector
 
 CACHE_FILE = "cache.sqlite3"
 
@@ -47,6 +53,11 @@ class ApiSettings:
     max_batch: int = 100
     relay_enabled: bool = True
     workers: int = 4
+    access: AccessSettings = field(default_factory=AccessSettings)
+
+    @property
+    def keys_file(self) -> Path:
+        return self.access.keys_file or self.state_dir / KEYS_FILE
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +70,8 @@ class ApiHandles:
     driver: ActorRef[DriverMessage]
     relay: ActorRef[RelayMessage] | None
     metrics: ApiMetrics
+    gate: Gate
+    methods: Mapping[str, Method]
 
     async def address(self) -> tuple[str, int]:
         return await self.http.ask(GetAddress())
@@ -68,10 +81,15 @@ class ApiHandles:
         return f"http://{host}:{port}"
 
 
-async def start_api(system: ActorSystem, settings: ApiSettings, connector: BusConnector) -> ApiHandles:
+async def start_api(
+    system: ActorSystem, settings: ApiSettings, connector: BusConnector, *, clock: Clock = time.monotonic
+) -> ApiHandles:
+    """`clock` drives the rate limits and the key-file polling (tests pass a fake one)."""
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     metrics = ApiMetrics()
-    keys = KeyRing([settings.admin_key])
+    keys = KeyRing(settings.admin_key, settings.keys_file,
+                   reload_interval=settings.access.reload_interval, clock=clock)
+    gate = Gate(keys, settings.access, clock=clock)
     # Stores are restarted a few times quickly; past the budget the process exits non-zero.
     policy = RestartPolicy(max_restarts=10, window=30.0, backoff_initial=0.1, backoff_max=2.0)
     cache = system.spawn(lambda: CacheActor(settings.state_dir / CACHE_FILE), name="cache", policy=policy)
@@ -103,7 +121,9 @@ async def start_api(system: ActorSystem, settings: ApiSettings, connector: BusCo
         )
     deps = Deps(tuple(domains), cache, directory, CursorCodec(keys.secret("cursor")),
                 settings.rpc_timeout)
-    dispatcher = Dispatcher(build_table(deps), max_batch=settings.max_batch, observe=metrics.observe)
+    table = build_table(deps)
+    table.update(build_key_methods(keys))  # rpc.discover documents the table it was built into
+    dispatcher = Dispatcher(table, max_batch=settings.max_batch, observe=metrics.observe)
 
     async def readiness() -> dict[str, str]:
         checks: dict[str, str] = {}
@@ -122,11 +142,11 @@ async def start_api(system: ActorSystem, settings: ApiSettings, connector: BusCo
         return checks
 
     http = system.spawn(
-        lambda: HttpActor(lambda: build_app(dispatcher, keys, metrics, readiness),
+        lambda: HttpActor(lambda: build_app(dispatcher, gate, metrics, readiness),
                           settings.host, settings.port),
         name="http", policy=policy,
     )
-    return ApiHandles(http, domain, cache, legacy, directory, driver, relay, metrics)
+    return ApiHandles(http, domain, cache, legacy, directory, driver, relay, metrics, gate, table)
 
 
 def _domain_factory(

@@ -1,13 +1,16 @@
 """The cache actor: the only owner of the SQLite query cache.
 
-Writes come from the event driver (broker deliveries, with their seq) and
-from the domain actor (the event it just committed, without a seq, so a
-create's reply never races its cache row). Reads return plain records; the
-HTTP side combines them with the cluster directory into Account views.
+Writes come from the event driver (a batch of bus deliveries, applied in one
+transaction before the driver acks them) and from the domain actor (the
+event it just committed, so a create's reply never races its cache row; the
+driver's later apply of the same event is a no-op by generation). Reads
+return plain records; the HTTP side combines them with the cluster directory
+into Account views.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import assert_never
@@ -15,16 +18,24 @@ from typing import assert_never
 from actors.api.cache_store import SqliteCache, StoreError
 from actors.runtime import Actor, Request
 from core.account import AccountRecord, ClusterReport
+from core.cache import Change
 from core.errors import DependencyUnavailable
-from core.events import DomainEvent
 
 
 @dataclass(frozen=True, slots=True)
-class ApplyEvent(Request[bool]):
+class Applied:
+    """One change to apply; `event_id` and `seq` only travel to the log lines."""
+
+    change: Change
     event_id: str
-    seq: int | None
-    event: DomainEvent
-    occurred_at: str
+    seq: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyEvents(Request[list[bool]]):
+    """Apply all of them in one transaction; per item, whether the cache changed."""
+
+    items: Sequence[Applied]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,13 +58,13 @@ class ListAccountsPage(Request[Snapshot]):
 
 
 @dataclass(frozen=True, slots=True)
-class GetCursor(Request[int]):
+class NeedsReplay(Request[bool]):
     pass
 
 
 @dataclass(frozen=True, slots=True)
-class SetCursor(Request[None]):
-    seq: int
+class MarkReplayed(Request[None]):
+    pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +72,7 @@ class PingCache(Request[None]):
     pass
 
 
-CacheMessage = ApplyEvent | FindAccount | ListAccountsPage | GetCursor | SetCursor | PingCache
+CacheMessage = ApplyEvents | FindAccount | ListAccountsPage | NeedsReplay | MarkReplayed | PingCache
 
 
 class CacheActor(Actor[CacheMessage]):
@@ -71,6 +82,8 @@ class CacheActor(Actor[CacheMessage]):
 
     async def started(self) -> None:
         self._store = SqliteCache(self._path)
+        if self._store.recreated:
+            self.log.warning("cache_recreated", path=str(self._path), reason="old schema")
 
     async def stopped(self) -> None:
         if self._store is not None:
@@ -87,14 +100,15 @@ class CacheActor(Actor[CacheMessage]):
         store = self._store
         assert store is not None
         match message:
-            case ApplyEvent(event_id, seq, event, occurred_at):
-                applied = store.apply(event_id, seq, event, occurred_at)
-                if applied:
-                    self.log.debug(
-                        "cache_event_applied", event_id=event_id, seq=seq,
-                        account_id=event.account_id,
-                    )
-                return applied
+            case ApplyEvents(items):
+                changed = store.apply([item.change for item in items])
+                for item, did in zip(items, changed, strict=True):
+                    if did:
+                        self.log.debug(
+                            "cache_event_applied", event_id=item.event_id, seq=item.seq,
+                            account_id=item.change.event.account_id,
+                        )
+                return changed
             case FindAccount(account_id, slug):
                 record = (
                     store.get_by_id(account_id) if account_id is not None
@@ -104,10 +118,10 @@ class CacheActor(Actor[CacheMessage]):
                 return self._snapshot(store, records)
             case ListAccountsPage(after, limit):
                 return self._snapshot(store, store.list_after(after, limit))
-            case GetCursor():
-                return store.cursor()
-            case SetCursor(seq):
-                store.set_cursor(seq)
+            case NeedsReplay():
+                return store.needs_replay()
+            case MarkReplayed():
+                store.mark_replayed()
                 return None
             case PingCache():
                 store.ping()

@@ -1,149 +1,272 @@
-"""The SQLite query cache (stdlib sqlite3): accounts, per-cluster reports, applied event ids, cursor.
+"""The SQLite query cache (stdlib sqlite3): the newest known state of each account and report.
 
-Implements `core.cache.AccountCache`. Each `apply` is one transaction that
-records the event id, changes the projection and moves the cursor together,
-so a crash leaves either all of it or none: an event is never applied twice
-and never skipped. Only the cache actor holds an instance (one connection,
-one thread).
+Implements `core.cache.AccountCache` (read its contract: generation-guarded,
+order-free, one transaction per batch). Only the cache actor holds an
+instance (one connection, one thread); the rebuild holds its own on a fresh
+file. `synchronous=FULL`: the consumer acks the bus right after `apply`
+returns, so a committed batch must survive a power loss.
+
+Schema versions. The file records its schema in `PRAGMA user_version`. A file
+of another version (the event-history cache of schema 1, with its `applied`
+table and cursor), or one that is not a database at all, is not migrated but
+recreated empty: it is a cache. A file
+created empty is marked as needing a replay (`needs_replay`), which makes the
+event driver reset its bus consumer and read the log from the start; so a
+lost or recreated file never leaves the cache behind a consumer position
+that has already passed its history.
+
+A deleted account whose creation the cache never saw (the log compacted it
+away, or the tombstone came first) is kept as a tombstone row to guard its
+generation, but reads do not show it: only its id, slug and namespace are
+known, and a reader of the compacted log would stop seeing it anyway once
+the tombstone retention has passed.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
-from typing import assert_never
+from typing import Any, assert_never
 
+from actors.runtime.files import fsync_dir
 from core.account import AccountRecord, ClusterReport, ReportState
+from core.cache import Change, report_order
 from core.events import (
     AccountCreated,
     AccountDeleted,
-    DomainEvent,
     NamespaceDeleted,
     NamespaceProvisioned,
     NamespaceProvisionFailed,
+    OutcomeEvent,
 )
 
+SCHEMA_VERSION = 2  # `PRAGMA user_version` at the end of _SCHEMA says the same
+
+# Idempotent: two processes opening a new shared file may both run it.
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
     position    INTEGER PRIMARY KEY AUTOINCREMENT,
     id          TEXT NOT NULL UNIQUE,
-    slug        TEXT NOT NULL UNIQUE,
-    name        TEXT NOT NULL,
-    owner_email TEXT NOT NULL,
+    slug        TEXT NOT NULL,
+    name        TEXT,
+    owner_email TEXT,
     namespace   TEXT NOT NULL,
-    created_at  TEXT NOT NULL,
-    deleted_at  TEXT
+    created_at  TEXT,
+    deleted_at  TEXT,
+    generation  INTEGER NOT NULL,
+    updated_at  TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS accounts_slug ON accounts (slug);
 CREATE TABLE IF NOT EXISTS reports (
-    account_id  TEXT NOT NULL,
-    cluster     TEXT NOT NULL,
-    state       TEXT NOT NULL,
-    updated_at  TEXT NOT NULL,
-    error       TEXT,
+    account_id          TEXT NOT NULL,
+    cluster             TEXT NOT NULL,
+    state               TEXT NOT NULL,
+    observed_generation INTEGER NOT NULL,
+    attempts            INTEGER,
+    updated_at          TEXT NOT NULL,
+    error               TEXT,
     PRIMARY KEY (account_id, cluster)
 );
-CREATE TABLE IF NOT EXISTS applied (event_id TEXT PRIMARY KEY);
-CREATE TABLE IF NOT EXISTS cursor (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL);
-INSERT OR IGNORE INTO cursor (id, seq) VALUES (1, 0);
+CREATE TABLE IF NOT EXISTS meta (id INTEGER PRIMARY KEY CHECK (id = 1), needs_replay INTEGER NOT NULL);
+INSERT OR IGNORE INTO meta (id, needs_replay) VALUES (1, 1);
+PRAGMA user_version = 2;
 """
 
 StoreError = sqlite3.Error  # what a failing store raises (disk full, corrupt file, locked)
 
-_ACCOUNT_COLS = "id, slug, name, owner_email, namespace, created_at, deleted_at, position"
+_ACCOUNT_COLS = (
+    "id, slug, name, owner_email, namespace, created_at, deleted_at, generation, updated_at, "
+    "position"
+)
+_VISIBLE = "name IS NOT NULL"  # tombstone-only rows guard a generation but are not shown
+_REPORT_COLS = "cluster, state, observed_generation, updated_at, error, attempts"
 
 
 class SqliteCache:
     def __init__(self, path: Path | str) -> None:
-        self._db = sqlite3.connect(str(path), isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        self.path = Path(path)
+        self.recreated = False  # an old-schema or broken file was replaced by an empty one
+        self._db = self._connect()
+        try:
+            version, tables = self._probe()
+            if version != SCHEMA_VERSION and tables:
+                self._db.close()
+                remove_files(self.path)
+                self.recreated = True
+                self._db = self._connect()
+                version = 0
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA busy_timeout=5000")  # a second writer (a shared file) waits
+            if version != SCHEMA_VERSION:
+                self._db.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _connect(self) -> sqlite3.Connection:
+        return sqlite3.connect(str(self.path), isolation_level=None)
+
+    def _probe(self) -> tuple[int, int]:
+        """The file's schema version and table count; an unreadable file counts as another schema."""
+        try:
+            version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+            tables = int(self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0])
+        except sqlite3.DatabaseError as exc:
+            if exc.sqlite_errorname not in ("SQLITE_NOTADB", "SQLITE_CORRUPT"):
+                raise  # e.g. locked: not ours to throw away
+            return -1, 1
+        return version, tables
 
     def close(self) -> None:
         self._db.close()
+
+    def checkpoint(self) -> None:
+        """Move every committed change from the WAL into the main file."""
+        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
 
     def ping(self) -> None:
         self._db.execute("SELECT 1").fetchone()
 
     # writes -----------------------------------------------------------------------------
-    def apply(self, event_id: str, seq: int | None, event: DomainEvent, occurred_at: str) -> bool:
+    def apply(self, changes: Sequence[Change]) -> list[bool]:
+        """Apply a batch in one transaction; per change, whether the cache changed."""
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
-            if seq is not None:
-                (cursor,) = db.execute("SELECT seq FROM cursor WHERE id = 1").fetchone()
-                if seq <= cursor:
-                    db.execute("ROLLBACK")
-                    return False
-                db.execute("UPDATE cursor SET seq = ? WHERE id = 1", (seq,))
-            fresh = db.execute("INSERT OR IGNORE INTO applied (event_id) VALUES (?)", (event_id,))
-            if fresh.rowcount == 1:
-                self._project(event, occurred_at)
+            changed = [self._apply(c) for c in changes]
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
-        return fresh.rowcount == 1
+        return changed
 
-    def _project(self, event: DomainEvent, occurred_at: str) -> None:
-        db = self._db
+    def _apply(self, change: Change) -> bool:
+        event = change.event
         match event:
             case AccountCreated():
-                db.execute(
-                    "INSERT OR IGNORE INTO accounts (id, slug, name, owner_email, namespace, "
-                    "created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                    (event.account_id, event.slug, event.name, event.owner_email,
-                     event.namespace, event.created_at),
-                )
+                return self._created(event)
             case AccountDeleted():
-                db.execute(
-                    "UPDATE accounts SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL",
-                    (event.deleted_at, event.account_id),
-                )
+                return self._deleted(event)
             case NamespaceProvisioned():
-                self._report(event.account_id, event.cluster, "created", occurred_at, None)
+                return self._report(event, "created", change.occurred_at, None, None)
             case NamespaceProvisionFailed():
-                self._report(event.account_id, event.cluster, "failed", occurred_at, event.reason)
+                return self._report(
+                    event, "failed", change.occurred_at, event.reason, event.attempts
+                )
             case NamespaceDeleted():
-                self._report(event.account_id, event.cluster, "deleted", occurred_at, None)
+                return self._report(event, "deleted", change.occurred_at, None, None)
             case _:
                 assert_never(event)
 
-    def _report(
-        self, account_id: str, cluster: str, state: ReportState, at: str, error: str | None
-    ) -> None:
-        # Once a deleted account's namespace is reported gone, a late "created" must not revive it.
+    def _generation(self, account_id: str) -> tuple[int, bool] | None:
+        """The cached account's generation and whether its creation was seen; None if unknown."""
+        row = self._db.execute(
+            "SELECT generation, name IS NOT NULL FROM accounts WHERE id = ?", (account_id,)
+        ).fetchone()
+        return None if row is None else (int(row[0]), bool(row[1]))
+
+    def _created(self, e: AccountCreated) -> bool:
+        cached = self._generation(e.account_id)
+        if cached is None:
+            self._db.execute(
+                "INSERT INTO accounts (id, slug, name, owner_email, namespace, created_at, "
+                "generation, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (e.account_id, e.slug, e.name, e.owner_email, e.namespace, e.created_at,
+                 e.generation, e.created_at),
+            )
+            return True
+        generation, seen = cached
+        if e.generation > generation:
+            # A newer desired state of a live account (an accepted change).
+            self._db.execute(
+                "UPDATE accounts SET slug = ?, name = ?, owner_email = ?, namespace = ?, "
+                "created_at = ?, deleted_at = NULL, generation = ?, updated_at = ? WHERE id = ?",
+                (e.slug, e.name, e.owner_email, e.namespace, e.created_at, e.generation,
+                 e.created_at, e.account_id),
+            )
+            return True
+        if not seen:
+            # The tombstone came first: fill in what it does not carry, keep its state.
+            self._db.execute(
+                "UPDATE accounts SET name = ?, owner_email = ?, created_at = ? WHERE id = ?",
+                (e.name, e.owner_email, e.created_at, e.account_id),
+            )
+            return True
+        return False
+
+    def _deleted(self, e: AccountDeleted) -> bool:
+        cached = self._generation(e.account_id)
+        # The tombstone carries the account's last state; an empty one (a tombstone written
+        # without it) keeps the row hidden until a create fills it in.
+        name, email, created = (e.name or None), (e.owner_email or None), (e.created_at or None)
+        if cached is None:
+            self._db.execute(
+                "INSERT INTO accounts (id, slug, name, owner_email, namespace, created_at, "
+                "deleted_at, generation, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (e.account_id, e.slug, name, email, e.namespace, created, e.deleted_at,
+                 e.generation, e.deleted_at),
+            )
+            return True
+        if e.generation <= cached[0]:
+            return False
         self._db.execute(
-            "INSERT INTO reports (account_id, cluster, state, updated_at, error) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (account_id, cluster) DO UPDATE SET "
-            "state = excluded.state, updated_at = excluded.updated_at, error = excluded.error "
-            "WHERE NOT (reports.state = 'deleted' AND EXISTS ("
-            "SELECT 1 FROM accounts a WHERE a.id = reports.account_id AND a.deleted_at IS NOT NULL))",
-            (account_id, cluster, state, at, error),
+            "UPDATE accounts SET slug = ?, name = coalesce(?, name), "
+            "owner_email = coalesce(?, owner_email), namespace = ?, "
+            "created_at = coalesce(?, created_at), deleted_at = ?, generation = ?, "
+            "updated_at = ? WHERE id = ?",
+            (e.slug, name, email, e.namespace, created, e.deleted_at, e.generation,
+             e.deleted_at, e.account_id),
         )
+        return True
+
+    def _report(
+        self, e: OutcomeEvent, state: ReportState, at: str, error: str | None, attempts: int | None
+    ) -> bool:
+        new = ClusterReport(e.cluster, state, e.observed_generation, at, error, attempts)
+        row = self._db.execute(
+            f"SELECT {_REPORT_COLS} FROM reports WHERE account_id = ? AND cluster = ?",  # noqa: S608
+            (e.account_id, e.cluster),
+        ).fetchone()
+        if row is not None and report_order(new) <= report_order(ClusterReport(*row)):
+            return False
+        self._db.execute(
+            "INSERT INTO reports (account_id, cluster, state, observed_generation, attempts, "
+            "updated_at, error) VALUES (?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (account_id, cluster) DO UPDATE SET state = excluded.state, "
+            "observed_generation = excluded.observed_generation, attempts = excluded.attempts, "
+            "updated_at = excluded.updated_at, error = excluded.error",
+            (e.account_id, e.cluster, state, e.observed_generation, attempts, at, error),
+        )
+        return True
+
+    def needs_replay(self) -> bool:
+        return bool(self._db.execute("SELECT needs_replay FROM meta WHERE id = 1").fetchone()[0])
+
+    def mark_replayed(self) -> None:
+        self._db.execute("UPDATE meta SET needs_replay = 0 WHERE id = 1")
 
     # reads ------------------------------------------------------------------------------
-    def cursor(self) -> int:
-        return int(self._db.execute("SELECT seq FROM cursor WHERE id = 1").fetchone()[0])
-
-    def set_cursor(self, seq: int) -> None:
-        self._db.execute("UPDATE cursor SET seq = max(seq, ?) WHERE id = 1", (seq,))
-
     def get_by_id(self, account_id: str) -> AccountRecord | None:
         row = self._db.execute(
-            f"SELECT {_ACCOUNT_COLS} FROM accounts WHERE id = ?", (account_id,)  # noqa: S608
+            f"SELECT {_ACCOUNT_COLS} FROM accounts WHERE id = ? AND {_VISIBLE}",  # noqa: S608
+            (account_id,),
         ).fetchone()
         return None if row is None else AccountRecord(*row)
 
     def get_by_slug(self, slug: str) -> AccountRecord | None:
+        # Slugs are unique in the legacy database; should one ever be reused, the live one wins.
         row = self._db.execute(
-            f"SELECT {_ACCOUNT_COLS} FROM accounts WHERE slug = ?", (slug,)  # noqa: S608
+            f"SELECT {_ACCOUNT_COLS} FROM accounts WHERE slug = ? AND {_VISIBLE} "  # noqa: S608
+            "ORDER BY deleted_at IS NULL DESC, position DESC LIMIT 1",
+            (slug,),
         ).fetchone()
         return None if row is None else AccountRecord(*row)
 
     def list_after(self, after: int | None, limit: int) -> list[AccountRecord]:
         rows = self._db.execute(
-            f"SELECT {_ACCOUNT_COLS} FROM accounts WHERE position > ? "  # noqa: S608
+            f"SELECT {_ACCOUNT_COLS} FROM accounts WHERE position > ? AND {_VISIBLE} "  # noqa: S608
             "ORDER BY position LIMIT ?",
             (after or 0, limit),
         ).fetchall()
@@ -154,24 +277,32 @@ class SqliteCache:
         if not account_ids:
             return out
         marks = ",".join("?" * len(account_ids))
-        for account_id, cluster, state, updated_at, error in self._db.execute(
-            "SELECT account_id, cluster, state, updated_at, error FROM reports "  # noqa: S608
+        for account_id, *report in self._db.execute(
+            f"SELECT account_id, {_REPORT_COLS} FROM reports "  # noqa: S608
             f"WHERE account_id IN ({marks}) ORDER BY cluster",
             account_ids,
         ):
-            out[account_id].append(ClusterReport(cluster, state, updated_at, error))
+            out[account_id].append(ClusterReport(*report))
         return out
 
     def known_clusters(self) -> list[str]:
         return [r[0] for r in self._db.execute("SELECT DISTINCT cluster FROM reports ORDER BY 1")]
 
-    def dump(self) -> dict[str, object]:
+    def dump(self) -> dict[str, list[tuple[Any, ...]]]:
         """Everything the cache knows, in a form two caches can be compared by (not positions)."""
         accounts = self._db.execute(
-            "SELECT id, slug, name, owner_email, namespace, created_at, deleted_at FROM accounts "
-            "ORDER BY id"
+            "SELECT id, slug, name, owner_email, namespace, created_at, deleted_at, generation, "
+            "updated_at FROM accounts ORDER BY id"
         ).fetchall()
         reports = self._db.execute(
-            "SELECT account_id, cluster, state, updated_at, error FROM reports ORDER BY 1, 2"
+            f"SELECT account_id, {_REPORT_COLS} FROM reports ORDER BY 1, 2"  # noqa: S608
         ).fetchall()
         return {"accounts": accounts, "reports": reports}
+
+
+def remove_files(path: Path) -> None:
+    """Remove a cache file with its WAL and shared-memory files, durably."""
+    for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        name.unlink(missing_ok=True)
+    if path.parent.exists():
+        fsync_dir(path.parent)

@@ -5,6 +5,10 @@ seconds. Reads get the last good answer, so a short broker outage does not
 break `account.get` or `cluster.list`; `reachable` turns false when a poll
 fails (what /readyz reports as `broker`). Consumers named `cluster:NAME` are
 the clusters; the `cache` consumer's lag is the cache's lag.
+
+An account lists every known cluster from its first answer on, so a read
+that comes before the first poll has answered asks the bus itself, once per
+start and briefly (`first_wait`), rather than answer an empty list.
 """
 
 from __future__ import annotations
@@ -13,10 +17,9 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import assert_never
 
-from actors.api.bus import BusConnector
 from actors.api.metrics import ApiMetrics
 from actors.runtime import Actor, Request
-from core.bus import ConsumerInfo
+from core.bus import BusConnector, ConsumerInfo
 
 CLUSTER_PREFIX = "cluster:"
 CACHE_CONSUMER = "cache"
@@ -59,11 +62,18 @@ DirectoryMessage = GetDirectory | _Answered | _Failed
 
 class ClusterDirectoryActor(Actor[DirectoryMessage]):
     def __init__(
-        self, connector: BusConnector, metrics: ApiMetrics, *, interval: float = 2.0
+        self,
+        connector: BusConnector,
+        metrics: ApiMetrics,
+        *,
+        interval: float = 2.0,
+        first_wait: float = 1.0,
     ) -> None:
         self._connector = connector
         self._metrics = metrics
         self._interval = interval
+        self._first_wait = first_wait
+        self._asked_first = False
         self._state = Directory()
 
     async def started(self) -> None:
@@ -72,14 +82,12 @@ class ClusterDirectoryActor(Actor[DirectoryMessage]):
     async def receive(self, message: DirectoryMessage) -> object:
         match message:
             case GetDirectory():
+                if not self._state.answered and not self._asked_first:
+                    self._asked_first = True
+                    await self._ask_first()
                 return self._state
             case _Answered(consumers):
-                if not self._state.reachable:
-                    self.log.info("broker_directory_reached", consumers=len(consumers))
-                self._state = Directory(consumers, reachable=True, answered=True)
-                for c in consumers:
-                    if c.name == CACHE_CONSUMER:
-                        self._metrics.cache_lag.set(c.lag)
+                self._answered(consumers)
                 return None
             case _Failed(error):
                 if self._state.reachable or not self._state.answered:
@@ -89,6 +97,25 @@ class ClusterDirectoryActor(Actor[DirectoryMessage]):
                 return None
             case _:
                 assert_never(message)
+
+    def _answered(self, consumers: tuple[ConsumerInfo, ...]) -> None:
+        if not self._state.reachable:
+            self.log.info("broker_directory_reached", consumers=len(consumers))
+        self._state = Directory(consumers, reachable=True, answered=True)
+        for c in consumers:
+            if c.name == CACHE_CONSUMER:
+                self._metrics.cache_lag.set(c.lag)
+
+    async def _ask_first(self) -> None:
+        try:
+            async with asyncio.timeout(self._first_wait), self._connector.directory() as directory:
+                infos = await directory.consumers()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.log.warning("broker_directory_failed", error=repr(exc))
+            return
+        self._answered(tuple(infos))
 
     async def _poll(self) -> None:
         while True:

@@ -1,28 +1,31 @@
 """The domain actor: validates commands with the pure rules, decides the events, has them written.
 
 Create: rules (name, email, slug derived when missing) -> early uniqueness
-check against the cache -> the legacy actor commits the account and its
-`account.created` outbox row in one transaction (the database enforces slug
-uniqueness) -> the same event is applied to the cache at once, by event id,
-so the reply and an immediate `account.get` see the account; the broker's
-later delivery of that event id changes nothing.
+check against the cache -> the legacy actor commits the account (generation
+1) and its `account.created` outbox row in one transaction (the database
+enforces slug uniqueness) -> the same event is applied to the cache at once,
+so the reply and an immediate `account.get` see the account; the event
+driver's later apply of it changes nothing (same generation).
 
-Delete: the legacy row decides (not found / already deleted / delete now);
-a deletion commits `account.deleted` with the soft delete, and is applied to
-the cache the same way.
+Delete: the legacy row decides (not found / already deleted / delete now).
+A deletion is a change: `account.deleted` carries the next generation, and
+the legacy actor commits it only if the row is still at the generation this
+decision read (else we read again), with the soft delete and the outbox row
+in one transaction; it is applied to the cache the same way.
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import assert_never
 
-from actors.api.cache import ApplyEvent, CacheMessage, FindAccount
+from actors.api.cache import Applied, ApplyEvents, CacheMessage, FindAccount
 from actors.legacy.actor import LegacyMessage, LoadAccount, WriteAccount, WriteDeletion
 from actors.runtime import Actor, ActorRef, Request
 from core.account import AccountRecord
+from core.cache import Change
 from core.commands import CreateAccount, DeleteAccount
 from core.envelope import Envelope, utc_now
 from core.errors import AccountNotFound, DependencyUnavailable, SlugTaken
@@ -41,6 +44,9 @@ class Delete(Request[AccountRecord]):
 
 
 DomainMessage = Create | Delete
+
+FIRST_GENERATION = 1
+_DELETE_ATTEMPTS = 5  # reads and tries again when another change moved the generation
 
 
 def rfc3339(moment: datetime) -> str:
@@ -86,6 +92,7 @@ class DomainActor(Actor[DomainMessage]):
             owner_email=new.owner_email,
             namespace=new.namespace,
             created_at=created_at,
+            generation=FIRST_GENERATION,
         )
         envelope = to_envelope(event, correlation_id=command.correlation_id, occurred_at=created_at)
         await self._legacy.ask(
@@ -103,42 +110,55 @@ class DomainActor(Actor[DomainMessage]):
         self.log.info("account_created", account_id=account_id, event_id=envelope.event_id)
         await self._apply(envelope, event)
         return AccountRecord(
-            account_id, new.slug, new.name, new.owner_email, new.namespace, created_at, None, 0
+            account_id, new.slug, new.name, new.owner_email, new.namespace, created_at, None,
+            FIRST_GENERATION, created_at,
         )
 
     async def _delete(self, command: DeleteAccount) -> AccountRecord:
-        found = await self._legacy.ask(LoadAccount(command.account_id), timeout=self._timeout)
-        if found is None:
-            raise AccountNotFound(command.account_id)
-        record = AccountRecord(
-            found.id, found.slug, found.name, found.owner_email, found.namespace,
-            rfc3339(found.created_at),
-            rfc3339(found.deleted_at) if found.deleted_at is not None else None, 0,
-        )
-        if found.deleted_at is not None:
-            return record
-        deleted_at = utc_now()
-        event = AccountDeleted(
-            account_id=found.id, slug=found.slug, namespace=found.namespace, deleted_at=deleted_at
-        )
-        envelope = to_envelope(event, correlation_id=command.correlation_id, occurred_at=deleted_at)
-        changed = await self._legacy.ask(
-            WriteDeletion(found.id, datetime.fromisoformat(deleted_at), envelope),
-            timeout=self._timeout,
-        )
-        if changed:
-            self.log.info("account_deleted", account_id=found.id, event_id=envelope.event_id)
-            await self._apply(envelope, event)
-        return AccountRecord(
-            record.id, record.slug, record.name, record.owner_email, record.namespace,
-            record.created_at, deleted_at, 0,
-        )
+        for _ in range(_DELETE_ATTEMPTS):
+            found = await self._legacy.ask(LoadAccount(command.account_id), timeout=self._timeout)
+            if found is None:
+                raise AccountNotFound(command.account_id)
+            record = AccountRecord(
+                found.id, found.slug, found.name, found.owner_email, found.namespace,
+                rfc3339(found.created_at),
+                rfc3339(found.deleted_at) if found.deleted_at is not None else None,
+                found.generation, rfc3339(found.updated_at),
+            )
+            if found.deleted_at is not None:
+                return record
+            deleted_at = utc_now()
+            event = AccountDeleted(
+                account_id=found.id, slug=found.slug, namespace=found.namespace,
+                deleted_at=deleted_at, generation=found.generation + 1, name=found.name,
+                owner_email=found.owner_email, created_at=rfc3339(found.created_at),
+            )
+            envelope = to_envelope(
+                event, correlation_id=command.correlation_id, occurred_at=deleted_at
+            )
+            changed = await self._legacy.ask(
+                WriteDeletion(
+                    found.id, datetime.fromisoformat(deleted_at), envelope, event.generation
+                ),
+                timeout=self._timeout,
+            )
+            if changed:
+                self.log.info(
+                    "account_deleted", account_id=found.id, event_id=envelope.event_id,
+                    generation=event.generation,
+                )
+                await self._apply(envelope, event)
+                return replace(
+                    record, deleted_at=deleted_at, generation=event.generation,
+                    updated_at=deleted_at,
+                )
+        raise RuntimeError(f"account {command.account_id} kept changing while being deleted")
 
     async def _apply(self, envelope: Envelope, event: DomainEvent) -> None:
         """Read-your-writes: the cache learns the committed event now, not after the broker round trip."""
         try:
             await self._cache.ask(
-                ApplyEvent(envelope.event_id, None, event, envelope.occurred_at),
+                ApplyEvents([Applied(Change(event, envelope.occurred_at), envelope.event_id)]),
                 timeout=self._timeout,
             )
         except Exception as exc:

@@ -1,32 +1,41 @@
-"""The event driver: the durable broker consumer `cache` that keeps the query cache up to date.
+"""The event driver: the durable bus consumer `cache` that keeps the query cache up to date.
 
-For each delivery: decode the event, have the cache actor apply it in one
-transaction with the cursor (a redelivered or already-applied event changes
-nothing), and only then ack. An envelope that is not one of our events is
-logged and acked (it can never be applied; holding it would stall the
-consumer). A broken subscription is reopened with capped backoff.
+It runs the one consumer loop (`actors.runtime.consumer.consume`): each batch
+is applied by the cache actor in one transaction, and only then acked, so a
+crash anywhere means a redelivery, which the cache's generation guard turns
+into no change. Events that changed the cache are logged `event_applied`
+(info) and counted; the others (the domain applied its own event already, a
+redelivery, an older state) `event_already_applied` (debug).
+
+A cache created empty (first start, a lost file, an old schema replaced)
+needs the whole log, but the `cache` consumer's position may be ahead of it:
+before its first subscription the driver then removes the consumer through
+the directory, so the new subscription starts at the beginning of the log,
+and tells the cache it is replayed once that catch-up is done. A crash in
+between repeats both, harmlessly.
 """
 
 from __future__ import annotations
 
-import asyncio
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import assert_never
 
-from actors.api.bus import BusConnector
-from actors.api.cache import ApplyEvent, CacheMessage
+from actors.api.cache import Applied, ApplyEvents, CacheMessage, MarkReplayed, NeedsReplay
 from actors.api.metrics import ApiMetrics
 from actors.runtime import Actor, ActorRef, Request
-from core.bus import Delivery, EventSubscription
-from core.envelope import InvalidEnvelope
-from core.events import from_envelope
+from actors.runtime.consumer import Received, consume
+from core.backoff import Backoff
+from core.bus import BusConnector, EventSubscription
+from core.cache import Change
 
 CACHE_CONSUMER = "cache"
 
 
 @dataclass(frozen=True, slots=True)
 class GetApplied(Request[int]):
-    pass
+    """How many events changed the cache since this driver started."""
 
 
 DriverMessage = GetApplied
@@ -41,13 +50,17 @@ class EventDriverActor(Actor[DriverMessage]):
         *,
         consumer: str = CACHE_CONSUMER,
         backoff_max: float = 2.0,
+        timeout: float = 30.0,
     ) -> None:
         self._connector = connector
         self._cache = cache
         self._metrics = metrics
         self._consumer = consumer
-        self._backoff_max = backoff_max
+        self._backoff = Backoff(initial=0.05, cap=backoff_max)
+        self._timeout = timeout
         self._applied = 0
+        self._replaying = False
+        self._reset = False
 
     async def started(self) -> None:
         self._task = self.start_task(self._run(), name="consume")
@@ -60,46 +73,41 @@ class EventDriverActor(Actor[DriverMessage]):
                 assert_never(message)
 
     async def _run(self) -> None:
-        backoff = 0.05
-        while True:
-            try:
-                async with self._connector.subscription(self._consumer) as subscription:
-                    self.log.info("cache_consumer_subscribed", consumer=self._consumer)
-                    async for delivery in subscription.deliveries():
-                        await self._handle(subscription, delivery)
-                        backoff = 0.05
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self.log.warning("cache_consumer_backed_off", error=repr(exc), retry_in=backoff)
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, self._backoff_max)
+        self._replaying = await self._cache.ask(NeedsReplay(), timeout=self._timeout)
+        await consume(self._open, self, backoff=self._backoff, log=self.log)
 
-    async def _handle(self, subscription: EventSubscription, delivery: Delivery) -> None:
-        envelope = delivery.envelope
-        try:
-            event = from_envelope(envelope)
-        except InvalidEnvelope as exc:
-            self.log.error(
-                "event_skipped", event_id=envelope.event_id, seq=delivery.seq, reason=str(exc)
-            )
-            await subscription.ack(delivery.seq)
-            return
-        applied = await self._cache.ask(
-            ApplyEvent(envelope.event_id, delivery.seq, event, envelope.occurred_at)
-        )
-        if applied:
-            self._applied += 1
-            self._metrics.events_applied.inc()
-            self.log.info(
-                "event_applied", event_id=envelope.event_id, account_id=event.account_id,
-                seq=delivery.seq, type=envelope.type,
-            )
-        else:
-            # Already in the cache (the domain applies its own events at once, for
-            # read-your-writes): logged so the event's journey is still traceable here.
-            self.log.debug(
-                "event_already_applied", event_id=envelope.event_id, account_id=event.account_id,
-                seq=delivery.seq, type=envelope.type,
-            )
-        await subscription.ack(delivery.seq)
+    @asynccontextmanager
+    async def _open(self) -> AsyncIterator[EventSubscription]:
+        if self._replaying and not self._reset:
+            async with self._connector.directory() as directory:
+                removed = await directory.remove(self._consumer)
+            self._reset = True
+            self.log.info("cache_consumer_reset", consumer=self._consumer, removed=removed)
+        async with self._connector.subscription(self._consumer) as subscription:
+            yield subscription
+
+    # the consumer loop's sink -----------------------------------------------------------
+    async def store(self, events: Sequence[Received]) -> None:
+        items = [
+            Applied(Change(r.event, r.envelope.occurred_at), r.envelope.event_id, r.seq)
+            for r in events
+        ]
+        changed = await self._cache.ask(ApplyEvents(items), timeout=self._timeout)
+        for received, did in zip(events, changed, strict=True):
+            env = received.envelope
+            fields = {
+                "event_id": env.event_id, "account_id": received.event.account_id,
+                "seq": received.seq, "type": env.type,
+            }
+            if did:
+                self._applied += 1
+                self._metrics.events_applied.inc()
+                self.log.info("event_applied", **fields)
+            else:
+                self.log.debug("event_already_applied", **fields)
+
+    async def caught_up(self) -> None:
+        if self._replaying:
+            await self._cache.ask(MarkReplayed(), timeout=self._timeout)
+            self._replaying = False
+            self.log.info("cache_replayed", consumer=self._consumer)

@@ -4,7 +4,9 @@ Transport rules before JSON-RPC sees a byte: POST only (405, `Allow: POST`),
 `Content-Type: application/json` (415), bodies over `max_body` bytes are 413,
 whether announced by Content-Length or discovered while streaming. Each of
 these also carries a JSON-RPC-shaped error body. Every JSON-RPC reply is 200
-with a JSON body; nothing to reply is 204 with no body. The server runs under
+with a JSON body; nothing to reply is 204 with no body; a caller over its
+rate limit gets 429 with `Retry-After` (whole seconds) and a -32029 body
+(actors/api/access.py decides, per key and per remote address). The server runs under
 an actor with `AppRunner` + `TCPSite`, so it lives in our own task tree.
 """
 
@@ -17,7 +19,7 @@ from typing import Any, assert_never
 
 from aiohttp import web
 
-from actors.api.auth import KeyRing
+from actors.api.access import Gate
 from actors.api.jsonrpc import INVALID_REQUEST, Dispatcher, encode, error_object
 from actors.api.metrics import CONTENT_TYPE, ApiMetrics
 from actors.runtime import Actor, Request
@@ -50,7 +52,7 @@ async def _read_capped(request: web.Request, cap: int) -> bytes | None:
 
 def build_app(
     dispatcher: Dispatcher,
-    keys: KeyRing,
+    gate: Gate,
     metrics: ApiMetrics,
     readiness: Probe,
     *,
@@ -66,11 +68,12 @@ def build_app(
         body = await _read_capped(request, max_body)
         if body is None:
             return _error(413, f"body too large (at most {max_body} bytes)")
-        authenticated = keys.check(request.headers.get("Authorization"))
-        reply = await dispatcher.handle(body, authenticated=authenticated)
-        if reply is None:
+        access = gate.access(request.headers.get("Authorization"), request.remote)
+        reply = await dispatcher.handle(body, access)
+        if reply.body is None:
             return web.Response(status=204)
-        return web.Response(status=200, body=reply, content_type=JSON)
+        headers = {"Retry-After": str(reply.retry_after)} if reply.retry_after is not None else None
+        return web.Response(status=reply.status, body=reply.body, content_type=JSON, headers=headers)
 
     async def healthz(_request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})

@@ -1,9 +1,16 @@
 """JSON-RPC 2.0, to the letter of the specification, over a pluggable method table.
 
     dispatcher = Dispatcher(table, max_batch=100, observe=...)
-    reply: bytes | None = await dispatcher.handle(body, authenticated=True)
+    reply: Reply = await dispatcher.handle(body, access)
 
-`None` means "send nothing" (a notification, or a batch of them). The parser
+`reply.body` None means "send nothing" (a notification, or a batch of
+them); `reply.status` is 200, or 429 with `retry_after` seconds when the
+caller is over its rate limit. `access` is who is calling
+(actors/api/access.py): for a body with calls to methods that need a key it
+is asked once to `admit` them (a refusal answers the whole body, even a
+notification, with one -32029 error whose id is the request's, null for a
+batch), then to `authorize` each such call (-32001), and is told each one's
+outcome (`audit`). The parser
 refuses what the stdlib json module lets through or chokes on: invalid UTF-8,
 a BOM, NaN/Infinity, numbers too big to be honest, nesting deeper than
 `MAX_DEPTH`, and duplicate member names (a parser-differential risk); none of
@@ -19,7 +26,7 @@ import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -31,6 +38,7 @@ METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
 UNAUTHORIZED = -32001
+RATE_LIMITED = -32029
 
 MAX_DEPTH = 32
 MAX_NUMBER_CHARS = 40
@@ -67,6 +75,47 @@ class Method:
 
 
 Observe = Callable[[str, int, float], None]
+
+
+class Access(Protocol):
+    """The caller of one HTTP request, as far as the dispatcher needs to know it."""
+
+    def admit(self, cost: int) -> int | None:
+        """Charge `cost` calls that need a key: None when admitted, else seconds to wait (>= 1)."""
+        ...
+
+    def authorize(self, method: str) -> RpcError | None:
+        """None when the caller may call `method` (one that needs a key), else the -32001 error."""
+        ...
+
+    def audit(self, method: str, params: Any, result: Any, code: int) -> None:
+        """The outcome of an authorized-or-refused call of a method that needs a key (0: ok)."""
+        ...
+
+
+class Anonymous:
+    """A caller without a key: nothing that needs one is allowed, nothing is limited."""
+
+    def admit(self, cost: int) -> int | None:
+        return None
+
+    def authorize(self, method: str) -> RpcError | None:
+        return RpcError(UNAUTHORIZED, "Unauthorized", {"reason": "missing"})
+
+    def audit(self, method: str, params: Any, result: Any, code: int) -> None:
+        return None
+
+
+NO_KEY = Anonymous()
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What to answer over HTTP: `body` None is "nothing" (204)."""
+
+    body: bytes | None
+    status: int = 200
+    retry_after: int | None = None
 
 
 class _Duplicate(Exception):
@@ -155,32 +204,63 @@ class Dispatcher:
         self.max_batch = max_batch
         self._observe = observe or (lambda _m, _c, _s: None)
 
-    async def handle(self, body: bytes, *, authenticated: bool) -> bytes | None:
+    async def handle(self, body: bytes, access: Access = NO_KEY) -> Reply:
         try:
             message = parse(body)
         except RpcError as exc:
             self._observe("-", exc.code, 0.0)
-            return encode(error_object(exc.code, exc.message, exc.data))
+            return Reply(encode(error_object(exc.code, exc.message, exc.data)))
         if isinstance(message, list):
             if not message:
                 self._observe("-", INVALID_REQUEST, 0.0)
-                return encode(error_object(INVALID_REQUEST, "Invalid Request", {"reason": "empty batch"}))
+                return Reply(encode(
+                    error_object(INVALID_REQUEST, "Invalid Request", {"reason": "empty batch"})
+                ))
             if len(message) > self.max_batch:
                 self._observe("-", INVALID_REQUEST, 0.0)
-                return encode(
+                return Reply(encode(
                     error_object(
                         INVALID_REQUEST,
                         "Invalid Request",
                         {"reason": f"batch too large (at most {self.max_batch} entries)"},
                     )
-                )
-            replies = [await self.call(item, authenticated=authenticated) for item in message]
+                ))
+        cost = self._cost(message)
+        if cost:
+            wait = access.admit(cost)
+            if wait is not None:
+                return self._limited(message, wait)
+        if isinstance(message, list):
+            replies = [await self.call(item, access) for item in message]
             kept = [r for r in replies if r is not None]
-            return encode(kept) if kept else None
-        reply = await self.call(message, authenticated=authenticated)
-        return None if reply is None else encode(reply)
+            return Reply(encode(kept) if kept else None)
+        reply = await self.call(message, access)
+        return Reply(None if reply is None else encode(reply))
 
-    async def call(self, request: Any, *, authenticated: bool) -> dict[str, Any] | None:
+    def _cost(self, message: Any) -> int:
+        """How many calls in the body are of methods that need a key."""
+        cost = 0
+        for item in message if isinstance(message, list) else [message]:
+            if isinstance(item, dict) and isinstance(item.get("method"), str):
+                method = self.table.get(item["method"])
+                if method is not None and method.auth:
+                    cost += 1
+        return cost
+
+    def _limited(self, message: Any, wait: int) -> Reply:
+        """One -32029 for the whole body: the request's id, null for a batch or a bad id."""
+        id_: Id = None
+        method_name = "-"
+        if isinstance(message, dict):
+            candidate = message.get("id")
+            if not isinstance(candidate, bool) and isinstance(candidate, str | int | float | None):
+                id_ = candidate
+            method_name = message["method"]  # _cost found it in the table
+        self._observe(method_name, RATE_LIMITED, 0.0)
+        body = encode(error_object(RATE_LIMITED, "Rate limited", {"retry_after": wait}, id_))
+        return Reply(body, status=429, retry_after=wait)
+
+    async def call(self, request: Any, access: Access = NO_KEY) -> dict[str, Any] | None:
         """Answer one request object; None for a notification."""
         started = time.perf_counter()
         method_name = "-"
@@ -198,32 +278,36 @@ class Dispatcher:
             return error_object(INVALID_REQUEST, "Invalid Request", {"reason": problem}, id_)
         name: str = request["method"]
         method = self.table.get(name)
+        result: Any = None
+        error: RpcError | None = None
         try:
             if method is None:
                 raise RpcError(METHOD_NOT_FOUND, "Method not found")
             method_name = name
-            if method.auth and not authenticated:
-                raise RpcError(UNAUTHORIZED, "Unauthorized", {"reason": "missing or wrong API key"})
+            if method.auth:
+                refusal = access.authorize(name)
+                if refusal is not None:
+                    raise refusal
             try:
                 params = method.signature.bind(request.get("params"))
             except InvalidParams as exc:
                 raise RpcError(INVALID_PARAMS, "Invalid params", {"fields": exc.fields})
             result = await method.handler(params)
         except RpcError as exc:
-            self._observe(method_name, exc.code, time.perf_counter() - started)
+            error = exc
             if notification:
                 log.info("notification_failed", method=method_name, code=exc.code)
-                return None
-            return error_object(exc.code, exc.message, exc.data, id_)
         except Exception:
-            self._observe(method_name, INTERNAL_ERROR, time.perf_counter() - started)
             log.exception("rpc_method_failed", method=method_name)
-            if notification:
-                return None
-            return error_object(INTERNAL_ERROR, "Internal error", None, id_)
-        self._observe(method_name, 0, time.perf_counter() - started)
+            error = RpcError(INTERNAL_ERROR, "Internal error")
+        code = 0 if error is None else error.code
+        self._observe(method_name, code, time.perf_counter() - started)
+        if method is not None and method.auth:
+            access.audit(name, request.get("params"), result, code)
         if notification:
             return None
+        if error is not None:
+            return error_object(error.code, error.message, error.data, id_)
         return {"jsonrpc": "2.0", "result": result, "id": id_}
 
 

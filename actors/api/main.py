@@ -10,17 +10,24 @@ import argparse
 import asyncio
 import socket
 import sys
-import time
 from pathlib import Path
 
+from actors.api.access import AccessSettings
 from actors.api.app import CACHE_FILE, ApiSettings, start_api
 from actors.api.auth import load_or_create_admin_key
-from actors.api.bus import BrokerConnector
 from actors.api.rebuild import rebuild_cache
 from actors.api.relay import RelaySettings
 from actors.runtime import ActorSystem, run_until_signalled
 from actors.runtime.logging import configure_logging
-from actors.runtime.settings import add_logging_flags, broker_endpoints, env, host_port, positive_float
+from actors.runtime.settings import (
+    add_logging_flags,
+    broker_endpoints,
+    env,
+    host_port,
+    positive_float,
+    positive_int,
+)
+from transport.connector import BrokerConnector
 
 
 def _workers(text: str) -> int:
@@ -44,6 +51,21 @@ def parser() -> argparse.ArgumentParser:
                    help="directory for the query cache and admin.key (FABRIC_STATE_DIR)")
     p.add_argument("--admin-key", default=env("FABRIC_ADMIN_KEY"),
                    help="admin API key (FABRIC_ADMIN_KEY; else STATE_DIR/admin.key)")
+    p.add_argument("--keys-file", type=Path, default=env("FABRIC_API_KEYS_FILE"),
+                   help="the API keys besides the admin key, as `fabric keys` writes them "
+                        "(FABRIC_API_KEYS_FILE, default STATE_DIR/keys.json)")
+    p.add_argument("--key-rate", type=positive_float, default=env("FABRIC_API_KEY_RATE", "200"),
+                   help="calls per second each API key may make (FABRIC_API_KEY_RATE, default 200)")
+    p.add_argument("--key-burst", type=positive_int, default=env("FABRIC_API_KEY_BURST", "400"),
+                   help="calls a key may save up and make at once (FABRIC_API_KEY_BURST, default 400)")
+    p.add_argument("--auth-fail-rate", type=positive_float,
+                   default=env("FABRIC_API_AUTH_FAIL_RATE", "10"),
+                   help="requests with a wrong key per second per remote address before it gets "
+                        "429 (FABRIC_API_AUTH_FAIL_RATE, default 10)")
+    p.add_argument("--auth-fail-burst", type=positive_int,
+                   default=env("FABRIC_API_AUTH_FAIL_BURST", "100"),
+                   help="wrong-key requests an address may make at once (FABRIC_API_AUTH_FAIL_BURST, "
+                        "default 100)")
     p.add_argument("--relay-poll", type=positive_float,
                    default=env("FABRIC_RELAY_POLL_SECONDS", "1.0"),
                    help="outbox safety-net poll interval in seconds (FABRIC_RELAY_POLL_SECONDS)")
@@ -59,7 +81,7 @@ def parser() -> argparse.ArgumentParser:
                    default=env("FABRIC_API_NO_RELAY", "") in ("1", "true", "yes"),
                    help="do not run the outbox relay in this process (FABRIC_API_NO_RELAY=1)")
     p.add_argument("--rebuild-cache", action="store_true",
-                   help="replay the broker log into a fresh query cache before serving")
+                   help="read the whole bus log into a fresh query cache before serving")
     add_logging_flags(p)
     return p
 
@@ -95,6 +117,13 @@ def settings_from(args: list[str] | None = None) -> tuple[argparse.Namespace, Ap
         directory_interval=ns.directory_interval,
         relay_enabled=not ns.no_relay,
         workers=ns.workers,
+        access=AccessSettings(
+            keys_file=ns.keys_file,
+            key_rate=ns.key_rate,
+            key_burst=ns.key_burst,
+            fail_rate=ns.auth_fail_rate,
+            fail_burst=ns.auth_fail_burst,
+        ),
     )
     return ns, settings
 
@@ -120,8 +149,7 @@ def main(args: list[str] | None = None) -> None:
 
     async def setup(system: ActorSystem) -> None:
         if ns.rebuild_cache:
-            consumer = f"cache-rebuild-{int(time.time())}"
-            await rebuild_cache(connector, settings.state_dir / CACHE_FILE, consumer=consumer)
+            await rebuild_cache(connector, settings.state_dir / CACHE_FILE)
         await start_api(system, settings, connector)
 
     sys.exit(asyncio.run(run_until_signalled(setup)))

@@ -43,32 +43,43 @@ _UNAVAILABLE_ERROR = (UNAVAILABLE, "A dependency is unavailable; nothing was wri
 
 UUID_SCHEMA = {"type": "string", "minLength": 36, "maxLength": 36, "format": "uuid"}
 ACCOUNT_REF = {"$ref": "#/components/schemas/Account"}
+DATE_TIME = {"type": "string", "format": "date-time"}
+GENERATION = {"type": "integer", "minimum": 1}
+CLUSTER_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["state", "observed_generation", "online", "updated_at"],
+    "additionalProperties": False,
+    "properties": {
+        "state": {"enum": ["pending", "created", "failed", "deleting", "deleted"]},
+        "observed_generation": {
+            "type": "integer", "minimum": 0,
+            "description": "the account generation this cluster last reported on; 0: none yet",
+        },
+        "online": {"type": "boolean"},
+        "updated_at": {"type": ["string", "null"], "format": "date-time"},
+        "error": {"type": "string", "description": "the reason of the last failure"},
+        "attempts": {"type": "integer", "minimum": 0},
+    },
+}
 COMPONENTS: dict[str, Any] = {
     "schemas": {
         "Account": {
             "type": "object",
             "required": ["id", "slug", "name", "owner_email", "namespace", "created_at",
-                         "status", "clusters"],
+                         "updated_at", "generation", "status", "clusters"],
+            "additionalProperties": False,
             "properties": {
                 "id": UUID_SCHEMA,
                 "slug": {"type": "string"},
                 "name": {"type": "string"},
                 "owner_email": {"type": "string"},
                 "namespace": {"type": "string"},
-                "created_at": {"type": "string", "format": "date-time"},
-                "status": {"enum": ["provisioning", "ready", "deleting", "deleted", "degraded"]},
-                "clusters": {
-                    "type": "object",
-                    "additionalProperties": {
-                        "type": "object",
-                        "required": ["state", "updated_at"],
-                        "properties": {
-                            "state": {"enum": ["pending", "created", "failed", "deleting", "deleted"]},
-                            "updated_at": {"type": ["string", "null"]},
-                            "error": {"type": "string"},
-                        },
-                    },
-                },
+                "created_at": DATE_TIME,
+                "updated_at": DATE_TIME,
+                "generation": GENERATION,
+                "status": {"enum": ["provisioning", "ready", "updating", "deleting", "deleted",
+                                    "degraded"]},
+                "clusters": {"type": "object", "additionalProperties": CLUSTER_SCHEMA},
             },
         },
     }

@@ -3,8 +3,9 @@
 `rpc.discover` answers with `document(table)`, so every method that can be
 called is listed with the params it accepts and the errors it can return;
 nothing is written by hand twice. Errors come from two places: the
-dispatcher's own (-32602 and -32603 for every method, -32001 for those that
-need a key) and each method's declared ones. The errors answered before a
+dispatcher's own (-32602 and -32603 for every method, -32001 and -32029 for
+those that need a key) and each method's declared ones. A method that needs a
+key says which scope in its description (actors/api/scopes.py). The errors answered before a
 method is chosen (-32700, -32600, -32601) belong to no method and are
 declared once under components.errors.
 """
@@ -20,10 +21,12 @@ from actors.api.jsonrpc import (
     INVALID_REQUEST,
     METHOD_NOT_FOUND,
     PARSE_ERROR,
+    RATE_LIMITED,
     UNAUTHORIZED,
     Method,
 )
 from actors.api.params import params_schema
+from actors.api.scopes import required_scope
 
 OPENRPC_VERSION = "1.3.2"
 
@@ -39,6 +42,7 @@ def method_errors(method: Method) -> list[tuple[int, str]]:
     dispatcher = [(INVALID_PARAMS, "Invalid params"), (INTERNAL_ERROR, "Internal error")]
     if method.auth:
         dispatcher.append((UNAUTHORIZED, "Unauthorized"))
+        dispatcher.append((RATE_LIMITED, "Rate limited"))
     errors: dict[int, str] = {}
     for code, message in (*method.errors, *dispatcher):
         errors.setdefault(code, message)
@@ -62,6 +66,11 @@ def document(
         }
         if method.summary:
             entry["summary"] = method.summary
+        if method.auth:
+            entry["description"] = (
+                f"Needs an API key (Authorization: Bearer) with scope {required_scope(name)} "
+                "or above (read < write < admin)."
+            )
         methods.append(entry)
     errors = {key: {"code": code, "message": message} for key, (code, message) in PROTOCOL_ERRORS.items()}
     return {

@@ -1,79 +1,91 @@
-"""Rebuild the query cache from the broker log: replay every event into a fresh cache, then swap.
+"""Rebuild the query cache from the bus: read the compacted log into a fresh file, then swap.
 
-The replay reads as a new durable consumer (so it starts at the beginning of
-the log), applies each event exactly as the event driver does (same store,
-same idempotent `apply`), and stops once that consumer has no lag left. The
-fresh file replaces the old one only when complete, so a failed rebuild
-leaves the old cache in place. Run before the cache actor opens the file
-(`bin/api --rebuild-cache`).
+The replay runs the one consumer loop with `until_caught_up=True` as its own
+durable consumer (removed first, so a leftover of a rebuild that died does
+not make it start midway), into a new file next to the cache with the same
+generation-guarded `apply` the event driver uses. The fresh file replaces
+the old one only when caught up, so a failed rebuild leaves the old cache in
+place. Then the temporary consumer is removed through the directory: a
+registered consumer holds tombstones back, so a rebuild leaves none behind.
+Run before the cache actor opens the file (`bin/api --rebuild-cache`); the
+`cache` consumer keeps its position (events after it reach the new file by
+the event driver; those before it are already in the rebuilt file).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import structlog
 
-from actors.api.bus import BusConnector
-from actors.api.cache_store import SqliteCache
-from core.envelope import InvalidEnvelope
-from core.events import from_envelope
+from actors.api.cache_store import SqliteCache, remove_files
+from actors.runtime.consumer import Received, consume
+from actors.runtime.files import fsync_dir
+from core.backoff import Backoff, Retry
+from core.bus import BusConnector
+from core.cache import Change
+
+REBUILD_CONSUMER = "cache-rebuild"
 
 log = structlog.get_logger()
 
 
-async def replay_into(
-    connector: BusConnector, path: Path, *, consumer: str, check_every: float = 0.2
+class _StoreSink:
+    def __init__(self, store: SqliteCache) -> None:
+        self._store = store
+
+    async def store(self, events: Sequence[Received]) -> None:
+        self._store.apply([Change(r.event, r.envelope.occurred_at) for r in events])
+
+    async def caught_up(self) -> None:
+        self._store.mark_replayed()
+
+
+async def rebuild_cache(
+    connector: BusConnector,
+    path: Path,
+    *,
+    consumer: str = REBUILD_CONSUMER,
+    backoff: Backoff | None = None,
 ) -> int:
-    """Apply the whole log to the cache at `path`; return the cursor reached."""
-    store = SqliteCache(path)
-    progress = {"seq": 0}
-
-    async def consume() -> None:
-        async with connector.subscription(consumer) as subscription:
-            async for delivery in subscription.deliveries():
-                try:
-                    event = from_envelope(delivery.envelope)
-                except InvalidEnvelope:
-                    store.set_cursor(delivery.seq)
-                else:
-                    env = delivery.envelope
-                    store.apply(env.event_id, delivery.seq, event, env.occurred_at)
-                progress["seq"] = delivery.seq
-                await subscription.ack(delivery.seq)
-
-    task = asyncio.get_running_loop().create_task(consume(), name=f"rebuild:{consumer}")
-    try:
-        async with connector.directory() as directory:
-            while True:
-                done, _ = await asyncio.wait({task}, timeout=check_every)
-                if done:
-                    task.result()  # the subscription ended: surface why
-                    raise RuntimeError("the log subscription ended before the replay caught up")
-                infos = {c.name: c for c in await directory.consumers()}
-                me = infos.get(consumer)
-                if me is not None and me.lag == 0 and me.acked_seq <= progress["seq"]:
-                    break
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        cursor = store.cursor()
-        store.close()
-    return cursor
-
-
-async def rebuild_cache(connector: BusConnector, path: Path, *, consumer: str) -> int:
+    """Replace the cache at `path` by one read from the whole log; return the position reached."""
+    backoff = backoff or Backoff(initial=0.05, cap=2.0)
     fresh = path.with_name(path.name + ".rebuild")
-    for leftover in (fresh, Path(f"{fresh}-wal"), Path(f"{fresh}-shm")):
-        leftover.unlink(missing_ok=True)
+    remove_files(fresh)
     log.info("cache_rebuild_started", consumer=consumer)
-    cursor = await replay_into(connector, fresh, consumer=consumer)
+    await _remove_consumer(connector, consumer, backoff)
+    store = SqliteCache(fresh)
+    try:
+        position = await consume(
+            lambda: connector.subscription(consumer), _StoreSink(store),
+            backoff=backoff, log=log.bind(consumer=consumer), until_caught_up=True,
+        )
+        store.checkpoint()  # everything in the main file: it alone is moved
+    finally:
+        store.close()
     for stale in (Path(f"{path}-wal"), Path(f"{path}-shm")):
         stale.unlink(missing_ok=True)
     os.replace(fresh, path)
-    log.info("cache_rebuilt", cursor=cursor)
-    return cursor
+    fsync_dir(path.parent)
+    await _remove_consumer(connector, consumer, backoff)
+    log.info("cache_rebuilt", position=position, consumer=consumer)
+    return position
+
+
+async def _remove_consumer(connector: BusConnector, consumer: str, backoff: Backoff) -> None:
+    retry = Retry(backoff)
+    while True:
+        try:
+            async with connector.directory() as directory:
+                await directory.remove(consumer)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            delay = retry.next_delay()
+            log.warning("cache_rebuild_backed_off", consumer=consumer, error=repr(exc),
+                        retry_in=round(delay, 3))
+            await asyncio.sleep(delay)

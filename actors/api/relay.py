@@ -19,11 +19,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import assert_never
 
-from actors.api.bus import BusConnector
 from actors.api.metrics import ApiMetrics
 from actors.legacy import db
 from actors.runtime import Actor, Request
-from core.bus import BusRejected, EventPublisher
+from core.backoff import Backoff, Retry
+from core.bus import BusConnector, BusRejected, EventPublisher
 from core.envelope import Envelope
 from core.errors import DependencyUnavailable
 
@@ -71,7 +71,7 @@ class OutboxRelayActor(Actor[RelayMessage]):
     async def _run(self) -> None:
         pool = await db.create_pool(self._dsn, max_size=2, timeout=self._settings.backoff_max + 3)
         listener: db.Connection | None = None
-        backoff = self._settings.backoff_initial
+        retry = Retry(Backoff(self._settings.backoff_initial, self._settings.backoff_max))
         next_count = 0.0
         one_by_one = False
         try:
@@ -86,7 +86,7 @@ class OutboxRelayActor(Actor[RelayMessage]):
                             result = await db.relay_batch(pool, size, self._publisher(publisher))
                             for event_id in result.quarantined:
                                 self.log.error("outbox_row_quarantined", event_id=event_id)
-                            backoff = self._settings.backoff_initial
+                            retry.reset()
                             if result:
                                 one_by_one = False
                                 continue
@@ -99,20 +99,22 @@ class OutboxRelayActor(Actor[RelayMessage]):
                 except asyncio.CancelledError:
                     raise
                 except DependencyUnavailable as exc:
+                    backoff = retry.next_delay()
                     self.log.warning("relay_backed_off", dependency=exc.dependency,
                                      detail=exc.detail, retry_in=backoff)
                 except BusRejected as exc:
                     # Find the row at fault: the next passes send one row at a time.
+                    backoff = retry.next_delay()
                     one_by_one = True
                     self.log.error("relay_batch_rejected", error=str(exc), retry_in=backoff)
                 except Exception as exc:
+                    backoff = retry.next_delay()
                     self.log.warning("relay_backed_off", dependency="broker", error=repr(exc),
                                      retry_in=backoff)
                 if listener is not None:
                     await db.close_connection(listener)
                     listener = None
                 await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self._settings.backoff_max)
         finally:
             if listener is not None:
                 await db.close_connection(listener)

@@ -1,22 +1,24 @@
-"""Durable consumers: who is registered, how far each has acked, when each was last seen.
+"""Durable consumers: who is registered, each one's position, when each was last seen.
 
-Acks may come in any order (a daemon keeps order only per aggregate), so each
-consumer has a contiguous `watermark` (every seq <= it is acked) plus the set of
-acked seqs above it. A consumer is registered the first time it is seen (a
-SYNC, PING or ACK under its name) and stays registered.
+A consumer's position is one integer: every record up to it is in the
+consumer's own durable state (acks are cumulative, AckAll). A consumer is
+registered the first time it is seen (a SYNC, PING or ACK under its name) and
+stays registered until `remove`: until then it holds back tombstones it has
+not passed (`floor`). A removed consumer that is still running registers again
+with its next request, from position 0.
 
-The table is saved as one small JSON file, written to a temp file, fsynced and
-renamed (then the directory fsynced), by the owner at most every flush interval
-while dirty and on stop. Losing the latest acks to a crash only causes a
-harmless redelivery. An unreadable file is reported and replaced by an empty
+The table is saved as one small JSON file with `actors.runtime.files.write_atomic`
+by the owner, at most every flush interval while dirty and on stop. Losing the
+latest acks to a crash only causes a harmless redelivery (and the subscriber
+re-asserts its position); the cleaner therefore trusts only positions that are
+both saved and current. An unreadable file is reported and replaced by an empty
 table, for the same reason: at-least-once still holds.
 """
 
 from __future__ import annotations
 
 import json
-import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,8 +26,7 @@ from typing import Any
 
 @dataclass
 class ConsumerState:
-    watermark: int = 0
-    above: set[int] = field(default_factory=set)
+    position: int = 0
     last_seen: float | None = None
 
 
@@ -47,12 +48,13 @@ class ConsumerTable:
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))
             for name, item in raw["consumers"].items():
-                state = ConsumerState(
-                    int(item["watermark"]),
-                    {int(s) for s in item["above"]},
-                    float(item["last_seen"]) if item["last_seen"] is not None else None,
+                position = item["position"]
+                if not isinstance(position, int) or position < 0:
+                    raise ValueError(f"position of {name} is not a seq")
+                seen = item["last_seen"]
+                table._consumers[str(name)] = ConsumerState(
+                    position, float(seen) if seen is not None else None
                 )
-                table._consumers[str(name)] = state
         except FileNotFoundError:
             return table, None
         except (ValueError, KeyError, TypeError, AttributeError, OSError) as exc:
@@ -63,28 +65,11 @@ class ConsumerTable:
         self.dirty = False
         body: dict[str, Any] = {
             "consumers": {
-                name: {"watermark": s.watermark, "above": sorted(s.above), "last_seen": s.last_seen}
+                name: {"position": s.position, "last_seen": s.last_seen}
                 for name, s in self._consumers.items()
             }
         }
         return json.dumps(body, separators=(",", ":")).encode()
-
-    @staticmethod
-    def write_atomic(path: Path, data: bytes) -> None:
-        """Temp file, fsync, rename, fsync the directory: the file is always whole."""
-        tmp = path.with_name(path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
 
     # ---- state ----------------------------------------------------------------
 
@@ -103,26 +88,25 @@ class ConsumerTable:
         state.last_seen = now
         return state
 
-    def ack(self, name: str, seqs: tuple[int, ...], head: int, now: float, upto: int = 0) -> int:
-        """Record acks for seqs in 1..head (and all seqs <= upto); returns how many were new."""
+    def ack(self, name: str, position: int, head: int, now: float) -> bool:
+        """Move the consumer to min(position, head) if that is ahead; True when it moved."""
         state = self.touch(name, now)
-        new = 0
-        upto = min(upto, head)
-        if upto > state.watermark:
-            new += upto - state.watermark
-            state.watermark = upto
-            state.above = {s for s in state.above if s > upto}
-        for seq in seqs:
-            if seq <= state.watermark or seq > head or seq in state.above:
-                continue
-            state.above.add(seq)
-            new += 1
-        while state.watermark + 1 in state.above:
-            state.watermark += 1
-            state.above.discard(state.watermark)
-        if new:
-            self.dirty = True
-        return new
+        position = min(position, head)
+        if position <= state.position:
+            return False
+        state.position = position
+        self.dirty = True
+        return True
+
+    def remove(self, name: str) -> bool:
+        if self._consumers.pop(name, None) is None:
+            return False
+        self.dirty = True
+        return True
+
+    def floor(self) -> int | None:
+        """The lowest position; None when nobody is registered (nothing is held back)."""
+        return min((s.position for s in self._consumers.values()), default=None)
 
     def names(self) -> list[str]:
         return sorted(self._consumers)
@@ -135,8 +119,8 @@ class ConsumerTable:
             out.append(
                 {
                     "name": name,
-                    "acked_seq": s.watermark,
-                    "lag": max(0, head - s.watermark - len(s.above)),
+                    "acked_seq": s.position,
+                    "lag": max(0, head - s.position),
                     "last_seen": rfc3339(s.last_seen) if s.last_seen is not None else None,
                     "online": online,
                 }

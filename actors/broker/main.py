@@ -2,8 +2,9 @@
 
 Exit codes: 0 after a clean stop; 1 when the broker actor failed (e.g. an
 fdatasync error: a fresh process must recover from disk); 2 for a bad setting,
-a data dir that cannot be used or an address that cannot be bound; 3 when a
-sealed log segment is corrupt (the broker refuses to start on it).
+a data dir that cannot be used or an address that cannot be bound; 3 when the
+log cannot be trusted (a corrupt sealed segment, or a log written by another
+record format: the broker refuses to start on it).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
-from actors.broker.log import CorruptLog
+from actors.broker.segments import CorruptLog
 from actors.broker.service import spawn_broker
 from actors.broker.settings import BrokerSettings, parse_settings
 from actors.runtime import ActorSystem, run_until_signalled

@@ -4,22 +4,28 @@ Reader tasks drain the control ROUTER and the ack PULL socket in batches and
 hand each batch to the actor (an `ask`, so a busy actor slows its readers
 instead of growing its mailbox). The actor does everything else itself:
 
-- PUB requests: schema-check every envelope, dedup by event id (whole
-  retention), append the new records with one write, and park the request until
-  a group commit covering its records is done. One fdatasync runs at a time, in
-  a worker thread the actor owns; records appended meanwhile wait for the next, so
-  many publishes share each sync. When a lone request finds no sync running
-  (a quiet broker: nothing to group with), the actor fdatasyncs on its own
-  thread instead, saving the two thread hand-offs (~100 us) on the latency of
-  one-at-a-time publishes; under load the reader drains several requests per
-  batch and the worker thread keeps syncing while the actor appends. Only then
-  are the OK receipts sent and the events published live on PUB. A failed
+- PUB requests (`actors.broker.intake`): schema-check, dedup by event id within
+  the dedup window, one append per batch, and the request parked until a group
+  commit covers its records. One fdatasync runs at a time, in a worker thread;
+  records appended meanwhile wait for the next, so many publishes share each.
+  A lone request that finds no sync running (a quiet broker) is fdatasynced on
+  the actor's own thread, saving two thread hand-offs (~100 us) of latency.
+  Only then are receipts sent and the records published live on PUB. A failed
   fdatasync crashes the actor, which is never restarted: the process exits and
   recovery decides what is on disk.
-- SYNC requests: pages of durable events after a position, skipping seqs the
-  consumer already acked above its watermark, with an end marker.
-- ACKs, PINGs: consumer progress and liveness; positions saved at most every
-  flush interval while dirty, and on stop.
+- The dedup window (`--dedup-window`, default the last 100000 records) covers
+  the outbox relay's resend horizon: a relay re-publishes only its unconfirmed
+  batch (after a timeout or a crash) and moves on only once it is confirmed,
+  so a resend comes one timeout after the first try, a few records later. A
+  duplicate from beyond the window is stored again; consumers guard every
+  record by generation, so the copy changes nothing for them.
+- SYNC requests: pages of durable records after a position whose key matches
+  the request's prefix, `next_after` past the filtered ones, an end marker.
+- ACKs (cumulative positions), PINGs (liveness), DELs (forget a consumer):
+  positions saved at most every flush interval while dirty, and on stop.
+- Compaction (`actors.broker.compaction`): rounds in a cleaner thread keep the
+  newest record per key, and drop tombstones past the retention that every
+  consumer has passed (by its saved and its current position).
 - Heartbeats on PUB carry the durable head, so a subscriber that missed live
   messages notices and re-fetches.
 
@@ -31,16 +37,19 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import assert_never
+from typing import Any, assert_never
 
 from actors.broker.binding import BrokerSockets
+from actors.broker.compaction import Cleaned, Committed, Compaction
 from actors.broker.consumers import ConsumerState, ConsumerTable
-from actors.broker.log import EventLog
+from actors.broker.intake import Intake
+from actors.broker.log import EventLog, now_millis
 from actors.broker.settings import BrokerSettings
 from actors.runtime import Actor, ActorStopped, Request
-from core.envelope import Envelope, InvalidEnvelope
+from actors.runtime.files import write_atomic
 from transport import codec, protocol
 from transport.sockets import Socket
 
@@ -48,6 +57,7 @@ DRAIN_MAX = 1000
 READER_ASK_TIMEOUT = 3600.0
 LIVE_CHUNK = 500
 PAGE_BYTES = 2 * 1024 * 1024
+PAGE_SCAN = 20_000  # records one SYNC page may look at (filtered ones included)
 CONSUMERS_FILE = "consumers.json"
 LOG_DIR = "log"
 
@@ -74,10 +84,10 @@ class Tick:
 
 @dataclass(frozen=True, slots=True)
 class Persisted:
-    pass
+    floor: int | None  # the lowest position in what was saved (None: nobody registered)
 
 
-BrokerMessage = ControlBatch | AckBatch | Synced | Tick | Persisted
+BrokerMessage = ControlBatch | AckBatch | Synced | Tick | Persisted | Cleaned | Committed
 
 
 @dataclass(slots=True)
@@ -100,18 +110,24 @@ class Broker(Actor[BrokerMessage]):
         self._storage_failed = False
         self._persisting = False
         self._durable = 0
+        self._saved_floor: int | None = 0
         self._last_heartbeat = 0.0
         self._thread = ThreadPoolExecutor(max_workers=2, thread_name_prefix="broker-io")
+        self._compaction: Compaction | None = None
 
     async def started(self) -> None:
         rec = self._log.recovery
         if rec.truncated_bytes:
             self.log.warning("log_tail_truncated", discarded_bytes=rec.truncated_bytes, problem=rec.problem)
+        if rec.completed:
+            self.log.warning("log_cleaning_recovered", files=list(rec.completed))
         self._durable = self._log.head
         self._consumers_path = self._settings.data_dir / CONSUMERS_FILE
         self._consumers, problem = ConsumerTable.load(self._consumers_path)
         if problem is not None:
             self.log.error("consumer_positions_reset", problem=problem)
+        self._saved_floor = self._consumers.floor()
+        self._compaction = Compaction(self._log, self._settings, self.log)
         _ = self.start_task(self._read(self._router, ControlBatch), name="control-reader")
         _ = self.start_task(self._read(self._pull, AckBatch), name="ack-reader")
         _ = self.start_task(self._tick(), name="ticker")
@@ -120,6 +136,8 @@ class Broker(Actor[BrokerMessage]):
             "broker_started",
             head=self._durable,
             segments=rec.segments,
+            records_scanned=rec.records,
+            keys=rec.keys,
             consumers=len(self._consumers.names()),
             control=ep.control,
             events=ep.events,
@@ -157,17 +175,24 @@ class Broker(Actor[BrokerMessage]):
                 self._on_synced(upto)
             case Tick():
                 self._on_tick()
-            case Persisted():
+            case Persisted(floor):
                 self._persisting = False
+                self._saved_floor = floor
+            case Cleaned():
+                assert self._compaction is not None
+                commit = self._compaction.apply(message, self._tombstone_floor())
+                if commit is not None:
+                    _ = self.start_task(self._then_tell(commit), name="clean-commit")
+            case Committed():
+                assert self._compaction is not None
+                self._compaction.committed(message)
             case _:
                 assert_never(message)
 
     # ---- control ----------------------------------------------------------------
 
     def _on_control(self, messages: list[list[bytes]]) -> None:
-        to_write: list[tuple[bytes, bytes]] = []
-        pending_ids: dict[bytes, int] = {}
-        next_seq = self._log.head + 1
+        intake = Intake(self._log, self.log)
         for frames in messages:
             if len(frames) < 2:
                 self._dropped("control", "no identity or empty message")
@@ -183,91 +208,57 @@ class Broker(Actor[BrokerMessage]):
                 continue
             match request:
                 case protocol.PublishRequest():
-                    next_seq = self._on_publish(identity, request, to_write, pending_ids, next_seq)
+                    self._on_publish(identity, request, intake)
                 case protocol.SyncRequest():
                     self._on_sync(identity, request)
                 case protocol.PingRequest(req_id, consumer):
-                    watermark = 0
+                    position = 0
                     if consumer is not None:
-                        watermark = self._touch(consumer).watermark
-                    self._reply(identity, protocol.build_pong(req_id, self._durable, watermark))
+                        position = self._touch(consumer).position
+                    self._reply(identity, protocol.build_pong(req_id, self._durable, position))
                 case protocol.ListRequest(req_id):
                     infos = self._consumers.describe(
                         self._durable, time.time(), self._settings.consumer_timeout
                     )
                     self._reply(identity, protocol.build_consumer_list(req_id, codec.encode(infos)))
+                case protocol.RemoveRequest(req_id, consumer):
+                    removed = self._consumers.remove(consumer)
+                    if removed:
+                        self.log.info("consumer_removed", consumer=consumer)
+                    self._reply(identity, protocol.build_removed(req_id, removed))
                 case _:
                     assert_never(request)
-        if to_write:
+        if intake.to_write:
             try:
-                seqs = self._log.append(to_write)
+                seqs = self._log.append(intake.to_write, now_millis())
             except BaseException:
                 # Head may count records that never reached the file: confirm nothing more.
                 self._storage_failed = True
                 raise
-            assert seqs[0] + len(seqs) - 1 == next_seq - 1
-            self._unpublished.extend(zip(seqs, (env for _eid, env in to_write), strict=True))
+            assert seqs[-1] == intake.next_seq - 1
+            self._unpublished.extend(zip(seqs, (item.envelope for item in intake.to_write), strict=True))
             if len(messages) == 1 and not self._syncing:
                 self._sync_inline()
         self._release_waiting()
         self._maybe_sync()
 
-    def _on_publish(
-        self,
-        identity: bytes,
-        request: protocol.PublishRequest,
-        to_write: list[tuple[bytes, bytes]],
-        pending_ids: dict[bytes, int],
-        next_seq: int,
-    ) -> int:
-        checked: list[tuple[bytes, bytes, Envelope]] = []
-        for i, raw in enumerate(request.envelopes):
-            try:
-                env = codec.decode_envelope(raw)
-            except (codec.CodecError, InvalidEnvelope) as exc:
-                self._dropped("control", f"envelope {i}: {exc}")
-                self._reply(
-                    identity,
-                    protocol.build_error(
-                        request.req_id, protocol.ErrorCode.INVALID_ENVELOPE, f"envelope {i}: {exc}"
-                    ),
-                )
-                return next_seq
-            checked.append((bytes.fromhex(env.event_id.replace("-", "")), raw, env))
-        receipts: list[tuple[int, bool]] = []
-        for eid, raw, env in checked:
-            seq = self._log.seq_of(eid) or pending_ids.get(eid)
-            if seq is not None:
-                receipts.append((seq, True))
-                self.log.debug("event_duplicate", event_id=env.event_id, seq=seq)
-                continue
-            seq = next_seq
-            next_seq += 1
-            pending_ids[eid] = seq
-            to_write.append((eid, raw))
-            receipts.append((seq, False))
-            self.log.debug("event_stored", event_id=env.event_id, account_id=env.aggregate_id, seq=seq)
+    def _on_publish(self, identity: bytes, request: protocol.PublishRequest, intake: Intake) -> None:
+        receipts = intake.admit(request.envelopes)
+        if isinstance(receipts, str):
+            self._dropped("control", receipts)
+            code = protocol.ErrorCode.INVALID_ENVELOPE
+            self._reply(identity, protocol.build_error(request.req_id, code, receipts))
+            return
         need = max(seq for seq, _dup in receipts)
         self._waiting.append(_Waiting(identity, request.req_id, receipts, need))
-        return next_seq
 
     def _on_sync(self, identity: bytes, request: protocol.SyncRequest) -> None:
         state = self._touch(request.consumer)
-        after = state.watermark if request.after is None else request.after
-        events: list[tuple[int, bytes]] = []
-        size = 0
-        pos = min(after, self._durable)
-        while len(events) < request.limit and pos < self._durable and size < PAGE_BYTES:
-            chunk = self._log.read(pos, request.limit - len(events), self._durable)
-            if not chunk:
-                break
-            for seq, env in chunk:
-                pos = seq
-                if seq not in state.above:
-                    events.append((seq, env))
-                    size += len(env)
-                    if size >= PAGE_BYTES:
-                        break
+        after = state.position if request.after is None else request.after
+        events, pos = self._log.page(
+            after, self._durable, prefix=request.key_prefix.encode(), limit=request.limit,
+            max_bytes=PAGE_BYTES, max_scan=PAGE_SCAN,
+        )
         end = pos >= self._durable
         self._reply(identity, protocol.build_events_page(request.req_id, self._durable, pos, end, events))
 
@@ -355,13 +346,18 @@ class Broker(Actor[BrokerMessage]):
         now = time.time()
         for frames in messages:
             try:
-                acks = protocol.parse_acks(frames)
+                ack = protocol.parse_ack(frames)
             except protocol.ProtocolError as exc:
                 self._dropped("acks", str(exc))
                 continue
-            if acks.consumer not in self._consumers:
-                self.log.info("consumer_registered", consumer=acks.consumer, head=self._durable)
-            self._consumers.ack(acks.consumer, acks.seqs, self._durable, now, acks.upto)
+            if ack.consumer not in self._consumers:
+                self.log.info("consumer_registered", consumer=ack.consumer, head=self._durable)
+            self._consumers.ack(ack.consumer, ack.position, self._durable, now)
+
+    def _tombstone_floor(self) -> int:
+        """Tombstones above this stay: a consumer (by its saved or its current position) is behind."""
+        floors = [f for f in (self._saved_floor, self._consumers.floor()) if f is not None]
+        return min([*floors, self._durable])
 
     def _on_tick(self) -> None:
         now = time.monotonic()
@@ -370,14 +366,20 @@ class Broker(Actor[BrokerMessage]):
             self._pub.send_nowait(protocol.build_heartbeat(self._durable))
         if self._consumers.dirty and not self._persisting:
             self._persisting = True
-            _ = self.start_task(self._persist(self._consumers.snapshot()), name="persist")
+            floor = self._consumers.floor()
+            _ = self.start_task(self._persist(self._consumers.snapshot(), floor), name="persist")
+        assert self._compaction is not None
+        cleaning = self._compaction.maybe_start(floor=self._tombstone_floor(), durable=self._durable)
+        if cleaning is not None:
+            _ = self.start_task(self._then_tell(cleaning), name="clean")
 
-    async def _persist(self, data: bytes) -> None:
+    async def _persist(self, data: bytes, floor: int | None) -> None:
         loop = asyncio.get_running_loop()
-        try:
-            await loop.run_in_executor(self._thread, ConsumerTable.write_atomic, self._consumers_path, data)
-        finally:
-            self._tell(Persisted())
+        await loop.run_in_executor(self._thread, write_atomic, self._consumers_path, data)
+        self._tell(Persisted(floor))
+
+    async def _then_tell(self, step: Coroutine[Any, Any, Cleaned | Committed]) -> None:
+        self._tell(await step)
 
     def _tell(self, message: BrokerMessage) -> None:
         # Once a stop is requested the mailbox is closed; `stopped` finishes the work instead.
@@ -387,13 +389,15 @@ class Broker(Actor[BrokerMessage]):
     async def stopped(self) -> None:
         # Hand back in-flight work: make appended records durable and confirm them.
         self._thread.shutdown(wait=True)
+        if self._compaction is not None:
+            self._compaction.shutdown()
         try:
             if self._log.head > self._durable and not self._storage_failed:
                 EventLog.sync_fds(self._log.take_dirty())
                 self._durable = self._log.head
                 self._release_waiting()
                 self._publish_live()
-            ConsumerTable.write_atomic(self._consumers_path, self._consumers.snapshot())
+            write_atomic(self._consumers_path, self._consumers.snapshot())
         finally:
             self._log.close()
             self._close()

@@ -19,7 +19,9 @@ def spawn_broker(system: ActorSystem, ctx: Context, settings: BrokerSettings) ->
     at once with a clear error (`CorruptLog`, `SocketError`, `OSError`); then hand both to
     the broker actor, which owns them from there on."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    log = EventLog.open(settings.data_dir / LOG_DIR, segment_bytes=settings.segment_bytes)
+    log = EventLog.open(
+        settings.data_dir / LOG_DIR, segment_bytes=settings.segment_bytes, dedup=settings.dedup.window()
+    )
     try:
         sockets = BrokerSockets.bind(ctx, settings.endpoints)
     except Exception:

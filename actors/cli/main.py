@@ -3,6 +3,9 @@
     fabric up [--state-dir DIR] [--port 8080] [--clusters a,b] [--kubeconfig NAME=PATH]
     fabric status
     fabric keys show|rotate
+    fabric keys create --scope admin|write|read [--name NAME] [--keys-file PATH]
+    fabric keys list [--keys-file PATH]
+    fabric keys revoke ID [--keys-file PATH]
     fabric account create NAME --email E [--slug S]
     fabric account get ID | --slug S
     fabric account list [--limit N] [--all]
@@ -11,7 +14,8 @@
 
 Common flags: --url, --key, --state-dir, --json (before or after the sub-command).
 Exit codes: 0 ok, 1 the server answered with a JSON-RPC error (code and
-message printed), 2 usage, 3 the API could not be reached or gave no usable answer.
+message printed) or a `keys` command could not be done (reason printed),
+2 usage, 3 the API could not be reached or gave no usable answer.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ import urllib.parse
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TextIO
 
+from actors.api.keystore import check_name
+from actors.api.scopes import SCOPES, parse_scope
 from actors.cli import commands, keys, status, target
 from actors.cli.rpc import RpcClient, RpcError, Unreachable
 from actors.up import options
@@ -61,11 +67,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("status", parents=[common], help="what `fabric up` runs (from the state dir)")
 
-    keys_p = sub.add_parser("keys", parents=[common], help="show or rotate the admin API key")
+    keys_p = sub.add_parser("keys", parents=[common], help="manage the API keys")
     keys_sub = keys_p.add_subparsers(dest="action", required=True, metavar="ACTION")
     keys_sub.add_parser("show", parents=[common], help="print the admin key")
-    keys_sub.add_parser("rotate", aliases=["create"], parents=[common],
+    keys_sub.add_parser("rotate", parents=[common],
                         help="write a new admin key (the api of a running `up` restarts)")
+    key_file = argparse.ArgumentParser(add_help=False)
+    key_file.add_argument("--keys-file",
+                          help="the key file (default: FABRIC_API_KEYS_FILE, else STATE_DIR/api/keys.json)")
+    key_create = keys_sub.add_parser("create", parents=[common, key_file],
+                                     help="issue an API key; prints its secret once")
+    key_create.add_argument("--scope", required=True, type=_scope, metavar="{" + ",".join(SCOPES) + "}",
+                            help="read: reads; write: also the account methods; admin: also keys")
+    key_create.add_argument("--name", type=_key_name, help="a label (default: the key's id)")
+    keys_sub.add_parser("list", parents=[common, key_file], help="list the API keys (no secrets)")
+    key_revoke = keys_sub.add_parser("revoke", parents=[common, key_file],
+                                     help="revoke an API key (a running API refuses it at once)")
+    key_revoke.add_argument("id")
 
     account = sub.add_parser("account", parents=[common], help="create, get, list, delete accounts")
     acc = account.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -92,6 +110,20 @@ def build_parser() -> argparse.ArgumentParser:
         run=commands.cluster_list
     )
     return parser
+
+
+def _scope(text: str) -> str:
+    try:
+        return parse_scope(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _key_name(text: str) -> str:
+    try:
+        return check_name(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def parse(argv: Sequence[str]) -> argparse.Namespace:
@@ -132,6 +164,19 @@ async def run_api_command(
     return EXIT_OK
 
 
+def run_keys_command(args: argparse.Namespace, layout: Layout, out: TextIO, err: TextIO) -> int:
+    if args.action == "show":
+        return keys.show(layout, out, err)
+    if args.action == "rotate":
+        return keys.rotate(layout, out, err)
+    path = keys.keys_file(getattr(args, "keys_file", None), layout)
+    if args.action == "create":
+        return keys.create(path, parse_scope(args.scope), args.name, args.json, out, err)
+    if args.action == "list":
+        return keys.list_(path, args.json, out, err)
+    return keys.revoke(path, args.id, out, err)
+
+
 def _is_http_url(url: str) -> bool:
     try:
         parts = urllib.parse.urlsplit(url)
@@ -152,8 +197,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "status":
         return status.status(Layout.at(state), args.json, sys.stdout)
     if args.command == "keys":
-        layout = Layout.at(state)
-        if args.action == "show":
-            return keys.show(layout, sys.stdout, sys.stderr)
-        return keys.rotate(layout, sys.stdout, sys.stderr)
+        return run_keys_command(args, Layout.at(state), sys.stdout, sys.stderr)
     return asyncio.run(run_api_command(args))

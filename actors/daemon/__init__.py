@@ -1,19 +1,21 @@
-"""One cluster's daemon (`bin/daemon`): consumes account events, provisions namespaces, reports back.
+"""One cluster's daemon (`bin/daemon`): keeps each account's namespace as the log says it should be.
 
-Flow of one event: the broker delivers it to the durable consumer `cluster:NAME`
--> `dispatcher.ClusterDaemon` records it in the local desired set
-(`state.DesiredState`, fsynced) and queues it behind earlier events of the same
-account -> `work.Worker` reconciles it (`reconcile.Reconciler` over the
-`core.tenancy.ClusterApi` port, implemented by `kube.KubeCluster`), retrying
-temporary failures with capped jittered backoff -> publishes the outcome event
-(deterministic id, so a redo is deduplicated) and waits for the broker's
-confirmation -> acks. A periodic resync compares the desired set with what the
-cluster holds and repairs drift through the same per-account queues.
+A Kubernetes-style controller over the bus:
+
+    bus `cluster:NAME` (key prefix account:) --consumer loop--> dispatcher.ClusterDaemon
+        records the batch in state.DesiredStore (fsync), the loop acks at once
+        -> queue.WorkQueue (keyed by account, deduplicated, rate-limited)
+        -> workers: work.AccountWork reads the account's CURRENT desired state
+           -> reconcile.Reconciler (ensure / remove by label) over core.tenancy.ClusterApi
+              (kube.KubeCluster) -> outcome event with observed_generation
+        resync every --resync seconds: drift repair and garbage collection by label,
+        through the same queue, only once the store has caught up with the log.
 
 Modules: `settings` (flags and FABRIC_* variables, tenancy overrides; see
-`tenancy.example`), `main` (process entry), `dispatcher` (the actor), `work`
-(one item end to end), `reconcile` (idempotent ensure/remove with the
-ownership check), `kube` (the only kubernetes_asyncio importer), `state` (the
-journal), `retry` (backoff). What is desired per account is pure data in
-`core.tenancy`.
+`tenancy.example`), `main` (process entry), `dispatcher` (the actor), `state`
+(the desired-state store), `queue` (the work queue), `work` (one reconcile of
+one account), `reconcile` (idempotent ensure/remove with the ownership check),
+`resync` (drift and garbage found in a listing), `kube` (the only
+kubernetes_asyncio importer). What is desired per account is
+pure data in `core.tenancy`.
 """

@@ -1,64 +1,75 @@
-"""The daemon's actor: routes consumed events to per-account work, resyncs the cluster.
+"""The daemon's actor: a desired-state store fed by the bus, a work queue, workers, a resync.
 
-`ClusterDaemon` owns the durable subscription (a reader task tells it each
-delivery), the local desired set (`DesiredState`) and the per-account queues.
-Events of one account are worked in seq order, one at a time; different
-accounts proceed concurrently, so one account stuck on retries never blocks
-the others. At most `max_in_flight` deliveries are held at once (the reader
-waits for a free slot: backpressure onto the broker). Each event is recorded in
-the desired set (fsynced) before its work starts; the work acks it at the end.
+Like a Kubernetes controller (client-go informer + work queue):
 
-Every `resync_seconds` it lists the namespaces and policy objects carrying our
-managed-by label and queues work for drift: a live account whose namespace is
-missing is re-created, one whose namespace lost a policy object or had a label
-changed is repaired, a deleted account's namespace still there is removed. Resync work
-goes through the same per-account queue, so it never races an event.
+- Consumption. The one consumer loop (`actors.runtime.consumer`) reads
+  `cluster:NAME` with key prefix `account:`; its sink asks this actor to
+  record each batch in the `DesiredStore` (one fsync) and the loop acks right
+  after, so the position never waits for a cluster: a stuck account cannot
+  hold it back and the lag returns to 0. Each changed account is added to the
+  `WorkQueue`.
+- Has-synced. Workers start, and the resync (with its garbage collection)
+  runs, only once the store has caught up with the log after this start: a
+  fresh daemon never acts on a half-read log, so it never creates a namespace
+  for an account deleted later in the log, nor deletes one of a live account
+  it has not read yet. At that moment every account in the store is queued
+  once (a restart re-checks and re-reports everything), and the resync timer
+  starts (its first round one interval later). A store with no journal at
+  all (first start, or a lost state dir) first removes its bus consumer, so
+  it reads the log from the beginning, not from an old position.
+- Workers (`settings.max_parallel`) take account ids from the queue and run
+  `work.AccountWork` on them; its verdict forgets, backs off, or polls.
+- Resync, every `resync_seconds` (`resync`): list what carries our label and
+  queue live accounts with drift, pending deletions, and garbage: a namespace
+  of ours whose account is not live gets a tombstone made from it (an
+  orphan, kept in memory) and is removed and reported like a deletion.
 
-Resources (subscription, publisher, cluster client) come from a factory entered
-in `started` and closed in `stopped`; tests pass in-memory fakes.
+The store, the orphans and the queue are written only here, in `receive`;
+the actor's own worker tasks read them synchronously (one event loop, no
+await between reading a snapshot and using it).
+
+Resources (bus connector, cluster client) come from a factory entered in
+`started` and closed in `stopped`; tests pass in-memory fakes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import assert_never
 
-from actors.daemon.reconcile import DeleteWait, Reconciler
-from actors.daemon.retry import Backoff
+from actors.daemon.queue import QueueShutDown, WorkQueue
+from actors.daemon.reconcile import Reconciler
+from actors.daemon.resync import ClusterView, list_view, plan
 from actors.daemon.settings import DaemonSettings
-from actors.daemon.state import AccountRecord, DesiredState
-from actors.daemon.work import EventWork, ResyncWork, Worker, WorkItem
-from actors.runtime import Actor
-from core.bus import Delivery, EventPublisher, EventSubscription
-from core.envelope import InvalidEnvelope
-from core.events import (
-    AccountCreated,
-    AccountDeleted,
-    NamespaceDeleted,
-    NamespaceProvisioned,
-    NamespaceProvisionFailed,
-    from_envelope,
+from actors.daemon.state import DesiredStore, Incoming, Tombstone
+from actors.daemon.work import (
+    AccountWork,
+    CrashHook,
+    Final,
+    Lookup,
+    Poll,
+    Reports,
+    Synced,
+    TryLater,
+    Verdict,
 )
-from core.tenancy import (
-    CHILD_KINDS,
-    ClusterApi,
-    KubeError,
-    KubeObject,
-    check_tenant,
-    drift,
-    is_terminating,
-)
+from actors.runtime import Actor, ActorRef, ActorStopped, Request
+from actors.runtime.consumer import Received, consume
+from core.backoff import Backoff, Retry
+from core.bus import BusConnector
+from core.events import ACCOUNT_KEY_PREFIX, AccountCreated, AccountDeleted
+from core.tenancy import ClusterApi, KubeError
+
+RECORD_TIMEOUT = 60.0
 
 
 @dataclass(frozen=True, slots=True)
 class DaemonPorts:
-    subscription: EventSubscription
-    publisher: EventPublisher
+    bus: BusConnector
     cluster: ClusterApi
 
 
@@ -66,16 +77,18 @@ PortsFactory = Callable[[], AbstractAsyncContextManager[DaemonPorts]]
 
 
 @dataclass(frozen=True, slots=True)
-class Delivered:
-    delivery: Delivery
-    session: object  # the incarnation that read it; a restarted actor ignores older ones
+class Record(Request[None]):
+    events: tuple[Received, ...]
 
 
 @dataclass(frozen=True, slots=True)
-class WorkDone:
-    account_id: str
-    seq: int | None
-    session: object
+class JournalStarted(Request[None]):
+    """The consumer reads from the beginning now: the store is no longer fresh."""
+
+
+@dataclass(frozen=True, slots=True)
+class CaughtUp:
+    pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,26 +97,29 @@ class ResyncDue:
 
 
 @dataclass(frozen=True, slots=True)
-class ClusterView:
-    """What a resync saw: our namespaces and, per namespace, the (kind, name) of our objects."""
-
-    namespaces: tuple[KubeObject, ...]
-    children: Mapping[str, frozenset[tuple[str, str]]]
+class ResyncListed:
+    view: ClusterView | None  # None: listing failed, try next time
 
 
 @dataclass(frozen=True, slots=True)
-class ResyncListed:
-    view: ClusterView | None  # None: listing failed, try next time
-    session: object
+class DeletionReported:
+    tombstone: Tombstone
 
 
-DaemonMessage = Delivered | WorkDone | ResyncDue | ResyncListed
+DaemonMessage = Record | JournalStarted | CaughtUp | ResyncDue | ResyncListed | DeletionReported
 
 
-@dataclass(slots=True)
-class _Account:
-    queue: deque[WorkItem] = field(default_factory=deque)
-    busy: bool = False
+class _Sink:
+    """The consumer loop's sink: the actor records the batch; then the loop acks it."""
+
+    def __init__(self, ref: ActorRef[DaemonMessage]) -> None:
+        self._ref = ref
+
+    async def store(self, events: Sequence[Received]) -> None:
+        await self._ref.ask(Record(tuple(events)), timeout=RECORD_TIMEOUT)
+
+    async def caught_up(self) -> None:
+        self._ref.tell(CaughtUp())
 
 
 class ClusterDaemon(Actor[DaemonMessage]):
@@ -112,173 +128,180 @@ class ClusterDaemon(Actor[DaemonMessage]):
         self._ports_factory = ports
         self._stack = contextlib.AsyncExitStack()
         self._backoff = Backoff(settings.backoff_initial, settings.backoff_cap)
-        self._accounts: dict[str, _Account] = {}
-        self._held: set[int] = set()
+        self._poll = min(1.0, settings.backoff_cap)
+        self._orphans: dict[str, Tombstone] = {}
+        self._reports = Reports()
+        self._synced = False
         self._resyncing = False
-        self._session = object()
 
     async def started(self) -> None:
         s = self._settings
         self.log = self.log.bind(cluster=s.cluster)
-        self._state = await DesiredState.open(s.state_dir)
-        self._stack.push_async_callback(self._state.close)
-        if self._state.skipped_lines:
-            self.log.warning("state_lines_skipped", count=self._state.skipped_lines)
+        self._crash = CrashHook(s.crash_at, s.state_dir / "crashed-at")
+        self._store = await DesiredStore.open(s.state_dir)
+        self._stack.push_async_callback(self._store.close)
+        if self._store.skipped_lines:
+            self.log.warning("state_lines_skipped", count=self._store.skipped_lines)
         ports = await self._stack.enter_async_context(self._ports_factory())
-        self._slots = asyncio.Semaphore(s.max_in_flight)
-        reconciler = Reconciler(
-            ports.cluster,
-            s.policy,
-            delete_wait=DeleteWait(timeout=s.delete_timeout, cap=min(1.0, s.backoff_cap)),
-            max_parallel=s.max_parallel,
-        )
-        self._ports = ports
-        self._worker = Worker(
+        self._bus, self._cluster = ports.bus, ports.cluster
+        publisher = await self._stack.enter_async_context(self._bus.publisher())
+        self._queue = WorkQueue(self._backoff)
+        self._stack.callback(self._queue.shut_down)
+        self._work = AccountWork(
             cluster=s.cluster,
-            reconciler=reconciler,
-            publisher=ports.publisher,
-            subscription=ports.subscription,
+            reconciler=Reconciler(self._cluster, s.policy),
+            publisher=publisher,
+            lookup=Lookup(self._store.get, self._deleting),
+            reports=self._reports,
             backoff=self._backoff,
-            crash_at=s.crash_at,
-            crash_marker=s.state_dir / "crashed-at",
+            failed_after=s.failed_after,
+            crash=self._crash,
         )
-        _ = self.start_task(self._read(), name="reader")
-        _ = self.start_task(self._tick(), name="resync-timer")
-        self.log.info("daemon_started", consumer=s.consumer, accounts=len(self._state))
+        _ = self.start_task(self._consume(), name="consumer")
+        self.log.info(
+            "daemon_started", consumer=s.consumer, accounts=len(self._store),
+            deleting=len(self._store.deleting), fresh=self._store.fresh,
+        )
 
     async def stopped(self) -> None:
         await self._stack.aclose()
 
     async def receive(self, message: DaemonMessage) -> object:
         match message:
-            case Delivered(session=session) | WorkDone(session=session) | ResyncListed(
-                session=session
-            ) if session is not self._session:
-                # Sent to a crashed incarnation: its subscription is gone and the new one
-                # redelivers every unacked event, so nothing is lost by dropping it.
-                pass
-            case Delivered(delivery=delivery):
-                await self._on_delivery(delivery)
-            case WorkDone(account_id=account_id, seq=seq):
-                self._on_done(account_id, seq)
+            case Record(events=events):
+                await self._record(events)
+            case JournalStarted():
+                await self._store.create()
+            case CaughtUp():
+                self._on_caught_up()
             case ResyncDue():
-                if not self._resyncing:
+                if self._synced and not self._resyncing:
                     self._resyncing = True
                     _ = self.start_task(self._list(), name="resync-list")
             case ResyncListed(view=view):
                 self._resyncing = False
                 if view is not None:
                     self._on_listed(view)
+            case DeletionReported(tombstone=tomb):
+                if self._orphans.get(tomb.account_id) is tomb:
+                    del self._orphans[tomb.account_id]
+                await self._store.forget_deletion(tomb.account_id, tomb.generation)
+                self.log.debug(
+                    "tombstone_dropped", account_id=tomb.account_id, generation=tomb.generation
+                )
             case _:
                 assert_never(message)
         return None
 
+    def _deleting(self, account_id: str) -> Tombstone | None:
+        return self._store.deleting.get(account_id) or self._orphans.get(account_id)
+
     # consuming ---------------------------------------------------------------------
-    async def _read(self) -> None:
-        attempt = 0
+    async def _consume(self) -> None:
+        s = self._settings
+        if self._store.fresh:
+            await self._read_from_the_beginning()
+        await consume(
+            lambda: self._bus.subscription(s.consumer, key_prefix=ACCOUNT_KEY_PREFIX),
+            _Sink(self.ref),
+            backoff=self._backoff,
+            log=self.log,
+        )
+
+    async def _read_from_the_beginning(self) -> None:
+        """No journal: whatever position the bus kept for us belongs to a store we no longer
+        have. Drop the consumer so the subscription starts at the beginning of the log."""
+        retry = Retry(self._backoff)
         while True:
             try:
-                async for delivery in self._ports.subscription.deliveries():
-                    await self._slots.acquire()
-                    self.ref.tell(Delivered(delivery, self._session))
-                    attempt = 0
-                self.log.warning("subscription_ended")
-            except Exception as exc:  # the broker client should retry itself; never crash-loop
-                self.log.error("subscription_failed", reason=repr(exc))
-            await asyncio.sleep(self._backoff.delay(attempt))
-            attempt += 1
+                async with self._bus.directory() as directory:
+                    existed = await directory.remove(self._settings.consumer)
+                break
+            except Exception as exc:
+                delay = retry.next_delay()
+                self.log.warning("consumer_reset_retried", reason=repr(exc), retry_in=round(delay, 3))
+                await asyncio.sleep(delay)
+        self.log.info("consumer_reset", consumer=self._settings.consumer, existed=existed)
+        await self.ref.ask(JournalStarted())
 
-    async def _on_delivery(self, delivery: Delivery) -> None:
-        seq, env = delivery.seq, delivery.envelope
-        if seq in self._held:
-            self._slots.release()  # a redelivery of something already in hand
+    async def _record(self, events: Sequence[Received]) -> None:
+        incoming: list[Incoming] = []
+        for received in events:
+            env, event = received.envelope, received.event
+            match event:
+                case AccountCreated() | AccountDeleted():
+                    incoming.append(Incoming(event, env.event_id, env.correlation_id))
+                    self.log.info(
+                        "event_received", event_id=env.event_id, account_id=event.account_id,
+                        seq=received.seq, type=env.type, generation=event.generation,
+                    )
+                case _:
+                    self.log.debug("event_ignored", event_id=env.event_id, type=env.type)
+        changes = await self._store.apply(incoming)
+        self._crash("after_store", self.log)
+        for change in changes:
+            self._orphans.pop(change.account_id, None)
+            self._queue.add(change.account_id)
+        if len(changes) < len(incoming):
+            self.log.debug("events_superseded", count=len(incoming) - len(changes))
+
+    def _on_caught_up(self) -> None:
+        if self._synced:
             return
-        log = self.log.bind(event_id=env.event_id, account_id=env.aggregate_id, seq=seq)
-        try:
-            event = from_envelope(env)
-        except InvalidEnvelope as exc:
-            log.warning("event_rejected", type=env.type, reason=str(exc))
-            await self._ack_now(seq)
-            return
-        match event:
-            case AccountCreated() | AccountDeleted():
-                pass
-            case NamespaceProvisioned() | NamespaceProvisionFailed() | NamespaceDeleted():
-                await self._ack_now(seq)  # daemons' own reports: nothing to do here
-                return
-            case _:
-                assert_never(event)
-        created = isinstance(event, AccountCreated)
-        await self._state.record(
-            AccountRecord(
-                account_id=event.account_id,
-                slug=event.slug,
-                namespace=event.namespace,
-                name=event.name if isinstance(event, AccountCreated) else "",
-                status="live" if created else "deleted",
-                seq=seq,
-                event_id=env.event_id,
-                correlation_id=env.correlation_id,
-            )
+        self._synced = True
+        for desired in self._store:
+            self._queue.add(desired.account_id)
+        for account_id in list(self._store.deleting):
+            self._queue.add(account_id)
+        for n in range(self._settings.max_parallel):
+            _ = self.start_task(self._worker(), name=f"worker-{n}")
+        _ = self.start_task(self._tick(), name="resync-timer")
+        self.log.info(
+            "store_synced", accounts=len(self._store), deleting=len(self._store.deleting)
         )
-        log.info("event_received", type=env.type, namespace=event.namespace)
-        self._held.add(seq)
-        self._enqueue(EventWork(seq, env, event))
 
-    async def _ack_now(self, seq: int) -> None:
+    # workers -----------------------------------------------------------------------
+    async def _worker(self) -> None:
+        while True:
+            try:
+                account_id = await self._queue.get()
+            except QueueShutDown:
+                return
+            try:
+                self._settle(account_id, await self._run(account_id))
+            finally:
+                self._queue.done(account_id)
+
+    async def _run(self, account_id: str) -> Verdict:
+        attempt = self._queue.failures(account_id) + 1
         try:
-            await self._ports.subscription.ack(seq)
-        except Exception as exc:
-            self.log.warning("event_ack_failed", seq=seq, reason=repr(exc))
-        self._slots.release()
-
-    # per-account work ----------------------------------------------------------------
-    def _enqueue(self, item: WorkItem) -> None:
-        account = self._accounts.setdefault(item.account_id, _Account())
-        account.queue.append(item)
-        if not account.busy:
-            self._start_next(item.account_id, account)
-
-    def _start_next(self, account_id: str, account: _Account) -> None:
-        """Start the account's next item, or forget the account when its queue is empty."""
-        if not account.queue:
-            del self._accounts[account_id]
-            return
-        item = account.queue.popleft()
-        account.busy = True
-        if isinstance(item, EventWork) and self._superseded(item):
-            self.log.info(
-                "event_superseded", event_id=item.envelope.event_id, account_id=account_id
+            return await self._work.run(account_id, attempt)
+        except Exception as exc:  # a bug or a surprising answer: retry, never crash the daemon
+            self.log.error(
+                "reconcile_crashed", account_id=account_id, attempt=attempt, exc_info=exc
             )
-            _ = self.start_task(self._ack_superseded(item), name=f"ack-{item.seq}")
-        else:
-            _ = self.start_task(self._run(item), name=f"work-{account_id}")
+            return TryLater(repr(exc))
 
-    def _superseded(self, item: EventWork) -> bool:
-        """An old create of an account the desired set already knows is deleted: skip its effect."""
-        if not isinstance(item.event, AccountCreated):
-            return False
-        rec = self._state.get(item.account_id)
-        return rec is not None and rec.status == "deleted" and rec.seq > item.seq
-
-    async def _ack_superseded(self, item: EventWork) -> None:
-        with contextlib.suppress(Exception):
-            await self._ports.subscription.ack(item.seq)
-        self.ref.tell(WorkDone(item.account_id, item.seq, self._session))
-
-    async def _run(self, item: WorkItem) -> None:
-        await self._worker.run(item)
-        seq = item.seq if isinstance(item, EventWork) else None
-        self.ref.tell(WorkDone(item.account_id, seq, self._session))
-
-    def _on_done(self, account_id: str, seq: int | None) -> None:
-        if seq is not None and seq in self._held:
-            self._held.discard(seq)
-            self._slots.release()
-        account = self._accounts.get(account_id)
-        if account is not None:
-            account.busy = False
-            self._start_next(account_id, account)
+    def _settle(self, account_id: str, verdict: Verdict) -> None:
+        match verdict:
+            case Synced(deleted=tomb):
+                self._queue.forget(account_id)
+                if tomb is not None:
+                    with contextlib.suppress(ActorStopped):
+                        self.ref.tell(DeletionReported(tomb))
+            case TryLater(reason=reason):
+                attempt = self._queue.failures(account_id) + 1
+                delay = self._queue.add_rate_limited(account_id)
+                self.log.warning(
+                    "kube_retry_scheduled", account_id=account_id, reason=reason,
+                    attempt=attempt, delay=round(delay, 3),
+                )
+            case Final():
+                self._queue.forget(account_id)
+            case Poll():
+                self._queue.add_after(account_id, self._poll)
+            case _:
+                assert_never(verdict)
 
     # resync --------------------------------------------------------------------------
     async def _tick(self) -> None:
@@ -287,67 +310,34 @@ class ClusterDaemon(Actor[DaemonMessage]):
             self.ref.tell(ResyncDue())
 
     async def _list(self) -> None:
-        selector = self._settings.policy.selector
-        cluster = self._ports.cluster
         try:
-            namespaces = await cluster.list_objects("Namespace", selector)
-            children: dict[str, set[tuple[str, str]]] = {}
-            for kind in CHILD_KINDS:
-                for obj in await cluster.list_objects(kind, selector):
-                    meta = obj.get("metadata") or {}
-                    ns, name = meta.get("namespace"), meta.get("name")
-                    if isinstance(ns, str) and isinstance(name, str):
-                        children.setdefault(ns, set()).add((kind, name))
+            view: ClusterView | None = await list_view(self._cluster, self._settings.policy)
         except KubeError as exc:
             self.log.warning("resync_failed", reason=exc.reason)
-            self.ref.tell(ResyncListed(None, self._session))
-            return
+            view = None
         except Exception as exc:
             self.log.error("resync_failed", reason=repr(exc))
-            self.ref.tell(ResyncListed(None, self._session))
-            return
-        view = ClusterView(tuple(namespaces), {k: frozenset(v) for k, v in children.items()})
-        self.ref.tell(ResyncListed(view, self._session))
+            view = None
+        self.ref.tell(ResyncListed(view))
 
     def _on_listed(self, view: ClusterView) -> None:
-        policy = self._settings.policy
-        present: dict[str, KubeObject] = {}
-        for ns in view.namespaces:
-            name = (ns.get("metadata") or {}).get("name")
-            if isinstance(name, str):
-                present[name] = ns
-        recreate = repair = remove = 0
-        for rec in self._state:
-            if rec.account_id in self._accounts or check_tenant(rec.tenant) is not None:
-                continue  # work in hand for it already, or a name we never act on
-            found = present.get(rec.namespace)
-            if found is not None and is_terminating(found):
-                if rec.status == "live":
-                    # Deleted by hand and still finalizing: the re-create retries until it
-                    # is gone, so it comes back soon after, not one resync later.
-                    recreate += 1
-                    self._enqueue(ResyncWork(rec))
-                continue
-            owner = None if found is None else (found["metadata"].get("labels") or {}).get(
-                policy.account_label
-            )
-            if rec.status == "live" and found is None:
-                recreate += 1
-                self._enqueue(ResyncWork(rec))
-            elif rec.status == "live" and found is not None and owner == rec.account_id:
-                reason = drift(rec.tenant, policy, found, set(view.children.get(rec.namespace, ())))
-                if reason is not None:
-                    repair += 1
-                    self.log.info(
-                        "drift_found", account_id=rec.account_id, namespace=rec.namespace,
-                        reason=reason,
-                    )
-                    self._enqueue(ResyncWork(rec))
-            elif rec.status == "deleted" and found is not None and owner == rec.account_id:
-                remove += 1
-                self._enqueue(ResyncWork(rec))
-        report = self.log.info if recreate or repair or remove else self.log.debug
+        found = plan(
+            view,
+            self._settings.policy,
+            live=self._store,
+            deleting=self._store.deleting.keys() | self._orphans.keys(),
+            pending=self._queue.pending,
+            in_sync=self._reports.in_sync,
+        )
+        for d in found.drift:
+            self.log.info("drift_found", account_id=d.account_id, namespace=d.namespace, reason=d.reason)
+        for orphan in found.orphans:
+            self._orphans[orphan.account_id] = orphan
+            self.log.info("orphan_found", account_id=orphan.account_id, namespace=orphan.namespace)
+        for account_id in found.queue:
+            self._queue.add(account_id)
+        report = self.log.info if found.drift or found.garbage else self.log.debug
         report(
-            "resync_completed", listed=len(present), recreate=recreate, repair=repair,
-            remove=remove,
+            "resync_completed", listed=len(view.namespaces), repair=len(found.drift),
+            garbage=found.garbage,
         )

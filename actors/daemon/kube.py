@@ -5,9 +5,10 @@ Every call goes through `ApiClient.call_api` with plain JSON dicts both ways
 `Configuration` (never the global default) and a client-side timeout, so a
 hung API server becomes a temporary error. Failures are translated here, once:
 409 with body reason AlreadyExists -> `AlreadyExists` (unless the object is
-being deleted: temporary); 404 on GET/DELETE -> absent; 5xx, 429, 409
-Conflict, 404 on a write (something vanished mid-reconcile), a namespace being
-terminated, timeouts and connection errors -> `TemporaryKubeError`; any other
+being deleted: `NamespaceTerminating`, as is a 403 NamespaceTerminating);
+404 on GET/DELETE -> absent; 5xx, 429, 409 Conflict, 404 on a write
+(something vanished mid-reconcile), timeouts and connection errors ->
+`TemporaryKubeError`; any other
 4xx (and a 404 for a path the server does not serve) -> `PermanentKubeError`
 carrying the Kubernetes reason and message.
 """
@@ -27,6 +28,7 @@ from kubernetes_asyncio.client.rest import ApiException
 from core.tenancy import (
     AlreadyExists,
     KubeObject,
+    NamespaceTerminating,
     ObjectRef,
     PermanentKubeError,
     TemporaryKubeError,
@@ -205,11 +207,13 @@ def _translate(exc: ApiException, method: str, ref: ObjectRef) -> Exception:
         # The namespace or object vanished under us (deleted by hand mid-reconcile): try again.
         return TemporaryKubeError(text)
     if status == 409:
-        if reason == "AlreadyExists" and "being deleted" not in message:
+        if reason == "AlreadyExists" and "being deleted" in message:
+            return NamespaceTerminating(text)
+        if reason == "AlreadyExists":
             return AlreadyExists(text)
         return TemporaryKubeError(text)
     if status == 403 and ("NamespaceTerminating" in cause_reasons or "being terminated" in message):
-        return TemporaryKubeError(text)
+        return NamespaceTerminating(text)
     if status == 0 or status >= 500 or status == 429 or status == 408:
         return TemporaryKubeError(text)
     return PermanentKubeError(text)

@@ -2,9 +2,11 @@
 
 Parses settings (exit 2 with one line on a bad one), locks the state dir (one
 daemon per state dir), checks the kubeconfig loads (exit 2 with one line if
-not), then runs the `ClusterDaemon` actor until
-SIGTERM/SIGINT. The broker and the Kubernetes API may be down at start: the
-daemon starts anyway and keeps retrying, logging what it waits for.
+not), then runs the `ClusterDaemon` actor until SIGTERM/SIGINT. It reaches the
+bus through `transport.connector.BrokerConnector` (the `core.bus.BusConnector`
+port) and its cluster through `kube.KubeCluster`. The broker and the Kubernetes
+API may be down at start: the daemon starts anyway and keeps retrying, logging
+what it waits for.
 """
 
 from __future__ import annotations
@@ -23,8 +25,7 @@ from actors.daemon.kube import KubeCluster, KubeConfigError, load_configuration
 from actors.daemon.settings import DaemonSettings, parse_settings
 from actors.runtime import ActorSystem, RestartPolicy, run_until_signalled
 from actors.runtime.logging import configure_logging
-from transport.client import Publisher, Subscriber
-from transport.sockets import close_context, new_context
+from transport.connector import BrokerConnector
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -66,21 +67,8 @@ async def _run(settings: DaemonSettings) -> int:
 
     @asynccontextmanager
     async def ports() -> AsyncIterator[DaemonPorts]:
-        ctx = new_context()
-        try:
-            async with (
-                KubeCluster(kube_cfg, timeout=settings.request_timeout) as cluster,
-                Publisher(ctx, settings.broker) as publisher,
-                Subscriber(
-                    ctx,
-                    settings.broker,
-                    consumer=settings.consumer,
-                    heartbeat_interval=settings.heartbeat_interval,
-                ) as subscription,
-            ):
-                yield DaemonPorts(subscription, publisher, cluster)
-        finally:
-            close_context(ctx)
+        async with KubeCluster(kube_cfg, timeout=settings.request_timeout) as cluster:
+            yield DaemonPorts(BrokerConnector(settings.broker), cluster)
 
     async def setup(system: ActorSystem) -> None:
         system.spawn(

@@ -4,23 +4,28 @@
 create answers AlreadyExists (e.g. our earlier response was lost), checks the
 namespace is ours and patches it and every child to the desired state. A
 namespace without our labels or with another account's id is never adopted:
-that is `Refused` with a clear reason. `Reconciler.remove` deletes only our
-namespace for that account and waits until it is gone. Temporary failures are
-raised as `TemporaryKubeError` for the caller to retry with backoff; permanent
-ones come back as `Refused`.
+that is `Refused` with a clear reason. A namespace still terminating (deleted
+by hand, finalizers running) is `Waiting`: look again shortly.
+
+`Reconciler.remove` finds the account's namespaces by label (our managed-by
+label AND the account label), so it never touches one that is not ours, asks
+for their deletion and answers `Removing` while any is still terminating,
+`Removed` once none is left.
+
+Every call is one pass that never waits for the cluster to settle: the caller
+(the work queue) decides when to look again. Temporary failures are raised as
+`TemporaryKubeError`; permanent ones come back as `Refused`.
 """
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import assert_never
-
-import structlog
 
 from core.tenancy import (
     AlreadyExists,
     ClusterApi,
+    NamespaceTerminating,
     ObjectRef,
     PermanentKubeError,
     TemporaryKubeError,
@@ -29,11 +34,10 @@ from core.tenancy import (
     check_tenant,
     desired_children,
     desired_namespace,
+    is_label_value,
     is_terminating,
     not_ours,
 )
-
-log = structlog.get_logger()
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,54 +53,45 @@ class Refused:
 
 
 @dataclass(frozen=True, slots=True)
-class Removed:
-    existed: bool
-
-
-EnsureOutcome = Provisioned | Refused
-RemoveOutcome = Removed | Refused
+class Waiting:
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
-class DeleteWait:
-    """How long `remove` polls for the namespace to disappear before calling it temporary."""
+class Removing:
+    namespaces: tuple[str, ...]
 
-    initial: float = 0.05
-    cap: float = 1.0
-    timeout: float = 30.0
+
+@dataclass(frozen=True, slots=True)
+class Removed:
+    namespaces: tuple[str, ...]  # ours that were there at the start of this pass (may be none)
+
+
+EnsureOutcome = Provisioned | Refused | Waiting
+RemoveOutcome = Removed | Removing | Refused
 
 
 class Reconciler:
-    def __init__(
-        self,
-        api: ClusterApi,
-        policy: TenancyPolicy,
-        *,
-        delete_wait: DeleteWait | None = None,
-        max_parallel: int = 8,
-    ) -> None:
+    def __init__(self, api: ClusterApi, policy: TenancyPolicy) -> None:
         self._api = api
         self._policy = policy
-        self._wait = delete_wait or DeleteWait()
-        # Bounds concurrent requests to the API server across all accounts.
-        self._gate = asyncio.Semaphore(max_parallel)
 
     async def ensure(self, tenant: Tenant) -> EnsureOutcome:
         bad = check_tenant(tenant)
         if bad is not None:
             return Refused(f"{bad.field} {tenant.namespace!r} rejected: {bad.reason}")
-        async with self._gate:
-            try:
-                return await self._ensure(tenant)
-            except PermanentKubeError as exc:
-                return Refused(exc.reason)
-
-    async def remove(self, tenant: Tenant) -> RemoveOutcome:
-        bad = check_tenant(tenant)
-        if bad is not None:
-            return Refused(f"{bad.field} {tenant.namespace!r} rejected: {bad.reason}")
         try:
-            return await self._remove(tenant)
+            return await self._ensure(tenant)
+        except NamespaceTerminating as exc:
+            return Waiting(exc.reason)
+        except PermanentKubeError as exc:
+            return Refused(exc.reason)
+
+    async def remove(self, account_id: str) -> RemoveOutcome:
+        if not account_id or not is_label_value(account_id):
+            return Refused(f"account id {account_id!r} is not a label value; nothing can be ours")
+        try:
+            return await self._remove(account_id)
         except PermanentKubeError as exc:
             return Refused(exc.reason)
 
@@ -111,7 +106,7 @@ class Reconciler:
             if existing is None:
                 raise TemporaryKubeError(f"namespace {tenant.namespace} vanished after a 409")
             if is_terminating(existing):
-                raise TemporaryKubeError(f"namespace {tenant.namespace} is being deleted")
+                return Waiting(f"namespace {tenant.namespace} is being deleted")
             reason = not_ours(existing, tenant, self._policy)
             if reason is not None:
                 return Refused(reason)
@@ -127,47 +122,46 @@ class Reconciler:
             raise TemporaryKubeError(f"namespace {tenant.namespace} answer lacks uid/resourceVersion")
         return Provisioned(uid=uid, resource_version=rv, created=created)
 
-    async def _remove(self, tenant: Tenant) -> RemoveOutcome:
-        ref = ObjectRef("Namespace", tenant.namespace)
-        async with self._gate:
-            existing = await self._api.read(ref)
-            if existing is None:
-                return Removed(existed=False)
-            reason = not_ours(existing, tenant, self._policy)
-            if reason is not None:
-                # Not ours to delete: from this account's point of view its namespace is gone.
-                log.warning("namespace_left_alone", namespace=tenant.namespace, reason=reason)
-                return Removed(existed=False)
-            if not is_terminating(existing):
-                await self._api.delete(ref)
-        await self._wait_gone(ref)
-        return Removed(existed=True)
-
-    async def _wait_gone(self, ref: ObjectRef) -> None:
-        """Poll until the namespace is gone, holding the request gate only per poll, so slow
-        finalizers never starve other accounts' work."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._wait.timeout
-        delay = self._wait.initial
-        while True:
-            async with self._gate:
-                if await self._api.read(ref) is None:
-                    return
-            if loop.time() >= deadline:
-                raise TemporaryKubeError(f"namespace {ref.name} is still terminating")
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, self._wait.cap)
+    async def _remove(self, account_id: str) -> RemoveOutcome:
+        found = await self._api.list_objects(
+            "Namespace", self._policy.account_selector(account_id)
+        )
+        names: list[str] = []
+        terminating = False
+        for ns in found:
+            meta = ns.get("metadata") or {}
+            labels = meta.get("labels") or {}
+            name = meta.get("name")
+            # The selector already says so; checked again because deleting is not undoable.
+            if (
+                not isinstance(name, str)
+                or labels.get(self._policy.managed_by_label) != self._policy.managed_by_value
+                or labels.get(self._policy.account_label) != account_id
+            ):
+                continue
+            names.append(name)
+            if not is_terminating(ns):
+                await self._api.delete(ObjectRef("Namespace", name))
+            terminating = True
+        if terminating:
+            return Removing(tuple(names))
+        return Removed(tuple(names))
 
 
 def describe(outcome: EnsureOutcome | RemoveOutcome) -> str:
+    """The log event of an outcome."""
     match outcome:
         case Provisioned(created=True):
-            return "created"
+            return "namespace_created"
         case Provisioned():
-            return "updated"
+            return "namespace_updated"
         case Refused():
-            return "refused"
+            return "namespace_refused"
+        case Waiting():
+            return "namespace_terminating"
+        case Removing():
+            return "namespace_removing"
         case Removed():
-            return "removed"
+            return "namespace_removed"
         case _:
             assert_never(outcome)

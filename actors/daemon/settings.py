@@ -5,8 +5,8 @@ argparse with one clear line. Every desired-object setting lives in
 `core.tenancy.TenancyPolicy`; a cluster overrides it with `--tenancy FILE`
 (`key = value` lines; `actors/daemon/tenancy.example` lists every key with its
 default) and/or repeated `--tenancy-set key=value` flags.
-Timers tests compress (resync, retry backoff, delete wait, request timeout)
-are settings too.
+Timers tests compress (resync, retry backoff, request timeout) are settings
+too.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from pathlib import Path
 
 from actors.runtime.settings import add_logging_flags, positive_float, positive_int
 from core.tenancy import InvalidOverride, TenancyPolicy, parse_overrides
-from transport.client import BrokerEndpoints
+from transport.endpoints import BrokerEndpoints
 
-CRASH_POINTS = ("after_create", "after_publish")
+CRASH_POINTS = ("after_store", "after_create", "after_publish")
 _CLUSTER_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?")
 
 
@@ -38,9 +38,8 @@ class DaemonSettings:
     backoff_initial: float = 0.2
     backoff_cap: float = 30.0
     request_timeout: float = 10.0
-    delete_timeout: float = 60.0
-    max_in_flight: int = 256
     heartbeat_interval: float = 1.0
+    failed_after: int = 5
     crash_at: str | None = None  # test hook: SIGKILL ourselves at a named point
     max_parallel: int = 8
     log_format: str = "json"
@@ -55,8 +54,8 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     e = env.get
     p = argparse.ArgumentParser(
         prog="daemon",
-        description="One cluster's daemon: consumes account events from the broker, provisions "
-        "namespaces in its Kubernetes cluster, and reports back. Every flag also reads "
+        description="One cluster's daemon: keeps every account's desired state from the broker, "
+        "provisions namespaces in its Kubernetes cluster, and reports back. Every flag also reads "
         "the FABRIC_* variable named in its help; flags win.",
     )
     p.add_argument("--cluster", default=e("FABRIC_CLUSTER"), help="cluster name (FABRIC_CLUSTER)")
@@ -111,12 +110,6 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         help="timeout of one Kubernetes request (FABRIC_KUBE_TIMEOUT_SECONDS)",
     )
     p.add_argument(
-        "--delete-timeout",
-        type=positive_float,
-        default=e("FABRIC_DELETE_TIMEOUT_SECONDS", "60"),
-        help="how long one attempt waits for a namespace to go (FABRIC_DELETE_TIMEOUT_SECONDS)",
-    )
-    p.add_argument(
         "--heartbeat-interval",
         type=positive_float,
         default=e("FABRIC_HEARTBEAT_SECONDS", "1.0"),
@@ -127,20 +120,22 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         "--max-parallel",
         type=positive_int,
         default=e("FABRIC_DAEMON_PARALLEL", "8"),
-        help="concurrent Kubernetes reconciles (FABRIC_DAEMON_PARALLEL)",
+        help="accounts reconciled at once (FABRIC_DAEMON_PARALLEL)",
     )
     p.add_argument(
-        "--max-in-flight",
+        "--failed-after",
         type=positive_int,
-        default=e("FABRIC_DAEMON_IN_FLIGHT", "256"),
-        help="events held at once before the daemon stops reading (FABRIC_DAEMON_IN_FLIGHT)",
+        default=e("FABRIC_DAEMON_FAILED_AFTER", "5"),
+        help="consecutive temporary failures of one account before it is reported failed; "
+        "retries go on (FABRIC_DAEMON_FAILED_AFTER)",
     )
     p.add_argument(
         "--crash-at",
         choices=CRASH_POINTS,
         default=e("FABRIC_DAEMON_CRASH_AT"),
-        help="for fault tests only: SIGKILL the daemon at this point of an event's work, once per "
-        "state dir (FABRIC_DAEMON_CRASH_AT)",
+        help="for fault tests only: SIGKILL the daemon at this point (after recording a batch, "
+        "after changing the cluster, after publishing a report), once per state dir "
+        "(FABRIC_DAEMON_CRASH_AT)",
     )
     add_logging_flags(p, env)
     return p
@@ -186,10 +181,9 @@ def parse_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | N
         backoff_initial=args.retry_initial,
         backoff_cap=args.retry_cap,
         request_timeout=args.request_timeout,
-        delete_timeout=args.delete_timeout,
         max_parallel=args.max_parallel,
         heartbeat_interval=args.heartbeat_interval,
-        max_in_flight=args.max_in_flight,
+        failed_after=args.failed_after,
         crash_at=args.crash_at,
         log_format=args.log_format,
         log_level=args.log_level,

@@ -1,12 +1,26 @@
-"""The daemon's local desired set: which accounts are live or deleted, from the events it consumed.
+"""The daemon's desired-state store: what every account should look like, as the log says now.
 
-A JSON-lines journal in the state dir. `record` appends one line and fsyncs
-before it returns, so an event is in the desired set before it is acked.
+Like an informer's store, keyed by account id, it holds:
+
+- `live`: each live account's whole desired state (`AccountCreated`) at its
+  generation, with the event id and correlation id that set it (for logs and
+  outcome ids);
+- `deleting`: the tombstone of each deleted account whose deletion this
+  cluster has not yet reported; `forget_deletion` drops it once reported.
+  Nothing of a deleted account is kept after that.
+
+Applying is guarded by generation: an `AccountCreated` replaces what is stored
+only when newer (and newer than a pending tombstone); an `AccountDeleted` with
+a generation at least the stored one removes the live account. So a
+redelivered or repeated event changes nothing.
+
+Durability: `apply` appends one JSON line per change and fsyncs once per batch
+before it returns, so a batch is in the store before the consumer acks it.
 `open` replays the journal (a torn or garbled line, as a crash can leave, is
-skipped and counted), then compacts it into a fresh file with one line per
-account (temp file, fsync, rename, fsync of the directory). A record only
-replaces an older one for the same account when its broker seq is higher, so
-a redelivered old event never resurrects a deleted account.
+skipped and counted) and compacts it to one line per account with
+`files.write_atomic`; a journal grown far beyond the live set is compacted the
+same way while running. `fresh` says no journal existed: the daemon must then
+read the log from the beginning before it trusts the store (see dispatcher).
 
 Blocking file I/O runs in a worker thread; the owner (one actor) serialises calls.
 """
@@ -14,125 +28,244 @@ Blocking file I/O runs in a worker thread; the owner (one actor) serialises call
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, TextIO
+from typing import Any, TextIO, assert_never
 
+from actors.runtime.files import write_atomic
+from core.events import AccountCreated, AccountDeleted
 from core.tenancy import Tenant
 
-Status = Literal["live", "deleted"]
 JOURNAL_NAME = "desired.jsonl"
+COMPACT_MIN_LINES = 1000
 
 
 @dataclass(frozen=True, slots=True)
-class AccountRecord:
-    account_id: str
-    slug: str
-    namespace: str
-    name: str
-    status: Status
-    seq: int
+class Desired:
+    """A live account's desired state and the event that set it."""
+
+    account: AccountCreated
     event_id: str
     correlation_id: str
 
     @property
+    def account_id(self) -> str:
+        return self.account.account_id
+
+    @property
+    def generation(self) -> int:
+        return self.account.generation
+
+    @property
     def tenant(self) -> Tenant:
-        return Tenant(self.account_id, self.slug, self.namespace, self.name)
-
-    @classmethod
-    def from_json(cls, obj: object) -> AccountRecord:
-        if not isinstance(obj, dict):
-            raise ValueError("record must be an object")
-        fields = {
-            k: obj.get(k)
-            for k in ("account_id", "slug", "namespace", "name", "event_id", "correlation_id")
-        }
-        if not all(isinstance(v, str) for v in fields.values()):
-            raise ValueError("record string fields missing")
-        status, seq = obj.get("status"), obj.get("seq")
-        if status not in ("live", "deleted") or not isinstance(seq, int):
-            raise ValueError("record status/seq invalid")
-        return cls(status=status, seq=seq, **fields)  # type: ignore[arg-type]
+        a = self.account
+        return Tenant(a.account_id, a.slug, a.namespace, a.name, a.generation)
 
 
-class DesiredState:
-    """Use `await DesiredState.open(dir)`; `close()` when done."""
+@dataclass(frozen=True, slots=True)
+class Tombstone:
+    """A deleted account whose namespace this cluster still has to remove (or report gone)."""
 
-    def __init__(self, path: Path, records: dict[str, AccountRecord], skipped: int) -> None:
+    account_id: str
+    slug: str
+    namespace: str
+    generation: int
+    event_id: str
+    correlation_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """One consumed account event with the ids of its envelope."""
+
+    event: AccountCreated | AccountDeleted
+    event_id: str
+    correlation_id: str
+
+
+Change = Desired | Tombstone
+
+
+class DesiredStore:
+    """Use `await DesiredStore.open(dir)`; `close()` when done."""
+
+    def __init__(self, path: Path, fresh: bool) -> None:
         self.path = path
-        self._records = records
-        self.skipped_lines = skipped
+        self.fresh = fresh
+        self.skipped_lines = 0
+        self.live: dict[str, Desired] = {}
+        self.deleting: dict[str, Tombstone] = {}
+        self._lines = 0
         self._file: TextIO | None = None
 
     @classmethod
-    async def open(cls, state_dir: Path) -> DesiredState:
+    async def open(cls, state_dir: Path) -> DesiredStore:
         path = state_dir / JOURNAL_NAME
-        records, skipped = await asyncio.to_thread(_load_and_compact, path)
-        state = cls(path, records, skipped)
-        state._file = await asyncio.to_thread(path.open, "a", encoding="utf-8")
-        return state
+        store = cls(path, fresh=not await asyncio.to_thread(path.exists))
+        await asyncio.to_thread(store._load)
+        return store
 
     async def close(self) -> None:
         if self._file is not None:
             file, self._file = self._file, None
             await asyncio.to_thread(file.close)
 
-    def get(self, account_id: str) -> AccountRecord | None:
-        return self._records.get(account_id)
+    def get(self, account_id: str) -> Desired | None:
+        return self.live.get(account_id)
 
-    def __iter__(self) -> Iterator[AccountRecord]:
-        return iter(list(self._records.values()))
+    def __iter__(self) -> Iterator[Desired]:
+        return iter(list(self.live.values()))
 
     def __len__(self) -> int:
-        return len(self._records)
+        return len(self.live)
 
-    async def record(self, rec: AccountRecord) -> bool:
-        """Store `rec` durably if it is newer than what we know; True when it changed the set."""
-        known = self._records.get(rec.account_id)
-        if known is not None and known.seq >= rec.seq:
-            return False
+    async def create(self) -> None:
+        """Make the (empty) journal exist, so the next start is no longer `fresh`."""
+        await asyncio.to_thread(self._compact)
+        self.fresh = False
+
+    async def apply(self, events: Sequence[Incoming]) -> list[Change]:
+        """Record what is newer than the store, durably (one fsync); return what changed."""
+        changes: list[Change] = []
+        lines: list[str] = []
+        for incoming in events:
+            change = self._apply(incoming)
+            if change is not None:
+                changes.append(change)
+                lines.append(_line(change))
+        if lines:
+            await asyncio.to_thread(self._append, lines, True)
+            if self._lines > max(COMPACT_MIN_LINES, 4 * (len(self.live) + len(self.deleting))):
+                await asyncio.to_thread(self._compact)
+        return changes
+
+    async def forget_deletion(self, account_id: str, generation: int) -> None:
+        """The deletion was reported: drop the tombstone. Not fsynced on its own (a crash
+        before the next fsync means one more, deduplicated, report)."""
+        tomb = self.deleting.get(account_id)
+        if tomb is None or tomb.generation > generation:
+            return
+        del self.deleting[account_id]
+        line = json.dumps({"op": "done", "account_id": account_id, "generation": generation})
+        await asyncio.to_thread(self._append, [line + "\n"], False)
+
+    # replay and apply share one set of rules -------------------------------------
+    def _apply(self, incoming: Incoming) -> Change | None:
+        event = incoming.event
+        acc = event.account_id
+        known = self.live.get(acc)
+        tomb = self.deleting.get(acc)
+        match event:
+            case AccountCreated():
+                if known is not None and known.generation >= event.generation:
+                    return None
+                if tomb is not None and tomb.generation >= event.generation:
+                    return None
+                desired = Desired(event, incoming.event_id, incoming.correlation_id)
+                self.live[acc] = desired
+                self.deleting.pop(acc, None)
+                return desired
+            case AccountDeleted():
+                if known is not None and known.generation > event.generation:
+                    return None
+                if tomb is not None and tomb.generation >= event.generation:
+                    return None
+                gone = Tombstone(
+                    acc, event.slug, event.namespace, event.generation, incoming.event_id,
+                    incoming.correlation_id,
+                )
+                self.live.pop(acc, None)
+                self.deleting[acc] = gone
+                return gone
+        raise AssertionError(f"unhandled event {event!r}")
+
+    # files -----------------------------------------------------------------------
+    def _load(self) -> None:
+        if self.path.exists():
+            with self.path.open("r", encoding="utf-8", errors="replace") as f:
+                for raw in f:
+                    try:
+                        self._replay(json.loads(raw))
+                    except (ValueError, TypeError, KeyError):
+                        self.skipped_lines += 1
+            self._compact()
+
+    def _replay(self, obj: Any) -> None:
+        if not isinstance(obj, dict):
+            raise ValueError("journal line must be an object")
+        match obj.get("op"):
+            case "put":
+                account = _account(obj["account"])
+                self._apply(Incoming(account, _str(obj, "event_id"), _str(obj, "correlation_id")))
+            case "del":
+                event = AccountDeleted(
+                    _str(obj, "account_id"), _str(obj, "slug"), _str(obj, "namespace"), "",
+                    _int(obj, "generation"), "", "", "",
+                )
+                self._apply(Incoming(event, _str(obj, "event_id"), _str(obj, "correlation_id")))
+            case "done":
+                acc, generation = _str(obj, "account_id"), _int(obj, "generation")
+                pending = self.deleting.get(acc)
+                if pending is not None and pending.generation <= generation:
+                    del self.deleting[acc]
+            case _:
+                raise ValueError("unknown journal op")
+
+    def _compact(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        changes: list[Change] = [*self.live.values(), *self.deleting.values()]
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(self.path, "".join(_line(c) for c in changes))
+        self._lines = len(changes)
+
+    def _append(self, lines: list[str], sync: bool) -> None:
         if self._file is None:
-            raise RuntimeError("DesiredState is closed")
-        line = json.dumps(asdict(rec), separators=(",", ":")) + "\n"
-        await asyncio.to_thread(_append, self._file, line)
-        self._records[rec.account_id] = rec
-        return True
+            self._file = self.path.open("a", encoding="utf-8")
+        self._file.write("".join(lines))
+        self._file.flush()
+        if sync:
+            os.fsync(self._file.fileno())
+        self._lines += len(lines)
 
 
-def _append(file: TextIO, line: str) -> None:
-    file.write(line)
-    file.flush()
-    os.fsync(file.fileno())
+def _line(change: Change) -> str:
+    match change:
+        case Desired(account=account, event_id=event_id, correlation_id=correlation_id):
+            obj: dict[str, Any] = {
+                "op": "put", "account": dataclasses.asdict(account), "event_id": event_id,
+                "correlation_id": correlation_id,
+            }
+        case Tombstone():
+            obj = {"op": "del", **dataclasses.asdict(change)}
+        case _:
+            assert_never(change)
+    return json.dumps(obj, separators=(",", ":")) + "\n"
 
 
-def _load_and_compact(path: Path) -> tuple[dict[str, AccountRecord], int]:
-    records: dict[str, AccountRecord] = {}
-    skipped = 0
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists():
-        with path.open("r", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                try:
-                    rec = AccountRecord.from_json(json.loads(line))
-                except ValueError:
-                    skipped += 1
-                    continue
-                known = records.get(rec.account_id)
-                if known is None or rec.seq > known.seq:
-                    records[rec.account_id] = rec
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        for rec in records.values():
-            f.write(json.dumps(asdict(rec), separators=(",", ":")) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-    return records, skipped
+def _account(obj: Any) -> AccountCreated:
+    if not isinstance(obj, dict):
+        raise ValueError("account must be an object")
+    values: dict[str, object] = {}
+    for f in dataclasses.fields(AccountCreated):
+        values[f.name] = _int(obj, f.name) if f.name == "generation" else _str(obj, f.name)
+    return AccountCreated(**values)  # type: ignore[arg-type]
+
+
+def _str(obj: Any, key: str) -> str:
+    value = obj[key]
+    if not isinstance(value, str):
+        raise ValueError(f"{key} must be a string")
+    return value
+
+
+def _int(obj: Any, key: str) -> int:
+    value = obj[key]
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"{key} must be an int")
+    return value

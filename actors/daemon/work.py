@@ -1,14 +1,31 @@
-"""One unit of the daemon's work, carried through to the end: reconcile, report, ack.
+"""One reconcile of one account, level-triggered: read the current desired state, act, report.
 
-A work item is either a consumed event (AccountCreated / AccountDeleted with
-its broker seq) or a resync finding (a live account's namespace is missing, a
-deleted account's namespace is still there). `Worker.run` reconciles it,
-retrying temporary Kubernetes errors with capped, jittered backoff for as long
-as it takes (it is cancelled at shutdown, which hands the event back unacked);
-publishes the outcome event and waits for the bus to confirm it (retrying while
-the bus is unavailable); and only then acks the event. A crash anywhere before
-the ack means a redo, which is harmless: reconcile is idempotent and the
-outcome event's id is derived from the source event, so the bus deduplicates it.
+`AccountWork.run(account_id, attempt)` reads what the store says NOW (not the
+event that queued the account), so a missed, repeated or superseded event
+costs nothing:
+
+- live -> `Reconciler.ensure` -> `namespace.provisioned` at the desired
+  generation;
+- a pending tombstone (or an orphan the resync found by label) ->
+  `Reconciler.remove` -> `namespace.deleted` at the tombstone's generation;
+- nothing known -> nothing to do.
+
+A report is published only when what this process last reported for the
+account changed (kind, generation, detail), so a resync that finds nothing to
+do says nothing; a restart reports every account once more. Each report has a
+fresh event id: a report is a state (the newest record of its key wins), not a
+fact to apply once, and a deterministic id would let the bus's dedup window
+drop a report that returns to an earlier state (provisioned, failed,
+provisioned), leaving the stale one as the key's newest record. A redo after a
+crash therefore stores the same state twice, which compaction folds and the
+cache ignores. The publish waits for the bus, retrying while it is away.
+
+The answer (`Verdict`) tells the caller's queue what next: `Synced` (forget
+the backoff), `Retry` (temporary error: back off; after `failed_after`
+attempts in a row the failure is reported with `attempts`, and retries go on),
+`Final` (refused: reported at once, retried only at resync or on a new
+generation), `Poll` (a namespace is terminating: look again shortly, not a
+failure).
 """
 
 from __future__ import annotations
@@ -16,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import assert_never
@@ -23,62 +41,108 @@ from typing import assert_never
 import structlog
 
 from actors.daemon.reconcile import (
-    EnsureOutcome,
     Provisioned,
     Reconciler,
     Refused,
     Removed,
-    RemoveOutcome,
+    Removing,
+    Waiting,
     describe,
 )
-from actors.daemon.retry import Backoff
-from actors.daemon.state import AccountRecord
-from core.bus import BusRejected, BusUnavailable, EventPublisher, EventSubscription
-from core.envelope import Envelope
+from actors.daemon.state import Desired, Tombstone
+from core.backoff import Backoff, Retry
+from core.bus import BusRejected, BusUnavailable, EventPublisher
 from core.events import (
-    AccountCreated,
-    AccountDeleted,
     DomainEvent,
     NamespaceDeleted,
     NamespaceProvisioned,
     NamespaceProvisionFailed,
     to_envelope,
 )
-from core.tenancy import TemporaryKubeError, Tenant, outcome_event_id
+from core.tenancy import TemporaryKubeError
 
 MAX_REASON = 1000
 
 
 @dataclass(frozen=True, slots=True)
-class EventWork:
-    seq: int
-    envelope: Envelope
-    event: AccountCreated | AccountDeleted
-
-    @property
-    def account_id(self) -> str:
-        return self.event.account_id
+class Synced:
+    deleted: Tombstone | None = None  # a deletion that is now reported
 
 
 @dataclass(frozen=True, slots=True)
-class ResyncWork:
-    record: AccountRecord
-
-    @property
-    def account_id(self) -> str:
-        return self.record.account_id
+class TryLater:
+    reason: str
 
 
-WorkItem = EventWork | ResyncWork
+@dataclass(frozen=True, slots=True)
+class Final:
+    reason: str
 
 
-def tenant_of(event: AccountCreated | AccountDeleted) -> Tenant:
-    name = event.name if isinstance(event, AccountCreated) else ""
-    return Tenant(event.account_id, event.slug, event.namespace, name)
+@dataclass(frozen=True, slots=True)
+class Poll:
+    reason: str
 
 
-class Worker:
-    """Stateless between items; shared by every account's work of one daemon."""
+Verdict = Synced | TryLater | Final | Poll
+
+
+@dataclass(frozen=True, slots=True)
+class Reported:
+    kind: str  # provisioned | failed | deleted
+    generation: int
+    detail: str
+
+
+class Reports:
+    """What this process last reported per account (in memory: a restart reports once more)."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, Reported] = {}
+
+    def get(self, account_id: str) -> Reported | None:
+        return self._last.get(account_id)
+
+    def set(self, account_id: str, reported: Reported) -> None:
+        self._last[account_id] = reported
+
+    def drop(self, account_id: str) -> None:
+        self._last.pop(account_id, None)
+
+    def in_sync(self, account_id: str, generation: int) -> bool:
+        last = self._last.get(account_id)
+        return last is not None and last.kind == "provisioned" and last.generation == generation
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """Where a worker reads the current desired state (the actor's store and orphans)."""
+
+    live: Callable[[str], Desired | None]
+    deleting: Callable[[str], Tombstone | None]
+
+
+class CrashHook:
+    """Fault-test hook: die the hard way (SIGKILL, no cleanup) at a named point, once.
+
+    The marker file makes it one-shot across restarts, so a supervisor that restarts us
+    with the same environment sees one crash, then the redo.
+    """
+
+    def __init__(self, point: str | None, marker: Path) -> None:
+        self._point = point
+        self._marker = marker
+
+    def __call__(self, point: str, log: structlog.stdlib.BoundLogger) -> None:
+        if self._point != point or self._marker.exists():
+            return
+        self._marker.write_text(point)
+        log.warning("crash_point_reached", point=point)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+class AccountWork:
+    """Shared by every worker of one daemon incarnation."""
 
     def __init__(
         self,
@@ -86,146 +150,126 @@ class Worker:
         cluster: str,
         reconciler: Reconciler,
         publisher: EventPublisher,
-        subscription: EventSubscription,
+        lookup: Lookup,
+        reports: Reports,
         backoff: Backoff,
-        crash_at: str | None = None,
-        crash_marker: Path | None = None,
+        failed_after: int,
+        crash: CrashHook,
     ) -> None:
         self._cluster = cluster
         self._reconciler = reconciler
         self._publisher = publisher
-        self._subscription = subscription
+        self._lookup = lookup
+        self._reports = reports
         self._backoff = backoff
-        self._crash_at = crash_at
-        self._crash_marker = crash_marker
+        self._failed_after = failed_after
+        self._crash = crash
+        self._log = structlog.get_logger().bind(cluster=cluster)
 
-    async def run(self, item: WorkItem) -> None:
-        match item:
-            case EventWork(seq=seq, envelope=env, event=event):
-                log = structlog.get_logger().bind(
-                    cluster=self._cluster, event_id=env.event_id, account_id=event.account_id,
-                    seq=seq, namespace=event.namespace,
-                )
-                outcome = await self._reconcile(item, log)
-                self._maybe_crash("after_create", log)
-                report = self._report_event(event, env.event_id, env.correlation_id, outcome)
-                await self._publish(report, log)
-                self._maybe_crash("after_publish", log)
-                await self._ack(seq, log)
-            case ResyncWork(record=rec):
-                log = structlog.get_logger().bind(
-                    cluster=self._cluster, event_id=rec.event_id, account_id=rec.account_id,
-                    namespace=rec.namespace, resync=True,
-                )
-                outcome = await self._reconcile(item, log)
-                change = self._report_resync(rec, outcome)
-                if change is not None:
-                    await self._publish(change, log)
-            case _:
-                assert_never(item)
+    async def run(self, account_id: str, attempt: int) -> Verdict:
+        """One pass; `attempt` counts this one among consecutive failed passes (1 = first)."""
+        desired = self._lookup.live(account_id)
+        if desired is not None:
+            return await self._ensure(desired, attempt)
+        tomb = self._lookup.deleting(account_id)
+        if tomb is not None:
+            return await self._remove(tomb, attempt)
+        self._log.debug("account_unknown", account_id=account_id)
+        return Synced()
 
-    def _maybe_crash(self, point: str, log: structlog.stdlib.BoundLogger) -> None:
-        """Fault-test hook: die the hard way (SIGKILL, no cleanup) at a named point, once.
-
-        The marker file makes it one-shot across restarts, so a supervisor that restarts us
-        with the same environment sees one crash, then the redo.
-        """
-        if self._crash_at != point:
-            return
-        if self._crash_marker is not None:
-            if self._crash_marker.exists():
-                return
-            self._crash_marker.write_text(point)
-        log.warning("crash_point_reached", point=point)
-        os.kill(os.getpid(), signal.SIGKILL)
-
-    async def _reconcile(
-        self, item: WorkItem, log: structlog.stdlib.BoundLogger
-    ) -> EnsureOutcome | RemoveOutcome:
-        attempt = 0
-        while True:
-            try:
-                outcome = await self._once(item)
-            except TemporaryKubeError as exc:
-                delay = self._backoff.delay(attempt)
-                log.warning("kube_retry_scheduled", reason=exc.reason, attempt=attempt, delay=delay)
-            except Exception as exc:  # a bug or a surprising answer: retry, never crash the daemon
-                delay = self._backoff.delay(attempt)
-                log.error("reconcile_crashed", attempt=attempt, delay=delay, exc_info=exc)
-            else:
-                event_name = {
-                    "created": "namespace_created",
-                    "updated": "namespace_updated",
-                    "refused": "namespace_refused",
-                    "removed": "namespace_removed",
-                }[describe(outcome)]
-                log.info(event_name, **_fields(outcome), attempts=attempt + 1)
-                return outcome
-            attempt += 1
-            await asyncio.sleep(delay)
-
-    async def _once(self, item: WorkItem) -> EnsureOutcome | RemoveOutcome:
-        match item:
-            case EventWork(event=AccountCreated() as event):
-                return await self._reconciler.ensure(tenant_of(event))
-            case EventWork(event=AccountDeleted() as event):
-                return await self._reconciler.remove(tenant_of(event))
-            case ResyncWork(record=rec) if rec.status == "live":
-                return await self._reconciler.ensure(rec.tenant)
-            case ResyncWork(record=rec):
-                return await self._reconciler.remove(rec.tenant)
-        raise AssertionError(f"unhandled work item {item!r}")
-
-    def _report_event(
-        self,
-        event: AccountCreated | AccountDeleted,
-        source_id: str,
-        correlation_id: str,
-        outcome: EnsureOutcome | RemoveOutcome,
-    ) -> Envelope:
-        acc, ns, cluster = event.account_id, event.namespace, self._cluster
-        report: DomainEvent
+    async def _ensure(self, desired: Desired, attempt: int) -> Verdict:
+        a = desired.account
+        log = self._log.bind(
+            account_id=a.account_id, event_id=desired.event_id, namespace=a.namespace,
+            generation=a.generation,
+        )
+        try:
+            outcome = await self._reconciler.ensure(desired.tenant)
+        except TemporaryKubeError as exc:
+            if attempt >= self._failed_after:
+                await self._report_failed(desired, exc.reason, attempt, log)
+            return TryLater(exc.reason)
         match outcome:
             case Provisioned(uid=uid, resource_version=rv):
-                report, kind = NamespaceProvisioned(acc, cluster, ns, uid, rv), "provisioned"
+                log.info(describe(outcome), uid=uid, resource_version=rv, attempts=attempt)
+                self._crash("after_create", log)
+                report: DomainEvent = NamespaceProvisioned(
+                    a.account_id, self._cluster, a.namespace, uid, rv, a.generation
+                )
+                await self._publish(
+                    a.account_id, report, Reported("provisioned", a.generation, uid),
+                    desired.correlation_id, log,
+                )
+                return Synced()
             case Refused(reason=reason):
-                report = NamespaceProvisionFailed(acc, cluster, ns, reason[:MAX_REASON])
-                kind = "failed"
-            case Removed():
-                report, kind = NamespaceDeleted(acc, cluster, ns), "deleted"
+                log.warning(describe(outcome), reason=reason, attempts=attempt)
+                await self._report_failed(desired, reason, attempt, log)
+                return Final(reason)
+            case Waiting(reason=reason):
+                log.info(describe(outcome), reason=reason)
+                return Poll(reason)
             case _:
                 assert_never(outcome)
-        return to_envelope(
-            report,
-            correlation_id=correlation_id,
-            event_id=outcome_event_id(source_id, cluster, kind),
+
+    async def _report_failed(
+        self, desired: Desired, reason: str, attempt: int, log: structlog.stdlib.BoundLogger
+    ) -> None:
+        a = desired.account
+        reason = reason[:MAX_REASON]
+        report = NamespaceProvisionFailed(
+            a.account_id, self._cluster, a.namespace, reason, a.generation, attempt
+        )
+        await self._publish(
+            a.account_id, report, Reported("failed", a.generation, reason),
+            desired.correlation_id, log,
         )
 
-    def _report_resync(
-        self, rec: AccountRecord, outcome: EnsureOutcome | RemoveOutcome
-    ) -> Envelope | None:
-        """Report only what changed: a re-created namespace (new uid) or a removed leftover."""
-        acc, ns, cluster = rec.account_id, rec.namespace, self._cluster
-        report: DomainEvent
+    async def _remove(self, tomb: Tombstone, attempt: int) -> Verdict:
+        log = self._log.bind(
+            account_id=tomb.account_id, event_id=tomb.event_id, namespace=tomb.namespace,
+            generation=tomb.generation,
+        )
+        try:
+            outcome = await self._reconciler.remove(tomb.account_id)
+        except TemporaryKubeError as exc:
+            return TryLater(exc.reason)
         match outcome:
-            case Provisioned(created=False) | Removed(existed=False):
-                return None
-            case Provisioned(uid=uid, resource_version=rv):
-                report = NamespaceProvisioned(acc, cluster, ns, uid, rv)
-                event_id = outcome_event_id(rec.event_id, cluster, "provisioned", uid)
+            case Removing(namespaces=names):
+                log.info(describe(outcome), namespaces=list(names))
+                return Poll(f"namespaces {', '.join(names)} terminating")
+            case Removed(namespaces=names):
+                log.info(describe(outcome), namespaces=list(names), attempts=attempt)
+                self._crash("after_create", log)
+                report = NamespaceDeleted(
+                    tomb.account_id, self._cluster, tomb.namespace, tomb.generation
+                )
+                await self._publish(
+                    tomb.account_id, report, Reported("deleted", tomb.generation, ""),
+                    tomb.correlation_id, log,
+                )
+                self._reports.drop(tomb.account_id)
+                return Synced(deleted=tomb)
             case Refused(reason=reason):
-                report = NamespaceProvisionFailed(acc, cluster, ns, reason[:MAX_REASON])
-                event_id = outcome_event_id(rec.event_id, cluster, "failed", reason)
-            case Removed():
-                # Same id as the deletion's own report: the bus keeps one of them.
-                report = NamespaceDeleted(acc, cluster, ns)
-                event_id = outcome_event_id(rec.event_id, cluster, "deleted")
+                log.error(describe(outcome), reason=reason)
+                return Final(reason)
             case _:
                 assert_never(outcome)
-        return to_envelope(report, correlation_id=rec.correlation_id, event_id=event_id)
 
-    async def _publish(self, envelope: Envelope, log: structlog.stdlib.BoundLogger) -> None:
-        attempt = 0
+    async def _publish(
+        self,
+        account_id: str,
+        report: DomainEvent,
+        reported: Reported,
+        correlation_id: str,
+        log: structlog.stdlib.BoundLogger,
+    ) -> None:
+        if self._reports.get(account_id) == reported:
+            return
+        envelope = to_envelope(
+            report,
+            correlation_id=correlation_id,
+        )
+        retry = Retry(self._backoff)
         while True:
             try:
                 receipts = await self._publisher.publish([envelope])
@@ -233,37 +277,18 @@ class Worker:
                 log.error("outcome_rejected", outcome=envelope.type, reason=str(exc))
                 return
             except (BusUnavailable, OSError, TimeoutError) as exc:
-                delay = self._backoff.delay(attempt)
-                log.warning("outcome_publish_retried", reason=str(exc), delay=delay)
-                attempt += 1
+                delay = retry.next_delay()
+                log.warning("outcome_publish_retried", reason=str(exc), delay=round(delay, 3))
                 await asyncio.sleep(delay)
                 continue
-            receipt = receipts[0] if receipts else None
-            log.info(
-                "outcome_published",
-                outcome=envelope.type,
-                outcome_event_id=envelope.event_id,
-                outcome_seq=receipt.seq if receipt else None,
-                duplicate=receipt.duplicate if receipt else None,
-            )
-            return
-
-    async def _ack(self, seq: int, log: structlog.stdlib.BoundLogger) -> None:
-        try:
-            await self._subscription.ack(seq)
-        except Exception as exc:  # a lost ack is a harmless redelivery later
-            log.warning("event_ack_failed", reason=repr(exc))
-            return
-        log.info("event_acked")
-
-
-def _fields(outcome: EnsureOutcome | RemoveOutcome) -> dict[str, object]:
-    match outcome:
-        case Provisioned(uid=uid, resource_version=rv):
-            return {"uid": uid, "resource_version": rv}
-        case Refused(reason=reason):
-            return {"reason": reason}
-        case Removed(existed=existed):
-            return {"existed": existed}
-        case _:
-            assert_never(outcome)
+            break
+        receipt = receipts[0] if receipts else None
+        log.info(
+            "outcome_published",
+            outcome=envelope.type,
+            outcome_event_id=envelope.event_id,
+            outcome_seq=receipt.seq if receipt else None,
+            duplicate=receipt.duplicate if receipt else None,
+        )
+        self._crash("after_publish", log)
+        self._reports.set(account_id, reported)

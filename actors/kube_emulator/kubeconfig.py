@@ -13,6 +13,8 @@ from pathlib import Path
 
 import yaml  # type: ignore[import-untyped]
 
+from actors.runtime.files import write_atomic
+
 
 def ensure_token(data_dir: Path, given: str | None) -> str:
     if given:
@@ -49,10 +51,4 @@ def render(server: str, token: str, name: str, ca_pem: bytes | None = None) -> s
 
 def write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_atomic(path, text, mode=0o600)

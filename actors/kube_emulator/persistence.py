@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from actors.runtime.files import fsync_dir, write_atomic
+
 JSON = dict[str, Any]
 
 FORMAT = 1
@@ -52,14 +54,6 @@ def delete_record(rv: int, obj: JSON) -> JSON:
     api_version, kind, namespace, name = identity(obj)
     return {"rv": rv, "delete": {"apiVersion": api_version, "kind": kind,
                                  "namespace": namespace, "name": name}}
-
-
-def _fsync_dir(data_dir: Path) -> None:
-    fd = os.open(data_dir, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _read_snapshot(path: Path) -> tuple[int, list[JSON]]:
@@ -120,24 +114,17 @@ def append(data_dir: Path, records: list[JSON]) -> None:
         f.flush()
         os.fsync(f.fileno())
     if created:
-        _fsync_dir(data_dir)
+        fsync_dir(data_dir)
 
 
 def compact(data_dir: Path, snapshot: Snapshot) -> None:
     """Write a new snapshot atomically, then empty the journal (blocking: run in a thread)."""
-    path = data_dir / SNAPSHOT
-    tmp = data_dir / f".{SNAPSHOT}.tmp"
     body = json.dumps(
         {"format": FORMAT, "resourceVersion": snapshot.resource_version,
          "objects": snapshot.objects},
         separators=(",", ":"),
     ).encode()
-    with tmp.open("wb") as f:
-        f.write(body)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(data_dir)
+    write_atomic(data_dir / SNAPSHOT, body)
     journal = data_dir / JOURNAL
     if journal.exists():
         with journal.open("r+b") as f:

@@ -1,8 +1,9 @@
 """The legacy actor: owns the asyncpg pool of the legacy database and writes accounts to it.
 
-Each write is one transaction holding the old system's rows and the outbox
-row of the event, so "the reply came" implies "the row and its event are
-durable", and a failed write leaves neither. The schema is applied on the
+Each write is one transaction holding the old system's rows (with the
+account's generation) and the outbox row of the event, so "the reply came"
+implies "the row and its event are durable", and a failed write leaves
+neither. The schema is applied, or migrated to the current version, on the
 first successful contact (and retried on each call until then), so the
 process starts, and later recovers, without PostgreSQL being up.
 """
@@ -37,9 +38,12 @@ class LoadAccount(Request["db.LegacyAccount | None"]):
 
 @dataclass(frozen=True, slots=True)
 class WriteDeletion(Request[bool]):
+    """Delete at `generation` (the loaded generation + 1); False if already deleted or changed."""
+
     account_id: str
     deleted_at: datetime
     event: Envelope
+    generation: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +77,7 @@ class LegacyActor(Actor[LegacyMessage]):
         assert self._pool is not None
         if not self._schema_ready:
             if await db.ensure_schema(self._pool):
-                self.log.info("legacy_schema_applied")
+                self.log.info("legacy_schema_applied", version=db.SCHEMA_VERSION)
             self._schema_ready = True
         return self._pool
 
@@ -99,11 +103,12 @@ class LegacyActor(Actor[LegacyMessage]):
                 return None
             case LoadAccount(account_id):
                 return await db.find_account(pool, account_id)
-            case WriteDeletion(account_id, deleted_at, event):
-                changed = await db.mark_deleted(pool, account_id, deleted_at, event)
+            case WriteDeletion(account_id, deleted_at, event, generation):
+                changed = await db.mark_deleted(pool, account_id, deleted_at, event, generation)
                 if changed:
                     self.log.info(
-                        "legacy_account_deleted", account_id=account_id, event_id=event.event_id
+                        "legacy_account_deleted", account_id=account_id, event_id=event.event_id,
+                        generation=generation,
                     )
                 return changed
             case PingLegacy():

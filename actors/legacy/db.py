@@ -4,6 +4,9 @@ Every query uses `$n` parameters (never string-built SQL). Connection-level
 failures (server down, restarting, unreachable, timed out) are translated once,
 here, into `DependencyUnavailable("legacy")`; a create that raises it wrote
 nothing, because the account row and its outbox row share one transaction.
+The outbox keeps each envelope's whole wire form (`Envelope.to_wire`, `key`
+and `tombstone` included) as jsonb; the relay reads it back with
+`Envelope.from_wire`.
 """
 
 from __future__ import annotations
@@ -64,19 +67,37 @@ async def connect(dsn: str, *, timeout: float = 5.0) -> Connection:
         return await asyncpg.connect(dsn, timeout=timeout, command_timeout=timeout)
 
 
-def schema_sql() -> str:
-    return resources.files("actors.legacy").joinpath("schema.sql").read_text(encoding="utf-8")
+SCHEMA_VERSION = 2
+# Each version's SQL, in order: the base schema, then one file per migration.
+_SCHEMA_STEPS: tuple[tuple[int, str], ...] = ((1, "schema.sql"), (2, "migration_2.sql"))
+
+
+def _sql(name: str) -> str:
+    return resources.files("actors.legacy").joinpath(name).read_text(encoding="utf-8")
+
+
+def schema_sql(up_to: int = SCHEMA_VERSION) -> str:
+    """The SQL that makes a new database (version `up_to`, default the current one)."""
+    return "\n".join(_sql(name) for version, name in _SCHEMA_STEPS if version <= up_to)
 
 
 async def ensure_schema(pool: Pool) -> bool:
-    """Apply the legacy schema when missing; True if this call applied it."""
+    """Bring the schema to the current version (all of it when missing); True if this call did.
+
+    Whatever is applied is applied in one transaction, under an advisory lock so
+    that concurrent starters apply it once. A database at a newer version than
+    this code knows is left as it is.
+    """
     async with translated_errors(), pool.acquire() as conn, conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _SCHEMA_LOCK)
         present = await conn.fetchval("SELECT to_regclass('legacy_schema_version') IS NOT NULL")
+        current = 0
         if present:
-            return False
-        await conn.execute(schema_sql())
-        return True
+            current = int(await conn.fetchval("SELECT max(version) FROM legacy_schema_version"))
+        steps = [name for version, name in _SCHEMA_STEPS if version > current]
+        for name in steps:
+            await conn.execute(_sql(name))
+        return bool(steps)
 
 
 async def ping(pool: Pool) -> None:
@@ -93,6 +114,8 @@ class LegacyAccount:
     namespace: str
     created_at: datetime
     deleted_at: datetime | None
+    generation: int
+    updated_at: datetime
 
 
 async def insert_account(
@@ -106,7 +129,10 @@ async def insert_account(
     created_at: datetime,
     event: Envelope,
 ) -> None:
-    """What the old API did on creation (user, organization, owner, default project) + outbox row."""
+    """What the old API did on creation (user, organization, owner, default project) + outbox row.
+
+    The organization starts at generation 1, the generation its `account.created` carries.
+    """
     async with translated_errors(), pool.acquire() as conn, conn.transaction():
         user_id = await conn.fetchval(
             "INSERT INTO users (email) VALUES ($1) "
@@ -115,8 +141,8 @@ async def insert_account(
         )
         try:
             await conn.execute(
-                "INSERT INTO organizations (id, slug, name, namespace, created_by, created_at) "
-                "VALUES ($1, $2, $3, $4, $5, $6)",
+                "INSERT INTO organizations (id, slug, name, namespace, created_by, created_at, "
+                "updated_at, generation) VALUES ($1, $2, $3, $4, $5, $6, $6, 1)",
                 account_id, slug, name, namespace, user_id, created_at,
             )
         except asyncpg.UniqueViolationError as exc:
@@ -138,27 +164,38 @@ async def find_account(pool: Pool, account_id: str) -> LegacyAccount | None:
     async with translated_errors(), pool.acquire() as conn:
         row = await conn.fetchrow(
             "SELECT o.id::text AS id, o.slug, o.name, u.email, o.namespace, o.created_at, "
-            "o.deleted_at FROM organizations o JOIN users u ON u.id = o.created_by WHERE o.id = $1",
+            "o.deleted_at, o.generation, o.updated_at "
+            "FROM organizations o JOIN users u ON u.id = o.created_by WHERE o.id = $1",
             account_id,
         )
     if row is None:
         return None
     return LegacyAccount(
         row["id"], row["slug"], row["name"], row["email"], row["namespace"],
-        row["created_at"], row["deleted_at"],
+        row["created_at"], row["deleted_at"], row["generation"], row["updated_at"],
     )
 
 
-async def mark_deleted(pool: Pool, account_id: str, deleted_at: datetime, event: Envelope) -> bool:
-    """Soft-delete the organization and queue its event; False if it was already deleted."""
+async def mark_deleted(
+    pool: Pool, account_id: str, deleted_at: datetime, event: Envelope, generation: int
+) -> bool:
+    """Soft-delete the organization at `generation` and queue its event, in one transaction.
+
+    The deletion is a change: it moves the organization from `generation - 1` to
+    `generation`, the generation `event` carries. False (and nothing written) if the
+    organization is already deleted or no longer at `generation - 1` (another change
+    won the race; the caller reloads and decides again).
+    """
     async with translated_errors(), pool.acquire() as conn, conn.transaction():
-        changed = await conn.fetchval(
-            "UPDATE organizations SET deleted_at = $2, updated_at = now() "
-            "WHERE id = $1 AND deleted_at IS NULL RETURNING true",
-            account_id, deleted_at,
+        reached = await conn.fetchval(
+            "UPDATE organizations SET deleted_at = $2, updated_at = $2, "
+            "generation = generation + 1 "
+            "WHERE id = $1 AND deleted_at IS NULL AND generation = $3 RETURNING generation",
+            account_id, deleted_at, generation - 1,
         )
-        if not changed:
+        if reached is None:
             return False
+        assert reached == generation
         await _insert_outbox(conn, event)
         return True
 

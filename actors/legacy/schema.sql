@@ -1,7 +1,9 @@
 -- The legacy schema: the old system's tables as its API left them after an account
 -- creation (user, organization = the account, owner membership, default project),
 -- plus the transactional outbox that carries each account event to the broker.
--- Applied once, in one transaction, when `legacy_schema_version` is missing.
+-- This is version 1. A new database gets it and every later migration_N.sql in one
+-- transaction; a database at an older version gets the migrations it lacks, also in one
+-- transaction (see `db.ensure_schema`).
 
 CREATE TABLE legacy_schema_version (
     version     integer PRIMARY KEY,

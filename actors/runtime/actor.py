@@ -102,8 +102,11 @@ class ActorRef(Generic[M]):
     async def ask(self, message: Request[R], timeout: float = DEFAULT_ASK_TIMEOUT) -> R:
         reply: asyncio.Future[object] = asyncio.get_running_loop().create_future()
         self.cell.enqueue(_Envelope(message, reply))
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+        # arrives together with the reply, and the asker's task then never stops.
         try:
-            return cast(R, await asyncio.wait_for(asyncio.shield(reply), timeout))
+            async with asyncio.timeout(timeout):
+                return cast(R, await asyncio.shield(reply))
         except TimeoutError:
             reply.cancel()
             raise AskTimeout(f"{self.name} did not answer {type(message).__name__} within {timeout}s")

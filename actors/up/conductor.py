@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from typing import TextIO, assert_never
 
 from actors.runtime import Actor, ActorRef
+from actors.runtime.files import write_atomic
 from actors.up.child import ChildMessage, ChildStatus, GetStatus, Launch
 from actors.up.display import change_line, progress_line, status_table
-from actors.up.layout import Layout, remove_file, write_atomic
+from actors.up.layout import Layout, remove_file
 
 WATCH_INTERVAL = 0.25
 

@@ -6,6 +6,8 @@ Contract (CONTRACT.md section 3):
   restart and resume, so children come back on the same addresses. A cluster
   name seen for the first time gets new ports, appended.
 - `admin.key` (mode 0600): generated once unless `FABRIC_ADMIN_KEY` is set.
+- `api/keys.json` (mode 0600): the other API keys, by hash (actors/api/keystore.py);
+  the api's state dir is `api/`, so it reads them there.
 - `endpoints.json`: every address in use, in the contract's exact shape.
 - `run/NAME.pid`, `logs/NAME.log`, `ready`, and the children's data dirs.
 
@@ -23,6 +25,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from actors.api.keystore import KEYS_FILE
+from actors.runtime.files import write_atomic
 
 ADMIN_KEY_ENV = "FABRIC_ADMIN_KEY"
 # bin/fabric runs from the repository root; a launcher that knows the caller's directory
@@ -66,6 +71,11 @@ class Layout:
     @property
     def admin_key_file(self) -> Path:
         return self.root / "admin.key"
+
+    @property
+    def keys_file(self) -> Path:
+        """The API keys besides the admin key: the api's STATE_DIR/keys.json."""
+        return self.api_dir / KEYS_FILE
 
     @property
     def ready_file(self) -> Path:
@@ -246,15 +256,3 @@ def read_pid(path: Path) -> int | None:
         return int(path.read_text().strip())
     except (FileNotFoundError, ValueError):
         return None
-
-
-def write_atomic(path: Path, text: str, *, mode: int = 0o644) -> None:
-    """Write via a temp file and rename, so a reader never sees half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.write(fd, text.encode())
-        os.fchmod(fd, mode)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)

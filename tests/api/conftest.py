@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.api.harness import FakeConnector, RunningApi, fast_settings, running_api
-from tests.support.fake_bus import FakeBus
+from tests.api.harness import RunningApi, fast_settings, running_api
+from tests.support.fake_bus import FakeBus, FakeConnector
 
 
 @pytest.fixture

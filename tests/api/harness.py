@@ -1,6 +1,6 @@
 """The API in-process for tests: the real actors and HTTP server, with an in-memory or real bus.
 
-    async with running_api(pg_dsn, tmp_path, FakeConnector(bus)) as api:
+    async with running_api(fast_settings(pg_dsn, tmp_path), bus.connector()) as api:
         reply = await api.call("account.create", {...})
 """
 
@@ -16,10 +16,9 @@ from typing import Any, TypeVar, cast
 import aiohttp
 
 from actors.api.app import ApiHandles, ApiSettings, start_api
-from actors.api.bus import BusConnector
 from actors.api.relay import RelaySettings
 from actors.runtime import ActorSystem
-from core.bus import BusUnavailable, ConsumerDirectory, ConsumerInfo, EventPublisher, EventSubscription
+from core.bus import BusConnector
 from core.events import DomainEvent, to_envelope
 from tests.support.fake_bus import FakeBus
 from tests.support.wait import wait_until
@@ -27,36 +26,6 @@ from tests.support.wait import wait_until
 T = TypeVar("T")
 
 ADMIN_KEY = "test-admin-key-0123456789abcdef0123456789abcdef"
-
-
-class _Directory:
-    def __init__(self, connector: FakeConnector) -> None:
-        self._connector = connector
-
-    async def consumers(self) -> list[ConsumerInfo]:
-        if self._connector.directory_down:
-            raise BusUnavailable("fake directory told to fail")
-        return await self._connector.bus.consumers()
-
-
-class FakeConnector:
-    """The connector port over the in-memory bus; `directory_down` makes the directory fail."""
-
-    def __init__(self, bus: FakeBus) -> None:
-        self.bus = bus
-        self.directory_down = False
-
-    @asynccontextmanager
-    async def publisher(self) -> AsyncIterator[EventPublisher]:
-        yield self.bus
-
-    @asynccontextmanager
-    async def subscription(self, consumer: str) -> AsyncIterator[EventSubscription]:
-        yield self.bus.subscribe(consumer)
-
-    @asynccontextmanager
-    async def directory(self) -> AsyncIterator[ConsumerDirectory]:
-        yield _Directory(self)
 
 
 @dataclass

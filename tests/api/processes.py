@@ -8,13 +8,14 @@ from pathlib import Path
 
 import aiohttp
 
+from core.bus import ConsumerInfo
 from core.envelope import Envelope
 from tests.api.harness import ADMIN_KEY
 from tests.support.ports import free_port
 from tests.support.processes import Proc, ProcessGroup
 from tests.support.wait import wait_until
-from transport.client import BrokerEndpoints, Directory, Subscriber
-from transport.sockets import close_context, new_context
+from transport.connector import BrokerConnector
+from transport.endpoints import BrokerEndpoints
 
 FAST_ENV = {
     "FABRIC_ADMIN_KEY": ADMIN_KEY,
@@ -56,29 +57,32 @@ async def wait_healthy(url: str, proc: Proc) -> None:
 
 
 async def read_log(endpoints: BrokerEndpoints, timeout: float = 15.0) -> list[Envelope]:
-    """Every event in the broker's log, read from the start by a throwaway consumer."""
+    """Every record the broker's (compacted) log holds, read from the start by a throwaway consumer."""
     async with asyncio.timeout(timeout):
-        return await _read_log(endpoints)
+        return await _read_log(BrokerConnector(endpoints, timeout=2.0))
 
 
-async def _read_log(endpoints: BrokerEndpoints) -> list[Envelope]:
-    ctx = new_context()
+async def _read_log(connector: BrokerConnector) -> list[Envelope]:
+    consumer = f"audit-{uuid.uuid4().hex[:8]}"
+    events: list[Envelope] = []
     try:
-        async with Directory(ctx, endpoints, timeout=2.0) as directory:
-            head = await directory.head()
-        events: list[Envelope] = []
-        if head == 0:
-            return events
-        async with Subscriber(ctx, endpoints, consumer=f"audit-{uuid.uuid4().hex[:8]}") as sub:
-            deliveries = sub.deliveries()
+        async with connector.subscription(consumer) as subscription:
+            batches = subscription.batches()
             try:
-                async for delivery in deliveries:
-                    events.append(delivery.envelope)
-                    await sub.ack(delivery.seq)
-                    if delivery.seq >= head:
+                async for batch in batches:
+                    events += [d.envelope for d in batch.deliveries]
+                    if batch.caught_up:
                         break
             finally:
-                await deliveries.aclose()  # type: ignore[attr-defined]
-        return events
+                aclose = getattr(batches, "aclose", None)  # an async generator: end it now
+                if aclose is not None:
+                    await aclose()
     finally:
-        close_context(ctx)
+        async with connector.directory() as directory:
+            await directory.remove(consumer)  # a registered reader would hold tombstones back
+    return events
+
+
+async def consumers(endpoints: BrokerEndpoints) -> dict[str, ConsumerInfo]:
+    async with BrokerConnector(endpoints, timeout=2.0).directory() as directory:
+        return {c.name: c for c in await directory.consumers()}

@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
+from actors.api.access import Gate
 from actors.api.auth import KeyRing
 from actors.api.http import build_app
 from actors.api.jsonrpc import Dispatcher, Method
@@ -56,7 +57,7 @@ async def spec_server() -> AsyncIterator[str]:
     async def ready() -> dict[str, str]:
         return {}
 
-    app = build_app(Dispatcher(spec_table()), KeyRing(["k"]), ApiMetrics(), ready)
+    app = build_app(Dispatcher(spec_table()), Gate(KeyRing("k")), ApiMetrics(), ready)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

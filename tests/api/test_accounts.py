@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from pathlib import Path
 from typing import Any
 
+from actors.api.driver import GetApplied
 from actors.legacy import db
-from core.events import NamespaceDeleted, NamespaceProvisioned, NamespaceProvisionFailed
+from core.envelope import new_event_id
+from core.events import (
+    NamespaceDeleted,
+    NamespaceProvisioned,
+    NamespaceProvisionFailed,
+    to_envelope,
+)
 from tests.api.harness import (
-    FakeConnector,
     RunningApi,
     eventually,
     fast_settings,
     publish_event,
     running_api,
 )
-from tests.support.fake_bus import FakeBus
+from tests.support.fake_bus import FakeBus, FakeConnector
 from tests.support.wait import wait_until
 
 
@@ -32,7 +39,8 @@ async def _status(api: RunningApi, account_id: str) -> str:
 async def test_create_returns_the_contract_account_shape(api: RunningApi) -> None:
     account = await _create(api, "Acme Corp", "Owner@Example.com")
     assert set(account) == {
-        "id", "slug", "name", "owner_email", "namespace", "created_at", "status", "clusters"
+        "id", "slug", "name", "owner_email", "namespace", "created_at", "updated_at",
+        "generation", "status", "clusters",
     }
     assert str(uuid.UUID(account["id"])) == account["id"]
     assert account["slug"] == "acme-corp"
@@ -40,8 +48,13 @@ async def test_create_returns_the_contract_account_shape(api: RunningApi) -> Non
     assert account["owner_email"] == "owner@example.com"
     assert account["namespace"] == "acc-acme-corp"
     assert account["created_at"].endswith("Z")
+    assert account["updated_at"] == account["created_at"]
+    assert account["generation"] == 1
     assert account["status"] == "provisioning"
-    assert account["clusters"] == {"a": {"state": "pending", "updated_at": None}}
+    # The online cluster is listed from the very first answer, pending until it reports.
+    assert account["clusters"] == {
+        "a": {"state": "pending", "observed_generation": 0, "online": True, "updated_at": None}
+    }
 
 
 async def test_get_right_after_create_finds_it_by_id_and_by_slug(api: RunningApi) -> None:
@@ -73,6 +86,9 @@ async def test_create_writes_the_legacy_rows_and_outbox_event_in_one_go(
         ))
         assert envelope["type"] == "account.created"
         assert envelope["payload"]["namespace"] == "acc-shop"
+        assert envelope["payload"]["generation"] == 1
+        assert (envelope["key"], envelope["tombstone"]) == (f"account:{account['id']}", False)
+        assert org["generation"] == 1
     finally:
         await db.close_connection(conn)
 
@@ -132,10 +148,10 @@ async def test_relay_publishes_each_created_account_to_the_bus_once(
     ids = [(await _create(api, f"Pub {i}"))["id"] for i in range(5)]
 
     def published() -> bool:
-        return sorted(e.aggregate_id for e in bus.log) == sorted(ids)
+        return sorted(e.aggregate_id for e in bus.history) == sorted(ids)
 
     await wait_until(published, timeout=10, message="every account.created on the bus")
-    assert [e.type for e in bus.log] == ["account.created"] * 5
+    assert [e.type for e in bus.history] == ["account.created"] * 5
     conn = await db.connect(pg_dsn)
     try:
         await eventually(
@@ -154,7 +170,7 @@ async def test_status_follows_cluster_reports(api: RunningApi, bus: FakeBus) -> 
     account = await _create(api, "Status")
     aid, ns = account["id"], account["namespace"]
     await eventually(lambda: _clusters(api, aid, {"a", "b"}), timeout=5, message="both clusters known")
-    await publish_event(bus, NamespaceProvisioned(aid, "a", ns, "uid-1", "1"))
+    await publish_event(bus, NamespaceProvisioned(aid, "a", ns, "uid-1", "1", 1))
 
     async def status_is(expected: str) -> bool:
         return await _status(api, aid) == expected
@@ -167,11 +183,12 @@ async def test_status_follows_cluster_reports(api: RunningApi, bus: FakeBus) -> 
     # Cluster b comes online without it: provisioning again until it reports.
     bus.set_online("cluster:b", True)
     await eventually(lambda: status_is("provisioning"), timeout=5, message="provisioning")
-    await publish_event(bus, NamespaceProvisionFailed(aid, "b", ns, "forbidden"))
+    await publish_event(bus, NamespaceProvisionFailed(aid, "b", ns, "forbidden", 1, 3))
     await eventually(lambda: status_is("degraded"), timeout=5, message="degraded")
     got = await api.result("account.get", {"id": aid})
     assert got["clusters"]["b"] == {
-        "state": "failed", "updated_at": got["clusters"]["b"]["updated_at"], "error": "forbidden"
+        "state": "failed", "observed_generation": 1, "online": True,
+        "updated_at": got["clusters"]["b"]["updated_at"], "error": "forbidden", "attempts": 3,
     }
 
 
@@ -184,22 +201,33 @@ async def test_delete_is_deleting_until_every_cluster_that_had_it_reports_delete
 ) -> None:
     account = await _create(api, "Doomed")
     aid, ns = account["id"], account["namespace"]
-    await publish_event(bus, NamespaceProvisioned(aid, "a", ns, "uid-1", "1"))
+    await publish_event(bus, NamespaceProvisioned(aid, "a", ns, "uid-1", "1", 1))
     await eventually(lambda: _is(api, aid, "ready"), timeout=5, message="ready")
     deleted = await api.result("account.delete", {"id": aid})
     assert deleted["status"] == "deleting"
+    assert deleted["generation"] == 2
+    assert deleted["updated_at"] > deleted["created_at"]
+    # Cluster a has not observed generation 2 yet: it still has the namespace.
     assert deleted["clusters"]["a"]["state"] == "deleting"
+    assert deleted["clusters"]["a"]["observed_generation"] == 1
     again = await api.result("account.delete", {"id": aid})
-    assert again["status"] == "deleting"
-    await publish_event(bus, NamespaceDeleted(aid, "a", ns))
+    assert (again["status"], again["generation"]) == ("deleting", 2)
+    await publish_event(bus, NamespaceDeleted(aid, "a", ns, 2))
     await eventually(lambda: _is(api, aid, "deleted"), timeout=5, message="deleted")
+    gone = await api.result("account.get", {"id": aid})
+    assert gone["clusters"]["a"]["observed_generation"] == 2
 
     def kinds() -> list[str]:
-        return [e.type for e in bus.log if e.aggregate_id == aid]
+        return [e.type for e in bus.history if e.aggregate_id == aid]
 
     await wait_until(lambda: "account.deleted" in kinds(), timeout=5, message="deletion relayed")
     assert kinds().count("account.deleted") == 1
     assert kinds().count("account.created") == 1
+    tombstone = bus.newest(f"account:{aid}")
+    assert tombstone is not None
+    assert (tombstone.type, tombstone.tombstone, tombstone.payload["generation"]) == (
+        "account.deleted", True, 2
+    )
 
 
 async def _is(api: RunningApi, aid: str, status: str) -> bool:
@@ -255,32 +283,35 @@ async def test_cluster_list_shows_cluster_consumers_only(api: RunningApi, bus: F
     assert set(clusters[0]) == {"name", "status", "last_seen", "acked_seq", "lag"}
 
 
-async def test_redelivered_events_change_nothing(api: RunningApi, bus: FakeBus) -> None:
+async def test_the_drivers_apply_of_the_domains_own_event_and_repeats_change_nothing(
+    api: RunningApi, bus: FakeBus
+) -> None:
     account = await _create(api, "Twice")
     aid, ns = account["id"], account["namespace"]
-    await publish_event(bus, NamespaceProvisioned(aid, "a", ns, "uid-1", "1"))
-    await eventually(lambda: _is(api, aid, "ready"), timeout=5, message="ready")
+
+    async def consumed() -> bool:
+        return bus.acked_seq("cache") == bus.head
+
+    await wait_until(lambda: bus.head == 1, timeout=5, message="account.created relayed")
+    await eventually(consumed, timeout=5, message="the driver consumed it")
+    # Read-your-writes applied it already: the driver's apply changed nothing.
+    assert await api.handles.driver.ask(GetApplied()) == 0
+    report = to_envelope(NamespaceProvisioned(aid, "a", ns, "uid-1", "1", 1), correlation_id="t")
+    await bus.publish([report])
+    await eventually(lambda: _driver_applied(api, 1), timeout=5, message="report applied")
     before = await api.result("account.list", {})
-    applied = await api.handles.driver.ask(_get_applied())
-    await bus.redeliver("cache")
-    await publish_event(bus, NamespaceProvisioned(aid, "a", ns, "uid-1", "1"))  # marks the end
-    await eventually(
-        lambda: _driver_applied(api, applied + 1), timeout=5, message="driver caught up again"
-    )
+    # The same report again (a daemon's redo after the bus's duplicate window): no change.
+    again = dataclasses.replace(report, event_id=new_event_id())
+    await bus.publish([again])
+    await eventually(consumed, timeout=5, message="the driver consumed the repeat")
+    assert await api.handles.driver.ask(GetApplied()) == 1
     after = await api.result("account.list", {})
-    assert after["items"][0]["clusters"]["a"]["state"] == "created"
-    assert [i["id"] for i in after["items"]] == [i["id"] for i in before["items"]]
-    assert len(after["items"]) == 1
-
-
-def _get_applied() -> Any:
-    from actors.api.driver import GetApplied
-
-    return GetApplied()
+    assert after == before
+    assert after["items"][0]["status"] == "ready"
 
 
 async def _driver_applied(api: RunningApi, count: int) -> bool:
-    applied: int = await api.handles.driver.ask(_get_applied())
+    applied: int = await api.handles.driver.ask(GetApplied())
     return applied >= count
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from jsonrpcclient import Error, Ok, notification, parse, request
 
-from actors.api.jsonrpc import INTERNAL_ERROR, INVALID_PARAMS
+from actors.api.jsonrpc import INTERNAL_ERROR, INVALID_PARAMS, RATE_LIMITED
 from actors.api.methods import NOT_FOUND, SLUG_TAKEN, UNAUTHORIZED, UNAVAILABLE
 from tests.api.harness import RunningApi
 
@@ -89,16 +89,12 @@ async def test_openrpc_document_lists_every_dispatchable_method_with_its_errors(
             assert set(param) >= {"name", "schema", "required"}
     by_name = {m["name"]: m for m in document["methods"]}
     assert {e["code"] for e in by_name["account.create"]["errors"]} == {
-        UNAUTHORIZED, SLUG_TAKEN, UNAVAILABLE, INVALID_PARAMS, INTERNAL_ERROR
+        UNAUTHORIZED, RATE_LIMITED, SLUG_TAKEN, UNAVAILABLE, INVALID_PARAMS, INTERNAL_ERROR
     }
     assert [p["name"] for p in by_name["account.create"]["params"]] == ["name", "owner_email", "slug"]
     assert "Account" in document["components"]["schemas"]
 
 
 def api_methods(api: RunningApi) -> dict[str, Any]:
-    """The method table the running API dispatches with (built the same way start_api does)."""
-    from actors.api.cursors import CursorCodec
-    from actors.api.methods import Deps, build_table
-
-    h = api.handles
-    return build_table(Deps((h.domain,), h.cache, h.directory, CursorCodec(b"k")))
+    """The method table the running API dispatches with."""
+    return dict(api.handles.methods)

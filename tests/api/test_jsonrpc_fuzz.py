@@ -56,7 +56,7 @@ def _check_response(reply: Any) -> None:
 def _run(body: bytes) -> Any:
     import asyncio
 
-    return asyncio.run(DISPATCHER.handle(body, authenticated=False))
+    return asyncio.run(DISPATCHER.handle(body)).body
 
 
 @settings(max_examples=300, deadline=None, derandomize=True)

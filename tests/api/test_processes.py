@@ -19,21 +19,18 @@ import aiohttp
 import pytest
 
 from actors.api.app import CACHE_FILE
-from actors.api.bus import BrokerConnector
 from actors.api.cache_store import SqliteCache
-from actors.api.rebuild import rebuild_cache
+from actors.api.rebuild import REBUILD_CONSUMER, rebuild_cache
 from actors.legacy import db
-from core.bus import ConsumerInfo
 from core.events import NamespaceProvisioned, to_envelope
 from tests.api.harness import ADMIN_KEY
-from tests.api.processes import read_log, start_api_process
+from tests.api.processes import consumers, read_log, start_api_process
 from tests.support.broker import new_endpoints, restart_broker, start_broker_process
 from tests.support.ports import free_port
 from tests.support.postgres import EmbeddedServer, PgAdmin, server_base
 from tests.support.processes import ProcessGroup
 from tests.support.wait import wait_until
-from transport.client import BrokerEndpoints, Directory, Publisher
-from transport.sockets import close_context, new_context
+from transport.connector import BrokerConnector
 
 pytestmark = pytest.mark.processes
 
@@ -210,8 +207,12 @@ async def test_sigterm_stops_the_api_cleanly(
     assert "process_stopped" in events
 
 
-async def test_rebuild_cache_flag_restores_a_lost_cache_from_the_log(
-    pg_dsn: str, procs: ProcessGroup, tmp_path: Path, http: aiohttp.ClientSession
+@pytest.mark.parametrize(
+    "extra", [("--rebuild-cache",), ()], ids=["rebuild-flag", "fresh-cache-replays"]
+)
+async def test_a_lost_cache_is_restored_from_the_log_and_no_consumer_is_left_behind(
+    pg_dsn: str, procs: ProcessGroup, tmp_path: Path, http: aiohttp.ClientSession,
+    extra: tuple[str, ...],
 ) -> None:
     _broker, endpoints = await start_broker_process(procs, tmp_path / "broker")
     state = tmp_path / "s"
@@ -223,18 +224,25 @@ async def test_rebuild_cache_flag_restores_a_lost_cache_from_the_log(
     ]
 
     async def consumed() -> bool:
-        return len([e for e in await read_log(endpoints) if e.type == "account.created"]) == 3
+        infos = await consumers(endpoints)
+        return "cache" in infos and (infos["cache"].acked_seq, infos["cache"].lag) == (3, 0)
 
-    _ = await wait_until(consumed, timeout=20, message="all three in the log")
+    _ = await wait_until(consumed, timeout=20, message="the cache consumer passed all three")
     assert await procs.stop(api) == 0
     for path in state.glob("cache.sqlite3*"):
         path.unlink()  # the cache is lost; the `cache` consumer has acked everything already
     _api2, url = await start_api_process(
-        procs, dsn=pg_dsn, endpoints=endpoints, state_dir=state, name="api-rebuilt",
-        extra=("--rebuild-cache",),
+        procs, dsn=pg_dsn, endpoints=endpoints, state_dir=state, name="api-restored", extra=extra,
     )
-    listed = (await Client(http, url).call("account.list", {}))["result"]
-    assert sorted(item["id"] for item in listed["items"]) == sorted(ids)
+
+    async def restored() -> bool:
+        listed = (await Client(http, url).call("account.list", {}))["result"]
+        return sorted(item["id"] for item in listed["items"]) == sorted(ids)
+
+    _ = await wait_until(restored, timeout=20, message="every account back in the cache")
+    names = set(await consumers(endpoints))
+    assert REBUILD_CONSUMER not in names
+    assert not any(name.startswith("audit-") for name in names)
 
 
 async def test_cache_killed_mid_stream_ends_equal_to_a_rebuild_from_the_log(
@@ -250,24 +258,23 @@ async def test_cache_killed_mid_stream_ends_equal_to_a_rebuild_from_the_log(
         for i in range(20)
     ]
     reports = [
-        to_envelope(NamespaceProvisioned(a["id"], "t", a["namespace"], f"u{i}", "1"), correlation_id="d")
+        to_envelope(
+            NamespaceProvisioned(a["id"], "t", a["namespace"], f"u{i}", "1", 1), correlation_id="d"
+        )
         for i, a in enumerate(accounts)
     ]
-    ctx = new_context()
-    try:
-        async with Publisher(ctx, endpoints) as publisher:
-            await publisher.publish(reports)
-    finally:
-        close_context(ctx)
-    await procs.kill(api)  # SIGKILL while the event driver is working through the burst
+    connector = BrokerConnector(endpoints)
+    async with connector.publisher() as publisher:
+        await publisher.publish(reports)
+    await procs.kill(api)  # SIGKILL while the event driver applies and acks the burst
     _api2, url = await start_api_process(
         procs, dsn=pg_dsn, endpoints=endpoints, state_dir=state, port=port, name="api-2"
     )
 
     async def cache_caught_up() -> bool:
         # All 40 events stored (the restarted relay may still owe a create the killed one
-        # committed but never published) and all of them applied.
-        infos = await _consumers(endpoints)
+        # committed but never published) and all of them in the cache.
+        infos = await consumers(endpoints)
         return "cache" in infos and (infos["cache"].acked_seq, infos["cache"].lag) == (40, 0)
 
     _ = await wait_until(cache_caught_up, timeout=30, message="the cache consumer caught up")
@@ -278,20 +285,11 @@ async def test_cache_killed_mid_stream_ends_equal_to_a_rebuild_from_the_log(
     finally:
         live.close()
     rebuilt = tmp_path / "rebuilt.sqlite3"
-    await rebuild_cache(BrokerConnector(endpoints), rebuilt, consumer="cache-check")
+    await rebuild_cache(connector, rebuilt, consumer="cache-check")
     replayed = SqliteCache(rebuilt)
     try:
         assert replayed.dump() == expected
     finally:
         replayed.close()
-    assert len(expected["reports"]) == 20  # type: ignore[arg-type]
-
-
-async def _consumers(endpoints: BrokerEndpoints) -> dict[str, ConsumerInfo]:
-    ctx = new_context()
-    try:
-        async with Directory(ctx, endpoints, timeout=2.0) as directory:
-            return {c.name: c for c in await directory.consumers()}
-    finally:
-        close_context(ctx)
-
+    assert len(expected["reports"]) == 20
+    assert "cache-check" not in await consumers(endpoints), "the rebuild removed its consumer"

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from actors.api.bus import BrokerConnector
-from actors.api.cache import GetCursor
-from core.events import NamespaceProvisioned, to_envelope
+from actors.api.driver import GetApplied
+from core.events import NamespaceProvisioned, from_envelope, generation_of, to_envelope
 from tests.api.harness import eventually, fast_settings, running_api
+from tests.api.processes import consumers
 from tests.support.broker import embedded_broker
-from transport.client import Publisher, Subscriber
-from transport.sockets import close_context, new_context
+from transport.connector import BrokerConnector
 
 
 async def test_created_account_travels_through_the_real_broker_and_back(
@@ -20,32 +19,36 @@ async def test_created_account_travels_through_the_real_broker_and_back(
         connector = BrokerConnector(endpoints, timeout=2.0)
         async with running_api(fast_settings(pg_dsn, tmp_path / "state"), connector) as api:
             account = await api.result("account.create", {"name": "Wired", "owner_email": "w@x.io"})
-            ctx = new_context()
-            try:
-                async with Subscriber(ctx, endpoints, consumer="cluster:t") as sub:
-                    deliveries = sub.deliveries()
-                    first = await anext(deliveries)
-                    assert first.envelope.type == "account.created"
-                    assert first.envelope.aggregate_id == account["id"]
-                    await sub.ack(first.seq)
-                    report = NamespaceProvisioned(account["id"], "t", account["namespace"], "u", "1")
-                    async with Publisher(ctx, endpoints) as pub:
-                        await pub.publish([to_envelope(report, correlation_id="daemon")])
+            async with connector.subscription("cluster:t", key_prefix="account:") as sub:
+                batches = sub.batches()
+                first = await anext(batches)
+                while not first.deliveries:
+                    first = await anext(batches)
+                envelope = first.deliveries[0].envelope
+                assert (envelope.type, envelope.aggregate_id) == ("account.created", account["id"])
+                assert (envelope.key, envelope.tombstone) == (f"account:{account['id']}", False)
+                assert generation_of(from_envelope(envelope)) == 1
+                await sub.ack(first.position)
+                report = NamespaceProvisioned(account["id"], "t", account["namespace"], "u", "1", 1)
+                async with connector.publisher() as pub:
+                    await pub.publish([to_envelope(report, correlation_id="daemon")])
 
-                    async def ready() -> bool:
-                        got = await api.result("account.get", {"id": account["id"]})
-                        return bool(got["status"] == "ready")
+                async def ready() -> bool:
+                    got = await api.result("account.get", {"id": account["id"]})
+                    return bool(got["status"] == "ready")
 
-                    await eventually(ready, timeout=10, message="ready via the real broker")
-                    clusters = await api.result("cluster.list", {})
-                    assert [c["name"] for c in clusters] == ["t"]
-                    assert clusters[0]["status"] == "online"
+                await eventually(ready, timeout=10, message="ready via the real broker")
+                clusters = await api.result("cluster.list", {})
+                assert [c["name"] for c in clusters] == ["t"]
+                assert clusters[0]["status"] == "online"
 
-                    async def cursor_at(seq: int) -> bool:
-                        cursor: int = await api.handles.cache.ask(GetCursor())
-                        return cursor == seq
+                async def cache_consumed_both() -> bool:
+                    infos = await consumers(endpoints)
+                    return "cache" in infos and (infos["cache"].acked_seq, infos["cache"].lag) == (2, 0)
 
-                    await eventually(lambda: cursor_at(2), timeout=10, message="cache consumed both")
-                    await deliveries.aclose()  # type: ignore[attr-defined]
-            finally:
-                close_context(ctx)
+                await eventually(cache_consumed_both, timeout=10, message="cache consumed both")
+                # The create was in the cache already (read-your-writes); the report was not.
+                assert await api.handles.driver.ask(GetApplied()) == 1
+                aclose = getattr(batches, "aclose", None)
+                if aclose is not None:
+                    await aclose()

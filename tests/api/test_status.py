@@ -1,4 +1,4 @@
-"""Account status is derived purely from the cluster reports and the clusters online now."""
+"""Account status is derived purely from the cluster reports, their generations and the clusters online."""
 
 from __future__ import annotations
 
@@ -7,14 +7,23 @@ import pytest
 from core.account import AccountRecord, ClusterReport, account_view
 
 T0 = "2026-01-01T00:00:00.000000Z"
+T1 = "2026-01-01T00:00:01.000000Z"
 
 
-def _record(deleted: bool = False) -> AccountRecord:
-    return AccountRecord("id", "s", "S", "e@x.io", "acc-s", T0, T0 if deleted else None, 1)
+def _record(deleted: bool = False, generation: int | None = None) -> AccountRecord:
+    generation = generation or (2 if deleted else 1)
+    return AccountRecord(
+        "id", "s", "S", "e@x.io", "acc-s", T0, T1 if deleted else None, generation, T0, 1
+    )
 
 
 def _reports(**states: str) -> list[ClusterReport]:
-    return [ClusterReport(name, state, T0) for name, state in states.items()]  # type: ignore[arg-type]
+    """`a="created"` reports at generation 1; `a="deleted@2"` at the generation after the @."""
+    out = []
+    for name, spec in states.items():
+        state, _, generation = spec.partition("@")
+        out.append(ClusterReport(name, state, int(generation or 1), T0))  # type: ignore[arg-type]
+    return out
 
 
 @pytest.mark.parametrize(
@@ -29,12 +38,13 @@ def _reports(**states: str) -> list[ClusterReport]:
         ({"a": "created", "b": "failed"}, ["a", "b"], ["a"], False, "ready"),
         ({"a": "created"}, ["a"], [], False, "provisioning"),
         ({"a": "created"}, ["a"], ["a"], True, "deleting"),
-        ({"a": "deleted"}, ["a", "b"], ["a", "b"], True, "deleting"),  # b online, will report
-        ({"a": "deleted"}, ["a", "b"], ["a"], True, "deleted"),  # b offline, never had it
-        ({"a": "deleted", "b": "deleted"}, ["a", "b"], ["a", "b"], True, "deleted"),
-        ({"a": "deleted", "b": "created"}, ["a", "b"], ["a"], True, "deleting"),
+        ({"a": "deleted@2"}, ["a", "b"], ["a", "b"], True, "deleting"),  # b online, will report
+        ({"a": "deleted@2"}, ["a", "b"], ["a"], True, "deleted"),  # b offline, never had it
+        ({"a": "deleted@2", "b": "deleted@2"}, ["a", "b"], ["a", "b"], True, "deleted"),
+        ({"a": "deleted@2", "b": "created"}, ["a", "b"], ["a"], True, "deleting"),
         ({"a": "failed"}, ["a"], ["a"], True, "deleting"),
         ({"a": "failed"}, ["a"], [], True, "deleted"),
+        ({"a": "failed@2"}, ["a"], [], True, "deleting"),  # its deletion was refused
         ({}, ["a"], ["a"], True, "deleting"),
         ({}, [], [], True, "deleted"),
     ],
@@ -46,15 +56,46 @@ def test_status_is_derived_from_reports_and_online_clusters(
     assert view.status == status
 
 
+@pytest.mark.parametrize(
+    ("generation", "reports", "status"),
+    [
+        (2, {"a": "created@2", "b": "created@2"}, "ready"),
+        (2, {"a": "created@2", "b": "created@1"}, "updating"),  # b has not observed 2 yet
+        (3, {"a": "created@2", "b": "created@2"}, "updating"),
+        (2, {"a": "created@3", "b": "created@2"}, "ready"),  # a report ahead of the cache
+    ],
+)
+def test_ready_means_every_online_cluster_reports_created_at_the_current_generation(
+    generation: int, reports: dict[str, str], status: str
+) -> None:
+    view = account_view(_record(generation=generation), _reports(**reports), ["a", "b"], ["a", "b"])
+    assert view.status == status
+
+
 def test_every_known_cluster_is_listed_pending_until_it_reports() -> None:
-    view = account_view(_record(), _reports(a="created"), ["a", "b"], ["a", "b"])
+    view = account_view(_record(), _reports(a="created"), ["a", "b"], ["a"])
     assert view.to_json()["clusters"] == {
-        "a": {"state": "created", "updated_at": T0},
-        "b": {"state": "pending", "updated_at": None},
+        "a": {"state": "created", "observed_generation": 1, "online": True, "updated_at": T0},
+        "b": {"state": "pending", "observed_generation": 0, "online": False, "updated_at": None},
+    }
+
+
+def test_a_failure_shows_its_error_and_attempts() -> None:
+    failed = ClusterReport("a", "failed", 1, T0, "Forbidden: quota", 4)
+    view = account_view(_record(), [failed], ["a"], ["a"])
+    assert view.status == "degraded"
+    assert view.to_json()["clusters"]["a"] == {
+        "state": "failed", "observed_generation": 1, "online": True, "updated_at": T0,
+        "error": "Forbidden: quota", "attempts": 4,
     }
 
 
 def test_a_deleted_account_shows_created_namespaces_as_deleting() -> None:
-    view = account_view(_record(deleted=True), _reports(a="created", b="deleted"), ["a", "b", "c"], [])
-    states = {name: c["state"] for name, c in view.to_json()["clusters"].items()}
-    assert states == {"a": "deleting", "b": "deleted", "c": "deleted"}
+    view = account_view(
+        _record(deleted=True), _reports(a="created", b="deleted@2"), ["a", "b", "c"], []
+    )
+    clusters = view.to_json()["clusters"]
+    states = {name: (c["state"], c["observed_generation"]) for name, c in clusters.items()}
+    assert states == {"a": ("deleting", 1), "b": ("deleted", 2), "c": ("deleted", 0)}
+    assert clusters["a"]["updated_at"] == T1  # since the deletion
+    assert view.to_json()["generation"] == 2

@@ -35,7 +35,7 @@ async def test_a_blackholed_consumer_is_marked_offline_then_catches_up_when_the_
                     ctx, via_proxy, consumer="cluster:far", heartbeat_interval=0.1, timeout=0.5
                 ) as sub,
             ):
-                stream = sub.deliveries()
+                stream = sub.batches()
 
                 async def online(expected: bool) -> bool:
                     infos = await directory.consumers()
@@ -43,7 +43,7 @@ async def test_a_blackholed_consumer_is_marked_offline_then_catches_up_when_the_
 
                 await pub.publish(events[:10])
                 while len(got) < 10:
-                    got.append(await anext(stream))
+                    got += (await anext(stream)).deliveries
                 _ = await wait_until(lambda: online(True), message="consumer online")
                 for proxy in proxies:
                     proxy.pause()
@@ -56,7 +56,7 @@ async def test_a_blackholed_consumer_is_marked_offline_then_catches_up_when_the_
                         await proxy.drop_connections()
                     proxy.resume()
                 while len(got) < 20:
-                    got.append(await anext(stream))
+                    got += (await anext(stream)).deliveries
                 _ = await wait_until(lambda: online(True), timeout=10, message="consumer back")
                 await stream.aclose()  # type: ignore[attr-defined]
         finally:

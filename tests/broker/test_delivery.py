@@ -1,4 +1,5 @@
-"""Delivery semantics against an embedded broker: catch-up, late joiners, dedup, acks, gaps."""
+"""Delivery semantics against an embedded broker: catch-up, late joiners on a compacted log,
+dedup within its window, cumulative acks, filtered subscriptions, overflow, lost acks."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ from pathlib import Path
 import pytest
 import structlog.testing
 
-from core.bus import BusRejected, BusUnavailable, Delivery
+from actors.broker.settings import DedupSetting
+from core.bus import Batch, BusRejected, BusUnavailable, Delivery
 from core.envelope import Envelope
-from tests.broker.helpers import envelope
+from tests.broker.helpers import envelope, read_log
 from tests.support.broker import embedded_broker, new_endpoints
 from tests.support.wait import wait_until
 from transport.client import BrokerEndpoints, Directory, Publisher, Subscriber
@@ -23,24 +25,26 @@ async def _consume(
     consumer: str,
     count: int,
     *,
-    ack: bool = True,
-) -> list[Delivery]:
+    key_prefix: str = "",
+) -> tuple[list[Delivery], int]:
+    """Read batches (acking each) until `count` deliveries and caught up; returns them and the
+    final position, once the broker has recorded it."""
     got: list[Delivery] = []
-    async with Subscriber(ctx, endpoints, consumer=consumer, heartbeat_interval=0.1) as sub:
+    async with Subscriber(
+        ctx, endpoints, consumer=consumer, key_prefix=key_prefix, heartbeat_interval=0.1
+    ) as sub:
         async with asyncio.timeout(20):
-            async for delivery in sub.deliveries():
-                got.append(delivery)
-                if ack:
-                    await sub.ack(delivery.seq)
-                if len(got) == count:
+            async for batch in sub.batches():
+                got += batch.deliveries
+                await sub.ack(batch.position)
+                if len(got) >= count and batch.caught_up:
+                    position = batch.position
                     break
-        await _wait_acked(ctx, endpoints, consumer, got[-1].seq if ack and got else None)
-    return got
+        await _wait_acked(ctx, endpoints, consumer, position)
+    return got, position
 
 
-async def _wait_acked(ctx: Context, endpoints: BrokerEndpoints, consumer: str, seq: int | None) -> None:
-    if seq is None:
-        return
+async def _wait_acked(ctx: Context, endpoints: BrokerEndpoints, consumer: str, seq: int) -> None:
     async with Directory(ctx, endpoints) as directory:
 
         async def acked() -> bool:
@@ -49,44 +53,59 @@ async def _wait_acked(ctx: Context, endpoints: BrokerEndpoints, consumer: str, s
         _ = await wait_until(acked, timeout=10, message=f"{consumer} acked {seq}")
 
 
-async def _publish(ctx: Context, endpoints: BrokerEndpoints, events: list[Envelope]) -> None:
+async def _publish(ctx: Context, endpoints: BrokerEndpoints, events: list[Envelope]) -> list[int]:
     async with Publisher(ctx, endpoints) as pub:
-        await pub.publish(events)
+        return [r.seq for r in await pub.publish(events)]
 
 
-async def test_an_offline_consumer_catches_up_from_its_last_ack_when_it_returns(
+async def test_an_offline_consumer_catches_up_from_its_position_when_it_returns(
     ctx: Context, tmp_path: Path
 ) -> None:
     events = [envelope(i) for i in range(30)]
     async with embedded_broker(tmp_path) as endpoints:
         await _publish(ctx, endpoints, events[:10])
-        first = await _consume(ctx, endpoints, "cluster:a", 10)
+        first, position = await _consume(ctx, endpoints, "cluster:a", 10)
         await _publish(ctx, endpoints, events[10:])  # while cluster:a is away
-        second = await _consume(ctx, endpoints, "cluster:a", 20)
+        second, _ = await _consume(ctx, endpoints, "cluster:a", 20)
+    assert position == 10
     assert [d.envelope for d in first + second] == events
     assert [d.seq for d in second] == list(range(11, 31))
 
 
-async def test_consumer_positions_survive_a_broker_restart(ctx: Context, tmp_path: Path) -> None:
+async def test_positions_and_the_dedup_window_survive_a_broker_restart(ctx: Context, tmp_path: Path) -> None:
     events = [envelope(i) for i in range(20)]
     async with embedded_broker(tmp_path) as endpoints:
-        await _publish(ctx, endpoints, events)
+        await _publish(ctx, endpoints, events[:12])
         await _consume(ctx, endpoints, "cache", 12)
+        await _publish(ctx, endpoints, events[12:])
     async with embedded_broker(tmp_path) as endpoints:
-        rest = await _consume(ctx, endpoints, "cache", 8)
+        rest, _ = await _consume(ctx, endpoints, "cache", 8)
         async with Publisher(ctx, endpoints) as pub:
             again = await pub.publish(events[:3])
     assert [d.envelope for d in rest] == events[12:]
     assert [(r.seq, r.duplicate) for r in again] == [(1, True), (2, True), (3, True)]
 
 
-async def test_a_consumer_registered_later_receives_everything_retained(ctx: Context, tmp_path: Path) -> None:
-    events = [envelope(i) for i in range(1200)]
-    async with embedded_broker(tmp_path) as endpoints:
-        await _publish(ctx, endpoints, events)
-        await _consume(ctx, endpoints, "cluster:early", 1200)
-        late = await _consume(ctx, endpoints, "cluster:late", 1200)
-    assert [d.envelope for d in late] == events
+async def test_a_consumer_registered_later_gets_the_newest_record_of_every_live_key(
+    ctx: Context, tmp_path: Path
+) -> None:
+    keys, rounds = 20, 15
+    events = [envelope(r * keys + k, key=k) for r in range(rounds) for k in range(keys)]
+    newest = {e.key: e for e in events}
+    async with embedded_broker(tmp_path, segment_bytes=4000) as endpoints:
+        for i in range(0, len(events), 50):
+            await _publish(ctx, endpoints, events[i : i + 50])
+
+        async def compacted() -> bool:
+            return len(await read_log(ctx, endpoints)) == keys
+
+        _ = await wait_until(compacted, timeout=20, message="the log compacted to one record per key")
+        late, position = await _consume(ctx, endpoints, "cluster:late", keys)
+    assert sorted((d.envelope.key, d.envelope.event_id) for d in late) == sorted(
+        (e.key, e.event_id) for e in newest.values()
+    )
+    assert position == len(events)
+    assert [d.seq for d in late] == sorted(d.seq for d in late)
 
 
 async def test_duplicate_publishes_of_one_event_id_are_stored_once(ctx: Context, tmp_path: Path) -> None:
@@ -96,36 +115,70 @@ async def test_duplicate_publishes_of_one_event_id_are_stored_once(ctx: Context,
             first = await pub.publish([one, one, two])
             again = await asyncio.gather(*(pub.publish([one]) for _ in range(5)))
             three = await pub.publish([envelope(3)])
-        got = await _consume(ctx, endpoints, "cache", 3)
+        got, _ = await _consume(ctx, endpoints, "cache", 3)
     assert [(r.seq, r.duplicate) for r in first] == [(1, False), (1, True), (2, False)]
     assert all(r == [first[0].__class__(one.event_id, 1, True)] for r in again)
     assert three[0].seq == 3
     assert [d.envelope.event_id for d in got] == [one.event_id, two.event_id, three[0].event_id]
 
 
-async def test_out_of_order_acks_keep_a_contiguous_watermark_and_skip_acked_on_redelivery(
+async def test_a_duplicate_from_beyond_the_dedup_window_is_stored_again(ctx: Context, tmp_path: Path) -> None:
+    events = [envelope(i) for i in range(5)]
+    async with embedded_broker(tmp_path, dedup=DedupSetting(count=3)) as endpoints:
+        await _publish(ctx, endpoints, events)
+        async with Publisher(ctx, endpoints) as pub:
+            inside = await pub.publish([events[3]])
+            beyond = await pub.publish([events[0]])
+    assert [(r.seq, r.duplicate) for r in inside + beyond] == [(4, True), (6, False)]
+
+
+async def test_a_filtered_subscription_moves_past_filtered_records_and_its_lag_goes_to_zero(
     ctx: Context, tmp_path: Path
 ) -> None:
-    events = [envelope(i) for i in range(6)]
+    accounts = [envelope(i) for i in range(6)]
+    outcomes = [envelope(100 + i, key=f"outcome:east:{i}") for i in range(6)]
     async with embedded_broker(tmp_path) as endpoints:
-        await _publish(ctx, endpoints, events)
-        async with Subscriber(ctx, endpoints, consumer="cluster:b", heartbeat_interval=0.1) as sub:
-            seen = []
-            async for delivery in sub.deliveries():
-                seen.append(delivery.seq)
-                if len(seen) == 6:
-                    break
-            for seq in (2, 4, 5):
-                await sub.ack(seq)
+        mixed = [e for pair in zip(accounts[:3], outcomes[:3], strict=True) for e in pair]
+        await _publish(ctx, endpoints, mixed)
+        await _publish(ctx, endpoints, outcomes[3:])  # a catch-up page ending in filtered records
+        got: list[Delivery] = []
+        batches: list[Batch] = []
+        async with Subscriber(
+            ctx, endpoints, consumer="cluster:east", key_prefix="account:", heartbeat_interval=0.1
+        ) as sub:
+            stream = sub.batches()
+            async with asyncio.timeout(20):
+                while not batches or batches[-1].position < 9:
+                    batches.append(await anext(stream))
+                more = [envelope(200, key="outcome:east:x"), envelope(201, key="outcome:west:x")]
+                await _publish(ctx, endpoints, [accounts[3], *more, accounts[4]])  # live
+                while batches[-1].position < 13:
+                    batches.append(await anext(stream))
+            got = [d for b in batches for d in b.deliveries]
+            await sub.ack(batches[-1].position)
             async with Directory(ctx, endpoints) as directory:
 
-                async def lag_is_three() -> bool:
+                async def lag_zero() -> bool:
                     (info,) = await directory.consumers()
-                    return info.acked_seq == 0 and info.lag == 3
+                    return (info.acked_seq, info.lag) == (13, 0)
 
-                _ = await wait_until(lag_is_three, timeout=10, message="acks above a hole recorded")
-        redelivered = await _consume(ctx, endpoints, "cluster:b", 3)
-    assert [d.seq for d in redelivered] == [1, 3, 6]
+                _ = await wait_until(lag_zero, timeout=10, message="position past filtered records")
+            await stream.aclose()  # type: ignore[attr-defined]
+    assert [d.envelope for d in got] == accounts[:5]
+    assert [d.seq for d in got] == [1, 3, 5, 10, 13]
+    assert all(b.caught_up for b in batches[-2:])
+
+
+async def test_a_removed_consumer_is_forgotten(ctx: Context, tmp_path: Path) -> None:
+    async with embedded_broker(tmp_path) as endpoints:
+        await _publish(ctx, endpoints, [envelope(1)])
+        await _consume(ctx, endpoints, "cluster:gone", 1)
+        async with Directory(ctx, endpoints) as directory:
+            assert [i.name for i in await directory.consumers()] == ["cluster:gone"]
+            assert await directory.remove("cluster:gone")
+            assert await directory.consumers() == []
+            assert not await directory.remove("cluster:gone")
+            assert not await directory.remove("not a valid name!")
 
 
 async def test_a_subscriber_that_overflows_its_live_buffer_refetches_without_loss(
@@ -135,14 +188,14 @@ async def test_a_subscriber_that_overflows_its_live_buffer_refetches_without_los
     async with embedded_broker(tmp_path) as endpoints:
         got: list[Delivery] = []
         async with Subscriber(ctx, endpoints, consumer="cache", heartbeat_interval=0.1, live_buffer=2) as sub:
-            stream = sub.deliveries()
+            stream = sub.batches()
             async with Publisher(ctx, endpoints) as pub:
                 publishing = asyncio.gather(*(pub.publish([e]) for e in events))
                 async with asyncio.timeout(20):
-                    async for delivery in stream:
-                        got.append(delivery)
+                    async for batch in stream:
+                        got += batch.deliveries
                         await asyncio.sleep(0)  # a slow consumer
-                        if len(got) == len(events):
+                        if batch.position == len(events):
                             break
                 receipts = await publishing
     seq_of = {r[0].event_id: r[0].seq for r in receipts}
@@ -153,7 +206,7 @@ async def test_a_subscriber_that_overflows_its_live_buffer_refetches_without_los
 async def test_an_invalid_envelope_is_rejected_and_nothing_of_its_batch_is_stored(
     ctx: Context, tmp_path: Path
 ) -> None:
-    bad = Envelope("not-a-uuid", "account.created", 1, "a", "t", "c", {})
+    bad = Envelope("not-a-uuid", "account.created", 2, "a", "account:a", False, "t", "c", {})
     async with embedded_broker(tmp_path) as endpoints, Publisher(ctx, endpoints) as pub:
         with pytest.raises(BusRejected, match="event_id"):
             await pub.publish([envelope(1), bad])
@@ -189,36 +242,36 @@ async def test_clients_started_before_the_broker_connect_once_it_is_up(ctx: Cont
     ):
         with pytest.raises(BusUnavailable):
             await pub.publish([event])
-        stream = sub.deliveries()
+        stream = sub.batches()
         first = asyncio.ensure_future(anext(stream))
         async with embedded_broker(tmp_path, endpoints=endpoints):
-            receipt = (await pub.publish([event]))[0]
             async with asyncio.timeout(20):
-                delivery = await first
+                empty = await first  # caught up on an empty log
+                receipt = (await pub.publish([event]))[0]
+                batch = await anext(stream)
         await stream.aclose()  # type: ignore[attr-defined]
+    assert (empty.deliveries, empty.position, empty.caught_up) == ([], 0, True)
     assert (receipt.seq, receipt.duplicate) == (1, False)
-    assert delivery.envelope == event
+    assert [d.envelope for d in batch.deliveries] == [event]
 
 
-async def test_acks_the_broker_lost_in_a_crash_are_restored_by_the_live_subscriber(
+async def test_a_position_the_broker_lost_in_a_crash_is_restored_by_the_live_subscriber(
     ctx: Context, tmp_path: Path
 ) -> None:
     endpoints = new_endpoints()
     events = [envelope(i) for i in range(10)]
     async with Subscriber(ctx, endpoints, consumer="cluster:c", heartbeat_interval=0.1, timeout=0.3) as sub:
-        stream = sub.deliveries()
+        stream = sub.batches()
         async with embedded_broker(tmp_path, endpoints=endpoints):
             await _publish(ctx, endpoints, events)
-            for _ in events:
-                await sub.ack((await anext(stream)).seq)
+            position = 0
+            while position < 10:
+                position = (await anext(stream)).position
+                await sub.ack(position)
             await _wait_acked(ctx, endpoints, "cluster:c", 10)
-            # White-box: wait until a pong has confirmed watermark 10 to the subscriber, so
-            # the restore below must come from that confirmation, not from pending re-sends.
-            _ = await wait_until(
-                lambda: sub._confirmed >= 10 and not sub._unconfirmed,
-                timeout=10,
-                message="pong confirmed the acks",
-            )
+            # White-box: wait until a pong has confirmed position 10 to the subscriber, so
+            # the restore below must come from that confirmation, not from a pending re-send.
+            _ = await wait_until(lambda: sub._confirmed >= 10, timeout=10, message="pong confirmed")
         # The broker comes back having lost the saved positions (as if killed before saving).
         (tmp_path / "consumers.json").write_text('{"consumers": {}}')
         with structlog.testing.capture_logs() as logs:

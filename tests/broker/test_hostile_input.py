@@ -63,25 +63,33 @@ async def _zmq_garbage(ctx: Context, endpoints: BrokerEndpoints) -> list[list[by
     try:
         bad_requests = [
             [b"garbage"],
-            [b"FB1"],
-            [b"FB1", b"PUB", REQ],
-            [b"FB1", b"PUB", REQ, protocol.pack_blobs([b"\xc1"])],
-            [b"FB1", b"PUB", REQ, protocol.pack_blobs([b"\x93\x01\x02\x03"])],
-            [b"FB1", b"PUB", REQ, protocol.pack_blobs([b"\xdd\xff\xff\xff\xff"])],
-            [b"FB1", b"PUB", REQ, b"\xff\xff\xff\xff"],
-            [b"FB1", b"SYNC", REQ, b"bad name!", b"", b"\x00\x00\x00\x01"],
-            [b"FB1", b"WHAT", REQ],
-            [b"FB1", b"PUB", REQ, protocol.pack_blobs([b"\x80"] * (protocol.MAX_BATCH + 1))],
+            [b"FB2"],
+            [b"FB1", b"PUB", REQ, protocol.pack_blobs([b"\x80"])],  # the previous protocol version
+            [b"FB2", b"PUB", REQ],
+            [b"FB2", b"PUB", REQ, protocol.pack_blobs([b"\xc1"])],
+            [b"FB2", b"PUB", REQ, protocol.pack_blobs([b"\x93\x01\x02\x03"])],
+            [b"FB2", b"PUB", REQ, protocol.pack_blobs([b"\xdd\xff\xff\xff\xff"])],
+            [b"FB2", b"PUB", REQ, b"\xff\xff\xff\xff"],
+            [b"FB2", b"SYNC", REQ, b"bad name!", b"", b"\x00\x00\x00\x01", b""],
+            [b"FB2", b"SYNC", REQ, b"cache", b"", b"\x00\x00\x00\x01", b"\xff" * 200],
+            [b"FB2", b"DEL", REQ, b"bad name!"],
+            [b"FB2", b"WHAT", REQ],
+            [b"FB2", b"PUB", REQ, protocol.pack_blobs([b"\x80"] * (protocol.MAX_BATCH + 1))],
             *([rng.randbytes(rng.randrange(0, 40)) for _ in range(rng.randrange(1, 5))] for _ in range(50)),
         ]
         for frames in bad_requests:
             await control.send(frames)
-        for frames in ([b"nonsense"], [b"FB1", b"ACK", b"cache", b"\x01\x02"], [b"FB1", b"ACK", b"??", b""]):
+        for frames in (
+            [b"nonsense"],
+            [b"FB2", b"ACK", b"cache", b"\x01\x02"],
+            [b"FB2", b"ACK", b"??", b"\x00" * 8],
+            [b"FB1", b"ACK", b"cache", b"\x00" * 8],
+        ):
             await acks.send(frames)
         bogus.send_nowait([b"EV", b"not a seq", b"x"])
-        huge.send_nowait([b"FB1", b"PUB", REQ, b"\x00" * (MAX_FRAME_BYTES + 1)])
+        huge.send_nowait([b"FB2", b"PUB", REQ, b"\x00" * (MAX_FRAME_BYTES + 1)])
         replies: list[list[bytes]] = []
-        expected = 8  # the requests above whose req_id can be read
+        expected = 10  # the requests above whose req_id can be read
         async with asyncio.timeout(10):
             while len(replies) < expected:
                 replies.append(await control.recv())
@@ -120,10 +128,10 @@ async def test_garbage_on_every_socket_is_dropped_and_later_traffic_is_unaffecte
         assert [before[0].seq, after[0].seq] == [1, 2]
         async with Subscriber(ctx, endpoints, consumer="cache", heartbeat_interval=0.1) as sub:
             got = []
-            async for delivery in sub.deliveries():
-                got.append(delivery.seq)
-                await sub.ack(delivery.seq)
-                if len(got) == 2:
+            async for batch in sub.batches():
+                got += [d.seq for d in batch.deliveries]
+                await sub.ack(batch.position)
+                if batch.position == 2:
                     break
         assert got == [1, 2]
         async with Directory(ctx, endpoints) as directory:

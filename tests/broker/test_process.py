@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import signal
+import struct
+import zlib
 from pathlib import Path
 
 import pytest
 
+from actors.broker.segments import segment_name
+from actors.broker.settings import DedupSetting, dedup_window, duration
 from tests.broker.helpers import envelope
 from tests.support.broker import new_endpoints, start_broker_process
 from tests.support.processes import ProcessGroup
@@ -21,7 +25,10 @@ async def test_help_describes_every_setting(procs: ProcessGroup) -> None:
     proc = await procs.start("broker", "--help")
     assert await proc.process.wait() == 0
     text = proc.log_text()
-    for flag in ("--data-dir", "--bind", "--heartbeat-interval", "--consumer-timeout", "--log-format"):
+    for flag in (
+        "--data-dir", "--bind", "--heartbeat-interval", "--consumer-timeout", "--segment-bytes",
+        "--dedup-window", "--tombstone-retention", "--clean-interval", "--log-format",
+    ):
         assert flag in text
 
 
@@ -32,6 +39,10 @@ async def test_help_describes_every_setting(procs: ProcessGroup) -> None:
         ["--data-dir", "x", "--bind", "tcp://127.0.0.1:1"],
         ["--data-dir", "x", "--bind", "a,b,c"],
         ["--data-dir", "x", "--bind", "tcp://a:1,tcp://b:2,tcp://c:3", "--heartbeat-interval", "0"],
+        ["--data-dir", "x", "--bind", "tcp://a:1,tcp://b:2,tcp://c:3", "--dedup-window", "0"],
+        ["--data-dir", "x", "--bind", "tcp://a:1,tcp://b:2,tcp://c:3", "--dedup-window", "ten"],
+        ["--data-dir", "x", "--bind", "tcp://a:1,tcp://b:2,tcp://c:3", "--tombstone-retention", "1w"],
+        ["--data-dir", "x", "--bind", "tcp://a:1,tcp://b:2,tcp://c:3", "--clean-interval", "0s"],
     ],
 )
 async def test_a_bad_setting_exits_non_zero_with_one_clear_line(
@@ -49,10 +60,33 @@ async def test_settings_come_from_the_environment_when_no_flag_is_given(
     endpoints = new_endpoints()
     proc = await procs.start(
         "broker",
-        env={"FABRIC_BROKER_DATA_DIR": str(tmp_path / "b"), "FABRIC_BROKER_BIND": str(endpoints)},
+        env={
+            "FABRIC_BROKER_DATA_DIR": str(tmp_path / "b"),
+            "FABRIC_BROKER_BIND": str(endpoints),
+            "FABRIC_BROKER_DEDUP_WINDOW": "10m",
+            "FABRIC_BROKER_TOMBSTONE_RETENTION": "30s",
+        },
     )
     _ = await wait_until(lambda: "broker_started" in proc.log_text(), message="broker started")
     assert await procs.stop(proc) == 0
+    bad = await procs.start(
+        "broker",
+        env={
+            "FABRIC_BROKER_DATA_DIR": str(tmp_path / "c"),
+            "FABRIC_BROKER_BIND": str(new_endpoints()),
+            "FABRIC_BROKER_SEGMENT_BYTES": "-1",
+        },
+        name="bad",
+    )
+    assert await bad.process.wait() == 2
+
+
+def test_durations_and_dedup_windows_parse_as_documented() -> None:
+    assert [duration(t) for t in ("500ms", "30s", "10m", "24h", "7d", "2")] == [
+        0.5, 30, 600, 86400, 7 * 86400, 2,
+    ]
+    assert dedup_window("100000") == DedupSetting(count=100_000)
+    assert dedup_window("10m") == DedupSetting(count=None, seconds=600)
 
 
 async def test_an_address_in_use_exits_with_a_clear_line(procs: ProcessGroup, tmp_path: Path) -> None:
@@ -100,3 +134,18 @@ async def test_a_corrupt_sealed_segment_makes_the_broker_refuse_to_start(
     again = await procs.start("broker", "--data-dir", str(data), "--bind", str(new_endpoints()), name="again")
     assert await again.process.wait() == 3
     assert f"broker: refusing to start: sealed segment {sealed.name} is corrupt" in again.log_text()
+
+
+async def test_a_log_of_the_previous_record_format_is_refused_with_one_clear_line(
+    procs: ProcessGroup, tmp_path: Path
+) -> None:
+    log_dir = tmp_path / "b" / "log"
+    log_dir.mkdir(parents=True)
+    body = struct.pack(">BBQ16s", 1, 1, 1, bytes(16)) + b"\x80" * 40  # a format 1 record
+    crc = zlib.crc32(body, zlib.crc32(len(body).to_bytes(4, "big")))
+    (log_dir / segment_name(1)).write_bytes(struct.pack(">II", len(body), crc) + body)
+    proc = await procs.start("broker", "--data-dir", str(tmp_path / "b"), "--bind", str(new_endpoints()))
+    assert await proc.process.wait() == 3
+    (line,) = [line for line in proc.log_text().splitlines() if line.startswith("broker:")]
+    assert "record format 1" in line
+    assert "start from an empty data dir" in line

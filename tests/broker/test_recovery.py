@@ -1,16 +1,21 @@
-"""Log recovery: a torn or garbage tail is cut at the first bad record; sealed segments must be clean."""
+"""Log recovery: a torn or garbage tail is cut at the first bad record, gapped seqs are normal,
+sealed segments must be clean, and a log of another record format is refused."""
 
 from __future__ import annotations
 
 import os
 import random
+import struct
 import uuid
+import zlib
 from pathlib import Path
 
 import pytest
 
-from actors.broker.log import CorruptLog, EventLog
-from actors.broker.records import encode_record, scan
+from actors.broker.log import Append, EventLog
+from actors.broker.records import Scanner, encode_record, encode_stub
+from actors.broker.recovery import IncompatibleLog
+from actors.broker.segments import CorruptLog, segment_name
 
 RECORDS = 40
 
@@ -19,34 +24,45 @@ def _payload(seq: int) -> bytes:
     return f"envelope-{seq}-".encode() * (seq % 5 + 1)
 
 
-def _records() -> tuple[bytes, list[int]]:
-    """A segment of RECORDS records and the offset where each record ends."""
+def _eid(n: int) -> bytes:
+    return uuid.UUID(int=n).bytes
+
+
+def _records(gap: int = 1) -> tuple[bytes, list[int], list[int]]:
+    """A segment of RECORDS records (seqs `gap` apart, every fifth a stub), their seqs and ends."""
     data = b""
-    ends = []
-    for seq in range(1, RECORDS + 1):
-        data += encode_record(seq, uuid.UUID(int=seq).bytes, _payload(seq))
+    seqs, ends = [], []
+    for i in range(1, RECORDS + 1):
+        seq = i * gap
+        if i % 5:
+            key = b"account:%d" % (i % 7)
+            data += encode_record(seq, 1000 + i, _eid(seq), key, _payload(seq), tombstone=i % 9 == 0)
+        else:
+            data += encode_stub(seq, 1000 + i, _eid(seq))
+        seqs.append(seq)
         ends.append(len(data))
-    return data, ends
+    return data, seqs, ends
 
 
-def _whole_records_in(size: int, ends: list[int]) -> int:
-    return sum(1 for end in ends if end <= size)
+def _scan(data: bytes, after: int = 0) -> tuple[list[int], Scanner]:
+    scan = Scanner(data, after=after)
+    return [r.seq for r in scan], scan
 
 
-def test_scan_recovers_exactly_the_whole_record_prefix_at_every_truncation_offset() -> None:
-    data, ends = _records()
-    # Every byte offset of the last ten records (and the rest of the file, which is cheap).
+@pytest.mark.parametrize("gap", [1, 3])
+def test_scan_recovers_exactly_the_whole_record_prefix_at_every_truncation_offset(gap: int) -> None:
+    data, seqs, ends = _records(gap)
     for size in range(len(data) + 1):
-        found = scan(data[:size], 1)
-        whole = _whole_records_in(size, ends)
-        assert len(found.records) == whole, size
-        assert found.valid_end == (ends[whole - 1] if whole else 0)
-        assert (found.problem is None) == (size == found.valid_end)
+        got, scan = _scan(data[:size])
+        whole = sum(1 for end in ends if end <= size)
+        assert got == seqs[:whole], size
+        assert scan.valid_end == (ends[whole - 1] if whole else 0)
+        assert (scan.problem is None) == (size == scan.valid_end)
 
 
 @pytest.mark.parametrize("kind", ["zeros", "random", "copy"])
 def test_scan_ignores_garbage_appended_after_a_truncated_tail(kind: str) -> None:
-    data, ends = _records()
+    data, seqs, ends = _records(gap=2)
     rng = random.Random(kind)
     for _ in range(400):
         size = rng.randrange(ends[-10], len(data) + 1)
@@ -55,62 +71,103 @@ def test_scan_ignores_garbage_appended_after_a_truncated_tail(kind: str) -> None
             garbage = bytes(n)
         elif kind == "random":
             garbage = rng.randbytes(n)
-        else:  # a whole, valid-looking record from elsewhere: wrong seq
+        else:  # a whole, valid-looking record from elsewhere: its seq is not above the last one
             garbage = data[: ends[0]]
-        found = scan(data[:size] + garbage, 1)
-        whole = _whole_records_in(size, ends)
-        assert len(found.records) == whole
-        assert [seq for seq, _eid, _off in found.records] == list(range(1, whole + 1))
+        got = _scan(data[:size] + garbage)[0]
+        assert got == seqs[: sum(1 for end in ends if end <= size)]
 
 
-def _write_log(directory: Path, count: int, segment_bytes: int = 1 << 30) -> list[bytes]:
+def test_scan_refuses_seqs_that_do_not_grow_or_cross_the_next_segment() -> None:
+    one = encode_record(5, 1, _eid(1), b"account:a", b"x", tombstone=False)
+    same = encode_record(5, 1, _eid(2), b"account:a", b"y", tombstone=False)
+    assert _scan(one + same)[0] == [5]
+    assert _scan(one, after=5)[0] == []
+    scan = Scanner(one, below=5)
+    assert [r.seq for r in scan] == []
+    assert scan.problem is not None
+    assert "next segment" in scan.problem
+
+
+def _write_log(directory: Path, count: int, segment_bytes: int = 1 << 30, keys: int = 1000) -> EventLog:
     log = EventLog.open(directory, segment_bytes=segment_bytes)
-    items = [(uuid.UUID(int=i).bytes, _payload(i)) for i in range(1, count + 1)]
+    items = [Append(_eid(i), b"account:%d" % (i % keys), False, _payload(i)) for i in range(1, count + 1)]
     for i in range(0, count, 7):
-        log.append(items[i : i + 7])
+        log.append(items[i : i + 7], now_ms=1000)
     EventLog.sync_fds(log.take_dirty())
-    log.close()
-    return [eid for eid, _ in items]
+    return log
+
+
+def _read_all(log: EventLog) -> list[tuple[int, bytes, bytes]]:
+    got: list[tuple[int, bytes, bytes]] = []
+    while chunk := log.read(got[-1][0] if got else 0, 1000, log.head):
+        got += chunk
+    return got
 
 
 def test_reopened_log_truncates_a_torn_tail_and_keeps_appending(tmp_path: Path) -> None:
-    ids = _write_log(tmp_path, 30)
+    _write_log(tmp_path, 30).close()
     (segment,) = sorted(tmp_path.iterdir())
-    size = segment.stat().st_size
-    os.truncate(segment, size - 5)
+    os.truncate(segment, segment.stat().st_size - 5)
     with segment.open("ab") as f:
         f.write(b"\x00" * 100 + os.urandom(50))
     log = EventLog.open(tmp_path)
     try:
         assert log.head == 29
         assert log.recovery.truncated_bytes > 0
-        assert log.seq_of(ids[28]) == 29
-        assert log.seq_of(ids[29]) is None
-        assert log.append([(ids[29], b"again")]) == [30]
-        assert [seq for seq, _ in log.read(0, 100, 30)] == list(range(1, 31))
-        assert log.read(29, 10, 30) == [(30, b"again")]
+        assert log.seq_of(_eid(29)) == 29
+        assert log.seq_of(_eid(30)) is None
+        assert log.append([Append(_eid(30), b"account:x", False, b"again")], now_ms=2000) == [30]
+        assert [seq for seq, _k, _e in _read_all(log)] == list(range(1, 31))
+        assert log.read(29, 10, 30) == [(30, b"account:x", b"again")]
+    finally:
+        log.close()
+
+
+def test_recovery_accepts_gapped_seqs_and_truncates_a_torn_tail_after_them(tmp_path: Path) -> None:
+    sealed, seqs, _ends = _records(gap=3)  # seqs 3, 6, ... 120
+    (tmp_path / segment_name(1)).write_bytes(sealed)
+    newest = encode_record(200, 5, _eid(200), b"account:n", b"n1", tombstone=False)
+    newest += encode_record(205, 5, _eid(205), b"account:n", b"n2", tombstone=False)
+    (tmp_path / segment_name(150)).write_bytes(newest + newest[:-3])  # a torn copy after it
+    log = EventLog.open(tmp_path)
+    try:
+        assert log.head == 205
+        assert log.recovery.truncated_bytes == len(newest) - 3
+        got = [seq for seq, _k, _e in _read_all(log)]
+        assert got == [s for i, s in enumerate(seqs, start=1) if i % 5] + [200, 205]
+        assert log.seq_of(_eid(15)) == 15  # a stub still answers for its event id
+        assert log.append([Append(_eid(1), b"account:m", False, b"m")], now_ms=6) == [206]
+    finally:
+        log.close()
+
+
+def test_an_empty_newest_segment_keeps_the_head_its_name_gives(tmp_path: Path) -> None:
+    first = encode_record(3, 1, _eid(3), b"account:a", b"x", tombstone=False)
+    (tmp_path / segment_name(1)).write_bytes(first)
+    (tmp_path / segment_name(10)).write_bytes(b"")
+    log = EventLog.open(tmp_path)
+    try:
+        assert log.head == 9
+        assert log.append([Append(_eid(4), b"account:a", False, b"y")], now_ms=2) == [10]
     finally:
         log.close()
 
 
 def test_reads_span_segments_and_recovery_checks_each_one(tmp_path: Path) -> None:
-    _write_log(tmp_path, 60, segment_bytes=400)
-    segments = sorted(tmp_path.iterdir())
-    assert len(segments) > 3
+    _write_log(tmp_path, 60, segment_bytes=400).close()
+    assert len(list(tmp_path.iterdir())) > 3
     log = EventLog.open(tmp_path, segment_bytes=400)
     try:
         assert log.head == 60
-        got: list[int] = []
-        while len(got) < 60:
-            got += [seq for seq, _ in log.read(len(got), 1000, 60)]
-        assert got == list(range(1, 61))
-        assert log.read(59, 10, 60) == [(60, _payload(60))]
+        assert [seq for seq, _k, _e in _read_all(log)] == list(range(1, 61))
+        assert log.read(59, 10, 60) == [(60, b"account:60", _payload(60))]
+        assert log.read(30, 10, 30) == []
     finally:
         log.close()
 
 
 def test_a_corrupt_sealed_segment_stops_recovery_with_a_clear_error(tmp_path: Path) -> None:
-    _write_log(tmp_path, 60, segment_bytes=400)
+    _write_log(tmp_path, 60, segment_bytes=400).close()
     sealed = sorted(tmp_path.iterdir())[1]
     data = bytearray(sealed.read_bytes())
     data[20] ^= 0xFF
@@ -119,35 +176,48 @@ def test_a_corrupt_sealed_segment_stops_recovery_with_a_clear_error(tmp_path: Pa
         EventLog.open(tmp_path, segment_bytes=400)
 
 
-def test_a_missing_segment_stops_recovery(tmp_path: Path) -> None:
-    _write_log(tmp_path, 60, segment_bytes=400)
-    sorted(tmp_path.iterdir())[1].unlink()
-    with pytest.raises(CorruptLog, match="expected"):
+@pytest.mark.parametrize("damage", ["overlap", "stray_file"])
+def test_segments_that_overlap_or_foreign_files_stop_recovery(tmp_path: Path, damage: str) -> None:
+    _write_log(tmp_path, 60, segment_bytes=400).close()
+    first, second = sorted(tmp_path.iterdir())[:2]
+    if damage == "overlap":  # a copy of the first segment, sealed under a later name
+        (tmp_path / segment_name(int(second.stem) + 1)).write_bytes(first.read_bytes())
+    else:
+        (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(CorruptLog):
         EventLog.open(tmp_path, segment_bytes=400)
 
 
-def test_reopening_at_every_byte_offset_of_the_last_records_recovers_the_prefix(
-    tmp_path: Path,
-) -> None:
+def _format_1_record(seq: int) -> bytes:
+    body = struct.pack(">BBQ16s", 1, 1, seq, _eid(seq)) + b"\x80"
+    crc = zlib.crc32(body, zlib.crc32(len(body).to_bytes(4, "big")))
+    return struct.pack(">II", len(body), crc) + body
+
+
+def test_a_log_written_by_format_1_is_refused_and_left_untouched(tmp_path: Path) -> None:
+    segment = tmp_path / segment_name(1)
+    data = b"".join(_format_1_record(seq) for seq in range(1, 4))
+    segment.write_bytes(data)
+    with pytest.raises(IncompatibleLog, match=r"format 1.*start from an empty data dir"):
+        EventLog.open(tmp_path)
+    assert segment.read_bytes() == data
+
+
+def test_reopening_at_every_byte_offset_of_the_last_records_recovers_the_prefix(tmp_path: Path) -> None:
     source = tmp_path / "source"
-    _write_log(source, 12)
+    _write_log(source, 12).close()
     (segment,) = sorted(source.iterdir())
     data = segment.read_bytes()
-    found = scan(data, 1)
-    start = found.records[-3][2]  # every offset within the last three records
+    records = list(Scanner(data))
     work = tmp_path / "work"
     work.mkdir()
     target = work / segment.name
-    for size in range(start, len(data) + 1):
+    for size in range(records[-3].offset, len(data) + 1):
         target.write_bytes(data[:size] + b"\xff" * (size % 3))
         log = EventLog.open(work)
         try:
-            whole = sum(1 for _s, _e, off in found.records if off < size) - (
-                0 if size == len(data) or any(off == size for _s, _e, off in found.records) else 1
-            )
-            assert log.head == whole, size
-            assert target.stat().st_size == (
-                found.records[whole][2] if whole < len(found.records) else len(data)
-            )
+            whole = [r for r in records if r.end <= size]
+            assert log.head == whole[-1].seq, size
+            assert target.stat().st_size == whole[-1].end
         finally:
             log.close()

@@ -28,10 +28,10 @@ async def test_published_events_reach_a_durable_subscriber_in_order(
         assert not any(r.duplicate for r in receipts)
         got: list[Delivery] = []
         async with Subscriber(ctx, endpoints, consumer="cache", heartbeat_interval=0.2) as sub:
-            async for delivery in sub.deliveries():
-                got.append(delivery)
-                await sub.ack(delivery.seq)
-                if len(got) == 50:
+            async for batch in sub.batches():
+                got += batch.deliveries
+                await sub.ack(batch.position)
+                if batch.position == 50:
                     break
             async with Directory(ctx, endpoints) as directory:
 

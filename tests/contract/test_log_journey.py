@@ -8,7 +8,8 @@ JSON-RPC and waited on until `ready`, then deleted and waited on until `deleted`
     api     event_published                       event_id, account_id, seq (outbox relay)
     broker  event_stored                          event_id, account_id, same seq
                                                   (debug level: per event only at debug)
-    daemon  event_received                        event_id, account_id, type
+    daemon  event_received                        event_id, account_id, type (stored in
+                                                  its desired state, then the batch is acked)
     daemon  namespace_created | namespace_removed event_id, account_id, cluster
     daemon  outcome_published                     event_id, outcome_event_id, outcome
     broker  event_stored                          event_id = outcome_event_id
@@ -80,10 +81,10 @@ class Journey:
         """One leg: the api's event, through the broker, to the daemon and back to the cache."""
         api, broker, daemon, account_id = self.api, self.broker, self.daemon, self.account_id
         event_id = logged(api, api_event, account_id=account_id)["event_id"]
-        # The last hop to wait for: the daemon acks only after its report is published.
+        # The last hop to wait for: the daemon reports after it reconciled the stored state.
         _ = await wait_until(
-            lambda: has_event(daemon, "event_acked", event_id=event_id), timeout=30,
-            message=f"daemon acked {type_}",
+            lambda: has_event(daemon, "outcome_published", event_id=event_id), timeout=30,
+            message=f"daemon reported on {type_}",
         )
         published = logged(api, "event_published", event_id=event_id, account_id=account_id)
         stored = logged(broker, "event_stored", event_id=event_id, account_id=account_id)

@@ -53,7 +53,7 @@ async def start_daemon(procs: ProcessGroup, tmp: Path) -> Proc:
         "--broker", str(new_endpoints()), "--state-dir", str(tmp / "daemon"), "--resync", "1",
         stdout_to_log=False,
     )
-    await wait_logged(proc, "resync_failed")  # its cluster is unreachable: in the retry loop
+    await wait_logged(proc, "consumer_reset_retried")  # its broker is unreachable: retrying
     return proc
 
 

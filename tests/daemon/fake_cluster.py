@@ -5,9 +5,14 @@ resourceVersion counter; a namespace gets a fresh uid on each create. Deleting
 a namespace marks it terminating; it (and everything in it) disappears after
 `finalize_after_reads` further reads of (or create attempts on) it, like the
 namespace controller.
+`list_objects` takes `key=value[,key=value]` selectors and, like a read,
+counts as a look at each terminating namespace it lists.
 Faults are queued per operation: `fail("create", TemporaryKubeError(...))`
 fails the next create; `lose_response("create")` applies the next create and
-then raises a temporary error, as when the answer is lost on the wire.
+then raises a temporary error, as when the answer is lost on the wire;
+`break_namespace(name, error)` fails every call about that namespace (or in it)
+until `heal_namespace(name)`. `namespace_creates` counts create calls per
+namespace name.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from core.tenancy import (
     AlreadyExists,
     KubeError,
     KubeObject,
+    NamespaceTerminating,
     ObjectRef,
     TemporaryKubeError,
     ref_of,
@@ -37,6 +43,8 @@ class FakeCluster:
         self._faults: dict[str, deque[KubeError]] = defaultdict(deque)
         self._lost: Counter[str] = Counter()
         self._terminating: dict[str, int] = {}
+        self._broken: dict[str, KubeError] = {}
+        self.namespace_creates: Counter[str] = Counter()
 
     # fault injection -----------------------------------------------------------------
     def fail(self, op: str, error: KubeError, times: int = 1) -> None:
@@ -45,6 +53,12 @@ class FakeCluster:
 
     def lose_response(self, op: str, times: int = 1) -> None:
         self._lost[op] += times
+
+    def break_namespace(self, name: str, error: KubeError) -> None:
+        self._broken[name] = error
+
+    def heal_namespace(self, name: str) -> None:
+        self._broken.pop(name, None)
 
     # test-side helpers ---------------------------------------------------------------
     def namespace(self, name: str) -> KubeObject | None:
@@ -68,35 +82,37 @@ class FakeCluster:
 
     # ClusterApi ----------------------------------------------------------------------
     async def create(self, obj: KubeObject) -> KubeObject:
-        self._fault("create")
         ref = ref_of(obj)
+        if ref.kind == "Namespace":
+            self.namespace_creates[ref.name] += 1
+        self._fault("create", ref)
         key = (ref.kind, ref.namespace, ref.name)
         if ref.namespace is not None:
             ns = self.objects.get(("Namespace", None, ref.namespace))
             if ns is None:
                 raise TemporaryKubeError(f"404 NotFound: namespaces {ref.namespace!r} not found")
             if ref.namespace in self._terminating:
-                raise TemporaryKubeError("403 Forbidden: namespace is being terminated")
+                raise NamespaceTerminating("403 Forbidden: namespace is being terminated")
         if ref.kind == "Namespace":
             self._tick(ref.name)
         if key in self.objects:
             if ref.kind == "Namespace" and ref.name in self._terminating:
-                raise TemporaryKubeError("409 AlreadyExists: object is being deleted")
+                raise NamespaceTerminating("409 AlreadyExists: object is being deleted")
             raise AlreadyExists(f"409 AlreadyExists: {ref.kind} {ref.name} already exists")
         stored = self._store(key, copy.deepcopy(obj), new=True)
         self._maybe_lose("create")
         return copy.deepcopy(stored)
 
     async def read(self, ref: ObjectRef) -> KubeObject | None:
-        self._fault("read")
+        self._fault("read", ref)
         if ref.kind == "Namespace":
             self._tick(ref.name)
         obj = self.objects.get((ref.kind, ref.namespace, ref.name))
         return copy.deepcopy(obj) if obj is not None else None
 
     async def patch(self, obj: KubeObject) -> KubeObject:
-        self._fault("patch")
         ref = ref_of(obj)
+        self._fault("patch", ref)
         key = (ref.kind, ref.namespace, ref.name)
         current = self.objects.get(key)
         if current is None:
@@ -107,7 +123,7 @@ class FakeCluster:
         return copy.deepcopy(stored)
 
     async def delete(self, ref: ObjectRef) -> None:
-        self._fault("delete")
+        self._fault("delete", ref)
         key = (ref.kind, ref.namespace, ref.name)
         obj = self.objects.get(key)
         if obj is None:
@@ -123,16 +139,27 @@ class FakeCluster:
 
     async def list_objects(self, kind: str, label_selector: str) -> list[KubeObject]:
         self._fault("list")
-        key, _, value = label_selector.partition("=")
+        wanted = dict(term.split("=", 1) for term in label_selector.split(","))
+        if kind == "Namespace":
+            for name in list(self._terminating):
+                self._tick(name)
+
+        def matches(obj: KubeObject) -> bool:
+            labels = obj["metadata"].get("labels") or {}
+            return all(labels.get(k) == v for k, v in wanted.items())
+
         return [
-            copy.deepcopy(o)
-            for (k, _, _), o in self.objects.items()
-            if k == kind and o["metadata"].get("labels", {}).get(key) == value
+            copy.deepcopy(o) for (k, _, _), o in list(self.objects.items()) if k == kind and matches(o)
         ]
 
     # internals -----------------------------------------------------------------------
-    def _fault(self, op: str) -> None:
+    def _fault(self, op: str, ref: ObjectRef | None = None) -> None:
         self.calls[op] += 1
+        if ref is not None:
+            name = ref.name if ref.kind == "Namespace" else ref.namespace
+            broken = self._broken.get(name or "")
+            if broken is not None:
+                raise broken
         queue = self._faults.get(op)
         if queue:
             raise queue.popleft()

@@ -5,6 +5,9 @@
     daemon = await start_daemon(procs, tmp_path, "east", kube, endpoints, "--resync", "1")
     async with EventReader(endpoints) as reader:
         await wait_until(lambda: reader.of_type("namespace.provisioned"), ...)
+
+The broker is reached only through `transport.connector.BrokerConnector`, the
+`core.bus.BusConnector` port the daemon itself uses.
 """
 
 from __future__ import annotations
@@ -18,17 +21,18 @@ from typing import Any
 
 import aiohttp
 
+from core.bus import ConsumerInfo, EventSubscription
 from core.envelope import Envelope
 from tests.support.ports import free_port
 from tests.support.processes import Proc, ProcessGroup
 from tests.support.wait import wait_until
-from transport.client import BrokerEndpoints, Publisher, Subscriber
-from transport.sockets import close_context, new_context
+from transport.connector import BrokerConnector
+from transport.endpoints import BrokerEndpoints
 
 TOKEN = "daemon-test-token"
 FAST_DAEMON = (
     "--retry-initial", "0.05", "--retry-cap", "0.5", "--request-timeout", "2",
-    "--heartbeat-interval", "0.2", "--delete-timeout", "10", "--log-level", "debug",
+    "--heartbeat-interval", "0.2", "--failed-after", "3", "--log-level", "debug",
 )
 
 
@@ -63,6 +67,10 @@ class Emulator:
         match = {k: v for k, v in (("method", method), ("path_prefix", path_prefix)) if v}
         body = {"mode": mode, "count": count, "status": status, "seconds": seconds, "match": match}
         code, answer = await self._call("POST", "/_emulator/faults", body)
+        assert code < 300, answer
+
+    async def clear_faults(self) -> None:
+        code, answer = await self._call("DELETE", "/_emulator/faults")
         assert code < 300, answer
 
     async def pending_faults(self) -> list[Any]:
@@ -152,29 +160,33 @@ async def start_daemon(
 
 
 async def publish(endpoints: BrokerEndpoints, *envelopes: Envelope) -> None:
-    ctx = new_context()
-    try:
-        async with Publisher(ctx, endpoints) as publisher:
-            _ = await publisher.publish(list(envelopes))
-    finally:
-        close_context(ctx)
+    async with BrokerConnector(endpoints).publisher() as publisher:
+        _ = await publisher.publish(list(envelopes))
+
+
+async def consumers(endpoints: BrokerEndpoints) -> list[ConsumerInfo]:
+    async with BrokerConnector(endpoints, timeout=2.0).directory() as directory:
+        return list(await directory.consumers())
+
+
+async def consumer_info(endpoints: BrokerEndpoints, name: str) -> ConsumerInfo | None:
+    return next((c for c in await consumers(endpoints) if c.name == name), None)
 
 
 class EventReader:
-    """Collects every event the broker stores, through a durable consumer of its own."""
+    """Collects every record the broker delivers to a durable consumer of its own, in seq order
+    (a compacted log: older records of a key may be gone before the reader sees them)."""
 
     def __init__(self, endpoints: BrokerEndpoints) -> None:
         self.events: list[Envelope] = []
-        self._ctx = new_context()
-        self._sub = Subscriber(
-            self._ctx, endpoints, consumer=f"test-reader-{uuid.uuid4().hex[:8]}",
-            heartbeat_interval=0.2,
-        )
+        self._connector = BrokerConnector(endpoints)
+        self._consumer = f"test-reader-{uuid.uuid4().hex[:8]}"
         self._task: asyncio.Task[None] | None = None
+        self._stack = contextlib.AsyncExitStack()
 
     async def __aenter__(self) -> EventReader:
-        await self._sub.__aenter__()
-        self._task = asyncio.create_task(self._collect(), name="event-reader")
+        sub = await self._stack.enter_async_context(self._connector.subscription(self._consumer))
+        self._task = asyncio.create_task(self._collect(sub), name="event-reader")
         return self
 
     async def __aexit__(
@@ -184,16 +196,19 @@ class EventReader:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        await self._sub.__aexit__(et, e, tb)
-        close_context(self._ctx)
+        await self._stack.aclose()
 
-    async def _collect(self) -> None:
-        async for delivery in self._sub.deliveries():
-            self.events.append(delivery.envelope)
-            await self._sub.ack(delivery.seq)
+    async def _collect(self, sub: EventSubscription) -> None:
+        async for batch in sub.batches():
+            self.events.extend(d.envelope for d in batch.deliveries)
+            await sub.ack(batch.position)
 
     def of_type(self, wire_name: str, account_id: str | None = None) -> list[Envelope]:
         return [
             e for e in self.events
             if e.type == wire_name and (account_id is None or e.aggregate_id == account_id)
         ]
+
+    def latest(self, key: str) -> Envelope | None:
+        """The newest record of `key` seen (what the compacted log keeps)."""
+        return next((e for e in reversed(self.events) if e.key == key), None)

@@ -8,7 +8,13 @@ import pytest
 from kubernetes_asyncio.client.rest import ApiException
 
 from actors.daemon.kube import _NotFound, _translate
-from core.tenancy import AlreadyExists, ObjectRef, PermanentKubeError, TemporaryKubeError
+from core.tenancy import (
+    AlreadyExists,
+    NamespaceTerminating,
+    ObjectRef,
+    PermanentKubeError,
+    TemporaryKubeError,
+)
 
 NS = ObjectRef("Namespace", "acc-a")
 QUOTA = ObjectRef("ResourceQuota", "tenant-quota", "acc-a")
@@ -30,14 +36,14 @@ def api_error(status: int, reason: str, message: str = "", causes: list[str] | N
         (api_error(409, "AlreadyExists", 'namespaces "acc-a" already exists'), "POST", NS,
          AlreadyExists),
         (api_error(409, "AlreadyExists", 'object is being deleted: namespaces "acc-a" already exists'),
-         "POST", NS, TemporaryKubeError),
+         "POST", NS, NamespaceTerminating),
         (api_error(409, "Conflict", "the object has been modified"), "PATCH", NS, TemporaryKubeError),
         (api_error(500, "InternalError"), "POST", NS, TemporaryKubeError),
         (api_error(503, "ServiceUnavailable"), "GET", NS, TemporaryKubeError),
         (api_error(429, "TooManyRequests"), "POST", NS, TemporaryKubeError),
         (api_error(403, "Forbidden", "unable to create new content in namespace acc-a because it "
                    "is being terminated", ["NamespaceTerminating"]), "POST", QUOTA,
-         TemporaryKubeError),
+         NamespaceTerminating),
         (api_error(404, "NotFound", 'namespaces "acc-a" not found'), "POST", QUOTA,
          TemporaryKubeError),
         (api_error(403, "Forbidden", "namespaces is forbidden: User cannot create"), "POST", NS,

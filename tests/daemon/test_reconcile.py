@@ -1,12 +1,10 @@
-"""The reconciler against an in-memory cluster: idempotent create, ownership, deletion."""
+"""The reconciler against an in-memory cluster: idempotent create, ownership, deletion by label."""
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
-from actors.daemon.reconcile import DeleteWait, Provisioned, Reconciler, Refused, Removed
+from actors.daemon.reconcile import Provisioned, Reconciler, Refused, Removed, Removing, Waiting
 from core.tenancy import (
     ObjectRef,
     PermanentKubeError,
@@ -25,7 +23,7 @@ OURS = {POLICY.managed_by_label: POLICY.managed_by_value, POLICY.account_label: 
 
 
 def reconciler(cluster: FakeCluster) -> Reconciler:
-    return Reconciler(cluster, POLICY, delete_wait=DeleteWait(initial=0.001, cap=0.01, timeout=1.0))
+    return Reconciler(cluster, POLICY)
 
 
 async def test_ensure_creates_the_labelled_namespace_and_every_policy_object() -> None:
@@ -123,9 +121,13 @@ async def test_a_foreign_namespace_is_refused_and_left_untouched(
 )
 async def test_bad_names_are_refused_before_touching_the_cluster(tenant: Tenant) -> None:
     cluster = FakeCluster()
-    r = reconciler(cluster)
-    assert isinstance(await r.ensure(tenant), Refused)
-    assert isinstance(await r.remove(tenant), Refused)
+    assert isinstance(await reconciler(cluster).ensure(tenant), Refused)
+    assert sum(cluster.calls.values()) == 0
+
+
+async def test_remove_of_an_id_that_cannot_be_a_label_touches_nothing() -> None:
+    cluster = FakeCluster()
+    assert isinstance(await reconciler(cluster).remove("not a label value!"), Refused)
     assert sum(cluster.calls.values()) == 0
 
 
@@ -136,54 +138,43 @@ async def test_a_permanent_error_becomes_a_refusal_with_the_kubernetes_reason() 
     assert outcome == Refused("403 Forbidden: namespaces is forbidden")
 
 
-async def test_a_namespace_being_deleted_is_a_temporary_error_for_ensure() -> None:
+async def test_a_namespace_being_deleted_makes_ensure_wait() -> None:
     cluster = FakeCluster(finalize_after_reads=100)
     r = reconciler(cluster)
     await r.ensure(TENANT)
     await cluster.delete(ObjectRef("Namespace", "acc-acme"))
-    with pytest.raises(TemporaryKubeError, match="being deleted"):
-        await r.ensure(TENANT)
+    outcome = await r.ensure(TENANT)
+    assert isinstance(outcome, Waiting)
+    assert "being deleted" in outcome.reason
 
 
-async def test_remove_deletes_our_namespace_and_waits_until_it_is_gone() -> None:
-    cluster = FakeCluster(finalize_after_reads=3)
+async def test_remove_deletes_our_namespace_and_says_removing_until_it_is_gone() -> None:
+    cluster = FakeCluster(finalize_after_reads=1)
     r = reconciler(cluster)
     await r.ensure(TENANT)
-    outcome = await r.remove(TENANT)
-    assert outcome == Removed(existed=True)
+    assert await r.remove(ACC) == Removing(("acc-acme",))
+    assert cluster.calls["delete"] == 1
+    assert await r.remove(ACC) == Removing(("acc-acme",))
+    assert cluster.calls["delete"] == 1  # terminating: asked once, then only looked at
+    assert await r.remove(ACC) == Removed(())
     assert cluster.namespace("acc-acme") is None
     assert cluster.children("acc-acme") == []
-    assert await r.remove(TENANT) == Removed(existed=False)
 
 
-async def test_remove_leaves_a_namespace_of_another_account_alone() -> None:
+async def test_remove_finds_every_namespace_of_the_account_by_label_and_only_those() -> None:
+    cluster = FakeCluster(finalize_after_reads=0)
+    cluster.put_namespace("acc-acme", OURS)
+    cluster.put_namespace("acc-acme-old", OURS)
+    cluster.put_namespace("acc-other", {**OURS, POLICY.account_label: OTHER})
+    cluster.put_namespace("acc-hand-made", {POLICY.account_label: ACC})
+    r = reconciler(cluster)
+    assert await r.remove(ACC) == Removing(("acc-acme", "acc-acme-old"))
+    assert await r.remove(ACC) == Removed(())
+    assert cluster.namespace("acc-other") is not None
+    assert cluster.namespace("acc-hand-made") is not None
+
+
+async def test_remove_of_an_account_with_nothing_in_the_cluster_is_done_at_once() -> None:
     cluster = FakeCluster()
-    cluster.put_namespace("acc-acme", {**OURS, POLICY.account_label: OTHER})
-    outcome = await reconciler(cluster).remove(TENANT)
-    assert outcome == Removed(existed=False)
-    assert cluster.namespace("acc-acme") is not None
+    assert await reconciler(cluster).remove(ACC) == Removed(())
     assert cluster.calls["delete"] == 0
-
-
-async def test_remove_that_outlasts_its_wait_is_temporary() -> None:
-    cluster = FakeCluster(finalize_after_reads=10_000)
-    r = Reconciler(cluster, POLICY, delete_wait=DeleteWait(initial=0.001, cap=0.002, timeout=0.05))
-    await r.ensure(TENANT)
-    with pytest.raises(TemporaryKubeError, match="still terminating"):
-        await r.remove(TENANT)
-
-
-async def test_a_slow_deletion_does_not_hold_the_request_gate_while_it_waits() -> None:
-    cluster = FakeCluster(finalize_after_reads=10_000)
-    r = Reconciler(
-        cluster, POLICY, delete_wait=DeleteWait(initial=0.01, cap=0.01, timeout=30), max_parallel=1
-    )
-    await r.ensure(TENANT)
-    removing = asyncio.create_task(r.remove(TENANT))
-    other = Tenant(OTHER, "other", "acc-other", "Other")
-    outcome = await asyncio.wait_for(r.ensure(other), timeout=5)
-    assert isinstance(outcome, Provisioned)
-    assert not removing.done()
-    removing.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await removing

@@ -22,6 +22,15 @@ def test_settings_come_from_the_environment_and_flags_win() -> None:
     assert parse_settings([], ENV).resync_seconds == 30.0
 
 
+def test_the_failure_threshold_and_crash_points_are_settings() -> None:
+    assert parse_settings([], ENV).failed_after == 5
+    env = {**ENV, "FABRIC_DAEMON_FAILED_AFTER": "3"}
+    assert parse_settings([], env).failed_after == 3
+    assert parse_settings(["--failed-after", "7"], env).failed_after == 7
+    for point in ("after_store", "after_create", "after_publish"):
+        assert parse_settings(["--crash-at", point], ENV).crash_at == point
+
+
 def test_tenancy_file_and_flags_override_the_policy(tmp_path: Path) -> None:
     path = tmp_path / "east.tenancy"
     path.write_text("pod_security_level = baseline\nquota.pods = 5\n")
@@ -41,6 +50,8 @@ def test_tenancy_file_and_flags_override_the_policy(tmp_path: Path) -> None:
         (["--tenancy-set", "colour=blue"], ENV, "unknown setting"),
         (["--tenancy", "/nonexistent/file"], ENV, "cannot read"),
         (["--retry-initial", "5", "--retry-cap", "1"], ENV, "--retry-cap"),
+        (["--failed-after", "0"], ENV, "must be at least 1"),
+        (["--crash-at", "whenever"], ENV, "invalid choice"),
     ],
 )
 def test_a_bad_setting_exits_with_one_clear_line(

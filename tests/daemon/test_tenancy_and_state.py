@@ -1,4 +1,4 @@
-"""Tenancy overrides, outcome ids and the desired-state journal."""
+"""Tenancy overrides, drift, the generation annotation and outcome ids."""
 
 from __future__ import annotations
 
@@ -6,21 +6,17 @@ from pathlib import Path
 
 import pytest
 
-from actors.daemon.state import JOURNAL_NAME, AccountRecord, DesiredState
 from core.tenancy import (
+    ANNOTATION_GENERATION,
     InvalidOverride,
     TenancyPolicy,
     Tenant,
+    applied_generation,
     desired_children,
     desired_namespace,
     drift,
-    outcome_event_id,
     parse_overrides,
 )
-
-
-def rec(account: str, status: str, seq: int) -> AccountRecord:
-    return AccountRecord(account, "s", "acc-s", "S", status, seq, f"e{seq}", "c")  # type: ignore[arg-type]
 
 
 def test_overrides_change_only_what_they_name() -> None:
@@ -50,41 +46,12 @@ def test_a_bad_override_is_refused_with_a_clear_reason(line: str, words: str) ->
         parse_overrides([line])
 
 
-def test_outcome_ids_are_deterministic_per_source_cluster_and_outcome() -> None:
-    a = outcome_event_id("e1", "east", "provisioned")
-    assert a == outcome_event_id("e1", "east", "provisioned")
-    assert a != outcome_event_id("e1", "west", "provisioned")
-    assert a != outcome_event_id("e1", "east", "failed")
-
-
-async def test_the_journal_keeps_the_newest_record_per_account_across_reopen(tmp_path: Path) -> None:
-    state = await DesiredState.open(tmp_path)
-    assert await state.record(rec("a", "live", 1))
-    assert await state.record(rec("a", "deleted", 5))
-    assert not await state.record(rec("a", "live", 3))  # an old redelivery changes nothing
-    assert await state.record(rec("b", "live", 4))
-    await state.close()
-    again = await DesiredState.open(tmp_path)
-    try:
-        assert again.get("a") == rec("a", "deleted", 5)
-        assert again.get("b") == rec("b", "live", 4)
-        assert len((tmp_path / JOURNAL_NAME).read_text().splitlines()) == 2  # compacted
-    finally:
-        await again.close()
-
-
-async def test_a_torn_journal_line_is_skipped_and_counted(tmp_path: Path) -> None:
-    state = await DesiredState.open(tmp_path)
-    await state.record(rec("a", "live", 1))
-    await state.close()
-    with (tmp_path / JOURNAL_NAME).open("a") as f:
-        f.write('{"account_id": "b", "slug"')
-    again = await DesiredState.open(tmp_path)
-    try:
-        assert again.skipped_lines == 1
-        assert [r.account_id for r in again] == ["a"]
-    finally:
-        await again.close()
+def test_the_namespace_carries_the_generation_it_was_applied_at() -> None:
+    ns = desired_namespace(Tenant("a", "x", "acc-x", "X", 7), TenancyPolicy())
+    assert ns["metadata"]["annotations"][ANNOTATION_GENERATION] == "7"
+    assert applied_generation(ns) == 7
+    assert applied_generation({"metadata": {"annotations": {ANNOTATION_GENERATION: "x"}}}) == 0
+    assert applied_generation({"metadata": {}}) == 0
 
 
 def test_the_shipped_example_overrides_file_parses_to_the_defaults() -> None:

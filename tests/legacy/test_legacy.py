@@ -1,4 +1,4 @@
-"""The legacy database: schema applied once when missing; the outbox relay against a real PostgreSQL."""
+"""The legacy database on a real PostgreSQL: schema applied or migrated once, generations, the relay."""
 
 from __future__ import annotations
 
@@ -11,15 +11,18 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import asyncpg
+import pytest
+
 from actors.api.metrics import ApiMetrics
 from actors.api.relay import OutboxRelayActor, RelaySettings
 from actors.legacy import db, embedded
 from actors.runtime import ActorSystem
 from core.bus import BusRejected, EventPublisher, PublishReceipt
 from core.envelope import Envelope, utc_now
-from core.events import AccountCreated, AccountDeleted, to_envelope
-from tests.api.harness import FakeConnector, eventually
-from tests.support.fake_bus import FakeBus
+from core.events import AccountCreated, AccountDeleted, from_envelope, generation_of, to_envelope
+from tests.api.harness import eventually
+from tests.support.fake_bus import FakeBus, FakeConnector
 from tests.support.postgres import PgAdmin
 
 FAST = RelaySettings(poll_interval=5.0, backoff_initial=0.02, backoff_max=0.2)
@@ -48,7 +51,7 @@ class CountingConnector(FakeConnector):
 async def _create(pool: Any, slug: str) -> Envelope:
     account_id = str(uuid.uuid4())
     created_at = utc_now()
-    event = AccountCreated(account_id, slug, slug, f"{slug}@x.io", f"acc-{slug}", created_at)
+    event = AccountCreated(account_id, slug, slug, f"{slug}@x.io", f"acc-{slug}", created_at, 1)
     envelope = to_envelope(event, correlation_id="test")
     await db.insert_account(
         pool, account_id=account_id, slug=slug, name=slug, owner_email=f"{slug}@x.io",
@@ -91,13 +94,119 @@ async def test_schema_is_applied_once_when_missing(pg_admin: PgAdmin) -> None:
         await pg_admin.drop_database(dsn)
 
 
+async def test_a_version_1_database_is_migrated_to_generations_in_one_go(pg_admin: PgAdmin) -> None:
+    dsn = await pg_admin.fresh_database(migrated=False)
+    try:
+        conn = await db.connect(dsn)
+        try:
+            await conn.execute(db.schema_sql(up_to=1))
+            user = await conn.fetchval("INSERT INTO users (email) VALUES ('v1@x.io') RETURNING id")
+            live, gone = str(uuid.uuid4()), str(uuid.uuid4())
+            await conn.execute(
+                "INSERT INTO organizations (id, slug, name, namespace, created_by, deleted_at) "
+                "VALUES ($1, 'live', 'Live', 'acc-live', $3, NULL), "
+                "($2, 'gone', 'Gone', 'acc-gone', $3, now())",
+                live, gone, user,
+            )
+        finally:
+            await db.close_connection(conn)
+        async with pool_for(dsn) as pool:
+            applied = await asyncio.gather(*(db.ensure_schema(pool) for _ in range(3)))
+            assert sorted(applied) == [False, False, True], "migrated once"
+            assert await db.ensure_schema(pool) is False
+            async with pool.acquire() as conn:
+                versions = [r["version"] for r in await conn.fetch(
+                    "SELECT version FROM legacy_schema_version ORDER BY 1"
+                )]
+            assert versions == [1, 2]
+            fresh = await _create(pool, "after-migration")
+            generations = [
+                (await db.find_account(pool, aid) or pytest.fail(aid)).generation
+                for aid in (live, gone, fresh.aggregate_id)
+            ]
+            assert generations == [1, 2, 1], "a deletion under version 1 was a change too"
+    finally:
+        await pg_admin.drop_database(dsn)
+
+
+async def test_a_failed_migration_leaves_the_database_at_version_1(
+    pg_admin: PgAdmin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dsn = await pg_admin.fresh_database(migrated=False)
+    try:
+        conn = await db.connect(dsn)
+        try:
+            await conn.execute(db.schema_sql(up_to=1))
+        finally:
+            await db.close_connection(conn)
+        real = db._sql
+        monkeypatch.setattr(
+            db, "_sql", lambda name: real(name) + ("\nSELECT 1/0;" if name != "schema.sql" else "")
+        )
+        async with pool_for(dsn) as pool:
+            with pytest.raises(asyncpg.DataError):
+                await db.ensure_schema(pool)
+            monkeypatch.undo()
+            async with pool.acquire() as conn:
+                assert await conn.fetchval("SELECT max(version) FROM legacy_schema_version") == 1
+                assert await conn.fetchval(
+                    "SELECT count(*) FROM information_schema.columns "
+                    "WHERE table_name = 'organizations' AND column_name = 'generation'"
+                ) == 0, "the column came and went with the transaction"
+            assert await db.ensure_schema(pool) is True
+    finally:
+        await pg_admin.drop_database(dsn)
+
+
+async def test_delete_bumps_the_generation_with_the_soft_delete_and_its_outbox_row(
+    pg_dsn: str,
+) -> None:
+    async with pool_for(pg_dsn) as pool:
+        created = await _create(pool, "doomed")
+        aid = created.aggregate_id
+        deletion = to_envelope(AccountDeleted(aid, "doomed", "acc-doomed", utc_now(),
+                           2, "N", "n@example.com", utc_now()),
+                               correlation_id="t")
+        at = datetime.now().astimezone()
+        # A decision taken on a stale generation writes nothing.
+        assert not await db.mark_deleted(pool, aid, at, deletion, 3)
+        assert await db.backlog(pool) == 1
+        assert await db.mark_deleted(pool, aid, at, deletion, 2)
+        found = await db.find_account(pool, aid)
+        assert found is not None
+        assert (found.generation, found.deleted_at, found.updated_at) == (2, at, at)
+        assert not await db.mark_deleted(pool, aid, at, deletion, 3), "already deleted"
+        assert await db.backlog(pool) == 2
+
+
+async def test_outbox_envelopes_come_back_from_jsonb_exactly_as_stored(pg_dsn: str) -> None:
+    bus = FakeBus()
+    async with pool_for(pg_dsn) as pool:
+        created = await _create(pool, "roundtrip")
+        deleted = to_envelope(
+            AccountDeleted(created.aggregate_id, "roundtrip", "acc-roundtrip", utc_now(),
+                           2, "N", "n@example.com", utc_now()),
+            correlation_id="t",
+        )
+        assert await db.mark_deleted(
+            pool, created.aggregate_id, datetime.now().astimezone(), deleted, 2
+        )
+        async with relays(pg_dsn, FakeConnector(bus)):
+            await eventually(lambda: _backlog_is(pool, 0), timeout=10, message="relayed")
+    assert bus.history == [created, deleted]
+    assert [(e.key, e.tombstone) for e in bus.history] == [
+        (f"account:{created.aggregate_id}", False), (f"account:{created.aggregate_id}", True)
+    ]
+    assert [generation_of(from_envelope(e)) for e in bus.history] == [1, 2]
+
+
 async def test_several_relays_publish_every_event_exactly_once(pg_dsn: str) -> None:
     bus = FakeBus()
     connector = CountingConnector(bus)
     async with pool_for(pg_dsn) as pool, relays(pg_dsn, connector, count=3):
         envelopes = await asyncio.gather(*(_create(pool, f"r{i}") for i in range(40)))
         await eventually(lambda: _backlog_is(pool, 0), timeout=15, message="outbox drained")
-    assert {e.event_id for e in bus.log} == {e.event_id for e in envelopes}
+    assert {e.event_id for e in bus.history} == {e.event_id for e in envelopes}
     assert set(connector.sent.values()) == {1}, "no event handed to the bus twice"
 
 
@@ -114,7 +223,10 @@ async def test_late_committing_transaction_is_not_skipped(pg_dsn: str) -> None:
             tx = slow.transaction()
             await tx.start()
             early = to_envelope(
-                AccountDeleted(str(uuid.uuid4()), "late", "acc-late", utc_now()), correlation_id="t"
+                AccountDeleted(
+                    str(uuid.uuid4()), "late", "acc-late", utc_now(), 2, "N", "n@example.com",
+                    utc_now(),
+                ), correlation_id="t"
             )
             await slow.execute(
                 "INSERT INTO fabric_outbox (event_id, aggregate_id, event_type, envelope) "
@@ -136,7 +248,7 @@ def _json(envelope: Envelope) -> str:
 
 
 async def _logged(bus: FakeBus, event_id: str) -> bool:
-    return any(e.event_id == event_id for e in bus.log)
+    return any(e.event_id == event_id for e in bus.history)
 
 
 async def test_relay_keeps_an_accounts_events_in_order_while_another_relay_holds_one(
@@ -146,10 +258,13 @@ async def test_relay_keeps_an_accounts_events_in_order_while_another_relay_holds
     async with pool_for(pg_dsn) as pool:
         created = await _create(pool, "ordered")
         deleted = to_envelope(
-            AccountDeleted(created.aggregate_id, "ordered", "acc-ordered", utc_now()),
+            AccountDeleted(created.aggregate_id, "ordered", "acc-ordered", utc_now(),
+                           2, "N", "n@example.com", utc_now()),
             correlation_id="t",
         )
-        assert await db.mark_deleted(pool, created.aggregate_id, datetime.now().astimezone(), deleted)
+        assert await db.mark_deleted(
+            pool, created.aggregate_id, datetime.now().astimezone(), deleted, 2
+        )
         holder = await db.connect(pg_dsn)
         try:
             tx = holder.transaction()
@@ -168,7 +283,7 @@ async def test_relay_keeps_an_accounts_events_in_order_while_another_relay_holds
                 await eventually(lambda: _logged(bus, deleted.event_id), timeout=5, message="both")
         finally:
             await db.close_connection(holder)
-    order = [e.event_id for e in bus.log if e.aggregate_id == created.aggregate_id]
+    order = [e.event_id for e in bus.history if e.aggregate_id == created.aggregate_id]
     assert order == [created.event_id, deleted.event_id]
 
 
@@ -179,7 +294,7 @@ async def test_relay_retries_while_the_broker_is_away(pg_dsn: str) -> None:
         envelope = await _create(pool, "patient")
         await eventually(lambda: _logged(bus, envelope.event_id), timeout=10, message="published")
         await eventually(lambda: _backlog_is(pool, 0), timeout=5, message="marked published")
-    assert [e.event_id for e in bus.log] == [envelope.event_id]
+    assert [e.event_id for e in bus.history] == [envelope.event_id]
 
 
 def test_embedded_server_argv_and_dsn(tmp_path: Path) -> None:
@@ -237,5 +352,5 @@ async def test_unpublishable_rows_are_quarantined_not_retried_in_front_of_the_re
             set_aside = await conn.fetchval(
                 "SELECT count(*) FROM fabric_outbox WHERE published_seq IS NULL"
             )
-    assert [e.event_id for e in bus.log] == [first.event_id, last.event_id]
+    assert [e.event_id for e in bus.history] == [first.event_id, last.event_id]
     assert set_aside == 2

@@ -3,10 +3,11 @@
     endpoints = await start_broker(procs, tmp_path / "broker")
     proc, endpoints = await start_broker_process(procs, data_dir, "--heartbeat-interval", "0.1")
     await restart_broker(procs, proc)                 # after a kill: same data dir and ports
-    async with embedded_broker(tmp_path) as endpoints: ...   # the actor in this event loop
+    async with embedded_broker(tmp_path, segment_bytes=2000) as endpoints: ...   # in this loop
 
 All wait until the broker answers on its control socket. Processes get
-FAST_TIMERS (heartbeat 0.2 s, consumer offline after 2 s); later args override.
+FAST_TIMERS (heartbeat 0.2 s, consumer offline after 2 s, a cleaning check every
+0.1 s); later args override.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from actors.broker.service import spawn_broker
-from actors.broker.settings import BrokerSettings
+from actors.broker.settings import SEGMENT_BYTES, TOMBSTONE_RETENTION, BrokerSettings, DedupSetting
 from actors.runtime import ActorSystem
 from core.bus import BusUnavailable
 from tests.support.ports import free_tcp_endpoint
@@ -25,7 +26,7 @@ from tests.support.wait import wait_until
 from transport.client import BrokerEndpoints, Directory
 from transport.sockets import close_context, new_context
 
-FAST_TIMERS = ("--heartbeat-interval", "0.2", "--consumer-timeout", "2")
+FAST_TIMERS = ("--heartbeat-interval", "0.2", "--consumer-timeout", "2", "--clean-interval", "0.1")
 
 
 def new_endpoints() -> BrokerEndpoints:
@@ -98,6 +99,10 @@ async def embedded_broker(
     heartbeat_interval: float = 0.2,
     consumer_timeout: float = 2.0,
     endpoints: BrokerEndpoints | None = None,
+    segment_bytes: int = SEGMENT_BYTES,
+    dedup: DedupSetting | None = None,
+    tombstone_retention: float = TOMBSTONE_RETENTION,
+    clean_interval: float = 0.05,
 ) -> AsyncIterator[BrokerEndpoints]:
     """The broker actor inside this test's event loop, on free ports unless given."""
     endpoints = endpoints or new_endpoints()
@@ -106,6 +111,10 @@ async def embedded_broker(
         endpoints=endpoints,
         heartbeat_interval=heartbeat_interval,
         consumer_timeout=consumer_timeout,
+        segment_bytes=segment_bytes,
+        dedup=dedup or DedupSetting(),
+        tombstone_retention=tombstone_retention,
+        clean_interval=clean_interval,
     )
     ctx = new_context()
     try:

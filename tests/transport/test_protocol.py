@@ -1,4 +1,4 @@
-"""The FB1 frames: what is built parses back; anything else is a ProtocolError, never a crash."""
+"""The FB2 frames: what is built parses back; anything else is a ProtocolError, never a crash."""
 
 from __future__ import annotations
 
@@ -15,13 +15,17 @@ REQ = b"\x00" * 7 + b"\x01"
 def test_requests_round_trip() -> None:
     assert p.parse_request(p.build_publish(REQ, [b"a", b"b"])) == p.PublishRequest(REQ, (b"a", b"b"))
     assert p.parse_request(p.build_sync(REQ, "cluster:a", None, 10)) == p.SyncRequest(
-        REQ, "cluster:a", None, 10
+        REQ, "cluster:a", None, 10, ""
+    )
+    assert p.parse_request(p.build_sync(REQ, "cluster:a", 3, 10, "account:")) == p.SyncRequest(
+        REQ, "cluster:a", 3, 10, "account:"
     )
     capped = p.parse_request(p.build_sync(REQ, "cache", 7, 10**9))
     assert isinstance(capped, p.SyncRequest)
     assert capped.limit == p.MAX_SYNC_LIMIT
     assert p.parse_request(p.build_ping(REQ, None)) == p.PingRequest(REQ, None)
     assert p.parse_request(p.build_list(REQ)) == p.ListRequest(REQ)
+    assert p.parse_request(p.build_remove(REQ, "cluster:gone")) == p.RemoveRequest(REQ, "cluster:gone")
 
 
 def test_replies_round_trip() -> None:
@@ -31,6 +35,8 @@ def test_replies_round_trip() -> None:
     page = p.parse_reply(p.build_events_page(REQ, 9, 4, True, [(3, b"x"), (4, b"y")]))
     assert page == p.EventsPage(REQ, 9, 4, True, ((3, b"x"), (4, b"y")))
     assert p.parse_reply(p.build_pong(REQ, 3, 2)) == p.Pong(REQ, 3, 2)
+    assert p.parse_reply(p.build_removed(REQ, True)) == p.Removed(REQ, True)
+    assert p.parse_reply(p.build_removed(REQ, False)) == p.Removed(REQ, False)
     error = p.parse_reply(p.build_error(REQ, p.ErrorCode.MALFORMED, "bad"))
     assert error == p.ErrorReply(REQ, 1, "bad")
 
@@ -38,28 +44,34 @@ def test_replies_round_trip() -> None:
 def test_live_messages_and_acks_round_trip() -> None:
     assert p.parse_live(p.build_live_events([(1, b"a"), (2, b"b")])) == p.LiveEvents(((1, b"a"), (2, b"b")))
     assert p.parse_live(p.build_heartbeat(42)) == p.Heartbeat(42)
-    assert p.parse_acks(p.build_acks("cluster:x", [3, 1, 2])) == p.Acks("cluster:x", (3, 1, 2))
+    assert p.parse_ack(p.build_ack("cluster:x", 42)) == p.Ack("cluster:x", 42)
 
 
 @pytest.mark.parametrize(
     "frames",
     [
         [],
-        [b"FB1"],
+        [b"FB2"],
         [b"XX1", b"PUB", REQ, b"e"],
-        [b"FB1", b"PUB", b"short", b"e"],
-        [b"FB1", b"PUB", REQ],
-        [b"FB1", b"PUB", REQ, p.pack_blobs([b"e"] * (p.MAX_BATCH + 1))],
-        [b"FB1", b"PUB", REQ, b""],
-        [b"FB1", b"PUB", REQ, b"\x00\x00\x00\x05abc"],
-        [b"FB1", b"PUB", REQ, b"\x00\x00"],
-        [b"FB1", b"PUB", REQ, b"a", b"b"],
-        [b"FB1", b"SYNC", REQ, b"cache", b"123", b"\x00\x00\x00\x01"],
-        [b"FB1", b"SYNC", REQ, b"bad name!", b"", b"\x00\x00\x00\x01"],
-        [b"FB1", b"SYNC", REQ, b"\xff\xfe", b"", b"\x00\x00\x00\x01"],
-        [b"FB1", b"PING", REQ],
-        [b"FB1", b"LIST", REQ, b"extra"],
-        [b"FB1", b"NOPE", REQ],
+        [b"FB1", b"PUB", REQ, p.pack_blobs([b"e"])],
+        [b"FB2", b"PUB", b"short", b"e"],
+        [b"FB2", b"PUB", REQ],
+        [b"FB2", b"PUB", REQ, p.pack_blobs([b"e"] * (p.MAX_BATCH + 1))],
+        [b"FB2", b"PUB", REQ, b""],
+        [b"FB2", b"PUB", REQ, b"\x00\x00\x00\x05abc"],
+        [b"FB2", b"PUB", REQ, b"\x00\x00"],
+        [b"FB2", b"PUB", REQ, b"a", b"b"],
+        [b"FB2", b"SYNC", REQ, b"cache", b"123", b"\x00\x00\x00\x01", b""],
+        [b"FB2", b"SYNC", REQ, b"bad name!", b"", b"\x00\x00\x00\x01", b""],
+        [b"FB2", b"SYNC", REQ, b"\xff\xfe", b"", b"\x00\x00\x00\x01", b""],
+        [b"FB2", b"SYNC", REQ, b"cache", b"", b"\x00\x00\x00\x01"],
+        [b"FB2", b"SYNC", REQ, b"cache", b"", b"\x00\x00\x00\x01", b"\xff\xfe"],
+        [b"FB2", b"SYNC", REQ, b"cache", b"", b"\x00\x00\x00\x01", b"a" * (p.MAX_PREFIX + 1)],
+        [b"FB2", b"PING", REQ],
+        [b"FB2", b"LIST", REQ, b"extra"],
+        [b"FB2", b"DEL", REQ],
+        [b"FB2", b"DEL", REQ, b"bad name!"],
+        [b"FB2", b"NOPE", REQ],
     ],
 )
 def test_malformed_requests_raise_protocol_error(frames: list[bytes]) -> None:
@@ -69,12 +81,15 @@ def test_malformed_requests_raise_protocol_error(frames: list[bytes]) -> None:
 
 def test_random_frames_never_raise_anything_but_protocol_error() -> None:
     rng = random.Random(7)
-    kinds = [b"PUB", b"SYNC", b"PING", b"LIST", b"OK", b"EVTS", b"PONG", b"ERR", b"ACK", b"EV", b"HB"]
+    kinds = [
+        b"PUB", b"SYNC", b"PING", b"LIST", b"DEL", b"OK", b"EVTS", b"PONG", b"CONS", b"DELD", b"ERR",
+        b"ACK", b"EV", b"HB",
+    ]
     for _ in range(3000):
-        frames = [rng.choice([b"FB1", b"EV", b"HB", rng.randbytes(3)])]
+        frames = [rng.choice([b"FB2", b"EV", b"HB", rng.randbytes(3)])]
         frames += [rng.choice([*kinds, rng.randbytes(rng.randrange(0, 12))])]
         frames += [rng.randbytes(rng.choice([0, 1, 2, 4, 8, 9, 16, 17])) for _ in range(rng.randrange(0, 6))]
-        for parse in (p.parse_request, p.parse_reply, p.parse_live, p.parse_acks):
+        for parse in (p.parse_request, p.parse_reply, p.parse_live, p.parse_ack):
             with contextlib.suppress(p.ProtocolError):
                 parse(frames)
 
