@@ -1,32 +1,28 @@
-"""Dispatch `python -m bench [NAME] [ARGS...]` to a benchmark module; no name runs them all."""
+"""`python -m bench [NAME] [ARGS...]` (what `fabric bench` runs).
+
+`deliver` and `growth` are tools with flags of their own; every other name,
+and no name at all, goes to the figures runner (bench/runner.py), which
+measures each figure against its baseline and runs growth's figures too.
+"""
 
 from __future__ import annotations
 
 import importlib
 import sys
 
-BENCHMARKS = {
-    "publish": "bench.publish",
+TOOLS = {
     "deliver": "bench.deliver",
     "growth": "bench.growth",
 }
 
 
 def main(argv: list[str]) -> int:
-    if argv and argv[0] in ("-h", "--help"):
-        print("usage: python -m bench [NAME [ARGS...]]\nbenchmarks: " + ", ".join(BENCHMARKS))
-        return 0
-    names = [argv[0]] if argv else list(BENCHMARKS)
-    args = argv[1:]
-    for name in names:
-        if name not in BENCHMARKS:
-            print(f"bench: unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}", file=sys.stderr)
-            return 2
-        module = importlib.import_module(BENCHMARKS[name])
-        code = int(module.main(args))
-        if code:
-            return code
-    return 0
+    module = TOOLS.get(argv[0]) if argv else None
+    if module is not None:
+        return int(importlib.import_module(module).main(argv[1:]))
+    from bench import runner  # imported here: the tools above do not need its imports
+
+    return runner.main(argv)
 
 
 if __name__ == "__main__":

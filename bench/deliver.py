@@ -17,6 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.keys import api_keys
 from bench.publish import WINDOW, _broker_process, _envelopes, _wait_ready, _windowed
 from transport.client import BrokerEndpoints, Publisher, Subscriber
 from transport.sockets import Context, close_context, new_context
@@ -29,7 +30,7 @@ class _Consumer:
         self.halfway = asyncio.Event()
 
     async def run(self, ctx: Context, endpoints: BrokerEndpoints, consumer: str, n: int) -> None:
-        async with Subscriber(ctx, endpoints, consumer=consumer) as sub:
+        async with Subscriber(ctx, endpoints, keys=api_keys(), consumer=consumer) as sub:
             async for batch in sub.batches():
                 await sub.ack(batch.position)
                 self.count += len(batch.deliveries)
@@ -43,7 +44,7 @@ class _Consumer:
 async def bench_once(ctx: Context, endpoints: BrokerEndpoints, n: int) -> tuple[float, float]:
     # A key per event: compaction keeps every record, so each consumer reads all 2n.
     first, second = _envelopes(n, keys=None, tag="first"), _envelopes(n, keys=None, tag="second")
-    async with Publisher(ctx, endpoints, timeout=30) as pub:
+    async with Publisher(ctx, endpoints, keys=api_keys(), timeout=30) as pub:
 
         async def publish_first(i: int) -> None:
             await pub.publish([first[i]])
@@ -54,10 +55,10 @@ async def bench_once(ctx: Context, endpoints: BrokerEndpoints, n: int) -> tuple[
         await _windowed(n, WINDOW, publish_first)
         late = _Consumer()
         start = time.perf_counter()
-        await late.run(ctx, endpoints, "bench:late", n)
+        await late.run(ctx, endpoints, "cache-bench-late", n)
         catch_up = n / (late.done_at - start)
         live = _Consumer()
-        task = asyncio.create_task(live.run(ctx, endpoints, "bench:live", 2 * n))
+        task = asyncio.create_task(live.run(ctx, endpoints, "cache-bench-live", 2 * n))
         await live.halfway.wait()  # its catch-up of the first n is not part of the live figure
         start = time.perf_counter()
         await _windowed(n, WINDOW, publish_second)

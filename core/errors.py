@@ -27,6 +27,15 @@ class AccountNotFound(DomainError):
         self.key = key
 
 
+class AccountStateConflict(DomainError):
+    """The account is in a state that does not allow the command (e.g. an update once deleted)."""
+
+    def __init__(self, account_id: str, state: str) -> None:
+        super().__init__(f"account {account_id!r} is {state}")
+        self.account_id = account_id
+        self.state = state
+
+
 class DependencyUnavailable(DomainError):
     """A dependency did not answer; nothing was written. Retry later."""
 

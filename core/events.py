@@ -42,6 +42,16 @@ class AccountCreated:
     namespace: str
     created_at: str
     generation: int
+    plan: str = "standard"  # one of core.tenancy's plans
+    suspended: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AccountUpdated(AccountCreated):
+    """An accepted change (plan, name, owner, suspension, a retry): the same whole state at the
+    next generation. A subclass, so every consumer of the desired state handles both alike."""
+
+    wire_name: ClassVar[str] = "account.updated"
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +108,7 @@ EVENT_TYPES: dict[str, type[DomainEvent]] = {
     cls.wire_name: cls
     for cls in (
         AccountCreated,
+        AccountUpdated,
         AccountDeleted,
         NamespaceProvisioned,
         NamespaceProvisionFailed,
@@ -137,11 +148,11 @@ def is_tombstone(event: DomainEvent) -> bool:
     return isinstance(event, AccountDeleted | NamespaceDeleted)
 
 
+_TYPES: dict[object, type] = {"int": int, int: int, "bool": bool, bool: bool}
+
+
 def _field_types(cls: type[DomainEvent]) -> dict[str, type]:
-    return {
-        f.name: int if f.type in ("int", int) else str
-        for f in dataclasses.fields(cls)
-    }
+    return {f.name: _TYPES.get(f.type, str) for f in dataclasses.fields(cls)}
 
 
 _FIELD_TYPES = {name: _field_types(cls) for name, cls in EVENT_TYPES.items()}
@@ -183,6 +194,9 @@ def from_envelope(envelope: Envelope) -> DomainEvent:
         if expected is int:
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise InvalidEnvelope(f"{envelope.type} payload.{name} must be a non-negative int")
+        elif expected is bool:
+            if not isinstance(value, bool):
+                raise InvalidEnvelope(f"{envelope.type} payload.{name} must be a bool")
         elif not isinstance(value, str):
             raise InvalidEnvelope(f"{envelope.type} payload.{name} must be a string")
     event = cls(**envelope.payload)  # type: ignore[arg-type]

@@ -1,14 +1,15 @@
-"""What an account owns in a cluster, as plain data: the desired objects and who owns them.
+"""An account's tenancy in a cluster, as plain data: who it is, the cluster's policy, the port.
 
-Pure functions and data only. A `TenancyPolicy` holds every setting of the
-desired objects in one place (labels, Pod Security level, quota, limit-range
-defaults, the tenant's role); `parse_overrides` reads a cluster's `key = value`
-overrides of it. `desired_namespace` / `desired_children` build the JSON
-bodies a daemon applies for one account; `not_ours` says why an existing
-namespace must not be adopted. `ClusterApi` is the port the daemon reaches its
-cluster through, with a small error set every edge translates into:
-`AlreadyExists` (409 AlreadyExists, not being deleted), `TemporaryKubeError`
-(retry later; `NamespaceTerminating` when the namespace is being deleted) and
+Pure functions and data only. An account's `Tenant` names its plan
+(`core.plans`, re-exported here: `Plan`, `PLANS`, `DEFAULT_PLAN`) and whether
+it is suspended. A `TenancyPolicy` holds every setting of the desired objects
+in one place (labels, Pod Security level, the cluster's quota and limit-range
+overrides laid over the plan, the tenant's role); `parse_overrides` reads a
+cluster's `key = value` overrides of it; `core.desired` builds the objects
+from both. `ClusterApi` is the port the daemon reaches its cluster through,
+with a small error set every edge translates into: `AlreadyExists` (409
+AlreadyExists, not being deleted), `TemporaryKubeError` (retry later;
+`NamespaceTerminating` when the namespace is being deleted) and
 `PermanentKubeError` (final; report the reason).
 """
 
@@ -20,6 +21,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from core.plans import DEFAULT_PLAN as DEFAULT_PLAN
+from core.plans import PLANS as PLANS
+from core.plans import SUSPENDED_QUOTA
+from core.plans import Plan as Plan
 from core.rules import RuleViolation, check_namespace
 
 KubeObject = dict[str, Any]
@@ -29,42 +34,33 @@ _QUANTITY = re.compile(r"[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|Pi|Ei|M|G|T|P|E)?")
 _POD_SECURITY_LEVELS = ("privileged", "baseline", "restricted")
 _SUBJECT_KINDS = ("User", "Group", "ServiceAccount")
 
-ANNOTATION_NAME = "fabric.dev/account-name"
-ANNOTATION_SLUG = "fabric.dev/slug"
-# The account generation last applied to the namespace: drift when stale, and what a daemon
-# reports as observed when it removes a namespace whose account it has no record of.
-ANNOTATION_GENERATION = "fabric.dev/generation"
-
-
-def _default_quota() -> dict[str, str]:
-    return {
-        "pods": "50",
-        "requests.cpu": "4",
-        "requests.memory": "8Gi",
-        "limits.cpu": "8",
-        "limits.memory": "16Gi",
-        "persistentvolumeclaims": "10",
-        "requests.storage": "50Gi",
-        "services.loadbalancers": "0",
-        "services.nodeports": "0",
-    }
+# A cluster's limit-range override -> where it goes in the plan's `limits`.
+_LIMIT_OVERRIDES = {
+    "default_cpu": ("default", "cpu"),
+    "default_memory": ("default", "memory"),
+    "default_request_cpu": ("defaultRequest", "cpu"),
+    "default_request_memory": ("defaultRequest", "memory"),
+}
 
 
 @dataclass(frozen=True, slots=True)
 class TenancyPolicy:
-    """Every setting of the objects a daemon creates per account; overridable per cluster."""
+    """Every setting of the objects a daemon creates per account; overridable per cluster.
+
+    `quota` and the `default_*` settings are the cluster's overrides laid over the
+    account's plan (empty / None: the plan's value)."""
 
     managed_by_label: str = "app.kubernetes.io/managed-by"
     managed_by_value: str = "fabric"
     account_label: str = "fabric.dev/account-id"
     pod_security_level: str = "restricted"
     quota_name: str = "tenant-quota"
-    quota: Mapping[str, str] = field(default_factory=_default_quota)
+    quota: Mapping[str, str] = field(default_factory=dict)
     limit_range_name: str = "tenant-defaults"
-    default_cpu: str = "500m"
-    default_memory: str = "512Mi"
-    default_request_cpu: str = "100m"
-    default_request_memory: str = "128Mi"
+    default_cpu: str | None = None
+    default_memory: str | None = None
+    default_request_cpu: str | None = None
+    default_request_memory: str | None = None
     role_binding_name: str = "tenant-admin"
     cluster_role: str = "admin"
     subject_kind: str = "Group"
@@ -78,6 +74,19 @@ class TenancyPolicy:
     def account_selector(self, account_id: str) -> str:
         """The label selector matching the namespaces this policy manages for one account."""
         return f"{self.selector},{self.account_label}={account_id}"
+
+    def quota_for(self, plan: Plan, *, suspended: bool) -> dict[str, str]:
+        """The ResourceQuota's `spec.hard`: the plan, this cluster's overrides, the suspension."""
+        return {**plan.quota, **self.quota, **(SUSPENDED_QUOTA if suspended else {})}
+
+    def limits_for(self, plan: Plan) -> dict[str, dict[str, str]]:
+        """The LimitRange's container item (without `type`): the plan, then this cluster's."""
+        limits = {key: dict(values) for key, values in plan.limits.items()}
+        for setting, (key, resource) in _LIMIT_OVERRIDES.items():
+            value = getattr(self, setting)
+            if value is not None:
+                limits.setdefault(key, {})[resource] = value
+        return limits
 
 
 class InvalidOverride(ValueError):
@@ -121,8 +130,9 @@ def check_policy(policy: TenancyPolicy) -> str | None:
         return f"subject_kind must be one of {', '.join(_SUBJECT_KINDS)}"
     if not is_label_value(policy.managed_by_value) or not policy.managed_by_value:
         return "managed_by_value must be a non-empty label value"
-    for name in ("default_cpu", "default_memory", "default_request_cpu", "default_request_memory"):
-        if not _QUANTITY.fullmatch(getattr(policy, name)):
+    for name in _LIMIT_OVERRIDES:
+        value = getattr(policy, name)
+        if value is not None and not _QUANTITY.fullmatch(value):
             return f"{name} must be a quantity"
     return None
 
@@ -140,6 +150,8 @@ class Tenant:
     namespace: str
     name: str
     generation: int = 0
+    plan: str = DEFAULT_PLAN
+    suspended: bool = False
 
 
 def check_tenant(tenant: Tenant) -> RuleViolation | None:
@@ -151,172 +163,9 @@ def check_tenant(tenant: Tenant) -> RuleViolation | None:
         return RuleViolation("namespace", "must be acc-<slug>")
     if not tenant.account_id or not is_label_value(tenant.account_id):
         return RuleViolation("account_id", "must be a valid label value")
+    if tenant.plan not in PLANS:
+        return RuleViolation("plan", f"must be one of {', '.join(PLANS)}")
     return None
-
-
-def ownership_labels(tenant: Tenant, policy: TenancyPolicy) -> dict[str, str]:
-    return {policy.managed_by_label: policy.managed_by_value, policy.account_label: tenant.account_id}
-
-
-def desired_namespace(tenant: Tenant, policy: TenancyPolicy) -> KubeObject:
-    level = policy.pod_security_level
-    labels = {
-        **ownership_labels(tenant, policy),
-        "pod-security.kubernetes.io/enforce": level,
-        "pod-security.kubernetes.io/enforce-version": "latest",
-        "pod-security.kubernetes.io/warn": level,
-        "pod-security.kubernetes.io/audit": level,
-    }
-    return {
-        "apiVersion": "v1",
-        "kind": "Namespace",
-        "metadata": {
-            "name": tenant.namespace,
-            "labels": labels,
-            # Free text never goes into labels (value syntax), only annotations.
-            "annotations": {
-                ANNOTATION_NAME: tenant.name,
-                ANNOTATION_SLUG: tenant.slug,
-                ANNOTATION_GENERATION: str(tenant.generation),
-            },
-        },
-    }
-
-
-def desired_children(tenant: Tenant, policy: TenancyPolicy) -> list[KubeObject]:
-    """Namespaced objects, in the order they are applied (quota before workloads could exist)."""
-    ns = tenant.namespace
-    labels = ownership_labels(tenant, policy)
-
-    def meta(name: str) -> dict[str, Any]:
-        return {"name": name, "namespace": ns, "labels": dict(labels)}
-
-    return [
-        {
-            "apiVersion": "v1",
-            "kind": "ResourceQuota",
-            "metadata": meta(policy.quota_name),
-            "spec": {"hard": dict(policy.quota)},
-        },
-        {
-            "apiVersion": "v1",
-            "kind": "LimitRange",
-            "metadata": meta(policy.limit_range_name),
-            "spec": {
-                "limits": [
-                    {
-                        "type": "Container",
-                        "default": {"cpu": policy.default_cpu, "memory": policy.default_memory},
-                        "defaultRequest": {
-                            "cpu": policy.default_request_cpu,
-                            "memory": policy.default_request_memory,
-                        },
-                    }
-                ]
-            },
-        },
-        {
-            "apiVersion": "networking.k8s.io/v1",
-            "kind": "NetworkPolicy",
-            "metadata": meta("default-deny"),
-            "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
-        },
-        {
-            "apiVersion": "networking.k8s.io/v1",
-            "kind": "NetworkPolicy",
-            "metadata": meta("allow-same-namespace"),
-            "spec": {
-                "podSelector": {},
-                "policyTypes": ["Ingress", "Egress"],
-                "ingress": [{"from": [{"podSelector": {}}]}],
-                "egress": [{"to": [{"podSelector": {}}]}],
-            },
-        },
-        {
-            "apiVersion": "networking.k8s.io/v1",
-            "kind": "NetworkPolicy",
-            "metadata": meta("allow-dns"),
-            "spec": {
-                "podSelector": {},
-                "policyTypes": ["Egress"],
-                "egress": [
-                    {
-                        "to": [
-                            {
-                                "namespaceSelector": {
-                                    "matchLabels": {"kubernetes.io/metadata.name": "kube-system"}
-                                },
-                                "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
-                            }
-                        ],
-                        "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
-                    }
-                ],
-            },
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "RoleBinding",
-            "metadata": meta(policy.role_binding_name),
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "ClusterRole",
-                "name": policy.cluster_role,
-            },
-            "subjects": [_subject(tenant, policy)],
-        },
-    ]
-
-
-def _subject(tenant: Tenant, policy: TenancyPolicy) -> dict[str, str]:
-    name = f"{policy.subject_prefix}{tenant.account_id}"
-    if policy.subject_kind == "ServiceAccount":
-        return {"kind": "ServiceAccount", "name": name, "namespace": tenant.namespace}
-    return {"kind": policy.subject_kind, "apiGroup": "rbac.authorization.k8s.io", "name": name}
-
-
-CHILD_KINDS = ("ResourceQuota", "LimitRange", "NetworkPolicy", "RoleBinding")
-
-
-def drift(
-    tenant: Tenant,
-    policy: TenancyPolicy,
-    namespace: KubeObject,
-    children: set[tuple[str, str]],
-) -> str | None:
-    """What a resync sees wrong with an existing namespace of ours: a missing policy object
-    (`children` holds the (kind, name) pairs present in it) or a changed label or annotation."""
-    want = desired_namespace(tenant, policy)["metadata"]
-    have = namespace.get("metadata") or {}
-    for field_name in ("labels", "annotations"):
-        current = have.get(field_name) or {}
-        for key, value in want[field_name].items():
-            if current.get(key) != value:
-                return f"{field_name[:-1]} {key} is {current.get(key)!r}, want {value!r}"
-    for child in desired_children(tenant, policy):
-        pair = (child["kind"], child["metadata"]["name"])
-        if pair not in children:
-            return f"{pair[0]} {pair[1]} is missing"
-    return None
-
-
-def not_ours(existing: KubeObject, tenant: Tenant, policy: TenancyPolicy) -> str | None:
-    """Why an existing namespace must not be adopted for `tenant`, or None when it is ours."""
-    labels = existing.get("metadata", {}).get("labels") or {}
-    name = tenant.namespace
-    if labels.get(policy.managed_by_label) != policy.managed_by_value:
-        return f"namespace {name} exists without label {policy.selector}; refusing to adopt it"
-    owner = labels.get(policy.account_label)
-    if owner != tenant.account_id:
-        return f"namespace {name} belongs to account {owner!r}, not {tenant.account_id}; refusing"
-    return None
-
-
-def applied_generation(namespace: KubeObject) -> int:
-    """The generation annotated on one of our namespaces (0 when absent or garbled)."""
-    annotations = (namespace.get("metadata") or {}).get("annotations") or {}
-    value = annotations.get(ANNOTATION_GENERATION)
-    return int(value) if isinstance(value, str) and value.isascii() and value.isdigit() else 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,16 +19,17 @@ import structlog
 
 from core.bus import BusUnavailable
 from transport import protocol
-from transport.sockets import Context, Socket, connect_dealer
+from transport.sockets import ClientKeys, Context, Socket, connect_dealer
 
 log = structlog.get_logger()
 _REQ_ID = struct.Struct(">Q")
 
 
 class ControlChannel:
-    def __init__(self, ctx: Context, address: str, *, name: str) -> None:
+    def __init__(self, ctx: Context, address: str, keys: ClientKeys, *, name: str) -> None:
         self._ctx = ctx
         self._address = address
+        self._keys = keys
         self._name = name
         self._sock: Socket | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -36,7 +37,7 @@ class ControlChannel:
         self._ids = itertools.count(int.from_bytes(os.urandom(4), "big") << 16)
 
     def open(self) -> None:
-        self._sock = connect_dealer(self._ctx, self._address)
+        self._sock = connect_dealer(self._ctx, self._address, self._keys)
         self._reader = asyncio.get_running_loop().create_task(
             self._read(self._sock), name=f"{self._name}:control-reader"
         )

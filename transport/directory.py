@@ -9,12 +9,14 @@ from core.bus import BusUnavailable, ConsumerInfo
 from transport import codec, protocol
 from transport.control import ControlChannel
 from transport.endpoints import BrokerEndpoints
-from transport.sockets import Context
+from transport.sockets import ClientKeys, Context
 
 
 class Directory:
-    def __init__(self, ctx: Context, endpoints: BrokerEndpoints, *, timeout: float = 5.0) -> None:
-        self._channel = ControlChannel(ctx, endpoints.control, name="directory")
+    def __init__(
+        self, ctx: Context, endpoints: BrokerEndpoints, *, keys: ClientKeys, timeout: float = 5.0
+    ) -> None:
+        self._channel = ControlChannel(ctx, endpoints.control, keys, name="directory")
         self._timeout = timeout
 
     async def __aenter__(self) -> Directory:

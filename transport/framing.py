@@ -18,6 +18,7 @@ class ErrorCode(IntEnum):
     INVALID_ENVELOPE = 2  # an envelope failed the schema check; permanent
     TOO_LARGE = 3  # too many envelopes in one request; permanent
     UNAVAILABLE = 4  # the broker cannot store now; retry
+    FORBIDDEN = 5  # the peer's identity may not do this (consumer, key or request kind); permanent
 
 
 class ProtocolError(ValueError):

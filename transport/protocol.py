@@ -1,6 +1,8 @@
 """The broker's wire protocol, version FB2: frames, kinds and each field's meaning.
 
-Three sockets (addresses given as CONTROL,EVENTS,ACKS):
+Three sockets (addresses given as CONTROL,EVENTS,ACKS), every one CurveZMQ with
+a ZAP allow-list (`transport.curve`): a peer is known by the identity of its
+key (`api`, `cluster-NAME`), never by anything it writes in a frame.
 
 control  ROUTER (broker) <- DEALER (clients): requests and replies, matched by req_id.
 events   PUB (broker) -> SUB (subscribers): the live stream; lossy by design.
@@ -48,6 +50,20 @@ Control replies:
           acked_seq = the position; lag = head - position
     DELD  [FB2, b"DELD", req_id:8, removed:1]      1 if the consumer was registered
     ERR   [FB2, b"ERR",  req_id:8, code:2, reason utf8]  see ErrorCode; nothing was stored
+          codes: 1 MALFORMED, 2 INVALID_ENVELOPE, 3 TOO_LARGE (permanent); 4 UNAVAILABLE
+          (retry); 5 FORBIDDEN: the peer's identity may not do this (permanent)
+
+Authorization by identity (checked per request; a refusal is ERR FORBIDDEN, logged as
+`request_refused` with the identity, and stores nothing):
+
+    api            PUB of `account:*` keys only; SYNC, PING and ACK of `cache*` consumers;
+                   LIST; DEL of any consumer
+    cluster-NAME   PUB of `outcome:NAME:*` keys only (payload `cluster` NAME too); SYNC of
+                   `cluster:NAME` with a key prefix within `account:`; PING, ACK and DEL
+                   (a reset of its own position) of `cluster:NAME`; no LIST
+    anyone         PING without a consumer (the head: a liveness probe)
+
+A refused ACK (PULL has no reply) is logged and dropped.
 
 Live stream (PUB), no tag so a SUB can filter cheaply:
 

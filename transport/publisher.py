@@ -27,7 +27,7 @@ from core.envelope import Envelope
 from transport import codec, protocol
 from transport.control import ControlChannel
 from transport.endpoints import BrokerEndpoints
-from transport.sockets import Context
+from transport.sockets import ClientKeys, Context
 
 # Small enough that several coalesced requests are in flight at once (the broker works on one
 # while the next is being formed), large enough to share each fsync widely.
@@ -54,10 +54,11 @@ class Publisher:
         ctx: Context,
         endpoints: BrokerEndpoints,
         *,
+        keys: ClientKeys,
         timeout: float = 5.0,
         coalesce: int = COALESCE,
     ) -> None:
-        self._channel = ControlChannel(ctx, endpoints.control, name="publisher")
+        self._channel = ControlChannel(ctx, endpoints.control, keys, name="publisher")
         self._timeout = timeout
         self._coalesce = max(1, min(coalesce, protocol.MAX_BATCH))
         self._open: _Batch | None = None

@@ -1,8 +1,14 @@
-"""ZeroMQ's one home: contexts and the few socket shapes the broker and its clients use.
+"""ZeroMQ's home: contexts and the few socket shapes the broker and its clients use.
 
-No other module imports zmq. Each factory returns a `Socket` already configured
-the way our protocol needs it:
+Only this module and `transport.curve` (CurveZMQ keys and the ZAP handler)
+import zmq. Each factory returns a `Socket` already configured the way our
+protocol needs it:
 
+- every socket: CURVE. A server socket (`bind_*`) needs its `ServerKeys` and
+  is refused (`SocketError`) on a context where no ZAP handler serves
+  (`bind_zap`): CURVE without ZAP would encrypt but authenticate nobody. A
+  client socket (`connect_*`) needs its `ClientKeys`: its own pair and the
+  server's public key. There is no plain (NULL) socket here;
 - every socket: linger 0 (queued frames are re-derivable, never worth blocking a
   stop), ZMTP heartbeats so a half-open TCP peer is noticed;
 - every receiving socket: a maximum message size, so a hostile peer cannot make
@@ -14,16 +20,26 @@ the way our protocol needs it:
 `Socket.send_nowait` never blocks: it returns False when the frame could not be
 queued (mute peer, unroutable identity, closed socket). Receiving is `await
 recv()` or `recv_nowait()` (None when nothing is waiting), so hot loops drain
-whatever is queued with one wake-up.
+whatever is queued with one wake-up. A server reads who sent a message with
+`recv_from`: the user id the ZAP handler gave the peer's key, never anything the
+peer wrote.
+
+`probe_handshake` watches one client connection's first CURVE handshake (a
+socket monitor) to tell a broker that refuses us from one that is not there.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
+import time
+import weakref
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import zmq
 import zmq.asyncio
+import zmq.utils.monitor
 
 Context = zmq.asyncio.Context
 
@@ -32,8 +48,28 @@ HEARTBEAT_IVL_MS = 1000
 HEARTBEAT_TIMEOUT_MS = 3000
 
 
+ZAP_ADDRESS = "inproc://zeromq.zap.01"  # where libzmq asks a context's ZAP handler (RFC 27)
+
+
 class SocketError(Exception):
-    """A socket could not be created, bound or connected (bad address, port in use...)."""
+    """A socket could not be created, bound or connected (bad address, port in use, no ZAP...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerKeys:
+    """A CURVE server's key pair, each key Z85-encoded (40 characters)."""
+
+    public: bytes
+    secret: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ClientKeys:
+    """A CURVE client's key pair and the public key of the server it may talk to (Z85)."""
+
+    public: bytes
+    secret: bytes = field(repr=False)
+    server: bytes
 
 
 def new_context() -> Context:
@@ -60,6 +96,16 @@ class _ZmqSocket(zmq.Socket):  # type: ignore[type-arg]
         if hook is not None:
             hook()
         super().close(linger)
+
+
+# The contexts whose ZAP handler socket is bound (weakly: a context may just be dropped).
+_ZAP_HANDLERS: weakref.WeakKeyDictionary[Context, _ZmqSocket] = weakref.WeakKeyDictionary()
+
+
+def zap_served(ctx: Context) -> bool:
+    """True while a ZAP handler socket (`bind_zap`) is open on `ctx`."""
+    sock = _ZAP_HANDLERS.get(ctx)
+    return sock is not None and not sock.closed
 
 
 class Socket:
@@ -101,6 +147,36 @@ class Socket:
             return self._sock.recv_multipart(zmq.NOBLOCK)
         except zmq.Again:
             return None
+
+    async def recv_from(self) -> tuple[str, list[bytes]]:
+        """The next message and the ZAP user id of the peer that sent it (a server socket)."""
+        while True:
+            got = self.recv_from_nowait()
+            if got is not None:
+                return got
+            self._readable = self._waiter(self._readable)
+            try:
+                await self._readable
+            finally:
+                self._readable = None
+
+    def recv_from_nowait(self) -> tuple[str, list[bytes]] | None:
+        if self._sock.closed or not int(self._sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+            return None
+        try:
+            first = self._sock.recv(zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            return None
+        try:
+            # Set by libzmq from the ZAP reply on every message of the connection.
+            user = str(first.get("User-Id"))
+        except zmq.ZMQError:
+            user = ""  # no ZAP user id (a NULL connection): an identity nobody is granted
+        frames = [first.bytes]
+        # The other parts of a multipart message arrive with the first, atomically.
+        while self._sock.getsockopt(zmq.RCVMORE):
+            frames.append(self._sock.recv(zmq.NOBLOCK))
+        return user, frames
 
     async def send(self, frames: Sequence[bytes]) -> None:
         while not self.send_nowait(frames):
@@ -177,6 +253,24 @@ def _make(ctx: Context, kind: int, *, receives: bool) -> _ZmqSocket:
     return sock
 
 
+def _curve_server(ctx: Context, sock: _ZmqSocket, keys: ServerKeys, address: str) -> None:
+    if not zap_served(ctx):
+        sock.close(linger=0)
+        raise SocketError(
+            f"refusing to bind {address}: CURVE without a running ZAP handler on its context "
+            "would authenticate nobody"
+        )
+    sock.setsockopt(zmq.CURVE_SERVER, 1)
+    sock.setsockopt(zmq.CURVE_PUBLICKEY, keys.public)
+    sock.setsockopt(zmq.CURVE_SECRETKEY, keys.secret)
+
+
+def _curve_client(sock: _ZmqSocket, keys: ClientKeys) -> None:
+    sock.setsockopt(zmq.CURVE_SERVERKEY, keys.server)
+    sock.setsockopt(zmq.CURVE_PUBLICKEY, keys.public)
+    sock.setsockopt(zmq.CURVE_SECRETKEY, keys.secret)
+
+
 def _bind(sock: _ZmqSocket, address: str) -> Socket:
     try:
         sock.bind(address)
@@ -195,41 +289,118 @@ def _connect(sock: _ZmqSocket, address: str) -> Socket:
     return Socket(sock, address)
 
 
-def bind_router(ctx: Context, address: str) -> Socket:
+def bind_zap(ctx: Context) -> Socket:
+    """The ZAP handler's REP socket: from now on libzmq asks it about every handshake on `ctx`."""
+    sock = zmq.Context.socket(ctx, zmq.REP, socket_class=_ZmqSocket)
+    sock.setsockopt(zmq.LINGER, 0)
+    bound = _bind(sock, ZAP_ADDRESS)
+    _ZAP_HANDLERS[ctx] = sock
+    return bound
+
+
+def bind_router(ctx: Context, address: str, keys: ServerKeys) -> Socket:
     sock = _make(ctx, zmq.ROUTER, receives=True)
+    _curve_server(ctx, sock, keys, address)
     sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
     sock.setsockopt(zmq.SNDHWM, 100_000)
     sock.setsockopt(zmq.RCVHWM, 100_000)
     return _bind(sock, address)
 
 
-def bind_pub(ctx: Context, address: str) -> Socket:
+def bind_pub(ctx: Context, address: str, keys: ServerKeys) -> Socket:
     sock = _make(ctx, zmq.PUB, receives=False)
+    _curve_server(ctx, sock, keys, address)
     # Drops past this are detected by subscribers as sequence gaps and re-fetched.
     sock.setsockopt(zmq.SNDHWM, 100_000)
     return _bind(sock, address)
 
 
-def bind_pull(ctx: Context, address: str) -> Socket:
+def bind_pull(ctx: Context, address: str, keys: ServerKeys) -> Socket:
     sock = _make(ctx, zmq.PULL, receives=True)
+    _curve_server(ctx, sock, keys, address)
     return _bind(sock, address)
 
 
-def connect_dealer(ctx: Context, address: str) -> Socket:
+def connect_dealer(ctx: Context, address: str, keys: ClientKeys) -> Socket:
     sock = _make(ctx, zmq.DEALER, receives=True)
+    _curve_client(sock, keys)
     sock.setsockopt(zmq.SNDHWM, 100_000)
     sock.setsockopt(zmq.RCVHWM, 100_000)
     return _connect(sock, address)
 
 
-def connect_sub(ctx: Context, address: str) -> Socket:
+def connect_sub(ctx: Context, address: str, keys: ClientKeys) -> Socket:
     sock = _make(ctx, zmq.SUB, receives=True)
+    _curve_client(sock, keys)
     sock.setsockopt(zmq.SUBSCRIBE, b"")
     sock.setsockopt(zmq.RCVHWM, 100_000)
     return _connect(sock, address)
 
 
-def connect_push(ctx: Context, address: str) -> Socket:
+def connect_push(ctx: Context, address: str, keys: ClientKeys) -> Socket:
     sock = _make(ctx, zmq.PUSH, receives=False)
+    _curve_client(sock, keys)
     sock.setsockopt(zmq.IMMEDIATE, 1)
     return _connect(sock, address)
+
+
+# ---- the first handshake of a client connection ---------------------------------------
+
+
+class Handshake(enum.Enum):
+    ACCEPTED = "accepted"  # the handshake completed: the server knows our key
+    REFUSED = "refused"  # the server's ZAP handler refused our key (ZMTP ERROR, status 400)
+    FAILED = "failed"  # connected, but no handshake completed (e.g. a wrong server key)
+    UNREACHABLE = "unreachable"  # nothing accepted a TCP connection
+
+
+_WATCHED = (
+    zmq.EVENT_CONNECTED
+    | zmq.EVENT_HANDSHAKE_SUCCEEDED
+    | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+    | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+)
+
+
+async def probe_handshake(ctx: Context, address: str, keys: ClientKeys, wait: float) -> Handshake:
+    """Connect a DEALER to `address` and watch its handshakes for at most `wait` seconds.
+
+    A refusal by the server's ZAP handler ends the wait at once. A server that cannot read
+    our HELLO (we hold the wrong server key) just drops the connection, and libzmq retries
+    forever; after `wait` seconds of connections without a completed handshake that is
+    `FAILED`. No connection at all is `UNREACHABLE` (the server may start later).
+    """
+    sock = _make(ctx, zmq.DEALER, receives=True)
+    events: Socket | None = None
+    try:
+        _curve_client(sock, keys)
+        monitor_address = f"inproc://handshake-probe-{id(sock):x}"
+        sock.monitor(monitor_address, _WATCHED)
+        pair = zmq.Context.socket(ctx, zmq.PAIR, socket_class=_ZmqSocket)
+        pair.setsockopt(zmq.LINGER, 0)
+        events = _connect(pair, monitor_address)
+        sock.connect(address)
+        connected = False
+        deadline = time.monotonic() + wait
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                async with asyncio.timeout(left):
+                    frames = await events.recv()
+            except TimeoutError:
+                break
+            event = zmq.utils.monitor.parse_monitor_message(frames)["event"]
+            if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                return Handshake.ACCEPTED
+            if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+                return Handshake.REFUSED
+            connected = True
+        return Handshake.FAILED if connected else Handshake.UNREACHABLE
+    except zmq.ZMQError as exc:
+        raise SocketError(f"cannot connect {address}: {exc}") from None
+    finally:
+        # Monitor off before closing: a context does not terminate while a monitor is attached.
+        if events is not None:
+            sock.disable_monitor()
+            events.close()
+        sock.close(linger=0)

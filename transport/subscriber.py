@@ -48,7 +48,7 @@ from core.envelope import InvalidEnvelope
 from transport import codec, protocol
 from transport.control import ControlChannel
 from transport.endpoints import BrokerEndpoints
-from transport.sockets import Context, Socket, connect_push, connect_sub
+from transport.sockets import ClientKeys, Context, Socket, connect_push, connect_sub
 
 log = structlog.get_logger()
 
@@ -69,6 +69,7 @@ class Subscriber:
         ctx: Context,
         endpoints: BrokerEndpoints,
         *,
+        keys: ClientKeys,
         consumer: str,
         key_prefix: str = "",
         timeout: float = 5.0,
@@ -81,11 +82,12 @@ class Subscriber:
         self._prefix = protocol.check_prefix(key_prefix)
         self._ctx = ctx
         self._endpoints = endpoints
+        self._keys = keys
         self._timeout = timeout
         self._interval = heartbeat_interval
         self._page_size = page_size
         self._retry_max = retry_max
-        self._channel = ControlChannel(ctx, endpoints.control, name=f"subscriber:{consumer}")
+        self._channel = ControlChannel(ctx, endpoints.control, keys, name=f"subscriber:{consumer}")
         self._live: asyncio.Queue[_LiveItem] = asyncio.Queue(maxsize=live_buffer)
         self._overflowed = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -111,8 +113,8 @@ class Subscriber:
     async def __aenter__(self) -> Subscriber:
         # Subscribe before the first SYNC so nothing published in between is missed (Clone pattern).
         try:
-            self._sub = connect_sub(self._ctx, self._endpoints.events)
-            self._push = connect_push(self._ctx, self._endpoints.acks)
+            self._sub = connect_sub(self._ctx, self._endpoints.events, self._keys)
+            self._push = connect_push(self._ctx, self._endpoints.acks, self._keys)
             self._channel.open()
         except BaseException:
             for sock in (self._sub, self._push):
@@ -319,6 +321,9 @@ class Subscriber:
             lambda r: protocol.build_sync(r, self._consumer, position, self._page_size, self._prefix),
             self._timeout,
         )
+        if isinstance(reply, protocol.ErrorReply):
+            # FORBIDDEN too: retried like the rest, so the reason shows in `catch_up_failed`.
+            raise BusUnavailable(f"broker refused the SYNC (code {reply.code}): {reply.reason}")
         if not isinstance(reply, protocol.EventsPage):
             raise BusUnavailable(f"broker answered a SYNC with {type(reply).__name__}")
         return reply

@@ -6,16 +6,23 @@ event it just committed, so a create's reply never races its cache row; the
 driver's later apply of the same event is a no-op by generation). Reads
 return plain records; the HTTP side combines them with the cluster directory
 into Account views.
+
+`WatchAccount` answers a future resolved the next time an apply changes that
+account or a cluster's report on it (actors/api/watchers.py): `account.wait`
+parks on it rather than polling. Waiters are woken after the transaction
+commits, and all of them when the actor stops.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import assert_never
 
 from actors.api.cache_store import SqliteCache, StoreError
+from actors.api.watchers import Watchers
 from actors.runtime import Actor, Request
 from core.account import AccountRecord, ClusterReport
 from core.cache import Change
@@ -58,6 +65,13 @@ class ListAccountsPage(Request[Snapshot]):
 
 
 @dataclass(frozen=True, slots=True)
+class WatchAccount(Request[asyncio.Future[None]]):
+    """A future resolved at the next change of this account (or of a report on it)."""
+
+    account_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class NeedsReplay(Request[bool]):
     pass
 
@@ -72,13 +86,17 @@ class PingCache(Request[None]):
     pass
 
 
-CacheMessage = ApplyEvents | FindAccount | ListAccountsPage | NeedsReplay | MarkReplayed | PingCache
+CacheMessage = (
+    ApplyEvents | FindAccount | ListAccountsPage | WatchAccount | NeedsReplay
+    | MarkReplayed | PingCache
+)
 
 
 class CacheActor(Actor[CacheMessage]):
     def __init__(self, path: Path) -> None:
         self._path = path
         self._store: SqliteCache | None = None
+        self._watchers = Watchers()
 
     async def started(self) -> None:
         self._store = SqliteCache(self._path)
@@ -86,6 +104,7 @@ class CacheActor(Actor[CacheMessage]):
             self.log.warning("cache_recreated", path=str(self._path), reason="old schema")
 
     async def stopped(self) -> None:
+        self._watchers.notify_all()
         if self._store is not None:
             self._store.close()
 
@@ -108,6 +127,7 @@ class CacheActor(Actor[CacheMessage]):
                             "cache_event_applied", event_id=item.event_id, seq=item.seq,
                             account_id=item.change.event.account_id,
                         )
+                        self._watchers.notify(item.change.event.account_id)
                 return changed
             case FindAccount(account_id, slug):
                 record = (
@@ -118,6 +138,8 @@ class CacheActor(Actor[CacheMessage]):
                 return self._snapshot(store, records)
             case ListAccountsPage(after, limit):
                 return self._snapshot(store, store.list_after(after, limit))
+            case WatchAccount(account_id):
+                return self._watchers.watch(account_id)
             case NeedsReplay():
                 return store.needs_replay()
             case MarkReplayed():

@@ -8,12 +8,17 @@ returns, so a committed batch must survive a power loss.
 
 Schema versions. The file records its schema in `PRAGMA user_version`. A file
 of another version (the event-history cache of schema 1, with its `applied`
-table and cursor), or one that is not a database at all, is not migrated but
-recreated empty: it is a cache. A file
+table and cursor; schema 2, before plans and suspension), or one that is not
+a database at all, is not migrated but recreated empty: it is a cache. A file
 created empty is marked as needing a replay (`needs_replay`), which makes the
 event driver reset its bus consumer and read the log from the start; so a
 lost or recreated file never leaves the cache behind a consumer position
 that has already passed its history.
+
+`account.updated` is applied like `account.created` (it is the same whole
+state at a later generation, guarded the same way); its time is the
+account's `updated_at`. Each apply that changes an account or a report on it
+is returned as changed, which is what the cache actor wakes waiters on.
 
 A deleted account whose creation the cache never saw (the log compacted it
 away, or the tombstone came first) is kept as a tombstone row to guard its
@@ -35,13 +40,14 @@ from core.cache import Change, report_order
 from core.events import (
     AccountCreated,
     AccountDeleted,
+    AccountUpdated,
     NamespaceDeleted,
     NamespaceProvisioned,
     NamespaceProvisionFailed,
     OutcomeEvent,
 )
 
-SCHEMA_VERSION = 2  # `PRAGMA user_version` at the end of _SCHEMA says the same
+SCHEMA_VERSION = 3  # `PRAGMA user_version` at the end of _SCHEMA says the same
 
 # Idempotent: two processes opening a new shared file may both run it.
 _SCHEMA = """
@@ -55,7 +61,9 @@ CREATE TABLE IF NOT EXISTS accounts (
     created_at  TEXT,
     deleted_at  TEXT,
     generation  INTEGER NOT NULL,
-    updated_at  TEXT NOT NULL
+    updated_at  TEXT NOT NULL,
+    plan        TEXT NOT NULL DEFAULT 'standard',
+    suspended   INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS accounts_slug ON accounts (slug);
 CREATE TABLE IF NOT EXISTS reports (
@@ -70,14 +78,14 @@ CREATE TABLE IF NOT EXISTS reports (
 );
 CREATE TABLE IF NOT EXISTS meta (id INTEGER PRIMARY KEY CHECK (id = 1), needs_replay INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta (id, needs_replay) VALUES (1, 1);
-PRAGMA user_version = 2;
+PRAGMA user_version = 3;
 """
 
 StoreError = sqlite3.Error  # what a failing store raises (disk full, corrupt file, locked)
 
 _ACCOUNT_COLS = (
     "id, slug, name, owner_email, namespace, created_at, deleted_at, generation, updated_at, "
-    "position"
+    "position, plan, suspended"
 )
 _VISIBLE = "name IS NOT NULL"  # tombstone-only rows guard a generation but are not shown
 _REPORT_COLS = "cluster, state, observed_generation, updated_at, error, attempts"
@@ -146,7 +154,9 @@ class SqliteCache:
         event = change.event
         match event:
             case AccountCreated():
-                return self._created(event)
+                # AccountUpdated too (a subclass): the whole state at its generation.
+                updated_at = change.occurred_at if isinstance(event, AccountUpdated) else None
+                return self._created(event, updated_at or event.created_at)
             case AccountDeleted():
                 return self._deleted(event)
             case NamespaceProvisioned():
@@ -167,14 +177,14 @@ class SqliteCache:
         ).fetchone()
         return None if row is None else (int(row[0]), bool(row[1]))
 
-    def _created(self, e: AccountCreated) -> bool:
+    def _created(self, e: AccountCreated, updated_at: str) -> bool:
         cached = self._generation(e.account_id)
         if cached is None:
             self._db.execute(
                 "INSERT INTO accounts (id, slug, name, owner_email, namespace, created_at, "
-                "generation, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "generation, updated_at, plan, suspended) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (e.account_id, e.slug, e.name, e.owner_email, e.namespace, e.created_at,
-                 e.generation, e.created_at),
+                 e.generation, updated_at, e.plan, e.suspended),
             )
             return True
         generation, seen = cached
@@ -182,16 +192,18 @@ class SqliteCache:
             # A newer desired state of a live account (an accepted change).
             self._db.execute(
                 "UPDATE accounts SET slug = ?, name = ?, owner_email = ?, namespace = ?, "
-                "created_at = ?, deleted_at = NULL, generation = ?, updated_at = ? WHERE id = ?",
+                "created_at = ?, deleted_at = NULL, generation = ?, updated_at = ?, plan = ?, "
+                "suspended = ? WHERE id = ?",
                 (e.slug, e.name, e.owner_email, e.namespace, e.created_at, e.generation,
-                 e.created_at, e.account_id),
+                 updated_at, e.plan, e.suspended, e.account_id),
             )
             return True
         if not seen:
             # The tombstone came first: fill in what it does not carry, keep its state.
             self._db.execute(
-                "UPDATE accounts SET name = ?, owner_email = ?, created_at = ? WHERE id = ?",
-                (e.name, e.owner_email, e.created_at, e.account_id),
+                "UPDATE accounts SET name = ?, owner_email = ?, created_at = ?, plan = ? "
+                "WHERE id = ?",
+                (e.name, e.owner_email, e.created_at, e.plan, e.account_id),
             )
             return True
         return False
@@ -253,7 +265,7 @@ class SqliteCache:
             f"SELECT {_ACCOUNT_COLS} FROM accounts WHERE id = ? AND {_VISIBLE}",  # noqa: S608
             (account_id,),
         ).fetchone()
-        return None if row is None else AccountRecord(*row)
+        return None if row is None else _record(row)
 
     def get_by_slug(self, slug: str) -> AccountRecord | None:
         # Slugs are unique in the legacy database; should one ever be reused, the live one wins.
@@ -262,7 +274,7 @@ class SqliteCache:
             "ORDER BY deleted_at IS NULL DESC, position DESC LIMIT 1",
             (slug,),
         ).fetchone()
-        return None if row is None else AccountRecord(*row)
+        return None if row is None else _record(row)
 
     def list_after(self, after: int | None, limit: int) -> list[AccountRecord]:
         rows = self._db.execute(
@@ -270,7 +282,7 @@ class SqliteCache:
             "ORDER BY position LIMIT ?",
             (after or 0, limit),
         ).fetchall()
-        return [AccountRecord(*row) for row in rows]
+        return [_record(row) for row in rows]
 
     def reports(self, account_ids: list[str]) -> dict[str, list[ClusterReport]]:
         out: dict[str, list[ClusterReport]] = {a: [] for a in account_ids}
@@ -292,12 +304,21 @@ class SqliteCache:
         """Everything the cache knows, in a form two caches can be compared by (not positions)."""
         accounts = self._db.execute(
             "SELECT id, slug, name, owner_email, namespace, created_at, deleted_at, generation, "
-            "updated_at FROM accounts ORDER BY id"
+            "updated_at, plan, suspended FROM accounts ORDER BY id"
         ).fetchall()
         reports = self._db.execute(
             f"SELECT account_id, {_REPORT_COLS} FROM reports ORDER BY 1, 2"  # noqa: S608
         ).fetchall()
         return {"accounts": accounts, "reports": reports}
+
+
+def _record(row: tuple[Any, ...]) -> AccountRecord:
+    (account_id, slug, name, owner_email, namespace, created_at, deleted_at, generation,
+     updated_at, position, plan, suspended) = row
+    return AccountRecord(
+        account_id, slug, name, owner_email, namespace, created_at, deleted_at, generation,
+        updated_at, position, plan, bool(suspended),
+    )
 
 
 def remove_files(path: Path) -> None:

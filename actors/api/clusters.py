@@ -9,6 +9,10 @@ the clusters; the `cache` consumer's lag is the cache's lag.
 An account lists every known cluster from its first answer on, so a read
 that comes before the first poll has answered asks the bus itself, once per
 start and briefly (`first_wait`), rather than answer an empty list.
+
+`WatchDirectory` answers a future resolved when the set of clusters or of
+those online changes (actors/api/watchers.py): a cluster going offline can
+be what `account.wait` was waiting for.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import assert_never
 
 from actors.api.metrics import ApiMetrics
+from actors.api.watchers import Watchers
 from actors.runtime import Actor, Request
 from core.bus import BusConnector, ConsumerInfo
 
@@ -41,10 +46,30 @@ class Directory:
     def online(self) -> list[str]:
         return [c.name[len(CLUSTER_PREFIX) :] for c in self.clusters if c.online]
 
+    def last_seen(self) -> dict[str, str | None]:
+        return {c.name[len(CLUSTER_PREFIX) :]: c.last_seen for c in self.clusters}
+
+    def shape(self) -> tuple[frozenset[str], frozenset[str]]:
+        """What a waiter cares about: which clusters there are and which are online."""
+        return frozenset(self.cluster_names()), frozenset(self.online())
+
 
 @dataclass(frozen=True, slots=True)
 class GetDirectory(Request[Directory]):
     pass
+
+
+@dataclass(frozen=True, slots=True)
+class WatchDirectory(Request[asyncio.Future[None]]):
+    """A future resolved when the clusters, or those online, change."""
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveCluster(Request[bool]):
+    """Forget cluster NAME's consumer at the bus (a decommissioned cluster: it no longer holds
+    tombstones back, and `cluster.list` no longer shows it); False if the bus did not know it."""
+
+    name: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +82,7 @@ class _Failed:
     error: str = field(default="")
 
 
-DirectoryMessage = GetDirectory | _Answered | _Failed
+DirectoryMessage = GetDirectory | WatchDirectory | RemoveCluster | _Answered | _Failed
 
 
 class ClusterDirectoryActor(Actor[DirectoryMessage]):
@@ -75,9 +100,13 @@ class ClusterDirectoryActor(Actor[DirectoryMessage]):
         self._first_wait = first_wait
         self._asked_first = False
         self._state = Directory()
+        self._watchers = Watchers()
 
     async def started(self) -> None:
         self._task = self.start_task(self._poll(), name="poll")
+
+    async def stopped(self) -> None:
+        self._watchers.notify_all()
 
     async def receive(self, message: DirectoryMessage) -> object:
         match message:
@@ -86,6 +115,10 @@ class ClusterDirectoryActor(Actor[DirectoryMessage]):
                     self._asked_first = True
                     await self._ask_first()
                 return self._state
+            case WatchDirectory():
+                return self._watchers.watch()
+            case RemoveCluster(name):
+                return await self._remove(name)
             case _Answered(consumers):
                 self._answered(consumers)
                 return None
@@ -101,10 +134,21 @@ class ClusterDirectoryActor(Actor[DirectoryMessage]):
     def _answered(self, consumers: tuple[ConsumerInfo, ...]) -> None:
         if not self._state.reachable:
             self.log.info("broker_directory_reached", consumers=len(consumers))
+        before = self._state.shape()
         self._state = Directory(consumers, reachable=True, answered=True)
+        if self._state.shape() != before:
+            self._watchers.notify_all()
         for c in consumers:
             if c.name == CACHE_CONSUMER:
                 self._metrics.cache_lag.set(c.lag)
+
+    async def _remove(self, name: str) -> bool:
+        async with self._connector.directory() as directory:
+            removed = await directory.remove(f"{CLUSTER_PREFIX}{name}")
+            consumers = tuple(await directory.consumers())
+        self.log.info("cluster_removed", cluster=name, known=removed)
+        self._answered(consumers)
+        return removed
 
     async def _ask_first(self) -> None:
         try:

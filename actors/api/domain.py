@@ -1,36 +1,59 @@
 """The domain actor: validates commands with the pure rules, decides the events, has them written.
 
-Create: rules (name, email, slug derived when missing) -> early uniqueness
-check against the cache -> the legacy actor commits the account (generation
-1) and its `account.created` outbox row in one transaction (the database
-enforces slug uniqueness) -> the same event is applied to the cache at once,
-so the reply and an immediate `account.get` see the account; the event
-driver's later apply of it changes nothing (same generation).
+Create: rules (name, email, slug derived when missing, plan) -> early
+uniqueness check against the cache -> the legacy actor commits the account
+(generation 1) and its `account.created` outbox row in one transaction (the
+database enforces slug uniqueness) -> the same event is applied to the cache
+at once, so the reply and an immediate `account.get` see the account; the
+event driver's later apply of it changes nothing (same generation).
 
-Delete: the legacy row decides (not found / already deleted / delete now).
-A deletion is a change: `account.deleted` carries the next generation, and
-the legacy actor commits it only if the row is still at the generation this
-decision read (else we read again), with the soft delete and the outbox row
-in one transaction; it is applied to the cache the same way.
+Every other command is a change of an existing account, decided the same
+way (`_change`): read the legacy row (not found -> AccountNotFound; deleted
+-> AccountStateConflict, except a repeated delete, which answers the
+deletion), compute the whole new state, and if it differs (or the command is
+a retry, whose point is a new generation) have the legacy actor commit it at
+the next generation together with its outbox event (`account.updated`, or
+`account.deleted` for a delete) - only if the row is still at the generation
+this decision read. A lost race (another change committed first) means read
+again and decide again on top of it, so concurrent changes all land, in the
+order they commit. A change that changes nothing writes nothing and answers
+the account as it is, at its generation. The committed event is applied to
+the cache like a create's.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import assert_never
 
 from actors.api.cache import Applied, ApplyEvents, CacheMessage, FindAccount
-from actors.legacy.actor import LegacyMessage, LoadAccount, WriteAccount, WriteDeletion
+from actors.legacy.actor import (
+    LegacyMessage,
+    LoadAccount,
+    WriteAccount,
+    WriteDeletion,
+    WriteUpdate,
+)
+from actors.legacy.db import LegacyAccount
 from actors.runtime import Actor, ActorRef, Request
 from core.account import AccountRecord
 from core.cache import Change
-from core.commands import CreateAccount, DeleteAccount
+from core.commands import (
+    CreateAccount,
+    DeleteAccount,
+    ResumeAccount,
+    RetryAccount,
+    SuspendAccount,
+    UpdateAccount,
+)
 from core.envelope import Envelope, utc_now
-from core.errors import AccountNotFound, DependencyUnavailable, SlugTaken
-from core.events import AccountCreated, AccountDeleted, DomainEvent, to_envelope
-from core.rules import validate_new_account
+from core.errors import AccountNotFound, AccountStateConflict, DependencyUnavailable, SlugTaken
+from core.events import AccountCreated, AccountDeleted, AccountUpdated, DomainEvent, to_envelope
+from core.plans import DEFAULT_PLAN
+from core.rules import InvalidAccount, check_plan, validate_changes, validate_new_account
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,18 +62,42 @@ class Create(Request[AccountRecord]):
 
 
 @dataclass(frozen=True, slots=True)
-class Delete(Request[AccountRecord]):
-    command: DeleteAccount
+class ChangeAccount(Request[AccountRecord]):
+    """Any change of an existing account; answers its record after (or unchanged)."""
+
+    command: UpdateAccount | SuspendAccount | ResumeAccount | RetryAccount | DeleteAccount
 
 
-DomainMessage = Create | Delete
+DomainMessage = Create | ChangeAccount
 
 FIRST_GENERATION = 1
-_DELETE_ATTEMPTS = 5  # reads and tries again when another change moved the generation
+# Reads and decides again when another change moved the generation first. Each lost race
+# means another change committed, so this bounds how many may overtake one call.
+_CHANGE_ATTEMPTS = 20
 
 
 def rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class _State:
+    """The part of an account a change may alter."""
+
+    name: str
+    owner_email: str
+    plan: str
+    suspended: bool
+
+
+def _record(found: LegacyAccount) -> AccountRecord:
+    return AccountRecord(
+        found.id, found.slug, found.name, found.owner_email.lower(), found.namespace,
+        rfc3339(found.created_at),
+        rfc3339(found.deleted_at) if found.deleted_at is not None else None,
+        found.generation, rfc3339(found.updated_at), plan=found.plan,
+        suspended=found.suspended_at is not None,
+    )
 
 
 class DomainActor(Actor[DomainMessage]):
@@ -69,13 +116,17 @@ class DomainActor(Actor[DomainMessage]):
         match message:
             case Create(command):
                 return await self._create(command)
-            case Delete(command):
-                return await self._delete(command)
+            case ChangeAccount(command):
+                return await self._change(command)
             case _:
                 assert_never(message)
 
     async def _create(self, command: CreateAccount) -> AccountRecord:
         new = validate_new_account(command.name, command.owner_email, command.slug)
+        plan = command.plan if command.plan is not None else DEFAULT_PLAN
+        bad = check_plan(plan)
+        if bad is not None:
+            raise InvalidAccount([bad])
         try:
             taken = await self._cache.ask(FindAccount(slug=new.slug), timeout=self._timeout)
         except DependencyUnavailable:
@@ -93,6 +144,7 @@ class DomainActor(Actor[DomainMessage]):
             namespace=new.namespace,
             created_at=created_at,
             generation=FIRST_GENERATION,
+            plan=plan,
         )
         envelope = to_envelope(event, correlation_id=command.correlation_id, occurred_at=created_at)
         await self._legacy.ask(
@@ -104,6 +156,7 @@ class DomainActor(Actor[DomainMessage]):
                 namespace=new.namespace,
                 created_at=datetime.fromisoformat(created_at),
                 event=envelope,
+                plan=plan,
             ),
             timeout=self._timeout,
         )
@@ -111,48 +164,91 @@ class DomainActor(Actor[DomainMessage]):
         await self._apply(envelope, event)
         return AccountRecord(
             account_id, new.slug, new.name, new.owner_email, new.namespace, created_at, None,
-            FIRST_GENERATION, created_at,
+            FIRST_GENERATION, created_at, plan=plan,
         )
 
-    async def _delete(self, command: DeleteAccount) -> AccountRecord:
-        for _ in range(_DELETE_ATTEMPTS):
+    async def _change(
+        self, command: UpdateAccount | SuspendAccount | ResumeAccount | RetryAccount | DeleteAccount
+    ) -> AccountRecord:
+        decide = _decider(command)
+        for _ in range(_CHANGE_ATTEMPTS):
             found = await self._legacy.ask(LoadAccount(command.account_id), timeout=self._timeout)
             if found is None:
                 raise AccountNotFound(command.account_id)
-            record = AccountRecord(
-                found.id, found.slug, found.name, found.owner_email, found.namespace,
-                rfc3339(found.created_at),
-                rfc3339(found.deleted_at) if found.deleted_at is not None else None,
-                found.generation, rfc3339(found.updated_at),
-            )
+            record = _record(found)
             if found.deleted_at is not None:
-                return record
-            deleted_at = utc_now()
-            event = AccountDeleted(
-                account_id=found.id, slug=found.slug, namespace=found.namespace,
-                deleted_at=deleted_at, generation=found.generation + 1, name=found.name,
-                owner_email=found.owner_email, created_at=rfc3339(found.created_at),
-            )
-            envelope = to_envelope(
-                event, correlation_id=command.correlation_id, occurred_at=deleted_at
-            )
-            changed = await self._legacy.ask(
-                WriteDeletion(
-                    found.id, datetime.fromisoformat(deleted_at), envelope, event.generation
-                ),
-                timeout=self._timeout,
-            )
-            if changed:
-                self.log.info(
-                    "account_deleted", account_id=found.id, event_id=envelope.event_id,
-                    generation=event.generation,
-                )
-                await self._apply(envelope, event)
-                return replace(
-                    record, deleted_at=deleted_at, generation=event.generation,
-                    updated_at=deleted_at,
-                )
-        raise RuntimeError(f"account {command.account_id} kept changing while being deleted")
+                if isinstance(command, DeleteAccount):
+                    return record  # deleting again: the deletion is the answer
+                raise AccountStateConflict(found.id, "deleted")
+            if isinstance(command, DeleteAccount):
+                done = await self._write_deletion(command, found, record)
+            else:
+                state = _State(record.name, record.owner_email, record.plan, record.suspended)
+                wanted = decide(state)
+                if wanted == state and not isinstance(command, RetryAccount):
+                    return record  # changes nothing: no event, same generation
+                done = await self._write_update(command, found, record, wanted)
+            if done is not None:
+                return done
+        raise RuntimeError(f"account {command.account_id} kept changing under {type(command).__name__}")
+
+    async def _write_update(
+        self,
+        command: UpdateAccount | SuspendAccount | ResumeAccount | RetryAccount,
+        found: LegacyAccount,
+        record: AccountRecord,
+        wanted: _State,
+    ) -> AccountRecord | None:
+        updated_at = utc_now()
+        event = AccountUpdated(
+            account_id=found.id, slug=found.slug, name=wanted.name, owner_email=wanted.owner_email,
+            namespace=found.namespace, created_at=record.created_at,
+            generation=found.generation + 1, plan=wanted.plan, suspended=wanted.suspended,
+        )
+        envelope = to_envelope(event, correlation_id=command.correlation_id, occurred_at=updated_at)
+        changed = await self._legacy.ask(
+            WriteUpdate(
+                found.id, event.generation, wanted.name, wanted.owner_email, wanted.plan,
+                wanted.suspended, datetime.fromisoformat(updated_at), envelope,
+            ),
+            timeout=self._timeout,
+        )
+        if not changed:
+            return None
+        self.log.info(
+            "account_updated", account_id=found.id, event_id=envelope.event_id,
+            generation=event.generation, command=type(command).__name__,
+        )
+        await self._apply(envelope, event)
+        return replace(
+            record, name=wanted.name, owner_email=wanted.owner_email, plan=wanted.plan,
+            suspended=wanted.suspended, generation=event.generation, updated_at=updated_at,
+        )
+
+    async def _write_deletion(
+        self, command: DeleteAccount, found: LegacyAccount, record: AccountRecord
+    ) -> AccountRecord | None:
+        deleted_at = utc_now()
+        event = AccountDeleted(
+            account_id=found.id, slug=found.slug, namespace=found.namespace,
+            deleted_at=deleted_at, generation=found.generation + 1, name=record.name,
+            owner_email=record.owner_email, created_at=record.created_at,
+        )
+        envelope = to_envelope(event, correlation_id=command.correlation_id, occurred_at=deleted_at)
+        changed = await self._legacy.ask(
+            WriteDeletion(found.id, datetime.fromisoformat(deleted_at), envelope, event.generation),
+            timeout=self._timeout,
+        )
+        if not changed:
+            return None
+        self.log.info(
+            "account_deleted", account_id=found.id, event_id=envelope.event_id,
+            generation=event.generation,
+        )
+        await self._apply(envelope, event)
+        return replace(
+            record, deleted_at=deleted_at, generation=event.generation, updated_at=deleted_at
+        )
 
     async def _apply(self, envelope: Envelope, event: DomainEvent) -> None:
         """Read-your-writes: the cache learns the committed event now, not after the broker round trip."""
@@ -167,3 +263,26 @@ class DomainActor(Actor[DomainMessage]):
                 "cache_apply_deferred", event_id=envelope.event_id,
                 account_id=event.account_id, error=repr(exc),
             )
+
+
+def _decider(
+    command: UpdateAccount | SuspendAccount | ResumeAccount | RetryAccount | DeleteAccount,
+) -> Callable[[_State], _State]:
+    """The new state a command wants, given the current one (validated up front)."""
+    match command:
+        case UpdateAccount(name=name, owner_email=email, plan=plan):
+            changes = validate_changes(name, email, plan)
+            return lambda s: replace(
+                s,
+                name=changes.name if changes.name is not None else s.name,
+                owner_email=changes.owner_email if changes.owner_email is not None else s.owner_email,
+                plan=changes.plan if changes.plan is not None else s.plan,
+            )
+        case SuspendAccount():
+            return lambda s: replace(s, suspended=True)
+        case ResumeAccount():
+            return lambda s: replace(s, suspended=False)
+        case RetryAccount() | DeleteAccount():
+            return lambda s: s
+        case _:
+            assert_never(command)

@@ -2,6 +2,8 @@
 
 Flags win over environment variables. A bad setting exits 2 with one line
 (argparse's error). SIGTERM/SIGINT stop the actors in order and exit 0.
+The broker is reached over CURVE only (`--broker-key`, `--broker-public-key`);
+a broker that refuses our key exits 2 with one line (`transport.access`).
 """
 
 from __future__ import annotations
@@ -10,11 +12,13 @@ import argparse
 import asyncio
 import socket
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from actors.api.access import AccessSettings
 from actors.api.app import CACHE_FILE, ApiSettings, start_api
 from actors.api.auth import load_or_create_admin_key
+from actors.api.driver import CACHE_CONSUMER
 from actors.api.rebuild import rebuild_cache
 from actors.api.relay import RelaySettings
 from actors.runtime import ActorSystem, run_until_signalled
@@ -27,7 +31,10 @@ from actors.runtime.settings import (
     positive_float,
     positive_int,
 )
+from transport.access import BusRefused, check_access
 from transport.connector import BrokerConnector
+from transport.curve import KeyFileError, KeyFiles
+from transport.sockets import ClientKeys, close_context, new_context
 
 
 def _workers(text: str) -> int:
@@ -47,6 +54,12 @@ def parser() -> argparse.ArgumentParser:
                    help="PostgreSQL DSN of the legacy database (FABRIC_LEGACY_DSN)")
     p.add_argument("--broker", type=broker_endpoints, default=env("FABRIC_BROKER"),
                    help="broker CONTROL,EVENTS,ACKS addresses (FABRIC_BROKER)")
+    p.add_argument("--broker-key", type=Path, default=env("FABRIC_BROKER_KEY"),
+                   help="this process's CURVE certificate with its secret key, e.g. "
+                        "DIR/keys/api.key_secret (FABRIC_BROKER_KEY)")
+    p.add_argument("--broker-public-key", type=Path, default=env("FABRIC_BROKER_PUBLIC_KEY"),
+                   help="the broker's public CURVE certificate, e.g. DIR/keys/broker.key "
+                        "(FABRIC_BROKER_PUBLIC_KEY)")
     p.add_argument("--state-dir", type=Path, default=env("FABRIC_STATE_DIR"),
                    help="directory for the query cache and admin.key (FABRIC_STATE_DIR)")
     p.add_argument("--admin-key", default=env("FABRIC_ADMIN_KEY"),
@@ -107,6 +120,13 @@ def settings_from(args: list[str] | None = None) -> tuple[argparse.Namespace, Ap
     problem = _cannot_bind(host, port)
     if problem:
         p.error(f"--listen {host}:{port}: {problem}")
+    if ns.broker_key is None or ns.broker_public_key is None:
+        p.error("--broker-key and --broker-public-key (or FABRIC_BROKER_KEY and "
+                "FABRIC_BROKER_PUBLIC_KEY) are required: the broker takes CURVE clients only")
+    try:
+        ns.broker_keys = KeyFiles(ns.broker_key, ns.broker_public_key).load()
+    except KeyFileError as exc:
+        p.error(str(exc))
     settings = ApiSettings(
         legacy_dsn=ns.legacy_dsn,
         state_dir=ns.state_dir,
@@ -145,11 +165,32 @@ def _cannot_bind(host: str, port: int) -> str | None:
 def main(args: list[str] | None = None) -> None:
     ns, settings = settings_from(args)
     configure_logging(ns.log_format, ns.log_level, process="api")
-    connector = BrokerConnector(ns.broker)
+    keys: ClientKeys = ns.broker_keys
+    connector = BrokerConnector(ns.broker, keys=keys)
 
     async def setup(system: ActorSystem) -> None:
+        # In setup, not before: a SIGTERM during the (bounded) check still stops us cleanly.
+        await _check_broker(ns, keys)
         if ns.rebuild_cache:
             await rebuild_cache(connector, settings.state_dir / CACHE_FILE)
         await start_api(system, settings, connector)
 
-    sys.exit(asyncio.run(run_until_signalled(setup)))
+    sys.exit(asyncio.run(_run(setup)))
+
+
+async def _run(setup: Callable[[ActorSystem], Awaitable[None]]) -> int:
+    code = 2
+    try:
+        code = await run_until_signalled(setup)
+    except* BusRefused as group:
+        print(f"bin/api: {group.exceptions[0]}", file=sys.stderr)
+    return code
+
+
+async def _check_broker(ns: argparse.Namespace, keys: ClientKeys) -> None:
+    """Raise `BusRefused` when the broker refuses our key or the `cache` consumer to it."""
+    ctx = new_context()
+    try:
+        _ = await check_access(ctx, ns.broker, keys, consumer=CACHE_CONSUMER)
+    finally:
+        close_context(ctx)

@@ -1,89 +1,76 @@
 """The API's method table: each JSON-RPC method's params, result, errors and handler, in one place.
 
 The dispatcher calls these handlers and `rpc.discover` documents them from
-the same entries. Domain errors are translated to JSON-RPC errors here, once:
-rule violations -32602 (data.fields), slug taken -32010 (data.slug), not found
--32011, a dependency down -32020 (data.dependency; nothing was written).
-Reads come from the cache actor and the cluster directory actor.
+the same entries (params and results: actors/api/schemas.py). Domain errors
+are translated to JSON-RPC errors here, once: rule violations -32602
+(data.fields), slug taken -32010 (data.slug), not found -32011, a dependency
+down -32020 (data.dependency; nothing was written), a state that does not
+allow the change -32021 (data.status: the account's status now).
+
+Reads come from the cache actor and the cluster directory actor. Changes go
+round-robin to the domain actors; the answer is the account as the cache
+shows it after the change (the domain applied its event there already), or
+the domain's own record when that is newer (a cache that has not caught up).
+
+`account.wait` parks on the cache's and the directory's change signals
+(actors/api/watchers.py), registering before each read so no change is
+missed, and answers as soon as `core.account.has_converged` holds or its
+timeout passes (never an error for a timeout: the caller reads `status`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import structlog
 
-from actors.api import openrpc
-from actors.api.cache import CacheMessage, FindAccount, ListAccountsPage, Snapshot
-from actors.api.clusters import Directory, DirectoryMessage, GetDirectory
-from actors.api.cursors import MAX_CURSOR_LEN, CursorCodec
-from actors.api.domain import Create, Delete, DomainMessage
+from actors.api import openrpc, schemas
+from actors.api.cache import CacheMessage, FindAccount, ListAccountsPage, Snapshot, WatchAccount
+from actors.api.clusters import (
+    Directory,
+    DirectoryMessage,
+    GetDirectory,
+    RemoveCluster,
+    WatchDirectory,
+)
+from actors.api.cursors import CursorCodec
+from actors.api.domain import ChangeAccount, Create, DomainMessage
 from actors.api.jsonrpc import INTERNAL_ERROR, INVALID_PARAMS, Method, RpcError
-from actors.api.params import Param, Signature
+from actors.api.params import Signature
 from actors.runtime import ActorRef, ActorStopped, AskTimeout
-from core.account import AccountRecord, AccountView, account_view
-from core.commands import CreateAccount, DeleteAccount
-from core.errors import AccountNotFound, DependencyUnavailable, SlugTaken
-from core.rules import EMAIL_MAX, NAME_MAX, SLUG_MAX, InvalidAccount
+from core.account import AccountRecord, AccountView, account_view, has_converged
+from core.bus import BusUnavailable
+from core.commands import (
+    CreateAccount,
+    DeleteAccount,
+    ResumeAccount,
+    RetryAccount,
+    SuspendAccount,
+    UpdateAccount,
+)
+from core.errors import AccountNotFound, AccountStateConflict, DependencyUnavailable, SlugTaken
+from core.plans import PLANS
+from core.rules import InvalidAccount
 
 log = structlog.get_logger()
 
 SLUG_TAKEN = -32010
 NOT_FOUND = -32011
 UNAVAILABLE = -32020
+STATE_CONFLICT = -32021
 UNAUTHORIZED = -32001
 
 _AUTH_ERROR = (UNAUTHORIZED, "Unauthorized: missing or wrong API key")
 _UNAVAILABLE_ERROR = (UNAVAILABLE, "A dependency is unavailable; nothing was written")
-
-UUID_SCHEMA = {"type": "string", "minLength": 36, "maxLength": 36, "format": "uuid"}
-ACCOUNT_REF = {"$ref": "#/components/schemas/Account"}
-DATE_TIME = {"type": "string", "format": "date-time"}
-GENERATION = {"type": "integer", "minimum": 1}
-CLUSTER_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["state", "observed_generation", "online", "updated_at"],
-    "additionalProperties": False,
-    "properties": {
-        "state": {"enum": ["pending", "created", "failed", "deleting", "deleted"]},
-        "observed_generation": {
-            "type": "integer", "minimum": 0,
-            "description": "the account generation this cluster last reported on; 0: none yet",
-        },
-        "online": {"type": "boolean"},
-        "updated_at": {"type": ["string", "null"], "format": "date-time"},
-        "error": {"type": "string", "description": "the reason of the last failure"},
-        "attempts": {"type": "integer", "minimum": 0},
-    },
-}
-COMPONENTS: dict[str, Any] = {
-    "schemas": {
-        "Account": {
-            "type": "object",
-            "required": ["id", "slug", "name", "owner_email", "namespace", "created_at",
-                         "updated_at", "generation", "status", "clusters"],
-            "additionalProperties": False,
-            "properties": {
-                "id": UUID_SCHEMA,
-                "slug": {"type": "string"},
-                "name": {"type": "string"},
-                "owner_email": {"type": "string"},
-                "namespace": {"type": "string"},
-                "created_at": DATE_TIME,
-                "updated_at": DATE_TIME,
-                "generation": GENERATION,
-                "status": {"enum": ["provisioning", "ready", "updating", "deleting", "deleted",
-                                    "degraded"]},
-                "clusters": {"type": "object", "additionalProperties": CLUSTER_SCHEMA},
-            },
-        },
-    }
-}
+_NOT_FOUND_ERROR = (NOT_FOUND, "Account not found")
+_STATE_ERROR = (STATE_CONFLICT, "The account's state does not allow it")
+_SCAN = 200  # records read per step while filtering a list by status
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +94,8 @@ async def translated() -> AsyncIterator[None]:
         raise RpcError(SLUG_TAKEN, "Slug is taken", {"slug": exc.slug})
     except AccountNotFound as exc:
         raise RpcError(NOT_FOUND, "Account not found", {"key": exc.key})
+    except AccountStateConflict as exc:
+        raise RpcError(STATE_CONFLICT, _STATE_ERROR[1], {"status": exc.state})
     except DependencyUnavailable as exc:
         raise RpcError(UNAVAILABLE, "Dependency unavailable", {"dependency": exc.dependency})
     except (AskTimeout, ActorStopped) as exc:
@@ -125,10 +114,22 @@ def _check_uuid(value: str, field: str) -> str:
     raise RpcError(INVALID_PARAMS, "Invalid params", {"fields": {field: "must be a uuid"}})
 
 
-def _views(deps: Deps, snapshot: Snapshot, directory: Directory) -> list[AccountView]:
+def _views(snapshot: Snapshot, directory: Directory) -> list[AccountView]:
     known = set(snapshot.clusters) | set(directory.cluster_names())
     online = directory.online()
-    return [account_view(r, snapshot.reports.get(r.id, []), known, online) for r in snapshot.records]
+    seen = directory.last_seen()
+    return [
+        account_view(r, snapshot.reports.get(r.id, []), known, online, seen)
+        for r in snapshot.records
+    ]
+
+
+def _plans() -> list[dict[str, Any]]:
+    return [
+        {"name": p.name, "quota": dict(p.quota),
+         "limits": {kind: dict(values) for kind, values in p.limits.items()}}
+        for p in PLANS.values()
+    ]
 
 
 def build_table(deps: Deps) -> dict[str, Method]:
@@ -137,28 +138,39 @@ def build_table(deps: Deps) -> dict[str, Method]:
     async def directory() -> Directory:
         return await deps.directory.ask(GetDirectory(), timeout=deps.timeout)
 
-    async def view_of(account_id: str, fallback: AccountRecord | None = None) -> dict[str, Any]:
+    async def view(account_id: str, newer: AccountRecord | None = None) -> AccountView:
+        """The account as the cache shows it, or as `newer` when the cache is behind it."""
         snapshot = await deps.cache.ask(FindAccount(account_id=account_id), timeout=deps.timeout)
-        if not snapshot.records:
-            if fallback is None:
-                raise AccountNotFound(account_id)
-            snapshot = Snapshot([fallback], {}, snapshot.clusters)
-        return _views(deps, snapshot, await directory())[0].to_json()
+        records = snapshot.records
+        if newer is not None and (not records or records[0].generation < newer.generation):
+            position = records[0].position if records else 0
+            records = [replace(newer, position=position)]
+        if not records:
+            raise AccountNotFound(account_id)
+        return _views(Snapshot(records, snapshot.reports, snapshot.clusters), await directory())[0]
+
+    async def change(command: Any) -> Any:
+        async with translated():
+            try:
+                record = await next(turn).ask(ChangeAccount(command), timeout=deps.timeout)
+            except AccountStateConflict as exc:
+                # data.status: what the caller would read now (deleting or deleted).
+                raise AccountStateConflict(exc.account_id, (await view(exc.account_id)).status)
+            return (await view(record.id, record)).to_json()
+
+    def correlation() -> str:
+        return str(uuid.uuid4())
 
     async def create(params: dict[str, Any]) -> Any:
         async with translated():
             record = await next(turn).ask(
                 Create(CreateAccount(params["name"], params["owner_email"], params.get("slug"),
-                                     correlation_id=str(uuid.uuid4()))),
+                                     correlation_id=correlation(), plan=params.get("plan"))),
                 timeout=deps.timeout,
             )
-            return await view_of(record.id, record)
+            return (await view(record.id, record)).to_json()
 
     async def get(params: dict[str, Any]) -> Any:
-        if ("id" in params) == ("slug" in params):
-            raise RpcError(INVALID_PARAMS, "Invalid params",
-                           {"fields": {"id": "give exactly one of id or slug",
-                                       "slug": "give exactly one of id or slug"}})
         async with translated():
             if "id" in params:
                 query = FindAccount(account_id=_check_uuid(params["id"], "id"))
@@ -167,10 +179,11 @@ def build_table(deps: Deps) -> dict[str, Method]:
             snapshot = await deps.cache.ask(query, timeout=deps.timeout)
             if not snapshot.records:
                 raise AccountNotFound(params.get("id") or params["slug"])
-            return _views(deps, snapshot, await directory())[0].to_json()
+            return _views(snapshot, await directory())[0].to_json()
 
     async def list_(params: dict[str, Any]) -> Any:
-        limit = params.get("limit", 50)
+        limit: int = params.get("limit", 50)
+        status = params.get("status")
         after = None
         if params.get("cursor") is not None:
             after = deps.cursors.decode(params["cursor"])
@@ -178,21 +191,86 @@ def build_table(deps: Deps) -> dict[str, Method]:
                 raise RpcError(INVALID_PARAMS, "Invalid params",
                                {"fields": {"cursor": "is not a cursor this server issued"}})
         async with translated():
-            snapshot = await deps.cache.ask(ListAccountsPage(after, limit + 1), timeout=deps.timeout)
-            more = len(snapshot.records) > limit
-            page = Snapshot(snapshot.records[:limit], snapshot.reports, snapshot.clusters)
-            items = [v.to_json() for v in _views(deps, page, await directory())]
-            next_cursor = deps.cursors.encode(page.records[-1].position) if more else None
-            return {"items": items, "next_cursor": next_cursor}
+            d = await directory()
+            found: list[AccountView] = []
+            step = limit + 1 if status is None else max(limit + 1, _SCAN)
+            while len(found) <= limit:
+                snapshot = await deps.cache.ask(ListAccountsPage(after, step), timeout=deps.timeout)
+                found += [v for v in _views(snapshot, d) if status is None or v.status == status]
+                if len(snapshot.records) < step:
+                    break
+                after = snapshot.records[-1].position
+            page = found[:limit]
+            more = len(found) > limit
+            next_cursor = deps.cursors.encode(page[-1].record.position) if more else None
+            return {"items": [v.to_json() for v in page], "next_cursor": next_cursor}
+
+    async def update(params: dict[str, Any]) -> Any:
+        return await change(UpdateAccount(
+            _check_uuid(params["id"], "id"), correlation(), name=params.get("name"),
+            owner_email=params.get("owner_email"), plan=params.get("plan"),
+        ))
+
+    async def suspend(params: dict[str, Any]) -> Any:
+        return await change(SuspendAccount(_check_uuid(params["id"], "id"), correlation()))
+
+    async def resume(params: dict[str, Any]) -> Any:
+        return await change(ResumeAccount(_check_uuid(params["id"], "id"), correlation()))
 
     async def delete(params: dict[str, Any]) -> Any:
+        return await change(DeleteAccount(_check_uuid(params["id"], "id"), correlation()))
+
+    async def retry(params: dict[str, Any]) -> Any:
         account_id = _check_uuid(params["id"], "id")
+        cluster: str | None = params.get("cluster")
         async with translated():
-            record = await next(turn).ask(
-                Delete(DeleteAccount(account_id, correlation_id=str(uuid.uuid4()))),
-                timeout=deps.timeout,
-            )
-            return await view_of(record.id, record)
+            current = await view(account_id)
+            if current.record.deleted_at is not None:
+                raise AccountStateConflict(account_id, current.status)
+            if cluster is not None and cluster not in current.clusters:
+                raise RpcError(NOT_FOUND, "Cluster not found", {"cluster": cluster})
+            failed = [
+                name for name, cell in current.clusters.items()
+                if cell.state == "failed" and cluster in (None, name)
+            ]
+            if not failed:
+                return current.to_json()
+        log.info("account_retry_requested", account_id=account_id, clusters=sorted(failed))
+        return await change(RetryAccount(account_id, correlation()))
+
+    async def wait(params: dict[str, Any]) -> Any:
+        account_id = _check_uuid(params["id"], "id")
+        goal: int | None = params.get("generation")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + float(params.get("timeout", schemas.WAIT_DEFAULT))
+        wakes = 0
+        async with translated():
+            while True:
+                # Registered before the read: a change in between wakes the wait below.
+                changed = await deps.cache.ask(WatchAccount(account_id), timeout=deps.timeout)
+                moved = await deps.directory.ask(WatchDirectory(), timeout=deps.timeout)
+                try:
+                    current = await view(account_id)
+                    if goal is None:
+                        goal = current.record.generation
+                    done = has_converged(current, goal)
+                    remaining = deadline - loop.time()
+                    if done or remaining <= 0:
+                        log.debug("account_wait_ended", account_id=account_id, generation=goal,
+                                  converged=done, status=current.status, wakes=wakes)
+                        return current.to_json()
+                    if wakes == 0:
+                        log.debug("account_wait_parked", account_id=account_id, generation=goal)
+                    await asyncio.wait(
+                        (changed, moved), timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    wakes += 1
+                finally:
+                    changed.cancel()
+                    moved.cancel()
+
+    async def plans(_params: dict[str, Any]) -> Any:
+        return _plans()
 
     async def clusters(_params: dict[str, Any]) -> Any:
         async with translated():
@@ -210,85 +288,111 @@ def build_table(deps: Deps) -> dict[str, Method]:
                 for c in sorted(d.clusters, key=lambda c: c.name)
             ]
 
-    id_param = Param("id", UUID_SCHEMA, description="the account id")
+    async def remove_cluster(params: dict[str, Any]) -> Any:
+        name = params["name"]
+        async with translated():
+            d = await directory()
+            if name in d.online():
+                # A running daemon would register again with its next request.
+                raise RpcError(STATE_CONFLICT, "The cluster is online: stop its daemon first",
+                               {"status": "online"})
+            try:
+                removed = await deps.directory.ask(RemoveCluster(name), timeout=deps.timeout)
+            except (OSError, BusUnavailable) as exc:
+                raise DependencyUnavailable("broker", str(exc)) from exc
+        return {"name": name, "removed": removed}
+
+    def answering_account(
+        name: str, handler: Any, signature: Signature, summary: str, *codes: tuple[int, str]
+    ) -> Method:
+        return Method(name, handler, signature, summary=summary, result_name="account",
+                      result_schema=schemas.ACCOUNT_REF, errors=(_AUTH_ERROR, *codes))
+
     table = [
-        Method(
+        answering_account(
             "account.create", create,
-            Signature((
-                Param("name", {"type": "string", "minLength": 1, "maxLength": NAME_MAX},
-                      description="display name, printable characters"),
-                Param("owner_email", {"type": "string", "minLength": 3, "maxLength": EMAIL_MAX,
-                                      "format": "email"}),
-                Param("slug", {"type": "string", "minLength": 1, "maxLength": SLUG_MAX},
-                      required=False,
-                      description="DNS-1123 label; derived from name when not given"),
-            )),
-            summary="Create an account; returns once its row and event are durable",
-            result_name="account", result_schema=ACCOUNT_REF,
-            errors=(_AUTH_ERROR, (SLUG_TAKEN, "Slug is taken"), _UNAVAILABLE_ERROR),
+            Signature((schemas.NAME, schemas.OWNER_EMAIL, schemas.SLUG, schemas.PLAN)),
+            "Create an account; returns once its row and event are durable",
+            (SLUG_TAKEN, "Slug is taken"), _UNAVAILABLE_ERROR,
         ),
-        Method(
+        answering_account(
             "account.get", get,
-            Signature((
-                Param("id", UUID_SCHEMA, required=False),
-                Param("slug", {"type": "string", "minLength": 1, "maxLength": SLUG_MAX},
-                      required=False),
-            )),
-            summary="Get one account by id or by slug (exactly one of them)",
-            result_name="account", result_schema=ACCOUNT_REF,
-            errors=(_AUTH_ERROR, (NOT_FOUND, "Account not found"), _UNAVAILABLE_ERROR),
+            Signature((schemas.GET_ID, schemas.GET_SLUG), constraint=schemas.EXACTLY_ID_OR_SLUG),
+            "Get one account by id or by slug (exactly one of them)",
+            _NOT_FOUND_ERROR, _UNAVAILABLE_ERROR,
         ),
         Method(
-            "account.list", list_,
-            Signature((
-                Param("limit", {"type": "integer", "minimum": 1, "maximum": 500},
-                      required=False, description="page size, default 50"),
-                Param("cursor", {"type": ["string", "null"], "maxLength": MAX_CURSOR_LEN},
-                      required=False, description="next_cursor of the previous page"),
-            )),
-            summary="List accounts in creation order, cursor-paginated",
-            result_name="page",
-            result_schema={
-                "type": "object", "required": ["items", "next_cursor"],
-                "properties": {"items": {"type": "array", "items": ACCOUNT_REF},
-                               "next_cursor": {"type": ["string", "null"]}},
-            },
+            "account.list", list_, Signature(schemas.LIST),
+            summary="List accounts in creation order, cursor-paginated, optionally by status",
+            result_name="page", result_schema=schemas.PAGE_SCHEMA,
             errors=(_AUTH_ERROR, _UNAVAILABLE_ERROR),
         ),
+        answering_account(
+            "account.update", update, Signature(schemas.UPDATE),
+            "Change an account's name, owner or plan; the next generation",
+            _NOT_FOUND_ERROR, _STATE_ERROR, _UNAVAILABLE_ERROR,
+        ),
+        answering_account(
+            "account.suspend", suspend, Signature((schemas.ID,)),
+            "Suspend an account in every cluster (nothing is deleted)",
+            _NOT_FOUND_ERROR, _STATE_ERROR, _UNAVAILABLE_ERROR,
+        ),
+        answering_account(
+            "account.resume", resume, Signature((schemas.ID,)),
+            "Resume a suspended account: its plan applies again",
+            _NOT_FOUND_ERROR, _STATE_ERROR, _UNAVAILABLE_ERROR,
+        ),
+        answering_account(
+            "account.retry", retry, Signature(schemas.RETRY),
+            "Clusters where the account failed try again now",
+            _NOT_FOUND_ERROR, _STATE_ERROR, _UNAVAILABLE_ERROR,
+        ),
+        answering_account(
+            "account.wait", wait, Signature(schemas.WAIT),
+            "Wait until every online cluster has observed a generation, or a timeout",
+            _NOT_FOUND_ERROR, _UNAVAILABLE_ERROR,
+        ),
+        answering_account(
+            "account.delete", delete, Signature((schemas.ID,)),
+            "Delete an account; its namespaces are then removed from every cluster",
+            _NOT_FOUND_ERROR, _UNAVAILABLE_ERROR,
+        ),
         Method(
-            "account.delete", delete, Signature((id_param,)),
-            summary="Delete an account; its namespaces are then removed from every cluster",
-            result_name="account", result_schema=ACCOUNT_REF,
-            errors=(_AUTH_ERROR, (NOT_FOUND, "Account not found"), _UNAVAILABLE_ERROR),
+            "plan.list", plans, Signature(()), summary="The plans an account can be on",
+            result_name="plans", result_schema=schemas.PLANS_SCHEMA, errors=(_AUTH_ERROR,),
         ),
         Method(
             "cluster.list", clusters, Signature(()),
             summary="The clusters (durable consumers cluster:NAME) and their progress",
-            result_name="clusters",
-            result_schema={"type": "array", "items": {
-                "type": "object",
-                "required": ["name", "status", "last_seen", "acked_seq", "lag"],
-                "properties": {
-                    "name": {"type": "string"}, "status": {"enum": ["online", "offline"]},
-                    "last_seen": {"type": ["string", "null"]}, "acked_seq": {"type": "integer"},
-                    "lag": {"type": "integer"},
-                },
-            }},
+            result_name="clusters", result_schema=schemas.CLUSTERS_SCHEMA,
             errors=(_AUTH_ERROR, _UNAVAILABLE_ERROR),
+        ),
+        Method(
+            "cluster.remove", remove_cluster, Signature(schemas.CLUSTER_REMOVE),
+            summary="Forget a decommissioned cluster (its daemon stopped): its consumer stops "
+            "holding deleted accounts' tombstones back and leaves cluster.list",
+            result_name="removed", result_schema=schemas.CLUSTER_REMOVED_SCHEMA,
+            errors=(_AUTH_ERROR, (STATE_CONFLICT, "The cluster is online"), _UNAVAILABLE_ERROR),
         ),
     ]
     methods = {m.name: m for m in table}
-    add_discover(methods, title="Fabric management API", components=COMPONENTS)
+    add_discover(methods, title="Fabric management API", components=schemas.COMPONENTS,
+                 descriptions=schemas.DESCRIPTIONS)
     return methods
 
 
 def add_discover(
-    methods: dict[str, Method], *, title: str, components: dict[str, Any] | None = None
+    methods: dict[str, Method],
+    *,
+    title: str,
+    components: dict[str, Any] | None = None,
+    descriptions: dict[str, str] | None = None,
 ) -> None:
     """Register `rpc.discover` (no key needed), answering from `methods` itself."""
 
     async def discover(_params: dict[str, Any]) -> Any:
-        return openrpc.document(methods, title=title, version="1.0.0", components=components)
+        return openrpc.document(methods, title=title, version="1.0.0", components=components,
+                                descriptions=descriptions)
 
     methods["rpc.discover"] = Method(
         "rpc.discover", discover, Signature(()), summary="This OpenRPC document",

@@ -8,6 +8,13 @@ those that need a key) and each method's declared ones. A method that needs a
 key says which scope in its description (actors/api/scopes.py). The errors answered before a
 method is chosen (-32700, -32600, -32601) belong to no method and are
 declared once under components.errors.
+
+The param schemas are the very ones the server validates with
+(actors/api/params.py), so the document states every constraint it enforces;
+a constraint on the params as a whole (e.g. "exactly one of id or slug") is
+the method's `x-params-constraint`, a JSON Schema over the params object. What
+no per-param schema can say (unknown params are refused, strings are Unicode
+text) is said once in `info.description`.
 """
 
 from __future__ import annotations
@@ -49,8 +56,21 @@ def method_errors(method: Method) -> list[tuple[int, str]]:
     return list(errors.items())
 
 
+INFO_DESCRIPTION = (
+    "JSON-RPC 2.0; params by name. Every method refuses a param it does not declare "
+    "(-32602, data.fields names each bad one). A string must be Unicode text: a lone "
+    "surrogate (\\ud800 alone) is refused. `x-params-constraint`, where present, is a JSON "
+    "Schema the params object as a whole must also match."
+)
+
+
 def document(
-    table: Mapping[str, Method], *, title: str, version: str, components: Mapping[str, Any] | None = None
+    table: Mapping[str, Method],
+    *,
+    title: str,
+    version: str,
+    components: Mapping[str, Any] | None = None,
+    descriptions: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     methods = []
     for name in sorted(table):
@@ -66,16 +86,21 @@ def document(
         }
         if method.summary:
             entry["summary"] = method.summary
+        text = [(descriptions or {}).get(name, "")]
         if method.auth:
-            entry["description"] = (
+            text.append(
                 f"Needs an API key (Authorization: Bearer) with scope {required_scope(name)} "
                 "or above (read < write < admin)."
             )
+        if any(text):
+            entry["description"] = " ".join(t for t in text if t)
+        if method.signature.constraint is not None:
+            entry["x-params-constraint"] = dict(method.signature.constraint)
         methods.append(entry)
     errors = {key: {"code": code, "message": message} for key, (code, message) in PROTOCOL_ERRORS.items()}
     return {
         "openrpc": OPENRPC_VERSION,
-        "info": {"title": title, "version": version},
+        "info": {"title": title, "version": version, "description": INFO_DESCRIPTION},
         "methods": methods,
         "components": {**(components or {}), "errors": errors},
     }

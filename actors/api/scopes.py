@@ -23,6 +23,7 @@ REQUIRED: Final[dict[str, Scope]] = {
     "account.wait": "read",
     "plan.list": "read",
     "cluster.list": "read",
+    "cluster.remove": "admin",
     "account.create": "write",
     "account.update": "write",
     "account.suspend": "write",

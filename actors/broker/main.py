@@ -2,7 +2,8 @@
 
 Exit codes: 0 after a clean stop; 1 when the broker actor failed (e.g. an
 fdatasync error: a fresh process must recover from disk); 2 for a bad setting,
-a data dir that cannot be used or an address that cannot be bound; 3 when the
+a CURVE certificate or allow-list that cannot be read, a data dir that cannot
+be used or an address that cannot be bound; 3 when the
 log cannot be trusted (a corrupt sealed segment, or a log written by another
 record format: the broker refuses to start on it).
 """
@@ -18,6 +19,7 @@ from actors.broker.service import spawn_broker
 from actors.broker.settings import BrokerSettings, parse_settings
 from actors.runtime import ActorSystem, run_until_signalled
 from actors.runtime.logging import configure_logging
+from transport.curve import KeyFileError
 from transport.sockets import SocketError, close_context, new_context
 
 
@@ -43,7 +45,7 @@ async def _run(settings: BrokerSettings) -> int:
     except* CorruptLog as group:
         print(f"broker: refusing to start: {group.exceptions[0]}", file=sys.stderr)
         code = 3
-    except* (SocketError, OSError) as group:
+    except* (KeyFileError, SocketError, OSError) as group:
         print(f"broker: cannot start: {group.exceptions[0]}", file=sys.stderr)
         code = 2
     finally:

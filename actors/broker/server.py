@@ -31,6 +31,13 @@ instead of growing its mailbox). The actor does everything else itself:
 
 Bad frames on any socket are logged (`frame_dropped`) and dropped; a control
 request whose req_id can be read gets an ERR reply. Nothing here dies of input.
+
+Every socket is a CURVE server behind the ZAP handler (`transport.curve.CurveGate`,
+served by one of the actor's tasks): a peer without a listed key completes no
+handshake. Each message arrives with its sender's identity, and each request is
+checked against it (`actors.broker.permissions`): a refusal is an ERR FORBIDDEN
+reply (an ACK has no reply: dropped), a `request_refused` log line with the
+identity, and nothing stored.
 """
 
 from __future__ import annotations
@@ -45,12 +52,14 @@ from typing import Any, assert_never
 from actors.broker.binding import BrokerSockets
 from actors.broker.compaction import Cleaned, Committed, Compaction
 from actors.broker.consumers import ConsumerState, ConsumerTable
-from actors.broker.intake import Intake
+from actors.broker.intake import Forbidden, Intake
 from actors.broker.log import EventLog, now_millis
+from actors.broker.permissions import consumer_refusal, log_refused, peer_of, request_refusal
 from actors.broker.settings import BrokerSettings
 from actors.runtime import Actor, ActorStopped, Request
 from actors.runtime.files import write_atomic
 from transport import codec, protocol
+from transport.curve import CurveGate
 from transport.sockets import Socket
 
 DRAIN_MAX = 1000
@@ -62,14 +71,18 @@ CONSUMERS_FILE = "consumers.json"
 LOG_DIR = "log"
 
 
+# Each message with the ZAP user id of its sender.
+Received = tuple[str, list[bytes]]
+
+
 @dataclass(frozen=True, slots=True)
 class ControlBatch(Request[None]):
-    messages: list[list[bytes]]
+    messages: list[Received]
 
 
 @dataclass(frozen=True, slots=True)
 class AckBatch(Request[None]):
-    messages: list[list[bytes]]
+    messages: list[Received]
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,9 +112,12 @@ class _Waiting:
 
 
 class Broker(Actor[BrokerMessage]):
-    def __init__(self, settings: BrokerSettings, log: EventLog, sockets: BrokerSockets) -> None:
+    def __init__(
+        self, settings: BrokerSettings, log: EventLog, sockets: BrokerSockets, gate: CurveGate
+    ) -> None:
         self._settings = settings
         self._log = log
+        self._gate = gate
         self._router, self._pub, self._pull = sockets.router, sockets.pub, sockets.pull
         self._sockets = [sockets.router, sockets.pub, sockets.pull]
         self._waiting: list[_Waiting] = []
@@ -128,6 +144,7 @@ class Broker(Actor[BrokerMessage]):
             self.log.error("consumer_positions_reset", problem=problem)
         self._saved_floor = self._consumers.floor()
         self._compaction = Compaction(self._log, self._settings, self.log)
+        _ = self.start_task(self._gate.serve(), name="zap")
         _ = self.start_task(self._read(self._router, ControlBatch), name="control-reader")
         _ = self.start_task(self._read(self._pull, AckBatch), name="ack-reader")
         _ = self.start_task(self._tick(), name="ticker")
@@ -142,13 +159,14 @@ class Broker(Actor[BrokerMessage]):
             control=ep.control,
             events=ep.events,
             acks=ep.acks,
+            clients=sorted(self._gate.allow_list.identities.values()),
         )
 
     async def _read(self, sock: Socket, kind: type[ControlBatch] | type[AckBatch]) -> None:
         while True:
-            batch = [await sock.recv()]
+            batch = [await sock.recv_from()]
             while len(batch) < DRAIN_MAX:
-                more = sock.recv_nowait()
+                more = sock.recv_from_nowait()
                 if more is None:
                     break
                 batch.append(more)
@@ -191,9 +209,9 @@ class Broker(Actor[BrokerMessage]):
 
     # ---- control ----------------------------------------------------------------
 
-    def _on_control(self, messages: list[list[bytes]]) -> None:
+    def _on_control(self, messages: list[Received]) -> None:
         intake = Intake(self._log, self.log)
-        for frames in messages:
+        for user_id, frames in messages:
             if len(frames) < 2:
                 self._dropped("control", "no identity or empty message")
                 continue
@@ -206,9 +224,13 @@ class Broker(Actor[BrokerMessage]):
                     error = protocol.build_error(exc.req_id, exc.code, str(exc))
                     self._reply(identity, error)
                 continue
+            refused = request_refusal(peer_of(user_id), request)
+            if refused is not None:
+                self._forbid(identity, user_id, request, refused)
+                continue
             match request:
                 case protocol.PublishRequest():
-                    self._on_publish(identity, request, intake)
+                    self._on_publish(identity, user_id, request, intake)
                 case protocol.SyncRequest():
                     self._on_sync(identity, request)
                 case protocol.PingRequest(req_id, consumer):
@@ -242,8 +264,13 @@ class Broker(Actor[BrokerMessage]):
         self._release_waiting()
         self._maybe_sync()
 
-    def _on_publish(self, identity: bytes, request: protocol.PublishRequest, intake: Intake) -> None:
-        receipts = intake.admit(request.envelopes)
+    def _on_publish(
+        self, identity: bytes, user_id: str, request: protocol.PublishRequest, intake: Intake
+    ) -> None:
+        receipts = intake.admit(request.envelopes, peer_of(user_id))
+        if isinstance(receipts, Forbidden):
+            self._forbid(identity, user_id, request, receipts.reason, key=receipts.key)
+            return
         if isinstance(receipts, str):
             self._dropped("control", receipts)
             code = protocol.ErrorCode.INVALID_ENVELOPE
@@ -273,6 +300,13 @@ class Broker(Actor[BrokerMessage]):
 
     def _dropped(self, socket: str, reason: str) -> None:
         self.log.warning("frame_dropped", socket=socket, reason=reason[:300])
+
+    def _forbid(
+        self, identity: bytes, user_id: str, request: protocol.ControlRequest, reason: str,
+        *, key: str | None = None,
+    ) -> None:
+        log_refused(self.log, user_id, request, reason, key=key)
+        self._reply(identity, protocol.build_error(request.req_id, protocol.ErrorCode.FORBIDDEN, reason))
 
     # ---- group commit -----------------------------------------------------------
 
@@ -342,13 +376,17 @@ class Broker(Actor[BrokerMessage]):
 
     # ---- acks, heartbeats, persistence -----------------------------------------
 
-    def _on_acks(self, messages: list[list[bytes]]) -> None:
+    def _on_acks(self, messages: list[Received]) -> None:
         now = time.time()
-        for frames in messages:
+        for user_id, frames in messages:
             try:
                 ack = protocol.parse_ack(frames)
             except protocol.ProtocolError as exc:
                 self._dropped("acks", str(exc))
+                continue
+            refused = consumer_refusal(peer_of(user_id), ack.consumer)
+            if refused is not None:
+                log_refused(self.log, user_id, ack, refused)  # no reply on PULL: dropped
                 continue
             if ack.consumer not in self._consumers:
                 self.log.info("consumer_registered", consumer=ack.consumer, head=self._durable)
@@ -407,3 +445,4 @@ class Broker(Actor[BrokerMessage]):
         for sock in self._sockets:
             sock.close()
         self._sockets.clear()
+        self._gate.stop()

@@ -7,6 +7,7 @@ from actors.broker.log import EventLog
 from actors.broker.server import LOG_DIR, Broker, BrokerMessage
 from actors.broker.settings import BrokerSettings
 from actors.runtime import ActorRef, ActorSystem, RestartPolicy
+from transport.curve import AllowList, CurveGate, load_server_keys
 from transport.sockets import Context
 
 # No restarts: a crash may be a failed fdatasync, after which only a fresh process and
@@ -15,16 +16,22 @@ NO_RESTART = RestartPolicy(max_restarts=0)
 
 
 def spawn_broker(system: ActorSystem, ctx: Context, settings: BrokerSettings) -> ActorRef[BrokerMessage]:
-    """Recover the log and bind the sockets here, so a bad data dir or a taken port fails
-    at once with a clear error (`CorruptLog`, `SocketError`, `OSError`); then hand both to
-    the broker actor, which owns them from there on."""
+    """Load the keys, recover the log, start the ZAP handler and bind the sockets here, so a
+    bad certificate, a bad data dir or a taken port fails at once with a clear error
+    (`KeyFileError`, `CorruptLog`, `SocketError`, `OSError`); then hand all of them to the
+    broker actor, which owns them from there on."""
+    keys = load_server_keys(settings.curve_secret)
+    allow = AllowList.load(settings.curve_clients, server_public=keys.public)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     log = EventLog.open(
         settings.data_dir / LOG_DIR, segment_bytes=settings.segment_bytes, dedup=settings.dedup.window()
     )
+    gate = CurveGate(ctx, allow)
     try:
-        sockets = BrokerSockets.bind(ctx, settings.endpoints)
+        gate.start()  # before the sockets: they refuse to be CURVE servers without it
+        sockets = BrokerSockets.bind(ctx, settings.endpoints, keys)
     except Exception:
+        gate.stop()
         log.close()
         raise
-    return system.spawn(lambda: Broker(settings, log, sockets), name="broker", policy=NO_RESTART)
+    return system.spawn(lambda: Broker(settings, log, sockets, gate), name="broker", policy=NO_RESTART)

@@ -2,6 +2,11 @@
 
 Durations are written `500ms`, `30s`, `10m`, `24h` or `7d` (a bare number is
 seconds); `--dedup-window` is a count of records (`100000`) or a duration.
+
+Security has no off switch: `--curve-secret` (the broker's own certificate,
+`broker.key_secret`) and `--curve-clients` (the directory of client public
+certificates, `api.key`, `cluster-NAME.key`: the allow-list) are required, and
+every socket is a CURVE server behind the ZAP allow-list.
 """
 
 from __future__ import annotations
@@ -43,6 +48,8 @@ class DedupSetting:
 class BrokerSettings:
     data_dir: Path
     endpoints: BrokerEndpoints
+    curve_secret: Path  # the broker's certificate with its secret key
+    curve_clients: Path  # the allow-list: a directory of client public certificates
     heartbeat_interval: float = 1.0
     consumer_timeout: float = 10.0
     flush_interval: float = 0.05
@@ -100,6 +107,23 @@ def parse_settings(argv: Sequence[str] | None = None) -> BrokerSettings:
         "tcp://127.0.0.1:7103 (env FABRIC_BROKER_BIND)",
     )
     parser.add_argument(
+        "--curve-secret",
+        type=Path,
+        default=env.get("FABRIC_BROKER_CURVE_SECRET") or None,
+        metavar="PATH",
+        help="the broker's CURVE certificate with its secret key, e.g. DIR/keys/broker.key_secret "
+        "(env FABRIC_BROKER_CURVE_SECRET)",
+    )
+    parser.add_argument(
+        "--curve-clients",
+        type=Path,
+        default=env.get("FABRIC_BROKER_CURVE_CLIENTS") or None,
+        metavar="DIR",
+        help="the allow-list: a directory of client public certificates, NAME.key where NAME is "
+        "the client's identity (api, cluster-NAME); re-read when it changes "
+        "(env FABRIC_BROKER_CURVE_CLIENTS)",
+    )
+    parser.add_argument(
         "--heartbeat-interval",
         type=positive_float,
         default=env.get("FABRIC_BROKER_HEARTBEAT_SECONDS", "1.0"),
@@ -146,10 +170,17 @@ def parse_settings(argv: Sequence[str] | None = None) -> BrokerSettings:
         parser.error("--data-dir (or FABRIC_BROKER_DATA_DIR) is required")
     if args.bind is None:
         parser.error("--bind (or FABRIC_BROKER_BIND) is required")
+    if args.curve_secret is None or args.curve_clients is None:
+        parser.error(
+            "--curve-secret PATH and --curve-clients DIR (or FABRIC_BROKER_CURVE_SECRET and "
+            "FABRIC_BROKER_CURVE_CLIENTS) are required: every broker socket requires CURVE"
+        )
     # argparse runs string defaults (the env values) through `type` too, so both are checked.
     return BrokerSettings(
         data_dir=Path(args.data_dir),
         endpoints=args.bind,
+        curve_secret=args.curve_secret,
+        curve_clients=args.curve_clients,
         heartbeat_interval=args.heartbeat_interval,
         consumer_timeout=args.consumer_timeout,
         segment_bytes=args.segment_bytes,

@@ -6,16 +6,27 @@
     fabric keys create --scope admin|write|read [--name NAME] [--keys-file PATH]
     fabric keys list [--keys-file PATH]
     fabric keys revoke ID [--keys-file PATH]
-    fabric account create NAME --email E [--slug S]
+    fabric account create NAME --email E [--slug S] [--plan P] [--wait [--timeout S]]
     fabric account get ID | --slug S
-    fabric account list [--limit N] [--all]
-    fabric account delete ID
+    fabric account list [--limit N] [--all] [--status STATUS]
+    fabric account update ID [--name N] [--email E] [--plan P] [--wait [--timeout S]]
+    fabric account suspend ID [--wait [--timeout S]]
+    fabric account resume ID [--wait [--timeout S]]
+    fabric account retry ID [--cluster C] [--wait [--timeout S]]
+    fabric account wait ID [--generation G] [--timeout S]
+    fabric account delete ID [--wait [--timeout S]]
+    fabric plan list
     fabric cluster list
+    fabric cluster remove NAME
 
 Common flags: --url, --key, --state-dir, --json (before or after the sub-command).
+`--wait` (and `account wait`) prints a line on stderr each time a cluster's
+state changes, then the final account.
 Exit codes: 0 ok, 1 the server answered with a JSON-RPC error (code and
 message printed) or a `keys` command could not be done (reason printed),
-2 usage, 3 the API could not be reached or gave no usable answer.
+2 usage, 3 the API could not be reached or gave no usable answer, 4 a wait
+ended before the account converged (the timeout passed, or a cluster
+failed): the account is printed as it was then.
 """
 
 from __future__ import annotations
@@ -30,16 +41,20 @@ from typing import TextIO
 from actors.api.keystore import check_name
 from actors.api.scopes import SCOPES, parse_scope
 from actors.cli import commands, keys, status, target
+from actors.cli.commands import NotConverged
 from actors.cli.rpc import RpcClient, RpcError, Unreachable
 from actors.up import options
 from actors.up.layout import Layout
+from core.account import STATUSES
 
 EXIT_OK = 0
 EXIT_RPC_ERROR = 1
 EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
+EXIT_NOT_CONVERGED = 4
+WAIT_TIMEOUT = 60.0
 
-Command = Callable[[argparse.Namespace, RpcClient, TextIO], Awaitable[None]]
+Command = Callable[[argparse.Namespace, RpcClient, TextIO, TextIO], Awaitable[None]]
 
 
 def _common() -> argparse.ArgumentParser:
@@ -58,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         description="Fabric operator tool: run the system locally and manage accounts.",
         epilog="Also: `fabric test` (the test suite) and `fabric bench` (benchmarks). "
-        "Exit codes: 0 ok, 1 JSON-RPC error, 2 usage, 3 API unreachable.",
+        "Exit codes: 0 ok, 1 JSON-RPC error, 2 usage, 3 API unreachable, "
+        "4 a wait ended before the account converged.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -85,12 +101,19 @@ def build_parser() -> argparse.ArgumentParser:
                                      help="revoke an API key (a running API refuses it at once)")
     key_revoke.add_argument("id")
 
-    account = sub.add_parser("account", parents=[common], help="create, get, list, delete accounts")
+    account = sub.add_parser("account", parents=[common],
+                             help="create, change, wait for, list and delete accounts")
     acc = account.add_subparsers(dest="action", required=True, metavar="ACTION")
-    create = acc.add_parser("create", parents=[common], help="create an account")
+    waiting = argparse.ArgumentParser(add_help=False)
+    waiting.add_argument("--wait", action="store_true",
+                         help="follow the clusters until they converge (exit 4 if they do not)")
+    waiting.add_argument("--timeout", type=_seconds, default=WAIT_TIMEOUT,
+                         help=f"how long --wait waits, in seconds (default {WAIT_TIMEOUT:g})")
+    create = acc.add_parser("create", parents=[common, waiting], help="create an account")
     create.add_argument("name")
     create.add_argument("--email", required=True, help="the owner's email address")
     create.add_argument("--slug", help="DNS label for the account (default: from the name)")
+    create.add_argument("--plan", help="the plan (see `fabric plan list`; default standard)")
     create.set_defaults(run=commands.account_create)
     get = acc.add_parser("get", parents=[common], help="show one account by id or --slug")
     get.add_argument("id", nargs="?")
@@ -99,17 +122,72 @@ def build_parser() -> argparse.ArgumentParser:
     lst = acc.add_parser("list", parents=[common], help="list accounts in creation order")
     lst.add_argument("--limit", type=int, default=50, help="page size, 1..500 (default 50)")
     lst.add_argument("--all", action="store_true", help="follow cursors to the end")
+    lst.add_argument("--status", choices=STATUSES, help="only accounts with this status")
     lst.set_defaults(run=commands.account_list)
-    delete = acc.add_parser("delete", parents=[common], help="delete an account")
-    delete.add_argument("id")
-    delete.set_defaults(run=commands.account_delete)
+    update = acc.add_parser("update", parents=[common, waiting],
+                            help="change an account's name, owner or plan")
+    update.add_argument("id")
+    update.add_argument("--name", help="a new display name")
+    update.add_argument("--email", help="a new owner's email address")
+    update.add_argument("--plan", help="a new plan (see `fabric plan list`)")
+    update.set_defaults(run=commands.account_update)
+    for action, run, text in (
+        ("suspend", commands.account_suspend, "suspend an account (nothing is deleted)"),
+        ("resume", commands.account_resume, "resume a suspended account"),
+        ("delete", commands.account_delete, "delete an account"),
+    ):
+        p = acc.add_parser(action, parents=[common, waiting], help=text)
+        p.add_argument("id")
+        p.set_defaults(run=run)
+    retry = acc.add_parser("retry", parents=[common, waiting],
+                           help="make the clusters where the account failed try again now")
+    retry.add_argument("id")
+    retry.add_argument("--cluster", help="only this cluster")
+    retry.set_defaults(run=commands.account_retry)
+    wait = acc.add_parser("wait", parents=[common],
+                          help="wait until every online cluster has observed a generation")
+    wait.add_argument("id")
+    wait.add_argument("--generation", type=_generation,
+                      help="the generation to wait for (default: the current one)")
+    wait.add_argument("--timeout", type=_seconds, default=WAIT_TIMEOUT,
+                      help=f"seconds to wait at most (default {WAIT_TIMEOUT:g})")
+    wait.set_defaults(run=commands.account_wait)
+
+    plan = sub.add_parser("plan", parents=[common], help="the plans an account can be on")
+    pl = plan.add_subparsers(dest="action", required=True, metavar="ACTION")
+    pl.add_parser("list", parents=[common], help="list the plans").set_defaults(
+        run=commands.plan_list
+    )
 
     cluster = sub.add_parser("cluster", parents=[common], help="clusters and their daemons")
     cl = cluster.add_subparsers(dest="action", required=True, metavar="ACTION")
     cl.add_parser("list", parents=[common], help="list clusters").set_defaults(
         run=commands.cluster_list
     )
+    remove = cl.add_parser(
+        "remove", parents=[common],
+        help="forget a decommissioned cluster (stop its daemon first): its position stops "
+        "holding deleted accounts' tombstones back",
+    )
+    remove.add_argument("name")
+    remove.set_defaults(run=commands.cluster_remove)
     return parser
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 86400:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds in (0, 86400], not {text!r}")
+    return value
+
+
+def _generation(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}")
+    return int(text)
 
 
 def _scope(text: str) -> str:
@@ -133,6 +211,9 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
         parser.error("account get: give exactly one of ID or --slug")
     if args.command == "account" and args.action == "list" and not 1 <= args.limit <= 500:
         parser.error("account list: --limit must be between 1 and 500")
+    if (args.command == "account" and args.action == "update"
+            and args.name is None and args.email is None and args.plan is None):
+        parser.error("account update: give at least one of --name, --email, --plan")
     for name, default in (("url", None), ("key", None), ("state_dir", None), ("json", False)):
         if not hasattr(args, name):
             setattr(args, name, default)
@@ -152,7 +233,10 @@ async def run_api_command(
     run: Command = args.run
     try:
         async with RpcClient(url, key) as rpc:
-            await run(args, rpc, out)
+            await run(args, rpc, out, err)
+    except NotConverged as exc:
+        print(f"fabric: {exc}", file=err)
+        return EXIT_NOT_CONVERGED
     except RpcError as exc:
         print(f"fabric: {exc}", file=err)
         if exc.data is not None:

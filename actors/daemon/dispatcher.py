@@ -7,7 +7,9 @@ Like a Kubernetes controller (client-go informer + work queue):
   record each batch in the `DesiredStore` (one fsync) and the loop acks right
   after, so the position never waits for a cluster: a stuck account cannot
   hold it back and the lag returns to 0. Each changed account is added to the
-  `WorkQueue`.
+  `WorkQueue` with its backoff started over: a new generation (an update, or
+  `account.retry`, which changes nothing but the generation) is tried at once
+  and its failures are counted afresh, refusals included.
 - Has-synced. Workers start, and the resync (with its garbage collection)
   runs, only once the store has caught up with the log after this start: a
   fresh daemon never acts on a half-read log, so it never creates a namespace
@@ -237,10 +239,14 @@ class ClusterDaemon(Actor[DaemonMessage]):
                     )
                 case _:
                     self.log.debug("event_ignored", event_id=env.event_id, type=env.type)
-        changes = await self._store.apply(incoming)
-        self._crash("after_store", self.log)
+        changes = self._store.stage(incoming)
         for change in changes:
             self._orphans.pop(change.account_id, None)
+            # Before any await: no worker may see the new generation with the old backoff.
+            self._queue.forget(change.account_id)
+        await self._store.commit()
+        self._crash("after_store", self.log)
+        for change in changes:
             self._queue.add(change.account_id)
         if len(changes) < len(incoming):
             self.log.debug("events_superseded", count=len(incoming) - len(changes))

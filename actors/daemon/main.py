@@ -6,7 +6,9 @@ not), then runs the `ClusterDaemon` actor until SIGTERM/SIGINT. It reaches the
 bus through `transport.connector.BrokerConnector` (the `core.bus.BusConnector`
 port) and its cluster through `kube.KubeCluster`. The broker and the Kubernetes
 API may be down at start: the daemon starts anyway and keeps retrying, logging
-what it waits for.
+what it waits for. A broker that is up but refuses this daemon's CURVE key, or
+its consumer `cluster:NAME` to that key's identity, is no reason to wait: the
+daemon exits 2 with one line within `HANDSHAKE_WAIT` seconds.
 """
 
 from __future__ import annotations
@@ -25,7 +27,10 @@ from actors.daemon.kube import KubeCluster, KubeConfigError, load_configuration
 from actors.daemon.settings import DaemonSettings, parse_settings
 from actors.runtime import ActorSystem, RestartPolicy, run_until_signalled
 from actors.runtime.logging import configure_logging
+from transport.access import BusRefused, check_access
 from transport.connector import BrokerConnector
+from transport.curve import KeyFileError
+from transport.sockets import ClientKeys, close_context, new_context
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -64,13 +69,21 @@ async def _run(settings: DaemonSettings) -> int:
     except KubeConfigError as exc:
         print(f"daemon: {exc}", file=sys.stderr)
         return 2
+    assert settings.broker_keys is not None, "parse_settings requires the broker keys"
+    try:
+        keys = settings.broker_keys.load()
+    except KeyFileError as exc:
+        print(f"daemon: {exc}", file=sys.stderr)
+        return 2
 
     @asynccontextmanager
     async def ports() -> AsyncIterator[DaemonPorts]:
         async with KubeCluster(kube_cfg, timeout=settings.request_timeout) as cluster:
-            yield DaemonPorts(BrokerConnector(settings.broker), cluster)
+            yield DaemonPorts(BrokerConnector(settings.broker, keys=keys), cluster)
 
     async def setup(system: ActorSystem) -> None:
+        # Here, not before: a SIGTERM during the (bounded) check still stops us cleanly.
+        await _check_broker(settings, keys)
         system.spawn(
             lambda: ClusterDaemon(settings, ports),
             name="daemon",
@@ -81,7 +94,23 @@ async def _run(settings: DaemonSettings) -> int:
         "settings_loaded", cluster=settings.cluster, broker=str(settings.broker),
         resync_seconds=settings.resync_seconds
     )
-    return await run_until_signalled(setup)
+    code = 2
+    try:
+        code = await run_until_signalled(setup)
+    except* BusRefused as group:
+        print(f"daemon: {group.exceptions[0]}", file=sys.stderr)
+    return code
+
+
+async def _check_broker(settings: DaemonSettings, keys: ClientKeys) -> None:
+    """Raise `BusRefused` when the broker refuses our key or our consumer; a broker that is
+    not up yet is waited for later, as always."""
+    ctx = new_context()
+    try:
+        answered = await check_access(ctx, settings.broker, keys, consumer=settings.consumer)
+    finally:
+        close_context(ctx)
+    structlog.get_logger().info("broker_access_checked", answered=answered, broker=str(settings.broker))
 
 
 if __name__ == "__main__":

@@ -1,11 +1,16 @@
 """One account's namespace in one cluster, brought to the desired state idempotently.
 
 `Reconciler.ensure` creates the namespace and its policy objects, or, when a
-create answers AlreadyExists (e.g. our earlier response was lost), checks the
-namespace is ours and patches it and every child to the desired state. A
-namespace without our labels or with another account's id is never adopted:
-that is `Refused` with a clear reason. A namespace still terminating (deleted
-by hand, finalizers running) is `Waiting`: look again shortly.
+create answers AlreadyExists (an update, a drift repair, our earlier response
+lost), checks the namespace is ours and patches it and every child to the
+desired state in place: a merge patch, plus the removal of quota entries the
+desired state no longer has (a resume drops the suspension's `services`).
+Then it deletes the objects the state retires (`core.desired.retired_children`:
+the allow policies while suspended, the suspension's deny-all otherwise), and
+nothing else. A namespace without our labels or with another account's id is
+never adopted: that is `Refused` with a clear reason. A namespace still
+terminating (deleted by hand, finalizers running) is `Waiting`: look again
+shortly.
 
 `Reconciler.remove` finds the account's namespaces by label (our managed-by
 label AND the account label), so it never touches one that is not ours, asks
@@ -22,9 +27,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import assert_never
 
+from core.desired import desired_children, desired_namespace, not_ours, retired_children
 from core.tenancy import (
     AlreadyExists,
     ClusterApi,
+    KubeObject,
     NamespaceTerminating,
     ObjectRef,
     PermanentKubeError,
@@ -32,11 +39,8 @@ from core.tenancy import (
     TenancyPolicy,
     Tenant,
     check_tenant,
-    desired_children,
-    desired_namespace,
     is_label_value,
     is_terminating,
-    not_ours,
 )
 
 
@@ -79,7 +83,10 @@ class Reconciler:
     async def ensure(self, tenant: Tenant) -> EnsureOutcome:
         bad = check_tenant(tenant)
         if bad is not None:
-            return Refused(f"{bad.field} {tenant.namespace!r} rejected: {bad.reason}")
+            value = {"plan": tenant.plan, "account_id": tenant.account_id}.get(
+                bad.field, tenant.namespace
+            )
+            return Refused(f"{bad.field} {value!r} rejected: {bad.reason}")
         try:
             return await self._ensure(tenant)
         except NamespaceTerminating as exc:
@@ -112,15 +119,29 @@ class Reconciler:
                 return Refused(reason)
             current = await self._api.patch(desired)
         for child in desired_children(tenant, self._policy):
-            try:
-                await self._api.create(child)
-            except AlreadyExists:
-                await self._api.patch(child)
+            await self._apply(child)
+        if not created:  # a namespace made in this pass holds nothing to retire
+            for ref in retired_children(tenant):
+                await self._api.delete(ref)
         meta = current.get("metadata") or {}
         uid, rv = meta.get("uid"), meta.get("resourceVersion")
         if not isinstance(uid, str) or not isinstance(rv, str):
             raise TemporaryKubeError(f"namespace {tenant.namespace} answer lacks uid/resourceVersion")
         return Provisioned(uid=uid, resource_version=rv, created=created)
+
+    async def _apply(self, child: KubeObject) -> None:
+        try:
+            await self._api.create(child)
+            return
+        except AlreadyExists:
+            pass
+        answer = await self._api.patch(child)
+        if child["kind"] == "ResourceQuota":
+            # A merge patch merges maps: a key the desired quota lost must be nulled.
+            hard = (answer.get("spec") or {}).get("hard") or {}
+            stale = {key: None for key in hard if key not in child["spec"]["hard"]}
+            if stale:
+                await self._api.patch({**child, "spec": {"hard": stale}})
 
     async def _remove(self, account_id: str) -> RemoveOutcome:
         found = await self._api.list_objects(

@@ -5,9 +5,11 @@ label (raising `KubeError` when the cluster cannot answer). `plan` compares
 that view with the desired-state store, purely:
 
 - drift repair: a live account whose namespace is missing or terminating,
-  whose labels, annotations or policy objects differ from the desired ones,
-  or that this process has not reported in sync (e.g. it was refused), is
-  queued;
+  whose labels or annotations differ from the desired ones (plan,
+  suspension, generation...), whose policy objects are missing, retired
+  ones still there, or whose quota or limit range values are not the
+  plan's (a hand edit), or that this process has not reported in sync
+  (e.g. it was refused), is queued;
 - garbage collection: a namespace of ours whose account label names no live
   account, and that is not already terminating, is queued for removal; when
   the store has no tombstone for it, the plan makes one from the namespace
@@ -25,26 +27,18 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from actors.daemon.state import Desired, Tombstone
-from core.tenancy import (
-    ANNOTATION_SLUG,
-    CHILD_KINDS,
-    ClusterApi,
-    KubeObject,
-    TenancyPolicy,
-    applied_generation,
-    drift,
-    is_terminating,
-)
+from core.desired import ANNOTATION_SLUG, CHILD_KINDS, Children, applied_generation, drift
+from core.tenancy import ClusterApi, KubeObject, TenancyPolicy, is_terminating
 
 GC_CORRELATION_ID = "gc"
 
 
 @dataclass(frozen=True, slots=True)
 class ClusterView:
-    """What a resync saw: our namespaces and, per namespace, the (kind, name) of our objects."""
+    """What a resync saw: our namespaces and, per namespace, our objects by (kind, name)."""
 
     namespaces: tuple[KubeObject, ...]
-    children: Mapping[str, frozenset[tuple[str, str]]]
+    children: Mapping[str, Children]
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,14 +58,14 @@ class Plan:
 
 async def list_view(cluster: ClusterApi, policy: TenancyPolicy) -> ClusterView:
     namespaces = await cluster.list_objects("Namespace", policy.selector)
-    children: dict[str, set[tuple[str, str]]] = {}
+    children: dict[str, dict[tuple[str, str], KubeObject]] = {}
     for kind in CHILD_KINDS:
         for obj in await cluster.list_objects(kind, policy.selector):
             meta = obj.get("metadata") or {}
             ns, name = meta.get("namespace"), meta.get("name")
             if isinstance(ns, str) and isinstance(name, str):
-                children.setdefault(ns, set()).add((kind, name))
-    return ClusterView(tuple(namespaces), {k: frozenset(v) for k, v in children.items()})
+                children.setdefault(ns, {})[(kind, name)] = obj
+    return ClusterView(tuple(namespaces), children)
 
 
 def plan(
@@ -138,5 +132,4 @@ def _drift(
         return "namespace missing"
     if is_terminating(found):
         return "namespace terminating"
-    children = set(view.children.get(desired.account.namespace, ()))
-    return drift(desired.tenant, policy, found, children)
+    return drift(desired.tenant, policy, found, view.children.get(desired.account.namespace, {}))

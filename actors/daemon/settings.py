@@ -6,7 +6,9 @@ argparse with one clear line. Every desired-object setting lives in
 (`key = value` lines; `actors/daemon/tenancy.example` lists every key with its
 default) and/or repeated `--tenancy-set key=value` flags.
 Timers tests compress (resync, retry backoff, request timeout) are settings
-too.
+too. The broker is reached over CURVE only: `--broker-key` (this daemon's
+certificate, `cluster-NAME.key_secret`) and `--broker-public-key` (the broker's
+`broker.key`) are required; `main` loads them.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 
 from actors.runtime.settings import add_logging_flags, positive_float, positive_int
 from core.tenancy import InvalidOverride, TenancyPolicy, parse_overrides
+from transport.curve import KeyFiles
 from transport.endpoints import BrokerEndpoints
 
 CRASH_POINTS = ("after_store", "after_create", "after_publish")
@@ -44,6 +47,8 @@ class DaemonSettings:
     max_parallel: int = 8
     log_format: str = "json"
     log_level: str = "info"
+    # Required by `parse_settings`; only in-process tests, whose bus is a fake, leave it out.
+    broker_keys: KeyFiles | None = None
 
     @property
     def consumer(self) -> str:
@@ -71,6 +76,21 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--broker", default=e("FABRIC_BROKER"), help="CONTROL,EVENTS,ACKS addresses (FABRIC_BROKER)"
+    )
+    p.add_argument(
+        "--broker-key",
+        type=Path,
+        default=e("FABRIC_BROKER_KEY") or None,
+        metavar="PATH",
+        help="this daemon's CURVE certificate with its secret key, e.g. DIR/keys/cluster-NAME.key_secret "
+        "(FABRIC_BROKER_KEY)",
+    )
+    p.add_argument(
+        "--broker-public-key",
+        type=Path,
+        default=e("FABRIC_BROKER_PUBLIC_KEY") or None,
+        metavar="PATH",
+        help="the broker's public CURVE certificate, e.g. DIR/keys/broker.key (FABRIC_BROKER_PUBLIC_KEY)",
     )
     p.add_argument("--state-dir", default=e("FABRIC_STATE_DIR"), help="state dir (FABRIC_STATE_DIR)")
     p.add_argument(
@@ -153,6 +173,9 @@ def parse_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | N
         broker = BrokerEndpoints.parse(args.broker)
     except ValueError as exc:
         parser.error(str(exc))
+    if args.broker_key is None or args.broker_public_key is None:
+        parser.error("--broker-key PATH and --broker-public-key PATH are required: the broker "
+                     "takes CURVE clients only")
     if not args.state_dir:
         parser.error("--state-dir DIR is required")
     # argparse applies `type` to string defaults from the environment too.
@@ -187,4 +210,5 @@ def parse_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | N
         crash_at=args.crash_at,
         log_format=args.log_format,
         log_level=args.log_level,
+        broker_keys=KeyFiles(secret=args.broker_key, server_public=args.broker_public_key),
     )

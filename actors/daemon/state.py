@@ -2,7 +2,8 @@
 
 Like an informer's store, keyed by account id, it holds:
 
-- `live`: each live account's whole desired state (`AccountCreated`) at its
+- `live`: each live account's whole desired state (`AccountCreated`, or its
+  subclass `AccountUpdated`: plan and suspension included) at its
   generation, with the event id and correlation id that set it (for logs and
   outcome ids);
 - `deleting`: the tombstone of each deleted account whose deletion this
@@ -14,12 +15,14 @@ only when newer (and newer than a pending tombstone); an `AccountDeleted` with
 a generation at least the stored one removes the live account. So a
 redelivered or repeated event changes nothing.
 
-Durability: `apply` appends one JSON line per change and fsyncs once per batch
-before it returns, so a batch is in the store before the consumer acks it.
+Durability: `apply` (`stage`, then `commit`) appends one JSON line per change
+and fsyncs once per batch before it returns, so a batch is in the store before
+the consumer acks it.
 `open` replays the journal (a torn or garbled line, as a crash can leave, is
-skipped and counted) and compacts it to one line per account with
-`files.write_atomic`; a journal grown far beyond the live set is compacted the
-same way while running. `fresh` says no journal existed: the daemon must then
+skipped and counted; a line written before plans existed lacks `plan` and
+`suspended` and reads as the default plan, not suspended) and compacts it to
+one line per account with `files.write_atomic`; a journal grown far beyond
+the live set is compacted the same way while running. `fresh` says no journal existed: the daemon must then
 read the log from the beginning before it trusts the store (see dispatcher).
 
 Blocking file I/O runs in a worker thread; the owner (one actor) serialises calls.
@@ -38,7 +41,7 @@ from typing import Any, TextIO, assert_never
 
 from actors.runtime.files import write_atomic
 from core.events import AccountCreated, AccountDeleted
-from core.tenancy import Tenant
+from core.tenancy import DEFAULT_PLAN, Tenant
 
 JOURNAL_NAME = "desired.jsonl"
 COMPACT_MIN_LINES = 1000
@@ -63,7 +66,9 @@ class Desired:
     @property
     def tenant(self) -> Tenant:
         a = self.account
-        return Tenant(a.account_id, a.slug, a.namespace, a.name, a.generation)
+        return Tenant(
+            a.account_id, a.slug, a.namespace, a.name, a.generation, a.plan, a.suspended
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +105,7 @@ class DesiredStore:
         self.live: dict[str, Desired] = {}
         self.deleting: dict[str, Tombstone] = {}
         self._lines = 0
+        self._staged: list[str] = []
         self._file: TextIO | None = None
 
     @classmethod
@@ -130,18 +136,35 @@ class DesiredStore:
 
     async def apply(self, events: Sequence[Incoming]) -> list[Change]:
         """Record what is newer than the store, durably (one fsync); return what changed."""
+        changes = self.stage(events)
+        await self.commit()
+        return changes
+
+    def stage(self, events: Sequence[Incoming]) -> list[Change]:
+        """Record what is newer than the store in memory (readers see it at once) and return
+        what changed; `commit` makes it durable. Synchronous, so a caller can act on the
+        changes before any other task sees the new state."""
         changes: list[Change] = []
-        lines: list[str] = []
         for incoming in events:
             change = self._apply(incoming)
             if change is not None:
                 changes.append(change)
-                lines.append(_line(change))
-        if lines:
-            await asyncio.to_thread(self._append, lines, True)
-            if self._lines > max(COMPACT_MIN_LINES, 4 * (len(self.live) + len(self.deleting))):
-                await asyncio.to_thread(self._compact)
+                self._staged.append(_line(change))
         return changes
+
+    async def commit(self) -> None:
+        """Make what was staged durable (one fsync). On failure the lines stay staged: a
+        redelivered batch stages nothing new, and its commit writes them."""
+        lines, self._staged = self._staged, []
+        if not lines:
+            return
+        try:
+            await asyncio.to_thread(self._append, lines, True)
+        except BaseException:
+            self._staged[:0] = lines
+            raise
+        if self._lines > max(COMPACT_MIN_LINES, 4 * (len(self.live) + len(self.deleting))):
+            await asyncio.to_thread(self._compact)
 
     async def forget_deletion(self, account_id: str, generation: int) -> None:
         """The deletion was reported: drop the tombstone. Not fsynced on its own (a crash
@@ -248,12 +271,23 @@ def _line(change: Change) -> str:
     return json.dumps(obj, separators=(",", ":")) + "\n"
 
 
+# Fields a journal line may lack (written before they existed): their value then.
+_ADDED_LATER: dict[str, object] = {"plan": DEFAULT_PLAN, "suspended": False}
+
+
 def _account(obj: Any) -> AccountCreated:
     if not isinstance(obj, dict):
         raise ValueError("account must be an object")
     values: dict[str, object] = {}
     for f in dataclasses.fields(AccountCreated):
-        values[f.name] = _int(obj, f.name) if f.name == "generation" else _str(obj, f.name)
+        if f.name not in obj and f.name in _ADDED_LATER:
+            values[f.name] = _ADDED_LATER[f.name]
+        elif f.name == "generation":
+            values[f.name] = _int(obj, f.name)
+        elif f.name == "suspended":
+            values[f.name] = _bool(obj, f.name)
+        else:
+            values[f.name] = _str(obj, f.name)
     return AccountCreated(**values)  # type: ignore[arg-type]
 
 
@@ -261,6 +295,13 @@ def _str(obj: Any, key: str) -> str:
     value = obj[key]
     if not isinstance(value, str):
         raise ValueError(f"{key} must be a string")
+    return value
+
+
+def _bool(obj: Any, key: str) -> bool:
+    value = obj[key]
+    if not isinstance(value, bool):
+        raise ValueError(f"{key} must be a bool")
     return value
 
 

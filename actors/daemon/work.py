@@ -24,8 +24,8 @@ The answer (`Verdict`) tells the caller's queue what next: `Synced` (forget
 the backoff), `Retry` (temporary error: back off; after `failed_after`
 attempts in a row the failure is reported with `attempts`, and retries go on),
 `Final` (refused: reported at once, retried only at resync or on a new
-generation), `Poll` (a namespace is terminating: look again shortly, not a
-failure).
+generation, which also starts the attempt count over), `Poll` (a namespace is
+terminating: look again shortly, not a failure).
 """
 
 from __future__ import annotations
@@ -181,7 +181,7 @@ class AccountWork:
         a = desired.account
         log = self._log.bind(
             account_id=a.account_id, event_id=desired.event_id, namespace=a.namespace,
-            generation=a.generation,
+            generation=a.generation, plan=a.plan, suspended=a.suspended,
         )
         try:
             outcome = await self._reconciler.ensure(desired.tenant)

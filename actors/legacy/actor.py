@@ -29,6 +29,7 @@ class WriteAccount(Request[None]):
     namespace: str
     created_at: datetime
     event: Envelope
+    plan: str = "standard"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,11 +48,25 @@ class WriteDeletion(Request[bool]):
 
 
 @dataclass(frozen=True, slots=True)
+class WriteUpdate(Request[bool]):
+    """The whole new state at `generation` (the loaded one + 1); False if deleted or changed."""
+
+    account_id: str
+    generation: int
+    name: str
+    owner_email: str
+    plan: str
+    suspended: bool
+    updated_at: datetime
+    event: Envelope
+
+
+@dataclass(frozen=True, slots=True)
 class PingLegacy(Request[None]):
     pass
 
 
-LegacyMessage = WriteAccount | LoadAccount | WriteDeletion | PingLegacy
+LegacyMessage = WriteAccount | LoadAccount | WriteDeletion | WriteUpdate | PingLegacy
 
 
 class LegacyActor(Actor[LegacyMessage]):
@@ -94,6 +109,7 @@ class LegacyActor(Actor[LegacyMessage]):
                     namespace=message.namespace,
                     created_at=message.created_at,
                     event=message.event,
+                    plan=message.plan,
                 )
                 self.log.info(
                     "legacy_account_written",
@@ -109,6 +125,19 @@ class LegacyActor(Actor[LegacyMessage]):
                     self.log.info(
                         "legacy_account_deleted", account_id=account_id, event_id=event.event_id,
                         generation=generation,
+                    )
+                return changed
+            case WriteUpdate():
+                changed = await db.update_account(
+                    pool, message.account_id, generation=message.generation, name=message.name,
+                    owner_email=message.owner_email, plan=message.plan,
+                    suspended=message.suspended, updated_at=message.updated_at,
+                    event=message.event,
+                )
+                if changed:
+                    self.log.info(
+                        "legacy_account_updated", account_id=message.account_id,
+                        event_id=message.event.event_id, generation=message.generation,
                     )
                 return changed
             case PingLegacy():

@@ -67,9 +67,11 @@ async def connect(dsn: str, *, timeout: float = 5.0) -> Connection:
         return await asyncpg.connect(dsn, timeout=timeout, command_timeout=timeout)
 
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # Each version's SQL, in order: the base schema, then one file per migration.
-_SCHEMA_STEPS: tuple[tuple[int, str], ...] = ((1, "schema.sql"), (2, "migration_2.sql"))
+_SCHEMA_STEPS: tuple[tuple[int, str], ...] = (
+    (1, "schema.sql"), (2, "migration_2.sql"), (3, "migration_3.sql")
+)
 
 
 def _sql(name: str) -> str:
@@ -116,6 +118,8 @@ class LegacyAccount:
     deleted_at: datetime | None
     generation: int
     updated_at: datetime
+    plan: str
+    suspended_at: datetime | None
 
 
 async def insert_account(
@@ -128,22 +132,19 @@ async def insert_account(
     namespace: str,
     created_at: datetime,
     event: Envelope,
+    plan: str = "standard",
 ) -> None:
     """What the old API did on creation (user, organization, owner, default project) + outbox row.
 
     The organization starts at generation 1, the generation its `account.created` carries.
     """
     async with translated_errors(), pool.acquire() as conn, conn.transaction():
-        user_id = await conn.fetchval(
-            "INSERT INTO users (email) VALUES ($1) "
-            "ON CONFLICT ((lower(email))) DO UPDATE SET updated_at = now() RETURNING id",
-            owner_email,
-        )
+        user_id = await _user_id(conn, owner_email)
         try:
             await conn.execute(
                 "INSERT INTO organizations (id, slug, name, namespace, created_by, created_at, "
-                "updated_at, generation) VALUES ($1, $2, $3, $4, $5, $6, $6, 1)",
-                account_id, slug, name, namespace, user_id, created_at,
+                "updated_at, generation, plan) VALUES ($1, $2, $3, $4, $5, $6, $6, 1, $7)",
+                account_id, slug, name, namespace, user_id, created_at, plan,
             )
         except asyncpg.UniqueViolationError as exc:
             if exc.constraint_name == "organizations_slug_key":
@@ -160,12 +161,27 @@ async def insert_account(
         await _insert_outbox(conn, event)
 
 
+async def _user_id(conn: Connection, email: str) -> int:
+    """The user with this email (case-insensitively), created when missing."""
+    return int(await conn.fetchval(
+        "INSERT INTO users (email) VALUES ($1) "
+        "ON CONFLICT ((lower(email))) DO UPDATE SET updated_at = now() RETURNING id",
+        email,
+    ))
+
+
 async def find_account(pool: Pool, account_id: str) -> LegacyAccount | None:
+    """The organization with its owner's email (the creator's, for a row that lost its owner)."""
     async with translated_errors(), pool.acquire() as conn:
         row = await conn.fetchrow(
-            "SELECT o.id::text AS id, o.slug, o.name, u.email, o.namespace, o.created_at, "
-            "o.deleted_at, o.generation, o.updated_at "
-            "FROM organizations o JOIN users u ON u.id = o.created_by WHERE o.id = $1",
+            "SELECT o.id::text AS id, o.slug, o.name, coalesce(owner.email, creator.email) AS email, "
+            "o.namespace, o.created_at, o.deleted_at, o.generation, o.updated_at, o.plan, "
+            "o.suspended_at "
+            "FROM organizations o JOIN users creator ON creator.id = o.created_by "
+            "LEFT JOIN LATERAL (SELECT u.email FROM memberships m JOIN users u ON u.id = m.user_id "
+            "  WHERE m.organization_id = o.id AND m.role = 'owner' ORDER BY m.created_at DESC "
+            "  LIMIT 1) owner ON true "
+            "WHERE o.id = $1",
             account_id,
         )
     if row is None:
@@ -173,7 +189,60 @@ async def find_account(pool: Pool, account_id: str) -> LegacyAccount | None:
     return LegacyAccount(
         row["id"], row["slug"], row["name"], row["email"], row["namespace"],
         row["created_at"], row["deleted_at"], row["generation"], row["updated_at"],
+        row["plan"], row["suspended_at"],
     )
+
+
+async def update_account(
+    pool: Pool,
+    account_id: str,
+    *,
+    generation: int,
+    name: str,
+    owner_email: str,
+    plan: str,
+    suspended: bool,
+    updated_at: datetime,
+    event: Envelope,
+) -> bool:
+    """Change the organization to this state at `generation` and queue its event, in one go.
+
+    Like a deletion, it moves the organization from `generation - 1` to `generation`; False
+    (nothing written) when the organization is deleted or no longer at `generation - 1`.
+    A suspension keeps the moment it began across later changes. A new owner becomes the
+    owner member (the user is created when missing); the previous owner stays a member, as
+    an admin, the way the old system handed an organization over.
+    """
+    async with translated_errors(), pool.acquire() as conn, conn.transaction():
+        reached = await conn.fetchval(
+            "UPDATE organizations SET name = $2, plan = $3, "
+            "suspended_at = CASE WHEN $4::boolean THEN coalesce(suspended_at, $5) END, "
+            "updated_at = $5, generation = generation + 1 "
+            "WHERE id = $1 AND deleted_at IS NULL AND generation = $6 RETURNING generation",
+            account_id, name, plan, suspended, updated_at, generation - 1,
+        )
+        if reached is None:
+            return False
+        assert reached == generation
+        owner = await conn.fetchrow(
+            "SELECT m.user_id, lower(u.email) AS email FROM memberships m "
+            "JOIN users u ON u.id = m.user_id "
+            "WHERE m.organization_id = $1 AND m.role = 'owner'",
+            account_id,
+        )
+        if owner is None or owner["email"] != owner_email.lower():
+            user_id = await _user_id(conn, owner_email)
+            await conn.execute(
+                "UPDATE memberships SET role = 'admin' WHERE organization_id = $1 AND role = 'owner'",
+                account_id,
+            )
+            await conn.execute(
+                "INSERT INTO memberships (organization_id, user_id, role) VALUES ($1, $2, 'owner') "
+                "ON CONFLICT (organization_id, user_id) DO UPDATE SET role = 'owner'",
+                account_id, user_id,
+            )
+        await _insert_outbox(conn, event)
+        return True
 
 
 async def mark_deleted(

@@ -8,6 +8,11 @@ Contract (CONTRACT.md section 3):
 - `admin.key` (mode 0600): generated once unless `FABRIC_ADMIN_KEY` is set.
 - `api/keys.json` (mode 0600): the other API keys, by hash (actors/api/keystore.py);
   the api's state dir is `api/`, so it reads them there.
+- `keys/` (mode 0700): CurveZMQ certificates in pyzmq's format (CONTRACT section 6),
+  `NAME.key` and `NAME.key_secret` (0600) for `broker`, `api` and `cluster-NAME` of
+  every cluster; made once each, so a cluster new to a later run gets its pair and
+  the others keep theirs. The broker's allow-list is this directory (it skips its
+  own certificate).
 - `endpoints.json`: every address in use, in the contract's exact shape.
 - `run/NAME.pid`, `logs/NAME.log`, `ready`, and the children's data dirs.
 
@@ -28,6 +33,15 @@ from typing import Any
 
 from actors.api.keystore import KEYS_FILE
 from actors.runtime.files import write_atomic
+from transport.curve import (
+    API,
+    BROKER,
+    KeyFiles,
+    cluster_identity,
+    ensure_certificate,
+    public_file,
+    secret_file,
+)
 
 ADMIN_KEY_ENV = "FABRIC_ADMIN_KEY"
 # bin/fabric runs from the repository root; a launcher that knows the caller's directory
@@ -76,6 +90,18 @@ class Layout:
     def keys_file(self) -> Path:
         """The API keys besides the admin key: the api's STATE_DIR/keys.json."""
         return self.api_dir / KEYS_FILE
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.root / "keys"
+
+    def key_files(self, identity: str) -> KeyFiles:
+        """A client's certificate (`identity`.key_secret) and the broker's public one."""
+        return KeyFiles(secret_file(self.keys_dir, identity), public_file(self.keys_dir, BROKER))
+
+    @property
+    def broker_secret(self) -> Path:
+        return secret_file(self.keys_dir, BROKER)
 
     @property
     def ready_file(self) -> Path:
@@ -228,6 +254,14 @@ def rotate_admin_key(layout: Layout) -> str:
     key = secrets.token_urlsafe(32)
     write_atomic(layout.admin_key_file, key + "\n", mode=0o600)
     return key
+
+
+def ensure_keys(layout: Layout, clusters: tuple[str, ...]) -> list[str]:
+    """A CURVE pair for the broker, the api and each cluster's daemon; returns the new ones."""
+    layout.keys_dir.mkdir(mode=0o700, exist_ok=True)
+    layout.keys_dir.chmod(0o700)
+    identities = [BROKER, API, *(cluster_identity(c) for c in clusters)]
+    return [name for name in identities if ensure_certificate(layout.keys_dir, name)]
 
 
 def write_endpoints(layout: Layout, endpoints: dict[str, Any]) -> None:

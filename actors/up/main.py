@@ -1,7 +1,8 @@
 """`fabric up`: the whole system on one machine, supervised, resumable.
 
 Job: parse the settings, claim the state dir (one `up` per dir), clear
-children a killed earlier run left behind, choose or reuse ports, prepare
+children a killed earlier run left behind, choose or reuse ports, make the
+CURVE keys still missing (`DIR/keys/`; security has no off switch), prepare
 the embedded PostgreSQL, then run one `ChildActor` per child plus the
 `Conductor` until SIGTERM/SIGINT; stop the children in reverse order, exit 0.
 Exit 2 with one line on a bad setting, 1 when the state dir is in use or unusable.
@@ -22,6 +23,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import structlog
+
 from actors.legacy import embedded
 from actors.runtime import ActorSystem, RestartPolicy, run_until_signalled
 from actors.runtime.logging import configure_logging
@@ -31,6 +34,7 @@ from actors.up.layout import (
     Layout,
     LayoutError,
     admin_key,
+    ensure_keys,
     load_or_allocate_ports,
     read_pid,
     remove_file,
@@ -118,6 +122,9 @@ async def _run(settings: UpSettings, args: argparse.Namespace) -> int:
     kube_clusters = [c for c in settings.clusters if c not in settings.external_kubeconfigs]
     ports = load_or_allocate_ports(layout, api_port=settings.api_port, kube_clusters=kube_clusters)
     key = admin_key(layout, os.environ)
+    created = ensure_keys(layout, settings.clusters)
+    if created:
+        structlog.get_logger().info("curve_keys_created", identities=created, keys_dir=str(layout.keys_dir))
     postgres: ChildSpec | None = None
     if settings.legacy_dsn is None:
         await asyncio.to_thread(embedded.prepare, layout.postgres_dir)

@@ -3,7 +3,10 @@
 Children start in stages (a stage starts once the one before is ready):
 postgres (unless an outside DSN is given), broker, kube emulators, api, daemons.
 They stop in the reverse order. Every address comes from `Ports`, so a
-restarted child comes back where the others expect it.
+restarted child comes back where the others expect it. Every broker client
+gets its own CURVE certificate (`DIR/keys/IDENTITY.key_secret`) and the
+broker's public one; the broker gets its own and the keys dir as its
+allow-list. Key paths travel on argv: they are file names, not secrets.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from actors.up.layout import Ports
 from actors.up.options import UpSettings
 from actors.up.probes import BrokerProbe, ConsumerProbe, HttpProbe, Probe, TcpProbe
 from transport.client import BrokerEndpoints
+from transport.curve import API, KeyFiles, cluster_identity
 
 LOOPBACK = "127.0.0.1"
 
@@ -92,6 +96,7 @@ def child_specs(
     py = sys.executable
     log = ("--log-format", settings.log_format)
     endpoints = broker_endpoints(ports)
+    api_keys = layout.key_files(API)
     specs: list[ChildSpec] = []
     if postgres is not None:
         specs.append(postgres)
@@ -99,8 +104,9 @@ def child_specs(
         ChildSpec(
             name="broker",
             argv=(py, "-m", "actors.broker", "--data-dir", str(layout.broker_dir),
-                  "--bind", str(endpoints), *log),
-            probe=BrokerProbe(endpoints),
+                  "--bind", str(endpoints), "--curve-secret", str(layout.broker_secret),
+                  "--curve-clients", str(layout.keys_dir), *log),
+            probe=BrokerProbe(endpoints, api_keys),
             stage=1,
         )
     )
@@ -125,7 +131,8 @@ def child_specs(
         ChildSpec(
             name="api",
             argv=(py, "-m", "actors.api", "--listen", f"{LOOPBACK}:{ports.api}",
-                  "--broker", str(endpoints), "--state-dir", str(layout.api_dir), *log),
+                  "--broker", str(endpoints), *_key_flags(api_keys),
+                  "--state-dir", str(layout.api_dir), *log),
             probe=HttpProbe(f"{api_url(ports)}/readyz"),
             stage=3,
             # Secrets travel by environment, not argv, so `ps` does not show them.
@@ -138,13 +145,19 @@ def child_specs(
                 name=f"daemon-{cluster}",
                 argv=(py, "-m", "actors.daemon", "--cluster", cluster,
                       "--kubeconfig", str(kubeconfig_for(settings, cluster)),
-                      "--broker", str(endpoints), "--state-dir", str(layout.daemon_dir(cluster)),
+                      "--broker", str(endpoints),
+                      *_key_flags(layout.key_files(cluster_identity(cluster))),
+                      "--state-dir", str(layout.daemon_dir(cluster)),
                       "--resync", settings.resync_seconds, *log),
-                probe=ConsumerProbe(endpoints, f"cluster:{cluster}"),
+                probe=ConsumerProbe(endpoints, f"cluster:{cluster}", api_keys),
                 stage=4,
             )
         )
     return specs
+
+
+def _key_flags(keys: KeyFiles) -> tuple[str, ...]:
+    return ("--broker-key", str(keys.secret), "--broker-public-key", str(keys.server_public))
 
 
 def postgres_probe(port: int) -> Probe:

@@ -7,6 +7,9 @@ A probe answers "is this child serving?" and never raises: any error is a
 - `TcpProbe`: the port accepts a connection (postgres).
 - `BrokerProbe`: the broker answers a directory request on its control socket.
 - `ConsumerProbe`: the durable consumer (`cluster:NAME`) is online at the broker.
+
+Broker probes talk CURVE as the api (the identity that may list consumers);
+they read its key files at each run, so a probe made before the keys is fine.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import aiohttp
 
 from core.bus import ConsumerInfo
 from transport.client import BrokerEndpoints, Directory
+from transport.curve import KeyFiles
 from transport.sockets import close_context, new_context
 
 PROBE_TIMEOUT = 2.0
@@ -39,12 +43,14 @@ class TcpProbe:
 @dataclass(frozen=True, slots=True)
 class BrokerProbe:
     endpoints: BrokerEndpoints
+    keys: KeyFiles
 
 
 @dataclass(frozen=True, slots=True)
 class ConsumerProbe:
     endpoints: BrokerEndpoints
     consumer: str
+    keys: KeyFiles
 
 
 Probe = HttpProbe | TcpProbe | BrokerProbe | ConsumerProbe
@@ -84,11 +90,11 @@ async def _run(probe: Probe) -> ProbeResult:
             writer.close()
             await writer.wait_closed()
             return ProbeResult(True)
-        case BrokerProbe(endpoints=endpoints):
-            await _consumers(endpoints)
+        case BrokerProbe(endpoints=endpoints, keys=keys):
+            await _consumers(endpoints, keys)
             return ProbeResult(True)
-        case ConsumerProbe(endpoints=endpoints, consumer=consumer):
-            infos = await _consumers(endpoints)
+        case ConsumerProbe(endpoints=endpoints, consumer=consumer, keys=keys):
+            infos = await _consumers(endpoints, keys)
             for info in infos:
                 if info.name == consumer:
                     return ProbeResult(info.online, "" if info.online else "offline at the broker")
@@ -97,10 +103,11 @@ async def _run(probe: Probe) -> ProbeResult:
             assert_never(probe)
 
 
-async def _consumers(endpoints: BrokerEndpoints) -> list[ConsumerInfo]:
+async def _consumers(endpoints: BrokerEndpoints, keys: KeyFiles) -> list[ConsumerInfo]:
+    client_keys = keys.load()
     ctx = new_context()
     try:
-        async with Directory(ctx, endpoints) as directory:
+        async with Directory(ctx, endpoints, keys=client_keys) as directory:
             return list(await directory.consumers())
     finally:
         close_context(ctx)

@@ -11,6 +11,7 @@ import aiohttp
 from core.bus import ConsumerInfo
 from core.envelope import Envelope
 from tests.api.harness import ADMIN_KEY
+from tests.support.keys import api_keys, client_flags
 from tests.support.ports import free_port
 from tests.support.processes import Proc, ProcessGroup
 from tests.support.wait import wait_until
@@ -38,7 +39,7 @@ async def start_api_process(
     port = port or free_port()
     proc = await procs.start(
         "api", "--listen", f"127.0.0.1:{port}", "--legacy-dsn", dsn, "--broker", str(endpoints),
-        "--state-dir", str(state_dir), *extra, name=name, env=FAST_ENV,
+        *client_flags("api"), "--state-dir", str(state_dir), *extra, name=name, env=FAST_ENV,
     )
     url = f"http://127.0.0.1:{port}"
     await wait_healthy(url, proc)
@@ -59,11 +60,11 @@ async def wait_healthy(url: str, proc: Proc) -> None:
 async def read_log(endpoints: BrokerEndpoints, timeout: float = 15.0) -> list[Envelope]:
     """Every record the broker's (compacted) log holds, read from the start by a throwaway consumer."""
     async with asyncio.timeout(timeout):
-        return await _read_log(BrokerConnector(endpoints, timeout=2.0))
+        return await _read_log(BrokerConnector(endpoints, keys=api_keys(), timeout=2.0))
 
 
 async def _read_log(connector: BrokerConnector) -> list[Envelope]:
-    consumer = f"audit-{uuid.uuid4().hex[:8]}"
+    consumer = f"cache-audit-{uuid.uuid4().hex[:8]}"  # a consumer the api identity may read
     events: list[Envelope] = []
     try:
         async with connector.subscription(consumer) as subscription:
@@ -84,5 +85,5 @@ async def _read_log(connector: BrokerConnector) -> list[Envelope]:
 
 
 async def consumers(endpoints: BrokerEndpoints) -> dict[str, ConsumerInfo]:
-    async with BrokerConnector(endpoints, timeout=2.0).directory() as directory:
+    async with BrokerConnector(endpoints, keys=api_keys(), timeout=2.0).directory() as directory:
         return {c.name: c for c in await directory.consumers()}

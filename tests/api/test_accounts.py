@@ -39,9 +39,10 @@ async def _status(api: RunningApi, account_id: str) -> str:
 async def test_create_returns_the_contract_account_shape(api: RunningApi) -> None:
     account = await _create(api, "Acme Corp", "Owner@Example.com")
     assert set(account) == {
-        "id", "slug", "name", "owner_email", "namespace", "created_at", "updated_at",
+        "id", "slug", "name", "owner_email", "plan", "namespace", "created_at", "updated_at",
         "generation", "status", "clusters",
     }
+    assert account["plan"] == "standard"
     assert str(uuid.UUID(account["id"])) == account["id"]
     assert account["slug"] == "acme-corp"
     assert account["name"] == "Acme Corp"
@@ -281,6 +282,28 @@ async def test_cluster_list_shows_cluster_consumers_only(api: RunningApi, bus: F
     assert [c["name"] for c in clusters] == ["a", "b"]
     assert [c["status"] for c in clusters] == ["online", "offline"]
     assert set(clusters[0]) == {"name", "status", "last_seen", "acked_seq", "lag"}
+
+
+async def test_cluster_remove_forgets_an_offline_cluster_and_refuses_an_online_one(
+    api: RunningApi, bus: FakeBus
+) -> None:
+    bus.set_online("cluster:b", False)
+
+    async def listed() -> Any:
+        clusters = await api.result("cluster.list", {})
+        return clusters if len(clusters) == 2 else None
+
+    await eventually(listed, timeout=5, message="two clusters listed")
+    assert await api.result("cluster.remove", {"name": "b"}) == {"name": "b", "removed": True}
+    assert [c.name for c in await bus.consumers() if c.name.startswith("cluster:")] == [
+        "cluster:a"
+    ]
+    assert [c["name"] for c in await api.result("cluster.list", {})] == ["a"]
+    refused = await api.call("cluster.remove", {"name": "a"})
+    assert refused["error"]["code"] == -32021, refused
+    assert refused["error"]["data"] == {"status": "online"}
+    assert "cluster:a" in {c.name for c in await bus.consumers()}
+    assert await api.result("cluster.remove", {"name": "zz"}) == {"name": "zz", "removed": False}
 
 
 async def test_the_drivers_apply_of_the_domains_own_event_and_repeats_change_nothing(

@@ -56,7 +56,8 @@ PARSE_AND_REQUEST_ERRORS: list[tuple[str, bytes, int, Any]] = [
 
 # (name, params JSON, fields named in error.data.fields)
 INVALID_PARAMS: list[tuple[str, str, set[str]]] = [
-    ("unknown param", '{"name":"A","owner_email":"a@b.io","plan":"gold"}', {"plan"}),
+    ("unknown param", '{"name":"A","owner_email":"a@b.io","color":"red"}', {"color"}),
+    ("unknown plan", '{"name":"A","owner_email":"a@b.io","plan":"gold"}', {"plan"}),
     ("missing params", "{}", {"name", "owner_email"}),
     ("wrong-case param name", '{"Name":"A","owner_email":"a@b.io"}', {"Name", "name"}),
     ("wrong type", '{"name":5,"owner_email":["a@b.io"]}', {"name", "owner_email"}),
@@ -73,7 +74,9 @@ INVALID_PARAMS: list[tuple[str, str, set[str]]] = [
     ("slug 41 chars", '{"name":"A","owner_email":"a@b.io","slug":"' + "s" * 41 + '"}', {"slug"}),
     ("slug reserved kube-", '{"name":"A","owner_email":"a@b.io","slug":"kube-x"}', {"slug"}),
     ("slug reserved default", '{"name":"A","owner_email":"a@b.io","slug":"default"}', {"slug"}),
-    ("name without a derivable slug", '{"name":"日本","owner_email":"a@b.io"}', {"slug"}),
+    ("reserved slug given", '{"name":"A","owner_email":"a@b.io","slug":"node-lease"}', {"slug"}),
+    ("email with a 65-char local part", '{"name":"A","owner_email":"' + "l" * 65 + '@b.io"}',
+     {"owner_email"}),
 ]
 
 

@@ -15,6 +15,7 @@ from core.cache import AccountCache, Change
 from core.events import (
     AccountCreated,
     AccountDeleted,
+    AccountUpdated,
     NamespaceDeleted,
     NamespaceProvisioned,
     NamespaceProvisionFailed,
@@ -187,13 +188,35 @@ def _old_schema_file(path: Path) -> None:
     db.close()
 
 
-@pytest.mark.parametrize("old", ["schema-1", "not-a-database"])
+def _schema_2_file(path: Path) -> None:
+    """A cache of schema 2: accounts without plan or suspension."""
+    db = sqlite3.connect(path)
+    db.executescript(
+        "CREATE TABLE accounts (position INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, "
+        "slug TEXT NOT NULL, name TEXT, owner_email TEXT, namespace TEXT NOT NULL, created_at TEXT, "
+        "deleted_at TEXT, generation INTEGER NOT NULL, updated_at TEXT NOT NULL);"
+        "CREATE TABLE meta (id INTEGER PRIMARY KEY, needs_replay INTEGER NOT NULL);"
+        "INSERT INTO meta VALUES (1, 0);"
+        "PRAGMA user_version = 2;"
+    )
+    db.execute(
+        "INSERT INTO accounts (id, slug, name, owner_email, namespace, created_at, generation, "
+        "updated_at) VALUES (?, 'acme', 'Acme', 'a@acme.io', 'acc-acme', ?, 1, ?)",
+        (AID, T0, T0),
+    )
+    db.commit()
+    db.close()
+
+
+@pytest.mark.parametrize("old", ["schema-1", "schema-2", "not-a-database"])
 def test_an_old_schema_file_is_recreated_empty_and_asks_for_a_replay(
     tmp_path: Path, old: str
 ) -> None:
     path = tmp_path / "cache.sqlite3"
     if old == "schema-1":
         _old_schema_file(path)
+    elif old == "schema-2":
+        _schema_2_file(path)
     else:
         path.write_bytes(b"these sixteen bytes are not sqlite at all" * 100)
     store = SqliteCache(path)
@@ -226,3 +249,36 @@ def test_sqlite_cache_implements_the_cache_port(tmp_path: Path) -> None:
     finally:
         assert isinstance(port, SqliteCache)
         port.close()
+
+
+UPDATED = Change(
+    AccountUpdated(AID, "acme", "Acme Two", "b@acme.io", "acc-acme", T0, 2, "large", True), T3
+)
+RESUMED = Change(
+    AccountUpdated(AID, "acme", "Acme Two", "b@acme.io", "acc-acme", T0, 3, "large", False), T4
+)
+PROVISIONED_A_2 = Change(NamespaceProvisioned(AID, "a", "acc-acme", "uid", "9", 2), T4)
+
+
+def test_an_update_is_the_whole_state_at_its_generation_with_its_time_as_updated_at(
+    cache: SqliteCache,
+) -> None:
+    assert cache.apply([CREATED, UPDATED]) == [True, True]
+    record = cache.get_by_id(AID)
+    assert record is not None
+    assert (record.name, record.owner_email, record.plan, record.suspended) == (
+        "Acme Two", "b@acme.io", "large", True
+    )
+    assert (record.generation, record.created_at, record.updated_at) == (2, T0, T3)
+    assert cache.apply([UPDATED, CREATED]) == [False, False], "equal or older: no change"
+    assert cache.apply([RESUMED]) == [True]
+    resumed = cache.get_by_id(AID)
+    assert resumed is not None
+    assert (resumed.suspended, resumed.generation, resumed.updated_at) == (False, 3, T4)
+
+
+def test_every_order_of_updates_and_reports_ends_in_the_newest_state() -> None:
+    changes = (CREATED, UPDATED, RESUMED, PROVISIONED_A, PROVISIONED_A_2)
+    expected = _state(changes)
+    for order in itertools.permutations(changes):
+        assert _state(order) == expected, [type(c.event).__name__ for c in order]

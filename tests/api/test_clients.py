@@ -91,7 +91,7 @@ async def test_openrpc_document_lists_every_dispatchable_method_with_its_errors(
     assert {e["code"] for e in by_name["account.create"]["errors"]} == {
         UNAUTHORIZED, RATE_LIMITED, SLUG_TAKEN, UNAVAILABLE, INVALID_PARAMS, INTERNAL_ERROR
     }
-    assert [p["name"] for p in by_name["account.create"]["params"]] == ["name", "owner_email", "slug"]
+    assert [p["name"] for p in by_name["account.create"]["params"]] == ["name", "owner_email", "slug", "plan"]
     assert "Account" in document["components"]["schemas"]
 
 

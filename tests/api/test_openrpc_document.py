@@ -27,7 +27,7 @@ from actors.api.jsonrpc import (
     METHOD_NOT_FOUND,
     PARSE_ERROR,
 )
-from actors.api.methods import NOT_FOUND, SLUG_TAKEN, UNAUTHORIZED, UNAVAILABLE
+from actors.api.methods import NOT_FOUND, SLUG_TAKEN, STATE_CONFLICT, UNAUTHORIZED, UNAVAILABLE
 from tests.api.harness import RunningApi
 from tests.api.spec_server import spec_table
 
@@ -36,7 +36,7 @@ JSON_SCHEMA_META = "https://meta.json-schema.tools"
 
 EVERY_CODE = {
     PARSE_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS, INTERNAL_ERROR,
-    UNAUTHORIZED, SLUG_TAKEN, NOT_FOUND, UNAVAILABLE,
+    UNAUTHORIZED, SLUG_TAKEN, NOT_FOUND, UNAVAILABLE, STATE_CONFLICT,
 }
 PROTOCOL_CODES = {PARSE_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND}
 """Errors answered before any method is chosen: declared once, in components.errors."""
@@ -45,6 +45,9 @@ PROTOCOL_CODES = {PARSE_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND}
 # every handler asks an actor (timeout or shutdown: -32603) that depends on the
 # database, cache or broker (down: -32020).
 UNPROVOKED = {INTERNAL_ERROR, UNAVAILABLE}
+# Methods that need no dependency at all, so cannot answer -32020: key management touches only
+# the local key file, and the plans are constants.
+NO_DEPENDENCY = ("key.", "plan.")
 
 
 @cache
@@ -136,19 +139,28 @@ async def test_every_error_code_the_server_emits_is_declared_where_it_applies(
         await expect(UNAUTHORIZED, await api.call(name, {}, key=None), name)
         await expect(INVALID_PARAMS, await api.call(name, {"no_such_param": 1}), name)
     account = {"name": "Declared", "owner_email": "d@declared.co", "slug": "declared"}
-    assert "result" in await api.call("account.create", account)
+    created = await api.call("account.create", account)
+    assert "result" in created
     await expect(SLUG_TAKEN, await api.call("account.create", account), "account.create")
+    gone = {"id": created["result"]["id"]}
+    assert "result" in await api.call("account.delete", gone)
+    for name in ("account.update", "account.suspend", "account.resume", "account.retry"):
+        await expect(STATE_CONFLICT, await api.call(name, gone), name)
     await expect(NOT_FOUND, await api.call("account.get", {"slug": "nobody"}), "account.get")
     missing = {"id": str(uuid.uuid4())}
     await expect(NOT_FOUND, await api.call("account.delete", missing), "account.delete")
 
     for name, method in methods.items():
-        # Key management touches only the local key file: no dependency to be unavailable.
-        assert declared(method) >= UNPROVOKED - ({UNAVAILABLE} if name.startswith("key.") else set()), name
+        independent = name.startswith(NO_DEPENDENCY)
+        assert declared(method) >= UNPROVOKED - ({UNAVAILABLE} if independent else set()), name
         assert not declared(method) & PROTOCOL_CODES, name
     # A code belongs only to the methods that can answer it.
     assert {n for n, m in methods.items() if SLUG_TAKEN in declared(m)} == {"account.create"}
     assert {n for n, m in methods.items() if NOT_FOUND in declared(m)} == {
-        "account.get", "account.delete", "key.revoke"
+        "account.get", "account.delete", "account.update", "account.suspend", "account.resume",
+        "account.retry", "account.wait", "key.revoke"
+    }
+    assert {n for n, m in methods.items() if STATE_CONFLICT in declared(m)} == {
+        "account.update", "account.suspend", "account.resume", "account.retry", "cluster.remove"
     }
     assert observed | UNPROVOKED == EVERY_CODE

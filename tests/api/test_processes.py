@@ -26,6 +26,7 @@ from core.events import NamespaceProvisioned, to_envelope
 from tests.api.harness import ADMIN_KEY
 from tests.api.processes import consumers, read_log, start_api_process
 from tests.support.broker import new_endpoints, restart_broker, start_broker_process
+from tests.support.keys import api_keys, client_keys
 from tests.support.ports import free_port
 from tests.support.postgres import EmbeddedServer, PgAdmin, server_base
 from tests.support.processes import ProcessGroup
@@ -242,7 +243,7 @@ async def test_a_lost_cache_is_restored_from_the_log_and_no_consumer_is_left_beh
     _ = await wait_until(restored, timeout=20, message="every account back in the cache")
     names = set(await consumers(endpoints))
     assert REBUILD_CONSUMER not in names
-    assert not any(name.startswith("audit-") for name in names)
+    assert not any(name.startswith("cache-audit-") for name in names)
 
 
 async def test_cache_killed_mid_stream_ends_equal_to_a_rebuild_from_the_log(
@@ -263,9 +264,9 @@ async def test_cache_killed_mid_stream_ends_equal_to_a_rebuild_from_the_log(
         )
         for i, a in enumerate(accounts)
     ]
-    connector = BrokerConnector(endpoints)
-    async with connector.publisher() as publisher:
-        await publisher.publish(reports)
+    connector = BrokerConnector(endpoints, keys=api_keys())
+    async with BrokerConnector(endpoints, keys=client_keys("cluster-t")).publisher() as publisher:
+        await publisher.publish(reports)  # cluster t's reports
     await procs.kill(api)  # SIGKILL while the event driver applies and acks the burst
     _api2, url = await start_api_process(
         procs, dsn=pg_dsn, endpoints=endpoints, state_dir=state, port=port, name="api-2"

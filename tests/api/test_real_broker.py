@@ -9,6 +9,7 @@ from core.events import NamespaceProvisioned, from_envelope, generation_of, to_e
 from tests.api.harness import eventually, fast_settings, running_api
 from tests.api.processes import consumers
 from tests.support.broker import embedded_broker
+from tests.support.keys import api_keys, client_keys
 from transport.connector import BrokerConnector
 
 
@@ -16,10 +17,11 @@ async def test_created_account_travels_through_the_real_broker_and_back(
     pg_dsn: str, tmp_path: Path
 ) -> None:
     async with embedded_broker(tmp_path / "broker") as endpoints:
-        connector = BrokerConnector(endpoints, timeout=2.0)
+        connector = BrokerConnector(endpoints, keys=api_keys(), timeout=2.0)
+        daemon = BrokerConnector(endpoints, keys=client_keys("cluster-t"), timeout=2.0)  # cluster t's
         async with running_api(fast_settings(pg_dsn, tmp_path / "state"), connector) as api:
             account = await api.result("account.create", {"name": "Wired", "owner_email": "w@x.io"})
-            async with connector.subscription("cluster:t", key_prefix="account:") as sub:
+            async with daemon.subscription("cluster:t", key_prefix="account:") as sub:
                 batches = sub.batches()
                 first = await anext(batches)
                 while not first.deliveries:
@@ -30,7 +32,7 @@ async def test_created_account_travels_through_the_real_broker_and_back(
                 assert generation_of(from_envelope(envelope)) == 1
                 await sub.ack(first.position)
                 report = NamespaceProvisioned(account["id"], "t", account["namespace"], "u", "1", 1)
-                async with connector.publisher() as pub:
+                async with daemon.publisher() as pub:
                     await pub.publish([to_envelope(report, correlation_id="daemon")])
 
                 async def ready() -> bool:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
-from core.account import AccountRecord, ClusterReport, account_view
+from core.account import AccountRecord, ClusterReport, account_view, has_converged
 
 T0 = "2026-01-01T00:00:00.000000Z"
 T1 = "2026-01-01T00:00:01.000000Z"
@@ -99,3 +101,56 @@ def test_a_deleted_account_shows_created_namespaces_as_deleting() -> None:
     assert states == {"a": ("deleting", 1), "b": ("deleted", 2), "c": ("deleted", 0)}
     assert clusters["a"]["updated_at"] == T1  # since the deletion
     assert view.to_json()["generation"] == 2
+
+
+@pytest.mark.parametrize(
+    ("generation", "suspended", "reports", "status"),
+    [
+        (2, True, {"a": "created@2", "b": "created@2"}, "suspended"),
+        (2, True, {"a": "created@2", "b": "created@1"}, "updating"),  # not yet observed by b
+        (3, False, {"a": "created@3", "b": "created@3"}, "ready"),  # resumed
+        (2, False, {"a": "created@2", "b": "failed@1"}, "updating"),  # b retries on generation 2
+        (2, False, {"a": "created@2", "b": "failed@2"}, "degraded"),
+        (1, True, {"a": "created@1", "b": "created@1"}, "suspended"),
+    ],
+)
+def test_suspended_and_updating_follow_the_current_generation(
+    generation: int, suspended: bool, reports: dict[str, str], status: str
+) -> None:
+    record = replace(_record(generation=generation), suspended=suspended)
+    view = account_view(record, _reports(**reports), ["a", "b"], ["a", "b"])
+    assert view.status == status
+
+
+def test_an_offline_cluster_shows_when_it_was_last_seen_and_is_not_failed() -> None:
+    seen = {"a": T1, "b": T0}
+    view = account_view(_record(), _reports(a="created"), ["a", "b"], ["a"], seen)
+    assert view.to_json()["clusters"]["b"] == {
+        "state": "pending", "observed_generation": 0, "online": False, "updated_at": None,
+        "last_seen": T0,
+    }
+    assert "last_seen" not in view.to_json()["clusters"]["a"], "online: no last_seen"
+    assert view.status == "ready"
+    assert view.to_json()["plan"] == "standard"
+
+
+@pytest.mark.parametrize(
+    ("reports", "online", "deleted", "goal", "converged"),
+    [
+        ({"a": "created@2", "b": "created@2"}, ["a", "b"], False, 2, True),
+        ({"a": "created@2", "b": "created@1"}, ["a", "b"], False, 2, False),
+        ({"a": "created@2", "b": "created@1"}, ["a"], False, 2, True),  # b offline
+        ({"a": "failed@2", "b": "created@2"}, ["a", "b"], False, 2, True),  # observed, failed
+        ({"a": "created@2"}, ["a", "b"], False, 2, False),  # b pending
+        ({"a": "created@2"}, [], False, 2, False),  # nobody online to observe it
+        ({"a": "created@2", "b": "created@2"}, ["a", "b"], False, 3, False),
+        ({"a": "deleted@3", "b": "created@2"}, ["a"], True, 3, False),  # b still has it
+        ({"a": "deleted@3", "b": "deleted@3"}, ["a", "b"], True, 3, True),
+    ],
+)
+def test_has_converged_is_what_account_wait_waits_for(
+    reports: dict[str, str], online: list[str], deleted: bool, goal: int, converged: bool
+) -> None:
+    record = _record(deleted, generation=3 if deleted else 2)
+    view = account_view(record, _reports(**reports), ["a", "b"], online)
+    assert has_converged(view, goal) is converged

@@ -10,6 +10,7 @@ from core.bus import Delivery
 from tests.broker.helpers import envelope
 from tests.broker.proxy import TcpProxy
 from tests.support.broker import embedded_broker
+from tests.support.keys import api_keys, consumer_keys
 from tests.support.wait import wait_until
 from transport.client import BrokerEndpoints, Directory, Publisher, Subscriber
 from transport.sockets import Context
@@ -29,10 +30,11 @@ async def test_a_blackholed_consumer_is_marked_offline_then_catches_up_when_the_
         try:
             via_proxy = BrokerEndpoints(*(p.address for p in proxies))
             async with (
-                Publisher(ctx, endpoints) as pub,
-                Directory(ctx, endpoints) as directory,
+                Publisher(ctx, endpoints, keys=api_keys()) as pub,
+                Directory(ctx, endpoints, keys=api_keys()) as directory,
                 Subscriber(
-                    ctx, via_proxy, consumer="cluster:far", heartbeat_interval=0.1, timeout=0.5
+                    ctx, via_proxy, keys=consumer_keys("cluster:far"), consumer="cluster:far",
+                    key_prefix="account:", heartbeat_interval=0.1, timeout=0.5,
                 ) as sub,
             ):
                 stream = sub.batches()

@@ -1,29 +1,36 @@
 """The `core.bus` port's semantics, checked on the real broker and on the in-memory fake the
-unit tests use, so the fake cannot drift from what it stands in for."""
+unit tests use, so the fake cannot drift from what it stands in for.
+
+A connector is one identity (on the real broker, one CURVE key): `api` publishes account
+events and lists consumers, `cluster-NAME` reads `cluster:NAME` and reports outcomes."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 
-from core.bus import Batch, BusConnector
+from core.bus import Batch, BusConnector, PublishReceipt
 from tests.broker.helpers import envelope
 from tests.support.broker import embedded_broker
 from tests.support.fake_bus import FakeBus
+from tests.support.keys import client_keys
 from tests.support.wait import wait_until
 from transport.connector import BrokerConnector
 
+Bus = Callable[[str], BusConnector]  # identity -> a connector acting as it
+
 
 @asynccontextmanager
-async def _bus(kind: str, tmp_path: Path) -> AsyncIterator[BusConnector]:
+async def _bus(kind: str, tmp_path: Path) -> AsyncIterator[Bus]:
     if kind == "fake":
-        yield FakeBus().connector()
+        fake = FakeBus().connector()
+        yield lambda _identity: fake
         return
     async with embedded_broker(tmp_path) as endpoints:
-        yield BrokerConnector(endpoints, timeout=2.0)
+        yield lambda identity: BrokerConnector(endpoints, keys=client_keys(identity), timeout=2.0)
 
 
 BUSES = pytest.mark.parametrize("kind", ["broker", "fake"])
@@ -41,7 +48,7 @@ async def test_publish_confirms_each_envelope_and_knows_a_duplicate_by_its_event
     kind: str, tmp_path: Path
 ) -> None:
     one, two = envelope(1), envelope(2)
-    async with _bus(kind, tmp_path) as bus, bus.publisher() as pub:
+    async with _bus(kind, tmp_path) as bus, bus("api").publisher() as pub:
         first = await pub.publish([one, two])
         again = await pub.publish([two, envelope(3)])
     assert [(r.event_id, r.duplicate) for r in first] == [(one.event_id, False), (two.event_id, False)]
@@ -52,7 +59,10 @@ async def test_publish_confirms_each_envelope_and_knows_a_duplicate_by_its_event
 
 @BUSES
 async def test_a_new_consumer_is_told_it_is_caught_up_even_on_an_empty_bus(kind: str, tmp_path: Path) -> None:
-    async with _bus(kind, tmp_path) as bus, bus.subscription("cluster:a") as sub:
+    async with (
+        _bus(kind, tmp_path) as bus,
+        bus("cluster-a").subscription("cluster:a", key_prefix="account:") as sub,
+    ):
         batches = sub.batches()
         batch = await anext(batches)
         await batches.aclose()  # type: ignore[attr-defined]
@@ -65,16 +75,21 @@ async def test_a_filtered_subscription_gets_its_keys_in_order_and_acks_past_the_
 ) -> None:
     accounts = [envelope(i) for i in range(3)]
     outcome = envelope(9, key="outcome:east:x")
+    other = envelope(8, key="outcome:west:y")
     async with _bus(kind, tmp_path) as bus:
-        async with bus.publisher() as pub:
-            other = envelope(8, key="outcome:west:y")
-            receipts = await pub.publish([accounts[0], outcome, accounts[1], accounts[2], other])
+        receipts: list[PublishReceipt] = []
+        for identity, events in (
+            ("api", [accounts[0]]), ("cluster-east", [outcome]), ("api", accounts[1:]),
+            ("cluster-west", [other]),
+        ):
+            async with bus(identity).publisher() as pub:
+                receipts += await pub.publish(events)
         head = receipts[-1].seq
-        async with bus.subscription("cluster:east", key_prefix="account:") as sub:
+        async with bus("cluster-east").subscription("cluster:east", key_prefix="account:") as sub:
             batches = sub.batches()
             got = await _until(batches, head)
             await sub.ack(got[-1].position)
-            async with bus.directory() as directory:
+            async with bus("api").directory() as directory:
 
                 async def lag_zero() -> bool:
                     infos = {i.name: i for i in await directory.consumers()}
@@ -94,13 +109,13 @@ async def test_a_filtered_subscription_gets_its_keys_in_order_and_acks_past_the_
 async def test_a_consumer_resumes_after_its_acked_position(kind: str, tmp_path: Path) -> None:
     events = [envelope(i) for i in range(6)]
     async with _bus(kind, tmp_path) as bus:
-        async with bus.publisher() as pub:
+        async with bus("api").publisher() as pub:
             receipts = await pub.publish(events)
-        async with bus.subscription("cache") as sub:
+        async with bus("api").subscription("cache") as sub:
             batches = sub.batches()
             await _until(batches, receipts[-1].seq)
             await sub.ack(receipts[2].seq)
-            async with bus.directory() as directory:
+            async with bus("api").directory() as directory:
 
                 async def acked() -> bool:
                     (info,) = await directory.consumers()
@@ -108,7 +123,7 @@ async def test_a_consumer_resumes_after_its_acked_position(kind: str, tmp_path: 
 
                 _ = await wait_until(acked, timeout=10, message="ack recorded")
             await batches.aclose()  # type: ignore[attr-defined]
-        async with bus.subscription("cache") as sub:
+        async with bus("api").subscription("cache") as sub:
             batches = sub.batches()
             again = await _until(batches, receipts[-1].seq)
             await batches.aclose()  # type: ignore[attr-defined]

@@ -14,6 +14,7 @@ from core.bus import BusUnavailable, Delivery, PublishReceipt
 from core.envelope import Envelope
 from tests.broker.helpers import envelope, read_log
 from tests.support.broker import restart_broker, start_broker_process
+from tests.support.keys import api_keys, consumer_keys
 from tests.support.processes import ProcessGroup
 from tests.support.wait import wait_until
 from transport.client import BrokerEndpoints, Publisher, Subscriber
@@ -44,7 +45,7 @@ class Producer:
     async def run(self, ctx: Context, endpoints: BrokerEndpoints) -> None:
         rng = random.Random(1)
         n = 0
-        async with Publisher(ctx, endpoints, timeout=1.0) as pub:
+        async with Publisher(ctx, endpoints, keys=api_keys(), timeout=1.0) as pub:
             while not self.stop.is_set():
                 batch: list[Envelope] = []
                 for _ in range(rng.randrange(1, 6)):
@@ -71,7 +72,10 @@ class Producer:
 
 
 async def _consume(ctx: Context, endpoints: BrokerEndpoints, into: list[Delivery]) -> None:
-    async with Subscriber(ctx, endpoints, consumer="cluster:k", heartbeat_interval=0.1, timeout=0.5) as sub:
+    async with Subscriber(
+        ctx, endpoints, keys=consumer_keys("cluster:k"), consumer="cluster:k", key_prefix="account:",
+        heartbeat_interval=0.1, timeout=0.5,
+    ) as sub:
         async for batch in sub.batches():
             into.extend(batch.deliveries)
             await sub.ack(batch.position)

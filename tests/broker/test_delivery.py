@@ -12,8 +12,9 @@ import structlog.testing
 from actors.broker.settings import DedupSetting
 from core.bus import Batch, BusRejected, BusUnavailable, Delivery
 from core.envelope import Envelope
-from tests.broker.helpers import envelope, read_log
+from tests.broker.helpers import envelope, publish, read_log
 from tests.support.broker import embedded_broker, new_endpoints
+from tests.support.keys import api_keys, consumer_keys
 from tests.support.wait import wait_until
 from transport.client import BrokerEndpoints, Directory, Publisher, Subscriber
 from transport.sockets import Context
@@ -25,13 +26,14 @@ async def _consume(
     consumer: str,
     count: int,
     *,
-    key_prefix: str = "",
+    key_prefix: str = "account:",
 ) -> tuple[list[Delivery], int]:
     """Read batches (acking each) until `count` deliveries and caught up; returns them and the
     final position, once the broker has recorded it."""
     got: list[Delivery] = []
     async with Subscriber(
-        ctx, endpoints, consumer=consumer, key_prefix=key_prefix, heartbeat_interval=0.1
+        ctx, endpoints, keys=consumer_keys(consumer), consumer=consumer, key_prefix=key_prefix,
+        heartbeat_interval=0.1,
     ) as sub:
         async with asyncio.timeout(20):
             async for batch in sub.batches():
@@ -45,7 +47,7 @@ async def _consume(
 
 
 async def _wait_acked(ctx: Context, endpoints: BrokerEndpoints, consumer: str, seq: int) -> None:
-    async with Directory(ctx, endpoints) as directory:
+    async with Directory(ctx, endpoints, keys=api_keys()) as directory:
 
         async def acked() -> bool:
             return any(i.name == consumer and i.acked_seq >= seq for i in await directory.consumers())
@@ -54,8 +56,7 @@ async def _wait_acked(ctx: Context, endpoints: BrokerEndpoints, consumer: str, s
 
 
 async def _publish(ctx: Context, endpoints: BrokerEndpoints, events: list[Envelope]) -> list[int]:
-    async with Publisher(ctx, endpoints) as pub:
-        return [r.seq for r in await pub.publish(events)]
+    return await publish(ctx, endpoints, events)
 
 
 async def test_an_offline_consumer_catches_up_from_its_position_when_it_returns(
@@ -80,7 +81,7 @@ async def test_positions_and_the_dedup_window_survive_a_broker_restart(ctx: Cont
         await _publish(ctx, endpoints, events[12:])
     async with embedded_broker(tmp_path) as endpoints:
         rest, _ = await _consume(ctx, endpoints, "cache", 8)
-        async with Publisher(ctx, endpoints) as pub:
+        async with Publisher(ctx, endpoints, keys=api_keys()) as pub:
             again = await pub.publish(events[:3])
     assert [d.envelope for d in rest] == events[12:]
     assert [(r.seq, r.duplicate) for r in again] == [(1, True), (2, True), (3, True)]
@@ -111,7 +112,7 @@ async def test_a_consumer_registered_later_gets_the_newest_record_of_every_live_
 async def test_duplicate_publishes_of_one_event_id_are_stored_once(ctx: Context, tmp_path: Path) -> None:
     one, two = envelope(1), envelope(2)
     async with embedded_broker(tmp_path) as endpoints:
-        async with Publisher(ctx, endpoints) as pub:
+        async with Publisher(ctx, endpoints, keys=api_keys()) as pub:
             first = await pub.publish([one, one, two])
             again = await asyncio.gather(*(pub.publish([one]) for _ in range(5)))
             three = await pub.publish([envelope(3)])
@@ -126,7 +127,7 @@ async def test_a_duplicate_from_beyond_the_dedup_window_is_stored_again(ctx: Con
     events = [envelope(i) for i in range(5)]
     async with embedded_broker(tmp_path, dedup=DedupSetting(count=3)) as endpoints:
         await _publish(ctx, endpoints, events)
-        async with Publisher(ctx, endpoints) as pub:
+        async with Publisher(ctx, endpoints, keys=api_keys()) as pub:
             inside = await pub.publish([events[3]])
             beyond = await pub.publish([events[0]])
     assert [(r.seq, r.duplicate) for r in inside + beyond] == [(4, True), (6, False)]
@@ -144,7 +145,8 @@ async def test_a_filtered_subscription_moves_past_filtered_records_and_its_lag_g
         got: list[Delivery] = []
         batches: list[Batch] = []
         async with Subscriber(
-            ctx, endpoints, consumer="cluster:east", key_prefix="account:", heartbeat_interval=0.1
+            ctx, endpoints, keys=consumer_keys("cluster:east"), consumer="cluster:east",
+            key_prefix="account:", heartbeat_interval=0.1,
         ) as sub:
             stream = sub.batches()
             async with asyncio.timeout(20):
@@ -156,7 +158,7 @@ async def test_a_filtered_subscription_moves_past_filtered_records_and_its_lag_g
                     batches.append(await anext(stream))
             got = [d for b in batches for d in b.deliveries]
             await sub.ack(batches[-1].position)
-            async with Directory(ctx, endpoints) as directory:
+            async with Directory(ctx, endpoints, keys=api_keys()) as directory:
 
                 async def lag_zero() -> bool:
                     (info,) = await directory.consumers()
@@ -173,7 +175,7 @@ async def test_a_removed_consumer_is_forgotten(ctx: Context, tmp_path: Path) -> 
     async with embedded_broker(tmp_path) as endpoints:
         await _publish(ctx, endpoints, [envelope(1)])
         await _consume(ctx, endpoints, "cluster:gone", 1)
-        async with Directory(ctx, endpoints) as directory:
+        async with Directory(ctx, endpoints, keys=api_keys()) as directory:
             assert [i.name for i in await directory.consumers()] == ["cluster:gone"]
             assert await directory.remove("cluster:gone")
             assert await directory.consumers() == []
@@ -187,9 +189,11 @@ async def test_a_subscriber_that_overflows_its_live_buffer_refetches_without_los
     events = [envelope(i) for i in range(300)]
     async with embedded_broker(tmp_path) as endpoints:
         got: list[Delivery] = []
-        async with Subscriber(ctx, endpoints, consumer="cache", heartbeat_interval=0.1, live_buffer=2) as sub:
+        async with Subscriber(
+            ctx, endpoints, keys=api_keys(), consumer="cache", heartbeat_interval=0.1, live_buffer=2
+        ) as sub:
             stream = sub.batches()
-            async with Publisher(ctx, endpoints) as pub:
+            async with Publisher(ctx, endpoints, keys=api_keys()) as pub:
                 publishing = asyncio.gather(*(pub.publish([e]) for e in events))
                 async with asyncio.timeout(20):
                     async for batch in stream:
@@ -207,7 +211,7 @@ async def test_an_invalid_envelope_is_rejected_and_nothing_of_its_batch_is_store
     ctx: Context, tmp_path: Path
 ) -> None:
     bad = Envelope("not-a-uuid", "account.created", 2, "a", "account:a", False, "t", "c", {})
-    async with embedded_broker(tmp_path) as endpoints, Publisher(ctx, endpoints) as pub:
+    async with embedded_broker(tmp_path) as endpoints, Publisher(ctx, endpoints, keys=api_keys()) as pub:
         with pytest.raises(BusRejected, match="event_id"):
             await pub.publish([envelope(1), bad])
         ok = await pub.publish([envelope(2)])
@@ -215,7 +219,7 @@ async def test_an_invalid_envelope_is_rejected_and_nothing_of_its_batch_is_store
 
 
 async def test_publish_raises_bus_unavailable_when_no_broker_answers(ctx: Context) -> None:
-    async with Publisher(ctx, new_endpoints(), timeout=0.3) as pub:
+    async with Publisher(ctx, new_endpoints(), keys=api_keys(), timeout=0.3) as pub:
         with pytest.raises(BusUnavailable):
             await pub.publish([envelope(1)])
 
@@ -224,7 +228,7 @@ async def test_a_silent_consumer_is_listed_offline_after_the_timeout(ctx: Contex
     async with embedded_broker(tmp_path, consumer_timeout=0.3) as endpoints:
         await _publish(ctx, endpoints, [envelope(1)])
         await _consume(ctx, endpoints, "cluster:gone", 1)
-        async with Directory(ctx, endpoints) as directory:
+        async with Directory(ctx, endpoints, keys=api_keys()) as directory:
 
             async def offline() -> bool:
                 (info,) = await directory.consumers()
@@ -237,8 +241,11 @@ async def test_clients_started_before_the_broker_connect_once_it_is_up(ctx: Cont
     endpoints = new_endpoints()
     event = envelope(1)
     async with (
-        Subscriber(ctx, endpoints, consumer="cluster:early", heartbeat_interval=0.1, timeout=0.3) as sub,
-        Publisher(ctx, endpoints, timeout=0.3) as pub,
+        Subscriber(
+            ctx, endpoints, keys=consumer_keys("cluster:early"), consumer="cluster:early",
+            key_prefix="account:", heartbeat_interval=0.1, timeout=0.3,
+        ) as sub,
+        Publisher(ctx, endpoints, keys=api_keys(), timeout=0.3) as pub,
     ):
         with pytest.raises(BusUnavailable):
             await pub.publish([event])
@@ -260,7 +267,10 @@ async def test_a_position_the_broker_lost_in_a_crash_is_restored_by_the_live_sub
 ) -> None:
     endpoints = new_endpoints()
     events = [envelope(i) for i in range(10)]
-    async with Subscriber(ctx, endpoints, consumer="cluster:c", heartbeat_interval=0.1, timeout=0.3) as sub:
+    async with Subscriber(
+        ctx, endpoints, keys=consumer_keys("cluster:c"), consumer="cluster:c", key_prefix="account:",
+        heartbeat_interval=0.1, timeout=0.3,
+    ) as sub:
         stream = sub.batches()
         async with embedded_broker(tmp_path, endpoints=endpoints):
             await _publish(ctx, endpoints, events)

@@ -17,6 +17,7 @@ from core.bus import BusRejected
 from core.envelope import Envelope
 from tests.broker.helpers import envelope, read_log
 from tests.support.broker import embedded_broker
+from tests.support.keys import api_keys
 from tests.support.wait import wait_until
 from transport.client import Publisher
 from transport.sockets import Context
@@ -35,7 +36,7 @@ async def test_an_fsync_failure_stops_the_broker_and_is_never_retried(
 
     monkeypatch.setattr(EventLog, "sync_fds", staticmethod(failing_sync))
     with pytest.raises(BaseExceptionGroup) as info:
-        async with embedded_broker(tmp_path) as endpoints, Publisher(ctx, endpoints) as pub:
+        async with embedded_broker(tmp_path) as endpoints, Publisher(ctx, endpoints, keys=api_keys()) as pub:
             await pub.publish([envelope(1)])
     assert info.group_contains(Escalation)
     assert len(calls) == 1
@@ -48,7 +49,7 @@ async def test_a_bad_envelope_among_coalesced_publishes_fails_only_its_caller(
         "00000000-0000-0000-0000-00000000000x", "account.created", 2, "a", "account:a", False, "t", "c", {}
     )
     good = [envelope(i) for i in range(20)]
-    async with embedded_broker(tmp_path) as endpoints, Publisher(ctx, endpoints) as pub:
+    async with embedded_broker(tmp_path) as endpoints, Publisher(ctx, endpoints, keys=api_keys()) as pub:
         outcomes = await asyncio.gather(
             *(pub.publish([e]) for e in good[:10]),
             pub.publish([bad]),
@@ -81,7 +82,7 @@ async def test_a_failed_cleaning_round_is_logged_the_log_is_untouched_and_a_late
     events = [envelope(i, key=i % 4) for i in range(40)]
     with structlog.testing.capture_logs() as logs:
         async with embedded_broker(tmp_path, segment_bytes=1000) as endpoints:
-            async with Publisher(ctx, endpoints) as pub:
+            async with Publisher(ctx, endpoints, keys=api_keys()) as pub:
                 await pub.publish(events)
             _ = await wait_until(
                 lambda: any(e["event"] == "log_cleaned" for e in logs), message="a round after the failure"

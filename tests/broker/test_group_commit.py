@@ -13,6 +13,7 @@ from actors.broker.log import EventLog
 from actors.broker.records import Scanner
 from tests.broker.helpers import envelope
 from tests.support.broker import embedded_broker
+from tests.support.keys import api_keys
 from transport.client import BrokerEndpoints, Publisher
 from transport.sockets import Context
 
@@ -35,7 +36,7 @@ async def test_confirmations_follow_the_fsync_and_many_publishes_share_one(
     segment_dir = tmp_path / "log"
 
     async def producer(endpoints: BrokerEndpoints, k: int) -> None:
-        async with Publisher(ctx, endpoints) as pub:
+        async with Publisher(ctx, endpoints, keys=api_keys()) as pub:
             for i in range(EACH):
                 (receipt,) = await pub.publish([envelope(k * 1000 + i)])
                 (segment,) = segment_dir.iterdir()

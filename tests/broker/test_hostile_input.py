@@ -1,4 +1,5 @@
-"""Garbage on every broker socket is logged and dropped; the broker lives and serves on."""
+"""Garbage on every broker socket, also during the CURVE handshake, is logged and dropped; the
+broker lives and serves its authenticated clients on."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 
 from tests.broker.helpers import envelope
 from tests.support.broker import start_broker_process
+from tests.support.keys import api_keys
 from tests.support.processes import ProcessGroup
 from tests.support.wait import wait_until
 from transport import protocol
@@ -30,6 +32,8 @@ from transport.sockets import (
 pytestmark = pytest.mark.processes
 
 REQ = b"\x00" * 7 + b"\x09"
+# ZMTP 3.0 greeting: signature, version 3.0, mechanism CURVE, as-client, filler (64 bytes).
+CURVE_GREETING = b"\xff" + bytes(8) + b"\x7f\x03\x00" + b"CURVE".ljust(20, b"\x00") + bytes(32)
 
 
 async def _raw_tcp_garbage(address: str) -> None:
@@ -40,6 +44,10 @@ async def _raw_tcp_garbage(address: str) -> None:
         os.urandom(2000),
         b"\xff" + b"\x00" * 8 + b"\x7f" + os.urandom(64),
         b"GET / HTTP/1.1\r\n\r\n",
+        # Garbage during the CURVE handshake: a valid greeting, then a HELLO whose box
+        # (client key, nonce, signature) is random, then random bytes.
+        CURVE_GREETING + os.urandom(300),
+        CURVE_GREETING + b"\x04\xc8\x05HELLO\x01\x00" + bytes(72) + os.urandom(120),
     ):
         reader, writer = await asyncio.open_connection(url.hostname, url.port)
         # The peer answers with its own greeting, or closes, or resets: all are fine.
@@ -56,10 +64,11 @@ async def _raw_tcp_garbage(address: str) -> None:
 async def _zmq_garbage(ctx: Context, endpoints: BrokerEndpoints) -> list[list[bytes]]:
     """Send bad frames on control, acks and (as a bogus client) events; return control's replies."""
     rng = random.Random(3)
-    control = connect_dealer(ctx, endpoints.control)
-    acks = connect_push(ctx, endpoints.acks)
-    bogus = connect_dealer(ctx, endpoints.events)
-    huge = connect_dealer(ctx, endpoints.control)
+    keys = api_keys()
+    control = connect_dealer(ctx, endpoints.control, keys)
+    acks = connect_push(ctx, endpoints.acks, keys)
+    bogus = connect_dealer(ctx, endpoints.events, keys)
+    huge = connect_dealer(ctx, endpoints.control, keys)
     try:
         bad_requests = [
             [b"garbage"],
@@ -105,10 +114,10 @@ async def test_garbage_on_every_socket_is_dropped_and_later_traffic_is_unaffecte
     proc, endpoints = await start_broker_process(procs, tmp_path / "broker")
     ctx = new_context()
     try:
-        async with Publisher(ctx, endpoints) as pub:
+        async with Publisher(ctx, endpoints, keys=api_keys()) as pub:
             before = await pub.publish([envelope(1)])
         # A subscriber listening throughout must not be disturbed either.
-        listener = connect_sub(ctx, endpoints.events)
+        listener = connect_sub(ctx, endpoints.events, api_keys())
         try:
             for address in (endpoints.control, endpoints.events, endpoints.acks):
                 await _raw_tcp_garbage(address)
@@ -123,10 +132,12 @@ async def test_garbage_on_every_socket_is_dropped_and_later_traffic_is_unaffecte
             protocol.ErrorCode.TOO_LARGE,
         }
         assert proc.running
-        async with Publisher(ctx, endpoints) as pub:
+        async with Publisher(ctx, endpoints, keys=api_keys()) as pub:
             after = await pub.publish([envelope(2)])
         assert [before[0].seq, after[0].seq] == [1, 2]
-        async with Subscriber(ctx, endpoints, consumer="cache", heartbeat_interval=0.1) as sub:
+        async with Subscriber(
+            ctx, endpoints, keys=api_keys(), consumer="cache", heartbeat_interval=0.1
+        ) as sub:
             got = []
             async for batch in sub.batches():
                 got += [d.seq for d in batch.deliveries]
@@ -134,7 +145,7 @@ async def test_garbage_on_every_socket_is_dropped_and_later_traffic_is_unaffecte
                 if batch.position == 2:
                     break
         assert got == [1, 2]
-        async with Directory(ctx, endpoints) as directory:
+        async with Directory(ctx, endpoints, keys=api_keys()) as directory:
             names = [i.name for i in await directory.consumers()]
         assert names == ["cache"]  # garbage acks registered nobody
         _ = await wait_until(

@@ -13,6 +13,7 @@ from actors.broker.segments import segment_name
 from actors.broker.settings import DedupSetting, dedup_window, duration
 from tests.broker.helpers import envelope
 from tests.support.broker import new_endpoints, start_broker_process
+from tests.support.keys import api_keys, broker_flags, broker_public, broker_secret, keys_dir
 from tests.support.processes import ProcessGroup
 from tests.support.wait import wait_until
 from transport.client import Publisher
@@ -26,8 +27,9 @@ async def test_help_describes_every_setting(procs: ProcessGroup) -> None:
     assert await proc.process.wait() == 0
     text = proc.log_text()
     for flag in (
-        "--data-dir", "--bind", "--heartbeat-interval", "--consumer-timeout", "--segment-bytes",
-        "--dedup-window", "--tombstone-retention", "--clean-interval", "--log-format",
+        "--data-dir", "--bind", "--curve-secret", "--curve-clients", "--heartbeat-interval",
+        "--consumer-timeout", "--segment-bytes", "--dedup-window", "--tombstone-retention",
+        "--clean-interval", "--log-format",
     ):
         assert flag in text
 
@@ -54,6 +56,34 @@ async def test_a_bad_setting_exits_non_zero_with_one_clear_line(
     assert lines[-1].startswith("broker: error:")
 
 
+def _bind() -> list[str]:
+    return ["--data-dir", "x", "--bind", str(new_endpoints())]
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["--curve-clients", "k"], "broker: error: --curve-secret PATH and --curve-clients DIR"),
+        (["--curve-secret", "k"], "broker: error: --curve-secret PATH and --curve-clients DIR"),
+        (["--curve-secret", "/nonexistent/broker.key_secret", "--curve-clients", "k"],
+         "broker: cannot start: /nonexistent/broker.key_secret: no such certificate file"),
+        (["--curve-secret", "PUBLIC", "--curve-clients", "k"], "holds no secret key"),
+        (["--curve-secret", "SECRET", "--curve-clients", "/nonexistent"],
+         "broker: cannot start: /nonexistent: not a readable directory of client certificates"),
+    ],
+)
+async def test_a_broker_without_usable_curve_keys_refuses_to_start_with_one_clear_line(
+    procs: ProcessGroup, tmp_path: Path, args: list[str], line: str
+) -> None:
+    known = {"PUBLIC": str(broker_public()), "SECRET": str(broker_secret())}
+    argv = [*_bind(), *(known.get(a, a) for a in args)]
+    proc = await procs.start("broker", *argv)
+    assert await proc.process.wait() == 2
+    lines = [text for text in proc.log_text().splitlines() if text.strip()]
+    assert line in lines[-1]
+    assert lines[-1].startswith("broker:")
+
+
 async def test_settings_come_from_the_environment_when_no_flag_is_given(
     procs: ProcessGroup, tmp_path: Path
 ) -> None:
@@ -63,6 +93,8 @@ async def test_settings_come_from_the_environment_when_no_flag_is_given(
         env={
             "FABRIC_BROKER_DATA_DIR": str(tmp_path / "b"),
             "FABRIC_BROKER_BIND": str(endpoints),
+            "FABRIC_BROKER_CURVE_SECRET": str(broker_secret()),
+            "FABRIC_BROKER_CURVE_CLIENTS": str(keys_dir()),
             "FABRIC_BROKER_DEDUP_WINDOW": "10m",
             "FABRIC_BROKER_TOMBSTONE_RETENTION": "30s",
         },
@@ -92,7 +124,8 @@ def test_durations_and_dedup_windows_parse_as_documented() -> None:
 async def test_an_address_in_use_exits_with_a_clear_line(procs: ProcessGroup, tmp_path: Path) -> None:
     _proc, endpoints = await start_broker_process(procs, tmp_path / "a")
     second = await procs.start(
-        "broker", "--data-dir", str(tmp_path / "b"), "--bind", str(endpoints), name="second"
+        "broker", "--data-dir", str(tmp_path / "b"), "--bind", str(endpoints), *broker_flags(),
+        name="second",
     )
     assert await second.process.wait() == 2
     assert "broker: cannot start: cannot bind" in second.log_text()
@@ -104,7 +137,7 @@ async def test_sigterm_stops_cleanly_and_keeps_every_confirmed_event(
     proc, endpoints = await start_broker_process(procs, tmp_path / "b")
     ctx = new_context()
     try:
-        async with Publisher(ctx, endpoints) as pub:
+        async with Publisher(ctx, endpoints, keys=api_keys()) as pub:
             await pub.publish([envelope(i) for i in range(10)])
     finally:
         close_context(ctx)
@@ -121,7 +154,7 @@ async def test_a_corrupt_sealed_segment_makes_the_broker_refuse_to_start(
     proc, endpoints = await start_broker_process(procs, data, "--segment-bytes", "300")
     ctx = new_context()
     try:
-        async with Publisher(ctx, endpoints) as pub:
+        async with Publisher(ctx, endpoints, keys=api_keys()) as pub:
             for i in range(10):
                 await pub.publish([envelope(i)])
     finally:
@@ -131,7 +164,9 @@ async def test_a_corrupt_sealed_segment_makes_the_broker_refuse_to_start(
     raw = bytearray(sealed.read_bytes())
     raw[30] ^= 0xFF
     sealed.write_bytes(bytes(raw))
-    again = await procs.start("broker", "--data-dir", str(data), "--bind", str(new_endpoints()), name="again")
+    again = await procs.start(
+        "broker", "--data-dir", str(data), "--bind", str(new_endpoints()), *broker_flags(), name="again"
+    )
     assert await again.process.wait() == 3
     assert f"broker: refusing to start: sealed segment {sealed.name} is corrupt" in again.log_text()
 
@@ -144,7 +179,9 @@ async def test_a_log_of_the_previous_record_format_is_refused_with_one_clear_lin
     body = struct.pack(">BBQ16s", 1, 1, 1, bytes(16)) + b"\x80" * 40  # a format 1 record
     crc = zlib.crc32(body, zlib.crc32(len(body).to_bytes(4, "big")))
     (log_dir / segment_name(1)).write_bytes(struct.pack(">II", len(body), crc) + body)
-    proc = await procs.start("broker", "--data-dir", str(tmp_path / "b"), "--bind", str(new_endpoints()))
+    proc = await procs.start(
+        "broker", "--data-dir", str(tmp_path / "b"), "--bind", str(new_endpoints()), *broker_flags()
+    )
     assert await proc.process.wait() == 3
     (line,) = [line for line in proc.log_text().splitlines() if line.startswith("broker:")]
     assert "record format 1" in line

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import structlog.testing
 
-from tests.broker.helpers import account, envelope, read_log, settle_position
+from tests.broker.helpers import READER, account, envelope, read_log, settle_position
 from tests.support.broker import embedded_broker
+from tests.support.keys import api_keys, consumer_keys
 from tests.support.wait import wait_until
 from transport.client import BrokerEndpoints, Directory, Publisher, Subscriber
 from transport.sockets import Context
@@ -20,7 +21,7 @@ RETENTION = 0.3
 
 async def _filler(ctx: Context, endpoints: BrokerEndpoints, start: int) -> None:
     """Updates to other keys, enough to seal segments and so give the cleaner work."""
-    async with Publisher(ctx, endpoints) as pub:
+    async with Publisher(ctx, endpoints, keys=api_keys()) as pub:
         await pub.publish([envelope(start + i, key=100 + i % 5) for i in range(20)])
 
 
@@ -33,15 +34,18 @@ async def test_a_tombstone_stays_while_a_consumer_is_behind_it_and_goes_once_rel
         async with embedded_broker(
             tmp_path, tombstone_retention=RETENTION, segment_bytes=2000
         ) as endpoints:
-            async with Publisher(ctx, endpoints) as pub:
+            async with Publisher(ctx, endpoints, keys=api_keys()) as pub:
                 await pub.publish([envelope(i) for i in range(3)])
-            async with Subscriber(ctx, endpoints, consumer="cluster:slow") as slow:
+            async with Subscriber(
+                ctx, endpoints, keys=consumer_keys("cluster:slow"), consumer="cluster:slow",
+                key_prefix="account:",
+            ) as slow:
                 first = await anext(slow.batches())  # registered at 0; it stores nothing, acks nothing
             assert len(first.deliveries) == 3
-            async with Publisher(ctx, endpoints) as pub:
+            async with Publisher(ctx, endpoints, keys=api_keys()) as pub:
                 (receipt,) = await pub.publish([envelope(10, key=1, tombstone=True)])
             await _filler(ctx, endpoints, 1000)
-            await settle_position(ctx, endpoints, "probe")
+            await settle_position(ctx, endpoints, READER)
             expired = time.monotonic() + RETENTION
             _ = await wait_until(lambda: time.monotonic() > expired, message="retention over")
 
@@ -55,7 +59,7 @@ async def test_a_tombstone_stays_while_a_consumer_is_behind_it_and_goes_once_rel
             assert held[deleted] == (receipt.seq, True)
 
             if release == "removed":
-                async with Directory(ctx, endpoints) as directory:
+                async with Directory(ctx, endpoints, keys=api_keys()) as directory:
                     assert await directory.remove("cluster:slow")
             else:
                 await settle_position(ctx, endpoints, "cluster:slow")
@@ -74,7 +78,7 @@ async def test_with_no_consumer_registered_a_tombstone_goes_once_its_retention_i
 ) -> None:
     with structlog.testing.capture_logs() as logs:
         async with embedded_broker(tmp_path, tombstone_retention=RETENTION) as endpoints:
-            async with Publisher(ctx, endpoints) as pub:
+            async with Publisher(ctx, endpoints, keys=api_keys()) as pub:
                 await pub.publish([envelope(i) for i in range(3)])
                 await pub.publish([envelope(10, key=1, tombstone=True)])
 
@@ -84,5 +88,5 @@ async def test_with_no_consumer_registered_a_tombstone_goes_once_its_retention_i
                 )
 
             _ = await wait_until(forgotten, timeout=10, message="the tombstone dropped")
-            async with Directory(ctx, endpoints) as directory:
+            async with Directory(ctx, endpoints, keys=api_keys()) as directory:
                 assert await directory.consumers() == []

@@ -17,6 +17,7 @@ import pytest
 
 from tests.contract.running import stop_with, wait_http
 from tests.support.broker import start_broker
+from tests.support.keys import client_flags
 from tests.support.ports import free_port
 from tests.support.processes import Proc, ProcessGroup
 
@@ -40,7 +41,7 @@ async def start_api(
     port = free_port()
     proc = await procs.start(
         "api", "--listen", f"127.0.0.1:{port}", "--legacy-dsn", dsn, "--broker", broker,
-        "--state-dir", str(state_dir), *args, env=env, stdout_to_log=False,
+        *client_flags("api"), "--state-dir", str(state_dir), *args, env=env, stdout_to_log=False,
     )
     url = f"http://127.0.0.1:{port}"
     await wait_http(proc, url + "/healthz")

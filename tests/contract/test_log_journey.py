@@ -35,6 +35,7 @@ from tests.api.harness import ADMIN_KEY
 from tests.api.processes import start_api_process
 from tests.contract.logs import check_log_line, has_event, json_lines
 from tests.support.broker import start_broker_process
+from tests.support.keys import client_flags
 from tests.support.kube import start_kube_emulator
 from tests.support.processes import Proc, ProcessGroup
 from tests.support.wait import wait_until
@@ -114,9 +115,9 @@ async def test_one_account_is_followed_by_its_ids_through_every_process_log_from
     )
     daemon = await procs.start(
         "daemon", "--cluster", CLUSTER, "--kubeconfig", str(kube.kubeconfig),
-        "--broker", str(endpoints), "--state-dir", str(tmp_path / "daemon"),
-        "--resync", "2", "--heartbeat-interval", "0.2", "--retry-initial", "0.1",
-        "--retry-cap", "1", name="daemon",
+        "--broker", str(endpoints), *client_flags(f"cluster-{CLUSTER}"),
+        "--state-dir", str(tmp_path / "daemon"), "--resync", "2", "--heartbeat-interval", "0.2",
+        "--retry-initial", "0.1", "--retry-cap", "1", name="daemon",
     )
     _ = await wait_until(lambda: has_event(daemon, "daemon_started"), timeout=30,
                          message="daemon started")

@@ -33,6 +33,7 @@ from tests.contract.logs import (
 )
 from tests.contract.running import stop_with, wait_http, wait_logged
 from tests.support.broker import new_endpoints, start_broker, wait_broker_ready
+from tests.support.keys import broker_env, broker_flags, client_env, client_flags
 from tests.support.kube import DEFAULT_TOKEN, start_kube_emulator
 from tests.support.ports import free_port
 from tests.support.postgres import PgAdmin
@@ -92,29 +93,29 @@ def bad(what: str, names: str, *args: str, **env: str) -> BadSetting:
 def bad_settings(tmp: Path, busy: int) -> dict[str, list[BadSetting]]:
     """Per process: settings that are wrong by their form, and ones found wrong at start
     (a port in use: `busy`; a directory that is a file; a kubeconfig that is not one)."""
-    broker = ("--data-dir", str(tmp / "b"))
+    broker = ("--data-dir", str(tmp / "b"), *broker_flags())
     a_file = tmp / "a-file"
     a_file.write_text("not a directory\n")
     not_kubeconfig = tmp / "not-a-kubeconfig"
     not_kubeconfig.write_text("{{{ not yaml")
     taken = f"tcp://127.0.0.1:{busy},tcp://127.0.0.1:{free_port()},tcp://127.0.0.1:{free_port()}"
     api = ("--listen", "127.0.0.1:1", "--legacy-dsn", "postgresql://u@127.0.0.1:1/d",
-           "--broker", BROKER, "--state-dir", str(tmp / "a"))
+           "--broker", BROKER, "--state-dir", str(tmp / "a"), *client_flags("api"))
     kubeconfig = tmp / "kubeconfig"
     kubeconfig.write_text("apiVersion: v1\nkind: Config\n")
     daemon = ("--cluster", "east", "--kubeconfig", str(kubeconfig), "--broker", BROKER,
-              "--state-dir", str(tmp / "d"))
+              "--state-dir", str(tmp / "d"), *client_flags("cluster-east"))
     kube = ("--data-dir", str(tmp / "k"))
     return {
         "broker": [
             bad("malformed address", "bind", *broker, "--bind", "nonsense"),
             bad("word for a number", "heartbeat", *broker, "--bind", BROKER,
                 "--heartbeat-interval", "soon"),
-            bad("missing data dir", "data-dir", "--bind", BROKER),
+            bad("missing data dir", "data-dir", "--bind", BROKER, *broker_flags()),
             bad("malformed address in env", "bind", *broker, FABRIC_BROKER_BIND="nonsense"),
             bad("address in use", f"{busy}", *broker, "--bind", taken),
             bad("data dir is a file", str(a_file), "--data-dir", str(a_file / "b"),
-                "--bind", BROKER),
+                "--bind", BROKER, *broker_flags()),
         ],
         "api": [
             bad("malformed listen address", "listen", *api[2:], "--listen", "nonsense"),
@@ -216,7 +217,7 @@ async def launch_broker(
 ) -> Launched:
     from_env, from_flag = new_endpoints(), new_endpoints()
     env = {**env, "FABRIC_BROKER_DATA_DIR": str(ctx.tmp / "broker"),
-           "FABRIC_BROKER_BIND": str(from_env)}
+           "FABRIC_BROKER_BIND": str(from_env), **broker_env()}
     chosen = from_flag if flag else from_env
     flags = ("--bind", str(from_flag)) if flag else ()
     proc = await ctx.procs.start("broker", *flags, *args, env=env, stdout_to_log=False)
@@ -232,7 +233,7 @@ async def launch_api(
     env_port, flag_port = free_port(), free_port()
     env = {**env, "FABRIC_API_LISTEN": f"127.0.0.1:{env_port}", "FABRIC_LEGACY_DSN": ctx.dsn,
            "FABRIC_BROKER": str(endpoints), "FABRIC_STATE_DIR": str(ctx.tmp / "api"),
-           "FABRIC_ADMIN_KEY": ADMIN_KEY}
+           "FABRIC_ADMIN_KEY": ADMIN_KEY, **client_env("api")}
     port = flag_port if flag else env_port
     flags = ("--listen", f"127.0.0.1:{flag_port}") if flag else ()
     proc = await ctx.procs.start("api", *flags, *args, env=env, stdout_to_log=False)
@@ -248,7 +249,8 @@ async def launch_daemon(
     kube = await start_kube_emulator(ctx.procs, ctx.tmp / "kube")
     env = {**env, "FABRIC_CLUSTER": "east", "FABRIC_KUBECONFIG": str(kube.kubeconfig),
            "FABRIC_BROKER": str(endpoints), "FABRIC_STATE_DIR": str(ctx.tmp / "daemon"),
-           "FABRIC_RESYNC_SECONDS": "7", "FABRIC_HEARTBEAT_SECONDS": "0.2"}
+           "FABRIC_RESYNC_SECONDS": "7", "FABRIC_HEARTBEAT_SECONDS": "0.2",
+           **client_env("cluster-east")}
     flags = ("--resync", "3") if flag else ()
     proc = await ctx.procs.start("daemon", *flags, *args, env=env, stdout_to_log=False)
     await wait_logged(proc, "daemon_started")

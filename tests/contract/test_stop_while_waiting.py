@@ -16,6 +16,7 @@ from tests.api.harness import ADMIN_KEY
 from tests.contract.logs import check_log_line, json_lines
 from tests.contract.running import stop_with, wait_http, wait_logged
 from tests.support.broker import new_endpoints
+from tests.support.keys import client_flags
 from tests.support.ports import free_port
 from tests.support.processes import Proc, ProcessGroup
 
@@ -39,7 +40,7 @@ async def start_api(procs: ProcessGroup, tmp: Path) -> Proc:
     proc = await procs.start(
         "api", "--listen", f"127.0.0.1:{port}",
         "--legacy-dsn", f"postgresql://fabric@127.0.0.1:{free_port()}/legacy",
-        "--broker", str(new_endpoints()), "--state-dir", str(tmp / "api"),
+        "--broker", str(new_endpoints()), *client_flags("api"), "--state-dir", str(tmp / "api"),
         "--admin-key", ADMIN_KEY, "--retry-backoff-max", "0.5", stdout_to_log=False,
     )
     await wait_http(proc, f"http://127.0.0.1:{port}/healthz")
@@ -50,7 +51,8 @@ async def start_api(procs: ProcessGroup, tmp: Path) -> Proc:
 async def start_daemon(procs: ProcessGroup, tmp: Path) -> Proc:
     proc = await procs.start(
         "daemon", "--cluster", "east", "--kubeconfig", str(dead_kubeconfig(tmp / "kubeconfig")),
-        "--broker", str(new_endpoints()), "--state-dir", str(tmp / "daemon"), "--resync", "1",
+        "--broker", str(new_endpoints()), *client_flags("cluster-east"),
+        "--state-dir", str(tmp / "daemon"), "--resync", "1",
         stdout_to_log=False,
     )
     await wait_logged(proc, "consumer_reset_retried")  # its broker is unreachable: retrying

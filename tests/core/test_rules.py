@@ -27,6 +27,9 @@ def test_slug_is_derived_from_the_name_when_not_given() -> None:
         ("--a--b--", "a-b"),
         ("x" * 80, "x" * 40),
         ("a" * 39 + "-b", "a" * 39),
+        ("Default", "a-default"),
+        ("kube-system", "a-kube-system"),
+        ("kube-" + "x" * 40, "a-kube-" + "x" * 33),
     ],
 )
 def test_derived_slugs_are_dns1123_labels_of_at_most_40_chars(name: str, slug: str) -> None:
@@ -52,7 +55,6 @@ def test_derived_slugs_are_dns1123_labels_of_at_most_40_chars(name: str, slug: s
         ("Acme", "a@example.com", "kube-system", ["slug"]),
         ("Acme", "a@example.com", "default", ["slug"]),
         ("Acme", "a@example.com", "", ["slug"]),
-        ("!!!", "a@example.com", None, ["slug"]),
         ("", "nope", "BAD", ["name", "owner_email", "slug"]),
     ],
 )
@@ -73,3 +75,10 @@ def test_daemons_refuse_namespaces_that_are_not_ours(namespace: str) -> None:
 
 def test_daemons_accept_account_namespaces() -> None:
     assert check_namespace("acc-acme-1") is None
+
+
+def test_a_name_that_folds_to_nothing_gets_a_stable_hashed_slug() -> None:
+    slug = derive_slug("日本")
+    assert slug.startswith("a-")
+    assert slug == derive_slug("日本") != derive_slug("中国")
+    assert validate_new_account("日本", "a@example.com", None).namespace == f"acc-{slug}"

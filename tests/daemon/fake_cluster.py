@@ -12,7 +12,7 @@ fails the next create; `lose_response("create")` applies the next create and
 then raises a temporary error, as when the answer is lost on the wire;
 `break_namespace(name, error)` fails every call about that namespace (or in it)
 until `heal_namespace(name)`. `namespace_creates` counts create calls per
-namespace name.
+namespace name; `deletes` lists every delete asked for.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ class FakeCluster:
         self._terminating: dict[str, int] = {}
         self._broken: dict[str, KubeError] = {}
         self.namespace_creates: Counter[str] = Counter()
+        self.deletes: list[ObjectRef] = []
 
     # fault injection -----------------------------------------------------------------
     def fail(self, op: str, error: KubeError, times: int = 1) -> None:
@@ -124,6 +125,7 @@ class FakeCluster:
 
     async def delete(self, ref: ObjectRef) -> None:
         self._fault("delete", ref)
+        self.deletes.append(ref)
         key = (ref.kind, ref.namespace, ref.name)
         obj = self.objects.get(key)
         if obj is None:

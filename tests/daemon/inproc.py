@@ -21,6 +21,7 @@ from core.envelope import Envelope
 from core.events import (
     AccountCreated,
     AccountDeleted,
+    AccountUpdated,
     DomainEvent,
     OutcomeEvent,
     from_envelope,
@@ -62,11 +63,25 @@ def namespace(n: int) -> str:
     return f"acc-team{n}"
 
 
-def created(n: int, generation: int = 1, *, name: str | None = None) -> Envelope:
+def created(
+    n: int, generation: int = 1, *, name: str | None = None, plan: str = "standard"
+) -> Envelope:
     event = AccountCreated(
-        account(n), f"team{n}", name or f"Team {n}", "o@example.com", namespace(n), "t", generation
+        account(n), f"team{n}", name or f"Team {n}", "o@example.com", namespace(n), "t",
+        generation, plan,
     )
     return to_envelope(event, correlation_id=f"req-{n}")
+
+
+def updated(
+    n: int, generation: int, *, plan: str = "standard", suspended: bool = False
+) -> Envelope:
+    """The whole state at a later generation (an update, a suspension, a retry)."""
+    event = AccountUpdated(
+        account(n), f"team{n}", f"Team {n}", "o@example.com", namespace(n), "t", generation,
+        plan, suspended,
+    )
+    return to_envelope(event, correlation_id=f"upd-{n}-{generation}")
 
 
 def deleted(n: int, generation: int = 2) -> Envelope:

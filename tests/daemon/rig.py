@@ -23,11 +23,13 @@ import aiohttp
 
 from core.bus import ConsumerInfo, EventSubscription
 from core.envelope import Envelope
+from tests.support.keys import api_keys, client_flags
 from tests.support.ports import free_port
 from tests.support.processes import Proc, ProcessGroup
 from tests.support.wait import wait_until
 from transport.connector import BrokerConnector
 from transport.endpoints import BrokerEndpoints
+from transport.sockets import ClientKeys
 
 TOKEN = "daemon-test-token"
 FAST_DAEMON = (
@@ -78,8 +80,15 @@ class Emulator:
         return list(answer if isinstance(answer, list) else answer.get("faults", []))
 
     async def namespace(self, name: str) -> dict[str, Any] | None:
-        code, answer = await self._call("GET", f"/api/v1/namespaces/{name}")
+        return await self.read(f"/api/v1/namespaces/{name}")
+
+    async def read(self, path: str) -> dict[str, Any] | None:
+        code, answer = await self._call("GET", path)
         return answer if code == 200 else None
+
+    async def create(self, path: str, body: dict[str, Any]) -> None:
+        code, answer = await self._call("POST", path, body)
+        assert code == 201, answer
 
     async def children(self, namespace: str) -> list[str]:
         found = []
@@ -154,18 +163,19 @@ async def start_daemon(
 ) -> Proc:
     return await procs.start(
         "daemon", "--cluster", cluster, "--kubeconfig", str(kubeconfig),
-        "--broker", str(endpoints), "--state-dir", str(state_root / f"daemon-{cluster}"),
+        "--broker", str(endpoints), *client_flags(f"cluster-{cluster}"),
+        "--state-dir", str(state_root / f"daemon-{cluster}"),
         *FAST_DAEMON, *args, name=f"daemon-{cluster}",
     )
 
 
 async def publish(endpoints: BrokerEndpoints, *envelopes: Envelope) -> None:
-    async with BrokerConnector(endpoints).publisher() as publisher:
+    async with BrokerConnector(endpoints, keys=api_keys()).publisher() as publisher:
         _ = await publisher.publish(list(envelopes))
 
 
 async def consumers(endpoints: BrokerEndpoints) -> list[ConsumerInfo]:
-    async with BrokerConnector(endpoints, timeout=2.0).directory() as directory:
+    async with BrokerConnector(endpoints, keys=api_keys(), timeout=2.0).directory() as directory:
         return list(await directory.consumers())
 
 
@@ -177,10 +187,11 @@ class EventReader:
     """Collects every record the broker delivers to a durable consumer of its own, in seq order
     (a compacted log: older records of a key may be gone before the reader sees them)."""
 
-    def __init__(self, endpoints: BrokerEndpoints) -> None:
+    def __init__(self, endpoints: BrokerEndpoints, keys: ClientKeys | None = None) -> None:
+        """`keys`: the api identity's, default the test session's (a `fabric up` has its own)."""
         self.events: list[Envelope] = []
-        self._connector = BrokerConnector(endpoints)
-        self._consumer = f"test-reader-{uuid.uuid4().hex[:8]}"
+        self._connector = BrokerConnector(endpoints, keys=keys or api_keys())
+        self._consumer = f"cache-reader-{uuid.uuid4().hex[:8]}"  # one the api identity may read
         self._task: asyncio.Task[None] | None = None
         self._stack = contextlib.AsyncExitStack()
 

@@ -13,6 +13,7 @@ import pytest
 from tests.daemon.rig import EventReader
 from tests.support.wait import wait_until
 from tests.system.harness import FabricUp, call_ok, namespaces
+from transport.curve import API, BROKER, load_client_keys, public_file, secret_file
 from transport.endpoints import BrokerEndpoints
 
 pytestmark = pytest.mark.processes
@@ -62,7 +63,9 @@ async def test_a_daemon_killed_after_reporting_re_reports_the_same_state_with_on
         assert await namespaces(up, "a") == [account["namespace"]]
 
         broker = BrokerEndpoints(**up.endpoints["broker"])
-        async with EventReader(broker) as reader:
+        keys_dir = up.state_dir / "keys"
+        keys = load_client_keys(secret_file(keys_dir, API), public_file(keys_dir, BROKER))
+        async with EventReader(broker, keys) as reader:
             _ = await wait_until(
                 lambda: reader.of_type("namespace.provisioned", account["id"]),
                 timeout=30, message="report in the broker",

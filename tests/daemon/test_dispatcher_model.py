@@ -17,9 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from core.desired import ANNOTATION_GENERATION
 from core.envelope import Envelope
 from core.events import NamespaceDeleted, NamespaceProvisioned
-from core.tenancy import ANNOTATION_GENERATION, TemporaryKubeError
+from core.tenancy import TemporaryKubeError
 from tests.daemon.fake_cluster import FakeCluster
 from tests.daemon.inproc import (
     POLICY,

@@ -1,17 +1,22 @@
-"""The reconciler against an in-memory cluster: idempotent create, ownership, deletion by label."""
+"""The reconciler against an in-memory cluster: idempotent create, ownership, deletion by label,
+changes of plan and suspension applied in place."""
 
 from __future__ import annotations
+
+import dataclasses
+from typing import Any
 
 import pytest
 
 from actors.daemon.reconcile import Provisioned, Reconciler, Refused, Removed, Removing, Waiting
+from core.desired import LABEL_PLAN, LABEL_SUSPENDED, desired_children
 from core.tenancy import (
+    PLANS,
     ObjectRef,
     PermanentKubeError,
     TemporaryKubeError,
     TenancyPolicy,
     Tenant,
-    desired_children,
 )
 from tests.daemon.fake_cluster import FakeCluster
 
@@ -68,7 +73,7 @@ async def test_ensure_twice_is_idempotent_and_restores_drifted_labels() -> None:
         "pod-security.kubernetes.io/enforce"
     ] == "restricted"
     quota = next(o for o in cluster.children("acc-acme") if o["kind"] == "ResourceQuota")
-    assert quota["spec"]["hard"]["pods"] == POLICY.quota["pods"]
+    assert quota["spec"]["hard"]["pods"] == PLANS["standard"].quota["pods"]
     assert len(cluster.children("acc-acme")) == len(desired_children(TENANT, POLICY))
 
 
@@ -117,6 +122,7 @@ async def test_a_foreign_namespace_is_refused_and_left_untouched(
         Tenant(ACC, "acme", "acc-other", "x"),
         Tenant(ACC, "Bad_Name", "acc-Bad_Name", "x"),
         Tenant("not a label value!", "acme", "acc-acme", "x"),
+        Tenant(ACC, "acme", "acc-acme", "x", plan="huge"),
     ],
 )
 async def test_bad_names_are_refused_before_touching_the_cluster(tenant: Tenant) -> None:
@@ -178,3 +184,90 @@ async def test_remove_of_an_account_with_nothing_in_the_cluster_is_done_at_once(
     cluster = FakeCluster()
     assert await reconciler(cluster).remove(ACC) == Removed(())
     assert cluster.calls["delete"] == 0
+
+
+def objects(cluster: FakeCluster, namespace: str = "acc-acme") -> dict[tuple[str, str], Any]:
+    return {(o["kind"], o["metadata"]["name"]): o for o in cluster.children(namespace)}
+
+
+CONFIG_MAP = {
+    "apiVersion": "v1", "kind": "ConfigMap",
+    "metadata": {"name": "tenant-data", "namespace": "acc-acme"}, "data": {"k": "v"},
+}
+
+
+async def test_a_plan_change_patches_the_quota_and_limit_range_in_place() -> None:
+    cluster = FakeCluster()
+    r = reconciler(cluster)
+    first = await r.ensure(TENANT)
+    before = objects(cluster)
+    larger = dataclasses.replace(TENANT, generation=2, plan="large")
+    second = await r.ensure(larger)
+    assert isinstance(first, Provisioned)
+    assert isinstance(second, Provisioned)
+    assert second.uid == first.uid
+    after = objects(cluster)
+    quota, limits = after[("ResourceQuota", "tenant-quota")], after[("LimitRange", "tenant-defaults")]
+    assert quota["spec"]["hard"] == dict(PLANS["large"].quota)
+    assert limits["spec"]["limits"][0]["default"] == dict(PLANS["large"].limits["default"])
+    # In place: the same objects (uid), patched, not deleted and created again.
+    assert {k: o["metadata"]["uid"] for k, o in after.items()} == {
+        k: o["metadata"]["uid"] for k, o in before.items()
+    }
+    ns = cluster.namespace("acc-acme")
+    assert ns is not None
+    assert ns["metadata"]["labels"][LABEL_PLAN] == "large"
+    assert ns["metadata"]["annotations"]["fabric.dev/generation"] == "2"
+
+
+async def test_suspend_denies_all_and_admits_nothing_new_and_resume_restores_the_plan() -> None:
+    cluster = FakeCluster()
+    r = reconciler(cluster)
+    await r.ensure(TENANT)
+    await cluster.create(CONFIG_MAP)
+    before = objects(cluster)
+
+    await r.ensure(dataclasses.replace(TENANT, generation=2, suspended=True))
+    suspended = objects(cluster)
+    hard = suspended[("ResourceQuota", "tenant-quota")]["spec"]["hard"]
+    assert hard == {**PLANS["standard"].quota, "pods": "0", "services": "0"}
+    policies = sorted(name for kind, name in suspended if kind == "NetworkPolicy")
+    assert policies == ["default-deny", "suspended-deny-all"]
+    assert suspended[("NetworkPolicy", "suspended-deny-all")]["spec"] == {
+        "podSelector": {}, "policyTypes": ["Ingress", "Egress"],
+    }
+    # Nothing else in the namespace was deleted.
+    assert set(before) - set(suspended) == {
+        ("NetworkPolicy", "allow-same-namespace"), ("NetworkPolicy", "allow-dns"),
+    }
+    assert suspended[("ConfigMap", "tenant-data")] == before[("ConfigMap", "tenant-data")]
+    ns = cluster.namespace("acc-acme")
+    assert ns is not None
+    assert ns["metadata"]["labels"][LABEL_SUSPENDED] == "true"
+
+    await r.ensure(dataclasses.replace(TENANT, generation=3))
+    resumed = objects(cluster)
+    assert set(resumed) == set(before)
+    assert resumed[("ResourceQuota", "tenant-quota")]["spec"]["hard"] == dict(
+        PLANS["standard"].quota
+    )  # `services` is gone again, not left at 0
+    assert resumed[("ConfigMap", "tenant-data")] == before[("ConfigMap", "tenant-data")]
+
+
+async def test_a_quota_entry_added_by_hand_is_removed_and_an_edited_one_restored() -> None:
+    cluster = FakeCluster()
+    r = reconciler(cluster)
+    await r.ensure(TENANT)
+    quota = objects(cluster)[("ResourceQuota", "tenant-quota")]
+    quota["spec"]["hard"].update({"pods": "9999", "count/secrets": "5"})
+    await r.ensure(TENANT)
+    assert objects(cluster)[("ResourceQuota", "tenant-quota")]["spec"]["hard"] == dict(
+        PLANS["standard"].quota
+    )
+
+
+async def test_a_new_namespace_is_made_without_deleting_anything() -> None:
+    cluster = FakeCluster()
+    await reconciler(cluster).ensure(dataclasses.replace(TENANT, suspended=True))
+    assert cluster.calls["delete"] == 0
+    assert ("NetworkPolicy", "suspended-deny-all") in objects(cluster)

@@ -9,7 +9,10 @@ import pytest
 from actors.daemon.settings import parse_settings
 
 BROKER = "tcp://127.0.0.1:1,tcp://127.0.0.1:2,tcp://127.0.0.1:3"
-ENV = {"FABRIC_CLUSTER": "east", "FABRIC_BROKER": BROKER, "FABRIC_STATE_DIR": "/tmp/d"}
+ENV = {
+    "FABRIC_CLUSTER": "east", "FABRIC_BROKER": BROKER, "FABRIC_STATE_DIR": "/tmp/d",
+    "FABRIC_BROKER_KEY": "/k/cluster-east.key_secret", "FABRIC_BROKER_PUBLIC_KEY": "/k/broker.key",
+}
 
 
 def test_settings_come_from_the_environment_and_flags_win() -> None:

@@ -5,13 +5,22 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from actors.daemon.state import JOURNAL_NAME, Desired, DesiredStore, Incoming, Tombstone
-from core.events import AccountCreated, AccountDeleted
+from core.events import AccountCreated, AccountDeleted, AccountUpdated
 
 
 def put(account: str, generation: int, name: str = "S") -> Incoming:
     event = AccountCreated(account, "s", name, "o@example.com", "acc-s", "t", generation)
     return Incoming(event, f"e-{account}-{generation}", f"c-{generation}")
+
+
+def update(account: str, generation: int, plan: str, suspended: bool) -> Incoming:
+    event = AccountUpdated(
+        account, "s", "S", "o@example.com", "acc-s", "t", generation, plan, suspended
+    )
+    return Incoming(event, f"u-{account}-{generation}", f"c-{generation}")
 
 
 def delete(account: str, generation: int) -> Incoming:
@@ -88,6 +97,66 @@ async def test_the_store_reopened_equals_what_was_recorded_and_the_journal_is_co
         assert snapshot(again) == recorded
         ops = [json.loads(line)["op"] for line in (tmp_path / JOURNAL_NAME).read_text().splitlines()]
         assert sorted(ops) == ["del", "put"]  # a and b's tombstone; nothing of c
+    finally:
+        await again.close()
+
+
+async def test_an_update_replaces_the_whole_state_and_survives_a_reopen(tmp_path: Path) -> None:
+    store = await DesiredStore.open(tmp_path)
+    await store.apply([put("a", 1), update("a", 2, "large", True), update("a", 3, "small", False)])
+    await store.apply([update("a", 2, "large", True)])  # a late, older update changes nothing
+    live = store.get("a")
+    assert live is not None
+    assert (live.tenant.plan, live.tenant.suspended, live.generation) == ("small", False, 3)
+    await store.apply([update("a", 4, "large", True)])
+    await store.close()
+    again = await DesiredStore.open(tmp_path)
+    try:
+        live = again.get("a")
+        assert live is not None
+        assert (live.tenant.plan, live.tenant.suspended, live.generation) == ("large", True, 4)
+    finally:
+        await again.close()
+
+
+async def test_a_journal_line_written_before_plans_reads_as_standard_not_suspended(
+    tmp_path: Path,
+) -> None:
+    account = {
+        "account_id": "a", "slug": "s", "name": "S", "owner_email": "o@example.com",
+        "namespace": "acc-s", "created_at": "t", "generation": 2,
+    }
+    line = {"op": "put", "account": account, "event_id": "e", "correlation_id": "c"}
+    (tmp_path / JOURNAL_NAME).write_text(json.dumps(line) + "\n")
+    store = await DesiredStore.open(tmp_path)
+    try:
+        assert store.skipped_lines == 0
+        live = store.get("a")
+        assert live is not None
+        assert (live.tenant.plan, live.tenant.suspended, live.generation) == ("standard", False, 2)
+    finally:
+        await store.close()
+
+
+async def test_lines_a_failed_commit_did_not_write_are_written_by_the_next_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = await DesiredStore.open(tmp_path)
+    write = store._append
+
+    def full_disk(lines: list[str], sync: bool) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(store, "_append", full_disk)
+    assert [c.generation for c in store.stage([put("a", 1)])] == [1]
+    with pytest.raises(OSError, match="No space left"):
+        await store.commit()
+    monkeypatch.setattr(store, "_append", write)
+    assert await store.apply([put("a", 1)]) == []  # the redelivered batch: nothing new...
+    await store.close()
+    again = await DesiredStore.open(tmp_path)
+    try:
+        assert [d.account_id for d in again] == ["a"]  # ...yet its commit wrote the change
     finally:
         await again.close()
 

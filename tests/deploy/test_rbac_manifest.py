@@ -1,5 +1,6 @@
 """deploy/rbac.yaml is well formed: its binding gives the ClusterRole to its ServiceAccount,
-no rule uses a wildcard, and the only named grant is `bind` on the tenants' ClusterRole.
+no rule uses a wildcard, the only named grant is `bind` on the tenants' ClusterRole, and
+`delete` reaches only the account namespaces and the network policies a suspension swaps.
 (Whether the rules are exactly what the daemon uses is tests/system/test_rbac.py's job.)"""
 
 from __future__ import annotations
@@ -63,3 +64,14 @@ def test_the_only_named_grant_is_bind_on_the_tenants_cluster_role(
          (TenancyPolicy().cluster_role,)),
     ]
     assert all("bind" not in r.verbs for r in cluster_role_rules(docs) if not r.resource_names)
+
+
+def test_delete_is_granted_only_on_namespaces_and_network_policies(
+    docs: list[dict[str, Any]],
+) -> None:
+    deletable = {
+        (group, resource)
+        for r in cluster_role_rules(docs) if "delete" in r.verbs
+        for group in r.api_groups for resource in r.resources
+    }
+    assert deletable == {("", "namespaces"), ("networking.k8s.io", "networkpolicies")}

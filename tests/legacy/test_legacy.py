@@ -20,7 +20,14 @@ from actors.legacy import db, embedded
 from actors.runtime import ActorSystem
 from core.bus import BusRejected, EventPublisher, PublishReceipt
 from core.envelope import Envelope, utc_now
-from core.events import AccountCreated, AccountDeleted, from_envelope, generation_of, to_envelope
+from core.events import (
+    AccountCreated,
+    AccountDeleted,
+    AccountUpdated,
+    from_envelope,
+    generation_of,
+    to_envelope,
+)
 from tests.api.harness import eventually
 from tests.support.fake_bus import FakeBus, FakeConnector
 from tests.support.postgres import PgAdmin
@@ -118,7 +125,7 @@ async def test_a_version_1_database_is_migrated_to_generations_in_one_go(pg_admi
                 versions = [r["version"] for r in await conn.fetch(
                     "SELECT version FROM legacy_schema_version ORDER BY 1"
                 )]
-            assert versions == [1, 2]
+            assert versions == [1, 2, 3]
             fresh = await _create(pool, "after-migration")
             generations = [
                 (await db.find_account(pool, aid) or pytest.fail(aid)).generation
@@ -354,3 +361,107 @@ async def test_unpublishable_rows_are_quarantined_not_retried_in_front_of_the_re
             )
     assert [e.event_id for e in bus.history] == [first.event_id, last.event_id]
     assert set_aside == 2
+
+
+async def test_a_version_2_database_gets_plans_and_suspension_with_its_rows_unchanged(
+    pg_admin: PgAdmin,
+) -> None:
+    dsn = await pg_admin.fresh_database(migrated=False)
+    try:
+        conn = await db.connect(dsn)
+        try:
+            await conn.execute(db.schema_sql(up_to=2))
+            user = await conn.fetchval("INSERT INTO users (email) VALUES ('v2@x.io') RETURNING id")
+            live = str(uuid.uuid4())
+            await conn.execute(
+                "INSERT INTO organizations (id, slug, name, namespace, created_by, generation) "
+                "VALUES ($1, 'old', 'Old', 'acc-old', $2, 4)",
+                live, user,
+            )
+            await conn.execute(
+                "INSERT INTO memberships (organization_id, user_id, role) VALUES ($1, $2, 'owner')",
+                live, user,
+            )
+        finally:
+            await db.close_connection(conn)
+        async with pool_for(dsn) as pool:
+            assert await db.ensure_schema(pool) is True
+            assert await db.ensure_schema(pool) is False
+            async with pool.acquire() as conn:
+                versions = [r["version"] for r in await conn.fetch(
+                    "SELECT version FROM legacy_schema_version ORDER BY 1"
+                )]
+            assert versions == [1, 2, 3]
+            found = await db.find_account(pool, live)
+            assert found is not None
+            assert (found.plan, found.suspended_at, found.generation, found.owner_email) == (
+                "standard", None, 4, "v2@x.io"
+            )
+    finally:
+        await pg_admin.drop_database(dsn)
+
+
+async def test_the_plan_column_takes_every_plan_on_sale_and_nothing_else(pg_dsn: str) -> None:
+    from core.plans import PLANS
+
+    async with pool_for(pg_dsn) as pool:
+        for plan in PLANS:
+            envelope = await _create(pool, f"on-{plan}")
+            async with pool.acquire() as conn:
+                await conn.execute(
+                    "UPDATE organizations SET plan = $2 WHERE id = $1", envelope.aggregate_id, plan
+                )
+        async with pool.acquire() as conn:
+            with pytest.raises(asyncpg.CheckViolationError):
+                await conn.execute("UPDATE organizations SET plan = 'gold'")
+
+
+def _update(aid: str, generation: int, **state: Any) -> dict[str, Any]:
+    """update_account's arguments: the whole state at `generation`, with an outbox event."""
+    full = {"name": "N", "owner_email": "handed@x.io", "plan": "standard", "suspended": False,
+            **state}
+    event = to_envelope(
+        AccountUpdated(aid, "s", full["name"], full["owner_email"], "acc-s", utc_now(), generation,
+                       full["plan"], full["suspended"]),
+        correlation_id="t",
+    )
+    return {"generation": generation, "updated_at": datetime.now().astimezone(), "event": event,
+            **full}
+
+
+async def test_an_update_moves_one_generation_on_keeps_the_suspension_time_and_hands_over(
+    pg_dsn: str,
+) -> None:
+    async with pool_for(pg_dsn) as pool:
+        aid = (await _create(pool, "handed")).aggregate_id
+        assert not await db.update_account(pool, aid, **_update(aid, 3)), "stale: nothing written"
+        assert await db.backlog(pool) == 1
+        assert await db.update_account(pool, aid, **_update(aid, 2, suspended=True, plan="large"))
+        first = await db.find_account(pool, aid)
+        assert first is not None
+        assert first.suspended_at is not None
+        assert (first.generation, first.plan) == (2, "large")
+        assert await db.update_account(
+            pool, aid, **_update(aid, 3, suspended=True, owner_email="Next@X.io")
+        )
+        second = await db.find_account(pool, aid)
+        assert second is not None
+        assert second.suspended_at == first.suspended_at, "still the moment it began"
+        assert second.owner_email.lower() == "next@x.io"
+        async with pool.acquire() as conn:
+            roles = dict(await conn.fetch(
+                "SELECT lower(u.email), m.role FROM memberships m JOIN users u ON u.id = m.user_id "
+                "WHERE m.organization_id = $1", aid,
+            ))
+        assert roles == {"handed@x.io": "admin", "next@x.io": "owner"}
+        assert await db.update_account(pool, aid, **_update(aid, 4, suspended=False))
+        resumed = await db.find_account(pool, aid)
+        assert resumed is not None
+        assert resumed.suspended_at is None
+        assert await db.backlog(pool) == 4
+        await db.mark_deleted(
+            pool, aid, datetime.now().astimezone(),
+            to_envelope(AccountDeleted(aid, "s", "acc-s", utc_now(), 5, "N", "n@x.io", utc_now()),
+                        correlation_id="t"), 5,
+        )
+        assert not await db.update_account(pool, aid, **_update(aid, 6)), "deleted: refused"

@@ -5,6 +5,10 @@
     await restart_broker(procs, proc)                 # after a kill: same data dir and ports
     async with embedded_broker(tmp_path, segment_bytes=2000) as endpoints: ...   # in this loop
 
+Every broker runs with security on, as `fabric up`'s does: CURVE on every socket
+with the test session's keys (`tests.support.keys`); clients take
+`client_keys(IDENTITY)` or, as processes, `client_flags(IDENTITY)`.
+
 All wait until the broker answers on its control socket. Processes get
 FAST_TIMERS (heartbeat 0.2 s, consumer offline after 2 s, a cleaning check every
 0.1 s); later args override.
@@ -20,10 +24,12 @@ from actors.broker.service import spawn_broker
 from actors.broker.settings import SEGMENT_BYTES, TOMBSTONE_RETENTION, BrokerSettings, DedupSetting
 from actors.runtime import ActorSystem
 from core.bus import BusUnavailable
+from tests.support.keys import broker_flags, broker_secret, client_keys, keys_dir
 from tests.support.ports import free_tcp_endpoint
 from tests.support.processes import Proc, ProcessGroup
 from tests.support.wait import wait_until
 from transport.client import BrokerEndpoints, Directory
+from transport.curve import API
 from transport.sockets import close_context, new_context
 
 FAST_TIMERS = ("--heartbeat-interval", "0.2", "--consumer-timeout", "2", "--clean-interval", "0.1")
@@ -36,7 +42,7 @@ def new_endpoints() -> BrokerEndpoints:
 async def wait_broker_ready(endpoints: BrokerEndpoints, timeout: float = 20.0) -> None:
     ctx = new_context()
     try:
-        async with Directory(ctx, endpoints, timeout=1.0) as directory:
+        async with Directory(ctx, endpoints, keys=client_keys(API), timeout=1.0) as directory:
 
             async def probe() -> bool:
                 return await _answers(directory)
@@ -68,6 +74,7 @@ async def start_broker_process(
         str(data_dir),
         "--bind",
         str(endpoints),
+        *broker_flags(),
         *FAST_TIMERS,
         *args,
         name=name,
@@ -83,7 +90,7 @@ async def start_broker(procs: ProcessGroup, data_dir: Path, *args: str) -> Broke
 
 
 async def restart_broker(procs: ProcessGroup, proc: Proc) -> Proc:
-    """Start the same broker again (same argv: data dir and ports) once `proc` has exited."""
+    """Start the same broker again (same argv: data dir, ports, keys) once `proc` has exited."""
     await proc.process.wait()
     argv = proc.argv
     new = await procs.start(argv[0], *argv[1:], name=proc.name, env=proc.env)
@@ -109,6 +116,8 @@ async def embedded_broker(
     settings = BrokerSettings(
         data_dir=data_dir,
         endpoints=endpoints,
+        curve_secret=broker_secret(),
+        curve_clients=keys_dir(),
         heartbeat_interval=heartbeat_interval,
         consumer_timeout=consumer_timeout,
         segment_bytes=segment_bytes,

@@ -1,0 +1,208 @@
+"""Figure 4: convergence throughput, N accounts x 4 clusters, and daemon CPU per account-cluster.
+
+The daemons alone, as a user sees them when clusters join: a `fabric up`
+with one cluster gets N accounts through the API (their events reach the
+broker); then, for each run, `fabric up` is started again on the same state
+dir with four new clusters, which start empty and catch up on every live
+account. Throughput: 4N account-clusters over the time from the first to the
+last `created` the new clusters reported (the reports' own timestamps, as
+the API shows them once every account is created everywhere), so the
+daemons' start and the creates are not part of it. Daemon CPU: the
+utime+stime of the four daemon processes over that same window (sampled
+every SAMPLE_INTERVAL and interpolated), per account-cluster.
+
+The baseline, measured right after in the same four emulators: a bare aiohttp
+client in the bench's own process creating the same objects (bench/direct.py)
+for N other accounts, with the daemons' parallelism (each daemon's
+`--max-parallel` default, or FABRIC_DAEMON_PARALLEL: that many accounts in
+flight per cluster); its process CPU per account-cluster. The daemons'
+periodic resync is pushed past the figure (FABRIC_RESYNC_SECONDS, unless
+set), so it lists no cluster while the baseline runs. Goals: throughput
+>= 0.8x, CPU <= 1.5x.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import json
+import os
+import secrets
+import time
+from datetime import datetime
+from typing import Any
+
+from actors.daemon.settings import build_parser
+from actors.legacy import db
+from bench.context import Bench
+from bench.direct import DirectClient, tenant
+from bench.figures import BenchError, Figure, Goal, figure
+from bench.load import Target, run_all
+from bench.system import System, cpu_seconds, poll
+
+CLUSTERS = 4
+FULL_ACCOUNTS = 1000
+QUICK_ACCOUNTS = 20
+CREATE_CLIENTS = 64
+SAMPLE_INTERVAL = 0.1
+TIMEOUT = 1800.0
+STATE = "convergence"
+ENV = {"FABRIC_RESYNC_SECONDS": "3600"}
+
+
+def daemon_parallelism() -> int:
+    return int(build_parser(os.environ).get_default("max_parallel"))
+
+
+def _bodies(tag: str, n: int) -> list[bytes]:
+    return [
+        json.dumps({
+            "jsonrpc": "2.0", "id": i, "method": "account.create",
+            "params": {"name": f"v{tag}-{i}", "owner_email": f"v{tag}-{i}@bench.example",
+                       "slug": f"v{tag}-{i}"},
+        }).encode()
+        for i in range(n)
+    ]
+
+
+class CpuSampler:
+    """utime+stime of some children of `up` (summed), sampled in the background with the time."""
+
+    def __init__(self, system: System, children: list[str]) -> None:
+        self._system = system
+        self._children = children
+        self._pids: dict[str, int] = {}
+        self.samples: list[tuple[float, float]] = []  # (time.time(), CPU seconds)
+
+    async def run(self) -> None:
+        while True:
+            total = 0.0
+            for child in self._children:
+                pid = self._system.pid_if_running(child)
+                if pid is None:
+                    continue
+                if self._pids.setdefault(child, pid) != pid:
+                    raise BenchError(f"{child} restarted during the figure:\n{self._system.log_tail()}")
+                total += cpu_seconds(pid)
+            self.samples.append((time.time(), total))
+            await asyncio.sleep(SAMPLE_INTERVAL)
+
+    def at(self, when: float) -> float:
+        """The CPU total at `when`, interpolated between the samples around it."""
+        times = [t for t, _ in self.samples]
+        i = bisect.bisect_left(times, when)
+        if i == 0 or i == len(times):
+            raise BenchError("the CPU samples do not cover the measured window")
+        (t0, c0), (t1, c1) = self.samples[i - 1], self.samples[i]
+        return c0 + (c1 - c0) * (when - t0) / (t1 - t0)
+
+
+async def _seed(bench: Bench, n: int, tag: str) -> None:
+    """N accounts created through a one-cluster system; back once all their events are published."""
+    system = await bench.system(("seed",), state=STATE, env=ENV)
+    _ = await run_all(Target(system.api_url, system.admin_key), CREATE_CLIENTS, _bodies(tag, n))
+    pool = await db.create_pool(system.dsn, max_size=1)
+    try:
+
+        async def published() -> bool:
+            return await db.backlog(pool) == 0
+
+        await poll(published, timeout=TIMEOUT, interval=0.1, what="the outbox relayed every create")
+    finally:
+        await pool.close()
+
+
+def _reports(accounts: list[dict[str, Any]], clusters: tuple[str, ...]) -> list[float] | None:
+    """When each account-cluster was reported created, or None while one is not yet."""
+    times = []
+    for account in accounts:
+        for cluster in clusters:
+            report = account["clusters"].get(cluster)
+            if report is None or report["state"] != "created" or not report["updated_at"]:
+                return None
+            times.append(datetime.fromisoformat(report["updated_at"]).timestamp())
+    return times
+
+
+async def _system_once(bench: Bench, run: int, n: int) -> tuple[float, float, float, System]:
+    """(account-clusters/s, daemon CPU s and emulator CPU s per account-cluster, the system)."""
+    clusters = tuple(f"r{run}{c}" for c in "abcd"[:CLUSTERS])
+    bench_root = bench.work / STATE
+    probe = System(bench_root, clusters)  # only to read pid files while `up` starts
+    daemons = CpuSampler(probe, [f"daemon-{c}" for c in clusters])
+    kubes = CpuSampler(probe, [f"kube-{c}" for c in clusters])
+    samplers = [asyncio.create_task(s.run(), name="bench:cpu-sampler") for s in (daemons, kubes)]
+    try:
+        system = await bench.system(clusters, state=STATE, env=ENV)
+        found: list[float] = []
+
+        async def converged() -> bool:
+            for sampler in samplers:
+                if sampler.done():
+                    sampler.result()  # a restarted child: its error
+            states = {c["name"]: c["status"] for c in await system.call("cluster.list", {})}
+            if any(states.get(c) != "online" for c in clusters) or await system.provisioning():
+                return False  # the cheap checks first: the listing below costs the API more
+            times = _reports(await system.accounts(), clusters)
+            if times is not None:
+                found[:] = times
+            return times is not None
+
+        await poll(converged, timeout=TIMEOUT, interval=0.5, what=f"{n} accounts in {clusters}")
+        first, last = min(found), max(found)
+
+        async def sampled_after_last() -> bool:
+            return all(s.samples and s.samples[-1][0] > last for s in (daemons, kubes))
+
+        await poll(sampled_after_last, timeout=10, interval=SAMPLE_INTERVAL, what="a CPU sample")
+    finally:
+        for sampler in samplers:
+            _ = sampler.cancel()
+        _ = await asyncio.gather(*samplers, return_exceptions=True)
+    if len(found) != n * CLUSTERS or last <= first:
+        raise BenchError(f"expected {n * CLUSTERS} reports over some time, got {len(found)}")
+    total = len(found)
+    return ((total - 1) / (last - first), (daemons.at(last) - daemons.at(first)) / total,
+            (kubes.at(last) - kubes.at(first)) / total, system)
+
+
+async def _direct_once(system: System, tag: str, n: int, parallel: int) -> tuple[float, float, float]:
+    """(account-clusters/s, client CPU s and emulator CPU s per account-cluster)."""
+    kube_pids = [system.pid(f"kube-{c}") for c in system.clusters]
+    kube_before = sum(cpu_seconds(p) for p in kube_pids)
+    tenants = [tenant(tag, i) for i in range(n)]
+    async with DirectClient(system.kubes, limit=parallel * len(system.clusters)) as direct:
+        cpu_before = time.process_time()
+        elapsed = await direct.converge(tenants, parallel)
+        cpu = time.process_time() - cpu_before
+    kube = sum(cpu_seconds(p) for p in kube_pids) - kube_before
+    total = n * len(system.clusters)
+    return total / elapsed, cpu / total, kube / total
+
+
+async def run_convergence(bench: Bench) -> list[Figure]:
+    n = QUICK_ACCOUNTS if bench.quick else FULL_ACCOUNTS
+    parallel = daemon_parallelism()
+    tag = secrets.token_hex(3)
+    await _seed(bench, n, tag)
+    rates: list[tuple[float, float]] = []
+    cpus: list[tuple[float, float]] = []
+    notes: list[str] = []
+    for run in range(bench.runs):
+        rate, cpu, kube, system = await _system_once(bench, run, n)
+        base_rate, base_cpu, base_kube = await _direct_once(system, f"v{tag}{run}", n, parallel)
+        rates.append((rate, base_rate))
+        cpus.append((cpu * 1000, base_cpu * 1000))
+        notes.append(f"run {run + 1}: emulator CPU per account-cluster {kube * 1000:.2f} ms (daemons) "
+                     f"vs {base_kube * 1000:.2f} ms (direct)")
+    direct_name = (f"bare aiohttp client, the same objects in the same {CLUSTERS} emulators, "
+                   f"{parallel} accounts in flight per cluster")
+    how = (f"{n} accounts created through the API first; then {CLUSTERS} new clusters join and catch "
+           "up; first to last `created` reported")
+    return [
+        figure("convergence", f"convergence, {n} accounts x {CLUSTERS} clusters",
+               "account-clusters/s", "higher", rates, direct_name, Goal(0.8), notes=[how, *notes]),
+        figure("convergence", "daemon CPU per account-cluster", "ms", "lower", cpus,
+               "the bare client's own CPU per account-cluster", Goal(1.5),
+               notes=[f"{CLUSTERS} daemon processes' utime+stime over the same window"]),
+    ]

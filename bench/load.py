@@ -1,0 +1,167 @@
+"""Closed-loop load: N clients, each one keep-alive connection sending the next request on each reply.
+
+The same generator drives the system and its baseline, so what it costs is
+the same on both sides; it is a minimal HTTP/1.1 client on asyncio streams
+(a prebuilt request, the reply read by its Content-Length or chunks), a few
+times cheaper per request than a general client, so that on a small machine
+the figure is the server's and not the generator's.
+
+`closed_loop` runs `clients` workers for `warmup` seconds (not counted), then
+counts the replies completed in the next `duration` seconds; it returns
+requests per second. `drive` is the same loop for any coroutine (the bare
+asyncpg baseline) and `run_all` sends a fixed number of requests (no clock).
+Every reply is checked: anything but HTTP 200 with a JSON-RPC result raises
+`BenchError` with the reply, because a figure made of errors is no figure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import Awaitable, Callable
+from urllib.parse import urlsplit
+
+from bench.figures import BenchError
+
+Body = Callable[[int], bytes]  # request number -> the JSON body to POST
+
+
+class _Connection:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    async def request(self, head: bytes, body: bytes) -> bytes:
+        self.writer.write(head + str(len(body)).encode() + b"\r\n\r\n" + body)
+        header = await self.reader.readuntil(b"\r\n\r\n")
+        status = header[9:12]
+        lower = header.lower()
+        at = lower.find(b"\r\ncontent-length:")
+        if at >= 0:
+            end = lower.index(b"\r\n", at + 2)
+            payload = await self.reader.readexactly(int(lower[at + 17 : end]))
+        elif b"\r\ntransfer-encoding: chunked" in lower:
+            payload = await self._chunks()
+        else:
+            raise BenchError(f"reply without a length: {header[:300]!r}")
+        if status != b"200":
+            raise BenchError(f"HTTP {status.decode(errors='replace')}: {payload[:300]!r}")
+        return payload
+
+    async def _chunks(self) -> bytes:
+        parts = []
+        while True:
+            size = int((await self.reader.readuntil(b"\r\n")).split(b";")[0], 16)
+            parts.append(await self.reader.readexactly(size + 2))
+            if size == 0:
+                return b"".join(p[:-2] for p in parts)
+
+    async def close(self) -> None:
+        self.writer.close()
+        with contextlib.suppress(ConnectionError, OSError):
+            await self.writer.wait_closed()
+
+
+def check_result(payload: bytes) -> None:
+    """A JSON-RPC reply carrying a result (not an error)."""
+    try:
+        reply = json.loads(payload)
+    except ValueError:
+        raise BenchError(f"reply is not JSON: {payload[:300]!r}")
+    if not isinstance(reply, dict) or "result" not in reply:
+        raise BenchError(f"JSON-RPC error: {payload[:500]!r}")
+
+
+class Target:
+    """POST `path` on the server at `url`, with an optional bearer key."""
+
+    def __init__(self, url: str, key: str | None = None, path: str = "/rpc") -> None:
+        parts = urlsplit(url)
+        if parts.hostname is None or parts.port is None:
+            raise BenchError(f"expected http://HOST:PORT, got {url!r}")
+        self.host, self.port = parts.hostname, parts.port
+        auth = f"Authorization: Bearer {key}\r\n" if key else ""
+        self.head = (
+            f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n{auth}"
+            "Content-Type: application/json\r\nContent-Length: "
+        ).encode()
+
+    async def connect(self) -> _Connection:
+        reader, writer = await asyncio.open_connection(self.host, self.port)
+        return _Connection(reader, writer)
+
+
+async def drive(
+    clients: int, warmup: float, duration: float, one: Callable[[int, int], Awaitable[None]]
+) -> float:
+    """`clients` workers call one(worker, n) in a loop; completions per second after warm-up."""
+    done = 0
+    stop = False
+    counter = iter(range(1 << 62))
+
+    async def worker(w: int) -> None:
+        nonlocal done
+        while not stop:
+            await one(w, next(counter))
+            done += 1
+
+    tasks = [asyncio.create_task(worker(w), name=f"bench:load-{w}") for w in range(clients)]
+    try:
+        await _sleep_or_fail(warmup, tasks)
+        start, before = time.perf_counter(), done
+        await _sleep_or_fail(duration, tasks)
+        rate = (done - before) / (time.perf_counter() - start)
+        stop = True
+        await asyncio.gather(*tasks)  # each finishes the request it has in flight
+    finally:
+        for task in tasks:
+            _ = task.cancel()
+        _ = await asyncio.gather(*tasks, return_exceptions=True)
+    return rate
+
+
+async def _sleep_or_fail(seconds: float, tasks: list[asyncio.Task[None]]) -> None:
+    """Sleep, but raise at once the error of a worker that failed meanwhile."""
+    finished, _ = await asyncio.wait(tasks, timeout=seconds, return_when=asyncio.FIRST_EXCEPTION)
+    for task in finished:
+        task.result()  # raises the worker's error
+    if finished:
+        raise BenchError("a load worker stopped on its own")
+
+
+async def closed_loop(
+    target: Target, clients: int, warmup: float, duration: float, body: Body
+) -> float:
+    """HTTP requests per second that `clients` keep-alive connections complete."""
+    connections = [await target.connect() for _ in range(clients)]
+
+    async def one(worker: int, n: int) -> None:
+        check_result(await connections[worker].request(target.head, body(n)))
+
+    try:
+        return await drive(clients, warmup, duration, one)
+    finally:
+        for connection in connections:
+            await connection.close()
+
+
+async def run_all(target: Target, clients: int, bodies: list[bytes]) -> list[bytes]:
+    """Send every body (at most `clients` at once); the replies, in order."""
+    replies: list[bytes] = [b""] * len(bodies)
+    queue = iter(range(len(bodies)))
+
+    async def worker() -> None:
+        connection = await target.connect()
+        try:
+            for i in queue:
+                replies[i] = await connection.request(target.head, bodies[i])
+                check_result(replies[i])
+        finally:
+            await connection.close()
+
+    async with asyncio.TaskGroup() as tg:
+        for w in range(min(clients, len(bodies))):
+            _ = tg.create_task(worker(), name=f"bench:send-{w}")
+    return replies
