@@ -142,7 +142,9 @@ def build_table(deps: Deps) -> dict[str, Method]:
         """The account as the cache shows it, or as `newer` when the cache is behind it."""
         snapshot = await deps.cache.ask(FindAccount(account_id=account_id), timeout=deps.timeout)
         records = snapshot.records
-        if newer is not None and (not records or records[0].generation < newer.generation):
+        # The answer to a change shows the generation that change committed, even when the
+        # cache has already moved on to a later one (concurrent changes).
+        if newer is not None and (not records or records[0].generation != newer.generation):
             position = records[0].position if records else 0
             records = [replace(newer, position=position)]
         if not records:

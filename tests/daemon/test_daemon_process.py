@@ -336,6 +336,9 @@ async def test_sigterm_stops_the_daemon_cleanly_and_it_shows_offline(
 ) -> None:
     endpoints, kube = await setup(procs, tmp_path)
     daemon = await start_daemon(procs, tmp_path, "east", kube.kubeconfig, endpoints)
+    # Consuming, not just started: a fresh daemon first resets its consumer at the broker.
+    _ = await wait_until(lambda: "consumer_subscribed" in daemon.log_text(), timeout=20,
+                         message="daemon subscribed")
     _ = await wait_until(lambda: _online(endpoints, True), timeout=20, message="listed online")
     assert await procs.stop(daemon) == 0
     assert "process_stopped" in daemon.log_text()
