@@ -1,7 +1,8 @@
 """Figure 5: confirmed publish of our broker, against NATS JetStream, in the same run.
 
 Our broker runs as its own process (`python -m actors.broker`, a fresh data
-dir each run) and confirms a publish only after fdatasync:
+dir each run, CURVE on as deployed: bench/keys.py) and confirms a publish
+only after fdatasync:
 
 - async: one event per publish, WINDOW publishes in flight (the shape of
   JetStream's publish_async);

@@ -1,6 +1,6 @@
-"""`fabric bench [NAME] [--quick] [--json PATH] [--runs N]`: every figure against its baseline.
+"""`fabric bench [NAME...] [--quick] [--json PATH] [--runs N]`: every figure against its baseline.
 
-NAME is one of FIGURES (none: all of them, in this order). Each figure is
+Each NAME is one of FIGURES (none: all of them, in this order). Each figure is
 measured `--runs` times (3; 1 with `--quick`), alternating with its
 baseline, and printed as median [min..max] beside the baseline's, with the
 ratio and the goal. All figures are also written as JSON: to `--json PATH`,
@@ -85,8 +85,8 @@ def parser() -> argparse.ArgumentParser:
         + ". `fabric bench growth` and `fabric bench deliver` run those tools with their own "
         "flags (see their --help); growth's figures are part of the full run.",
     )
-    p.add_argument("name", nargs="?", choices=list(FIGURES), metavar="NAME",
-                   help="run one figure group (default: all)")
+    p.add_argument("names", nargs="*", metavar="NAME",
+                   help="the figure groups to run, in the order given (default: all)")
     p.add_argument("--quick", action="store_true", help="small sizes, for CI: asserts nothing about speed")
     p.add_argument("--json", type=Path, metavar="PATH", help="write the figures here as JSON")
     p.add_argument("--runs", type=_runs, help="runs per figure (default 3, quick 1)")
@@ -136,8 +136,12 @@ async def run(names: list[str], quick: bool, runs: int) -> tuple[list[Figure], l
 
 
 def main(argv: list[str]) -> int:
-    args = parser().parse_args(argv)
-    names = [args.name] if args.name else list(FIGURES)
+    p = parser()
+    args = p.parse_args(argv)
+    unknown = [name for name in args.names if name not in FIGURES]
+    if unknown:
+        p.error(f"unknown figure {unknown[0]!r}; known: {', '.join(FIGURES)}")
+    names = list(dict.fromkeys(args.names)) or list(FIGURES)
     runs = args.runs or (1 if args.quick else 3)
     # Logs go to stderr and only when something is wrong: stdout is the report.
     configure_logging("console", "error", process="bench")
