@@ -246,6 +246,14 @@ async def call_ok(up: FabricUp, method: str, params: dict[str, Any]) -> Any:
     return out.result
 
 
+async def create_account(up: FabricUp, slug: str) -> dict[str, Any]:
+    """`account.create` named and slugged `slug`; it must answer."""
+    account: dict[str, Any] = await call_ok(
+        up, "account.create", {"name": slug, "owner_email": f"{slug}@example.com", "slug": slug}
+    )
+    return account
+
+
 async def list_accounts(up: FabricUp) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
     cursor = None

@@ -12,32 +12,19 @@ Flow (one state dir, three runs of `fabric up`):
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
-
 import pytest
 
-from tests.system.harness import FabricUp, call_ok, eventually, gone, list_accounts, namespaces
+from tests.system.harness import (
+    FabricUp,
+    call_ok,
+    create_account,
+    eventually,
+    gone,
+    list_accounts,
+    namespaces,
+)
 
 pytestmark = pytest.mark.processes
-
-
-@pytest.fixture
-def up(tmp_path: Path) -> Iterator[FabricUp]:
-    system = FabricUp(tmp_path / "state", tmp_path / "logs", ["a", "b"])
-    try:
-        yield system
-    finally:
-        system.close()
-
-
-async def create(up: FabricUp, slug: str) -> dict[str, Any]:
-    account = await call_ok(
-        up, "account.create", {"name": slug, "owner_email": f"{slug}@example.com", "slug": slug}
-    )
-    assert isinstance(account, dict)
-    return account
 
 
 async def converged(
@@ -66,7 +53,7 @@ async def test_away_daemon_catches_up_and_a_new_cluster_gets_only_live_accounts(
 ) -> None:
     up.start(["a", "b"])
     await up.wait_ready()
-    first = [await create(up, slug) for slug in ("keep-1", "drop-1")]
+    first = [await create_account(up, slug) for slug in ("keep-1", "drop-1")]
     await eventually(
         lambda: converged(up, ["a", "b"], {"keep-1", "drop-1"}, set()),
         timeout=30,
@@ -76,8 +63,8 @@ async def test_away_daemon_catches_up_and_a_new_cluster_gets_only_live_accounts(
 
     up.start(["a"])
     await up.wait_ready()
-    await create(up, "keep-2")
-    await create(up, "keep-3")
+    await create_account(up, "keep-2")
+    await create_account(up, "keep-3")
     await call_ok(up, "account.delete", {"id": first[1]["id"]})
     live = {"keep-1", "keep-2", "keep-3"}
     await eventually(

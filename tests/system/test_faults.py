@@ -22,9 +22,7 @@ import os
 import random
 import signal
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -71,15 +69,6 @@ class History:
             kinds[key] = kinds.get(key, 0) + 1
         kills = ", ".join(f"{t:.1f}s {name}" for t, name, _ in self.kills)
         return f"seed {SEED}: calls {kinds}; kills: {kills}"
-
-
-@pytest.fixture
-def up(tmp_path: Path) -> Iterator[FabricUp]:
-    system = FabricUp(tmp_path / "state", tmp_path / "logs", CLUSTERS)
-    try:
-        yield system
-    finally:
-        system.close()
 
 
 async def create_until_known(

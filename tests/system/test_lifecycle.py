@@ -16,15 +16,13 @@ import asyncio
 import json
 import os
 import re
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
 from tests.support.kube import kubectl_path
-from tests.system.harness import FabricUp, call_ok, eventually, rpc
+from tests.system.harness import FabricUp, call_ok, create_account, eventually, rpc
 
 pytestmark = pytest.mark.processes
 
@@ -32,15 +30,6 @@ CLUSTERS = ["a", "b"]
 ALLOW = {"default-deny", "allow-same-namespace", "allow-dns"}
 DENY = {"default-deny", "suspended-deny-all"}
 WAIT_SECONDS = 60
-
-
-@pytest.fixture
-def up(tmp_path: Path) -> Iterator[FabricUp]:
-    system = FabricUp(tmp_path / "state", tmp_path / "logs", CLUSTERS)
-    try:
-        yield system
-    finally:
-        system.close()
 
 
 async def kubectl(up: FabricUp, cluster: str, *args: str) -> Any:
@@ -86,13 +75,6 @@ async def plans(up: FabricUp) -> dict[str, dict[str, Any]]:
     return {plan["name"]: plan for plan in await call_ok(up, "plan.list", {})}
 
 
-async def create(up: FabricUp, slug: str) -> dict[str, Any]:
-    account: dict[str, Any] = await call_ok(
-        up, "account.create", {"name": slug, "owner_email": f"{slug}@example.com", "slug": slug}
-    )
-    return account
-
-
 async def wait(
     up: FabricUp, account: dict[str, Any], status: str, *, clusters: list[str] = CLUSTERS
 ) -> dict[str, Any]:
@@ -115,7 +97,7 @@ async def wait(
 async def test_a_plan_change_shows_up_in_every_clusters_resource_quota(up: FabricUp) -> None:
     up.start()
     await up.wait_ready()
-    account = await wait(up, await create(up, "grow"), "ready")
+    account = await wait(up, await create_account(up, "grow"), "ready")
     standard = (await plans(up))["standard"]["quota"]
     for cluster in CLUSTERS:
         assert await hard(up, cluster, account["namespace"]) == standard
@@ -134,7 +116,7 @@ async def test_a_plan_change_shows_up_in_every_clusters_resource_quota(up: Fabri
 async def test_suspend_and_resume_round_trip_the_quota_and_the_policies(up: FabricUp) -> None:
     up.start()
     await up.wait_ready()
-    account = await wait(up, await create(up, "pause"), "ready")
+    account = await wait(up, await create_account(up, "pause"), "ready")
     ns = account["namespace"]
     standard = (await plans(up))["standard"]["quota"]
     for cluster in CLUSTERS:
@@ -182,7 +164,7 @@ async def test_a_cluster_offline_during_an_update_catches_up_to_the_latest_gener
 ) -> None:
     up.start()
     await up.wait_ready()
-    account = await wait(up, await create(up, "away"), "ready")
+    account = await wait(up, await create_account(up, "away"), "ready")
     assert up.stop() == 0
 
     up.start(["a"])  # b's daemon is away
@@ -217,7 +199,7 @@ async def test_a_cluster_offline_during_an_update_catches_up_to_the_latest_gener
 async def test_two_racing_updates_converge_to_the_later_one_everywhere(up: FabricUp) -> None:
     up.start()
     await up.wait_ready()
-    account = await wait(up, await create(up, "race"), "ready")
+    account = await wait(up, await create_account(up, "race"), "ready")
     answers = await asyncio.gather(
         call_ok(up, "account.update", {"id": account["id"], "plan": "small"}),
         call_ok(up, "account.update", {"id": account["id"], "plan": "large"}),
@@ -249,7 +231,7 @@ async def test_a_failed_cluster_shows_the_reason_and_retry_makes_the_account_rea
                  "match": {"method": "POST", "path_prefix": "/api/v1/namespaces"}}
         await inject_fault(up, "b", fault)
         words = "403"
-    account = await create(up, "blocked")
+    account = await create_account(up, "blocked")
 
     async def failed_in_b() -> dict[str, Any]:
         view: dict[str, Any] = await call_ok(up, "account.get", {"id": account["id"]})

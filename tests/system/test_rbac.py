@@ -20,8 +20,6 @@ its own); every other request in the log is from an aiohttp client (this test's,
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -48,15 +46,7 @@ MANIFEST = ROOT / "deploy" / "rbac.yaml"
 RBAC_GROUP = "/apis/rbac.authorization.k8s.io/v1"
 LOG_SIZE = 500  # the emulator keeps this many recent requests
 ENFORCE = "pod-security.kubernetes.io/enforce"
-
-
-@pytest.fixture
-def up(tmp_path: Path) -> Iterator[FabricUp]:
-    system = FabricUp(tmp_path / "state", tmp_path / "logs", [CLUSTER])
-    try:
-        yield system
-    finally:
-        system.close()
+CLUSTERS = [CLUSTER]  # what the `up` fixture starts by default
 
 
 class RequestLog:

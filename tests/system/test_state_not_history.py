@@ -10,33 +10,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
-from tests.system.harness import FabricUp, call_ok, eventually, list_accounts, namespaces
+from tests.system.harness import FabricUp, call_ok, create_account, eventually, list_accounts, namespaces
 
 pytestmark = pytest.mark.processes
-
-
-@pytest.fixture
-def up(tmp_path: Path) -> Iterator[FabricUp]:
-    system = FabricUp(tmp_path / "state", tmp_path / "logs", ["a"])
-    try:
-        yield system
-    finally:
-        system.close()
-
-
-async def create(up: FabricUp, slug: str) -> dict[str, Any]:
-    account = await call_ok(
-        up, "account.create", {"name": slug, "owner_email": f"{slug}@example.com", "slug": slug}
-    )
-    assert isinstance(account, dict)
-    return account
 
 
 async def emulator(up: FabricUp, cluster: str, method: str, path: str, body: object = None) -> Any:
@@ -63,7 +44,7 @@ async def test_a_cluster_added_later_makes_no_call_for_accounts_deleted_before_i
 ) -> None:
     up.start(["a"])
     await up.wait_ready()
-    accounts = [await create(up, f"late-{i:02d}") for i in range(12)]
+    accounts = [await create_account(up, f"late-{i:02d}") for i in range(12)]
     deleted = accounts[::2]
     for account in deleted:
         await call_ok(up, "account.delete", {"id": account["id"]})
@@ -107,8 +88,8 @@ async def test_an_account_a_cluster_keeps_refusing_delays_no_other_and_heals(up:
         {"mode": "error500", "count": 100000,
          "match": {"path_prefix": "/api/v1/namespaces/acc-stuck/resourcequotas"}},
     )
-    stuck = await create(up, "stuck")
-    others = [await create(up, f"fine-{i}") for i in range(4)]
+    stuck = await create_account(up, "stuck")
+    others = [await create_account(up, f"fine-{i}") for i in range(4)]
 
     async def others_ready_and_stuck_failed() -> bool:
         found = await statuses(up)
