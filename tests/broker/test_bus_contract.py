@@ -1,7 +1,8 @@
-"""The `core.bus` port's semantics, checked on the real broker and on the in-memory fake the
-unit tests use, so the fake cannot drift from what it stands in for.
+"""The `core.bus` port's semantics, checked on the real broker, on NATS JetStream (a real
+nats-server) and on the in-memory fake the unit tests use, so neither the second bus nor the
+fake can drift from what they stand in for.
 
-A connector is one identity (on the real broker, one CURVE key): `api` publishes account
+A connector is one identity (on the real broker, one CURVE key; on NATS, one user): `api` publishes account
 events and lists consumers, `cluster-NAME` reads `cluster:NAME` and reports outcomes."""
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from tests.broker.helpers import envelope
 from tests.support.broker import embedded_broker
 from tests.support.fake_bus import FakeBus
 from tests.support.keys import client_keys
+from tests.support.nats import nats_server
 from tests.support.wait import wait_until
 from transport.connector import BrokerConnector
 
@@ -29,11 +31,16 @@ async def _bus(kind: str, tmp_path: Path) -> AsyncIterator[Bus]:
         fake = FakeBus().connector()
         yield lambda _identity: fake
         return
+    if kind == "jetstream":
+        async with nats_server(tmp_path / "nats") as server:
+            await server.connector("api").prepare_stream()  # as bin/api does when it starts
+            yield server.connector
+        return
     async with embedded_broker(tmp_path) as endpoints:
         yield lambda identity: BrokerConnector(endpoints, keys=client_keys(identity), timeout=2.0)
 
 
-BUSES = pytest.mark.parametrize("kind", ["broker", "fake"])
+BUSES = pytest.mark.parametrize("kind", ["broker", "jetstream", "fake"])
 
 
 async def _until(batches: AsyncIterator[Batch], position: int) -> list[Batch]:
