@@ -11,6 +11,7 @@ import importlib
 import sys
 
 TOOLS = {
+    "cache": "bench.cache_reads",
     "deliver": "bench.deliver",
     "growth": "bench.growth",
 }

@@ -1,7 +1,9 @@
 """The query cache port: what the API reads accounts from and what the event driver writes.
 
-SQLite implements it today (actors/api/cache_store.py); a shared PostgreSQL
-cache could implement the same protocol so several API replicas share it.
+Two implementations: SQLite, one file per API process (the default,
+actors/api/cache_store.py), and PostgreSQL, one database several API replicas
+share (actors/api/cache_pg.py). Every method is a coroutine: a store's I/O
+(an fsync, a round trip) never runs on the event loop.
 
 State, not history. The cache holds the newest state it knows per key (an
 account, one cluster's report on an account); it keeps no event ids, no log
@@ -23,11 +25,22 @@ several writers feeding it the same stream never change what it ends with:
 - `needs_replay` is true from the moment a cache is created empty until
   `mark_replayed`: the consumer feeding it must read the log from its start
   first (its position on the bus may be ahead of an empty cache).
+- `known_clusters` (every cluster that ever reported) is read on every
+  account read, so it costs O(1): implementations keep it in memory and
+  notice when another process sharing the store added one. `find` and
+  `page` are the reads the API makes: accounts with their reports and the
+  known clusters, in one trip to the store.
+- Several processes may write one store. `listen(changed)` runs until
+  cancelled and calls `changed(account_ids)` for changes other writers
+  committed (it may also report our own), or `changed(None)` when it cannot
+  tell which (it reconnected and may have missed some): that is how a waiter
+  on one replica wakes when another applied the event. A store no one else
+  writes may return at once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -55,19 +68,46 @@ def report_order(report: ClusterReport) -> tuple[int, int, int, str]:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class CacheView:
+    """Accounts with the reports on them and every known cluster, as one read saw them."""
+
+    records: list[AccountRecord]
+    reports: dict[str, list[ClusterReport]]
+    clusters: list[str]
+
+
+ChangeListener = Callable[[Sequence[str] | None], None]
+"""Told the ids of accounts changed by any writer; None: anything may have changed."""
+
+
 class AccountCache(Protocol):
-    def apply(self, changes: Sequence[Change]) -> list[bool]: ...
+    async def apply(self, changes: Sequence[Change]) -> list[bool]: ...
 
-    def needs_replay(self) -> bool: ...
+    async def needs_replay(self) -> bool: ...
 
-    def mark_replayed(self) -> None: ...
+    async def mark_replayed(self) -> None: ...
 
-    def get_by_id(self, account_id: str) -> AccountRecord | None: ...
+    async def get_by_id(self, account_id: str) -> AccountRecord | None: ...
 
-    def get_by_slug(self, slug: str) -> AccountRecord | None: ...
+    async def get_by_slug(self, slug: str) -> AccountRecord | None: ...
 
-    def list_after(self, after: int | None, limit: int) -> list[AccountRecord]: ...
+    async def list_after(self, after: int | None, limit: int) -> list[AccountRecord]: ...
 
-    def reports(self, account_ids: list[str]) -> dict[str, list[ClusterReport]]: ...
+    async def reports(self, account_ids: list[str]) -> dict[str, list[ClusterReport]]: ...
 
-    def known_clusters(self) -> list[str]: ...
+    async def known_clusters(self) -> list[str]: ...
+
+    async def find(self, account_id: str | None, slug: str | None) -> CacheView:
+        """The account with this id (else this slug), if the cache shows it."""
+        ...
+
+    async def page(self, after: int | None, limit: int) -> CacheView:
+        """Up to `limit` accounts past position `after`, in position order."""
+        ...
+
+    async def ping(self) -> None: ...
+
+    async def listen(self, changed: ChangeListener) -> None: ...
+
+    async def close(self) -> None: ...

@@ -25,8 +25,10 @@ retries with capped backoff and resumes where it was (libzmq reconnects the
 sockets). Iterate one `batches()` at a time per Subscriber (they share the live
 queue).
 
-`ack(seq)` is cumulative and cheap: it raises one integer and the next loop
-turn PUSHes it, so many acks in a turn cost one message. Acks are facts the
+`ack(seq)` is cumulative and cheap: it raises one integer and a timer PUSHes
+it `ack_delay` seconds later (0: the next loop turn), so every ack made
+meanwhile costs one message: under load, a send per event was the daemon's
+largest socket cost. Leaving, the subscriber sends what is unsent at once. Acks are facts the
 broker can lose: when a pong shows the broker's position below what we acked,
 we send ours again (at once if the broker had confirmed it before and lost it:
 a crash lost positions saved too late; otherwise after a couple of heartbeats).
@@ -53,6 +55,9 @@ from transport.sockets import ClientKeys, Context, Socket, connect_push, connect
 log = structlog.get_logger()
 
 ACK_LINGER_MS = 500
+# How long an ack waits for later ones to join it. A lost or late ack costs a redelivery at
+# most, never a loss; the broker's view of the position lags by this much.
+ACK_DELAY = 0.02
 LIVE_BATCH = 1000  # records gathered into one live batch at most
 
 
@@ -77,6 +82,7 @@ class Subscriber:
         page_size: int = 500,
         live_buffer: int = 1000,
         retry_max: float = 2.0,
+        ack_delay: float = ACK_DELAY,
     ) -> None:
         self._consumer = protocol.check_consumer(consumer)
         self._prefix = protocol.check_prefix(key_prefix)
@@ -93,7 +99,8 @@ class Subscriber:
         self._tasks: list[asyncio.Task[None]] = []
         self._sub: Socket | None = None
         self._push: Socket | None = None
-        self._ack_flush: asyncio.Handle | None = None
+        self._ack_flush: asyncio.TimerHandle | asyncio.Handle | None = None
+        self._ack_delay = ack_delay
         self._acked = 0  # the highest position acked by our consumer
         self._sent = 0  # the highest position PUSHed
         self._sent_at = 0.0
@@ -152,7 +159,11 @@ class Subscriber:
             return
         self._acked = seq
         if self._ack_flush is None:
-            self._ack_flush = asyncio.get_running_loop().call_soon(self._flush_acks)
+            loop = asyncio.get_running_loop()
+            self._ack_flush = (
+                loop.call_later(self._ack_delay, self._flush_acks) if self._ack_delay > 0
+                else loop.call_soon(self._flush_acks)
+            )
 
     def _flush_acks(self) -> None:
         self._ack_flush = None

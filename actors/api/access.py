@@ -13,6 +13,12 @@ dispatcher consults (actors/api/jsonrpc.py):
 - `authorize(method)`: -32001 with `data.reason` `missing`, `invalid`
   (unknown, revoked or not a bearer token) or `scope` (the key's scope is
   below the method's, actors/api/scopes.py; `data.required` names it).
+- Console sessions (actors/api/console/): a request without an
+  `Authorization` header but with the `SESSION_COOKIE` cookie is the
+  session's key, looked up in `Gate.sessions` (which re-checks that the key
+  is still valid); everything above then applies as for the key itself. The
+  Origin of such a request is checked before it gets here (the console's
+  middleware), since a browser sends cookies on cross-site requests too.
 - `audit(...)`: one `audit` log line per call of a method above `read`
   (state changes and key management), with the key's id, name and scope, the
   method, the account (or key) it concerned and the outcome.
@@ -23,7 +29,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -33,6 +39,14 @@ from actors.api.ratelimit import Limiter, retry_after
 from actors.api.scopes import allows, audited, required_scope
 
 log = structlog.get_logger()
+
+SESSION_COOKIE = "fabric_session"
+
+
+class SessionLookup(Protocol):
+    def identify(self, session_id: str) -> Principal | Refusal:
+        """The session's key while both are valid, else why not (`invalid`)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,32 +61,48 @@ class AccessSettings:
 
 class Gate:
     def __init__(
-        self, keys: KeyRing, settings: AccessSettings | None = None, *, clock: Clock = time.monotonic
+        self,
+        keys: KeyRing,
+        settings: AccessSettings | None = None,
+        *,
+        clock: Clock = time.monotonic,
+        sessions: SessionLookup | None = None,
     ) -> None:
         settings = settings or AccessSettings()
         self.keys = keys
+        self.sessions = sessions
         self.per_key = Limiter(settings.key_rate, settings.key_burst, clock)
         self.failures = Limiter(settings.fail_rate, settings.fail_burst, clock)
 
-    def access(self, authorization: str | None, remote: str | None) -> RequestAccess:
-        return RequestAccess(self, authorization, remote or "-")
+    def access(
+        self, authorization: str | None, remote: str | None, session: str | None = None
+    ) -> RequestAccess:
+        """`session`: the console's session cookie, used only when there is no Authorization."""
+        return RequestAccess(self, authorization, remote or "-", session)
 
 
 class RequestAccess:
     """One HTTP request's caller; the key is looked up once, when first needed."""
 
-    __slots__ = ("_authorization", "_gate", "_identity", "_remote")
+    __slots__ = ("_authorization", "_gate", "_identity", "_remote", "_session")
 
-    def __init__(self, gate: Gate, authorization: str | None, remote: str) -> None:
+    def __init__(
+        self, gate: Gate, authorization: str | None, remote: str, session: str | None = None
+    ) -> None:
         self._gate = gate
         self._authorization = authorization
         self._remote = remote
+        self._session = session
         self._identity: Principal | Refusal | None = None
 
     @property
     def identity(self) -> Principal | Refusal:
         if self._identity is None:
-            self._identity = self._gate.keys.identify(self._authorization)
+            sessions = self._gate.sessions
+            if not (self._authorization or "").strip() and self._session and sessions is not None:
+                self._identity = sessions.identify(self._session)
+            else:
+                self._identity = self._gate.keys.identify(self._authorization)
         return self._identity
 
     def admit(self, cost: int) -> int | None:

@@ -8,6 +8,8 @@ command at a time; several pairs let creates overlap their database round
 trips (slug uniqueness is the database's, so they need not coordinate).
 API keys: the admin key plus those of the key file (`access.keys_file`,
 default STATE_DIR/keys.json), followed live; `key.*` methods manage them.
+The operator console (actors/api/console/) is mounted on the same HTTP
+server; its sessions authenticate like their keys.
 The main and the in-process tests both use it.
 """
 
@@ -21,7 +23,10 @@ from pathlib import Path
 from actors.api.access import AccessSettings, Gate
 from actors.api.auth import Clock, KeyRing
 from actors.api.cache import CacheActor, CacheMessage, PingCache
+from actors.api.cache_backends import CACHE_FILE as CACHE_FILE  # where main and tests find it
+from actors.api.cache_backends import cache_opener
 from actors.api.clusters import ClusterDirectoryActor, DirectoryMessage, GetDirectory
+from actors.api.console import Console, ConsoleSettings, Feeds, SessionStore
 from actors.api.cursors import CursorCodec
 from actors.api.domain import DomainActor, DomainMessage
 from actors.api.driver import DriverMessage, EventDriverActor
@@ -35,8 +40,6 @@ from actors.api.relay import OutboxRelayActor, RelayMessage, RelaySettings
 from actors.legacy.actor import LegacyActor, LegacyMessage, PingLegacy
 from actors.runtime import ActorRef, ActorSystem, RestartPolicy
 from core.bus import BusConnector
-
-CACHE_FILE = "cache.sqlite3"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +57,8 @@ class ApiSettings:
     relay_enabled: bool = True
     workers: int = 4
     access: AccessSettings = field(default_factory=AccessSettings)
+    cache_dsn: str | None = None  # a shared PostgreSQL cache; None: STATE_DIR/cache.sqlite3
+    console: ConsoleSettings = field(default_factory=ConsoleSettings)
 
     @property
     def keys_file(self) -> Path:
@@ -89,10 +94,12 @@ async def start_api(
     metrics = ApiMetrics()
     keys = KeyRing(settings.admin_key, settings.keys_file,
                    reload_interval=settings.access.reload_interval, clock=clock)
-    gate = Gate(keys, settings.access, clock=clock)
+    sessions = SessionStore(keys, settings.console, clock=clock)
+    gate = Gate(keys, settings.access, clock=clock, sessions=sessions)
     # Stores are restarted a few times quickly; past the budget the process exits non-zero.
     policy = RestartPolicy(max_restarts=10, window=30.0, backoff_initial=0.1, backoff_max=2.0)
-    cache = system.spawn(lambda: CacheActor(settings.state_dir / CACHE_FILE), name="cache", policy=policy)
+    open_cache = cache_opener(settings.state_dir, settings.cache_dsn)
+    cache = system.spawn(lambda: CacheActor(open_cache), name="cache", policy=policy)
     directory = system.spawn(
         lambda: ClusterDirectoryActor(connector, metrics, interval=settings.directory_interval),
         name="directory", policy=policy,
@@ -110,7 +117,8 @@ async def start_api(
         ))
     legacy, domain = legacies[0], domains[0]
     driver = system.spawn(
-        lambda: EventDriverActor(connector, cache, metrics, backoff_max=settings.relay.backoff_max),
+        lambda: EventDriverActor(connector, cache, metrics, backoff_max=settings.relay.backoff_max,
+                                 directory=directory),
         name="event-driver", policy=policy,
     )
     relay = None
@@ -141,8 +149,10 @@ async def start_api(
             checks["broker"] = f"down: {type(exc).__name__}"
         return checks
 
+    console = Console(sessions, gate, Feeds(cache, directory, table, settings.rpc_timeout),
+                      settings.console, settings.directory_interval)
     http = system.spawn(
-        lambda: HttpActor(lambda: build_app(dispatcher, gate, metrics, readiness),
+        lambda: HttpActor(lambda: console.mount(build_app(dispatcher, gate, metrics, readiness)),
                           settings.host, settings.port),
         name="http", policy=policy,
     )

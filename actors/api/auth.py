@@ -120,6 +120,18 @@ class KeyRing:
                 found = entry.principal
         return found if found is not None else "invalid"
 
+    def live(self, key_id: str) -> Principal | None:
+        """The key with this id while it is valid (console sessions re-check their key here).
+
+        The key file is stat'ed on every call, not once per reload interval: a session
+        outlives the request that opened it, so its key's revocation must end it at once.
+        """
+        self.reload()
+        for entry in (*self._entries, *self._file_entries):
+            if entry.principal.key_id == key_id:
+                return entry.principal
+        return None
+
     def refresh(self) -> None:
         """Reload the key file if it changed, checking at most once per reload interval."""
         now = self._clock()

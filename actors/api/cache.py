@@ -1,4 +1,9 @@
-"""The cache actor: the only owner of the SQLite query cache.
+"""The cache actor: the only owner of this process's handle on the query cache.
+
+It opens an `AccountCache` (SQLite or PostgreSQL: `CacheOpener`, called again
+on each restart) and serves it to the rest of the process; it knows nothing
+of either store. Store failures arrive as `DependencyUnavailable("cache")`
+and go back to the asker.
 
 Writes come from the event driver (a batch of bus deliveries, applied in one
 transaction before the driver acks them) and from the domain actor (the
@@ -10,23 +15,26 @@ into Account views.
 `WatchAccount` answers a future resolved the next time an apply changes that
 account or a cluster's report on it (actors/api/watchers.py): `account.wait`
 parks on it rather than polling. Waiters are woken after the transaction
-commits, and all of them when the actor stops.
+commits, and all of them when the actor stops. Changes other processes
+commit to a shared store (another API replica's event driver applied the
+outcome) arrive through the store's `listen` and wake the same waiters and
+feeds. `SubscribeChanges` answers a
+bounded feed of every account id changed from then on (the console's live
+updates); the actor stopping ends it, so its reader starts over.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import assert_never
 
-from actors.api.cache_store import SqliteCache, StoreError
-from actors.api.watchers import Watchers
+from actors.api.watchers import Subscription, Watchers
 from actors.runtime import Actor, Request
-from core.account import AccountRecord, ClusterReport
-from core.cache import Change
-from core.errors import DependencyUnavailable
+from core.cache import AccountCache, CacheView, Change
+
+CacheOpener = Callable[[], Awaitable[AccountCache]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,11 +53,7 @@ class ApplyEvents(Request[list[bool]]):
     items: Sequence[Applied]
 
 
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    records: list[AccountRecord]
-    reports: dict[str, list[ClusterReport]]
-    clusters: list[str]
+Snapshot = CacheView  # accounts, their reports, the known clusters: what a read answers
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +76,13 @@ class WatchAccount(Request[asyncio.Future[None]]):
 
 
 @dataclass(frozen=True, slots=True)
+class SubscribeChanges(Request[Subscription]):
+    """Every account id changed from now on; dropped when `limit` ids are pending."""
+
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
 class NeedsReplay(Request[bool]):
     pass
 
@@ -86,41 +97,44 @@ class PingCache(Request[None]):
     pass
 
 
+@dataclass(frozen=True, slots=True)
+class _ChangedElsewhere:
+    """Accounts another writer of a shared store changed (None: any of them may have)."""
+
+    account_ids: tuple[str, ...] | None
+
+
 CacheMessage = (
     ApplyEvents | FindAccount | ListAccountsPage | WatchAccount | NeedsReplay
-    | MarkReplayed | PingCache
+    | MarkReplayed | PingCache | SubscribeChanges | _ChangedElsewhere
 )
 
 
 class CacheActor(Actor[CacheMessage]):
-    def __init__(self, path: Path) -> None:
-        self._path = path
-        self._store: SqliteCache | None = None
+    def __init__(self, open_cache: CacheOpener) -> None:
+        self._open = open_cache
+        self._store: AccountCache | None = None
         self._watchers = Watchers()
 
     async def started(self) -> None:
-        self._store = SqliteCache(self._path)
-        if self._store.recreated:
-            self.log.warning("cache_recreated", path=str(self._path), reason="old schema")
+        self._store = await self._open()
+        self._listener = self.start_task(self._store.listen(self._changed_elsewhere), name="listen")
 
     async def stopped(self) -> None:
-        self._watchers.notify_all()
+        self._watchers.close()
         if self._store is not None:
-            self._store.close()
+            await self._store.close()
+
+    def _changed_elsewhere(self, account_ids: Sequence[str] | None) -> None:
+        # Called by the store outside `receive`: the watchers are only touched in the mailbox.
+        self.ref.tell(_ChangedElsewhere(None if account_ids is None else tuple(account_ids)))
 
     async def receive(self, message: CacheMessage) -> object:
-        try:
-            return self._handle(message)
-        except StoreError as exc:
-            # The asker learns the cache is unavailable; nothing was applied (one transaction).
-            raise DependencyUnavailable("cache", f"{type(exc).__name__}: {exc}") from exc
-
-    def _handle(self, message: CacheMessage) -> object:
         store = self._store
         assert store is not None
         match message:
             case ApplyEvents(items):
-                changed = store.apply([item.change for item in items])
+                changed = await store.apply([item.change for item in items])
                 for item, did in zip(items, changed, strict=True):
                     if did:
                         self.log.debug(
@@ -130,26 +144,28 @@ class CacheActor(Actor[CacheMessage]):
                         self._watchers.notify(item.change.event.account_id)
                 return changed
             case FindAccount(account_id, slug):
-                record = (
-                    store.get_by_id(account_id) if account_id is not None
-                    else store.get_by_slug(slug or "")
-                )
-                records = [record] if record is not None else []
-                return self._snapshot(store, records)
+                return await store.find(account_id, slug)
             case ListAccountsPage(after, limit):
-                return self._snapshot(store, store.list_after(after, limit))
+                return await store.page(after, limit)
             case WatchAccount(account_id):
                 return self._watchers.watch(account_id)
+            case SubscribeChanges(limit):
+                return self._watchers.subscribe(limit)
             case NeedsReplay():
-                return store.needs_replay()
+                return await store.needs_replay()
             case MarkReplayed():
-                store.mark_replayed()
+                await store.mark_replayed()
                 return None
             case PingCache():
-                store.ping()
+                await store.ping()
+                return None
+            case _ChangedElsewhere(account_ids):
+                if account_ids is None:
+                    # Changes may have been missed: wake every waiter to re-read, and end the
+                    # feeds, whose readers start over from a fresh read (as after a restart).
+                    self._watchers.close()
+                for account_id in account_ids or ():
+                    self._watchers.notify(account_id)
                 return None
             case _:
                 assert_never(message)
-
-    def _snapshot(self, store: SqliteCache, records: list[AccountRecord]) -> Snapshot:
-        return Snapshot(records, store.reports([r.id for r in records]), store.known_clusters())

@@ -1,329 +1,151 @@
-"""The SQLite query cache (stdlib sqlite3): the newest known state of each account and report.
+"""The SQLite query cache (stdlib sqlite3), the default: one file per API process.
 
 Implements `core.cache.AccountCache` (read its contract: generation-guarded,
 order-free, one transaction per batch). Only the cache actor holds an
-instance (one connection, one thread); the rebuild holds its own on a fresh
-file. `synchronous=FULL`: the consumer acks the bus right after `apply`
-returns, so a committed batch must survive a power loss.
-
-Schema versions. The file records its schema in `PRAGMA user_version`. A file
-of another version (the event-history cache of schema 1, with its `applied`
-table and cursor; schema 2, before plans and suspension), or one that is not
-a database at all, is not migrated but recreated empty: it is a cache. A file
-created empty is marked as needing a replay (`needs_replay`), which makes the
-event driver reset its bus consumer and read the log from the start; so a
-lost or recreated file never leaves the cache behind a consumer position
-that has already passed its history.
-
-`account.updated` is applied like `account.created` (it is the same whole
-state at a later generation, guarded the same way); its time is the
-account's `updated_at`. Each apply that changes an account or a report on it
-is returned as changed, which is what the cache actor wakes waiters on.
-
-A deleted account whose creation the cache never saw (the log compacted it
-away, or the tombstone came first) is kept as a tombstone row to guard its
-generation, but reads do not show it: only its id, slug and namespace are
-known, and a reader of the compacted log would stop seeing it anyway once
-the tombstone retention has passed.
+instance; the rebuild holds its own on a fresh file. Every commit is
+fsynced (actors/api/cache_file.py), which is slow, so the one connection
+lives on one dedicated worker thread and `SqliteCache` is its async face: the
+event loop never waits on the disk, and calls run one at a time in the order
+they were made. A read the API makes (`find`, `page`) is one trip to that
+thread. Any sqlite3 error (disk full, a corrupt or locked file) is
+`DependencyUnavailable("cache")`; nothing of the batch was applied.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import os
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, assert_never
+from typing import Any, TypeVar
 
+import structlog
+
+from actors.api.cache_file import SCHEMA_VERSION as SCHEMA_VERSION  # what the file records
+from actors.api.cache_file import SqliteFile, remove_files
 from actors.runtime.files import fsync_dir
-from core.account import AccountRecord, ClusterReport, ReportState
-from core.cache import Change, report_order
-from core.events import (
-    AccountCreated,
-    AccountDeleted,
-    AccountUpdated,
-    NamespaceDeleted,
-    NamespaceProvisioned,
-    NamespaceProvisionFailed,
-    OutcomeEvent,
-)
+from core.account import AccountRecord, ClusterReport
+from core.cache import CacheView, Change, ChangeListener
+from core.errors import DependencyUnavailable
 
-SCHEMA_VERSION = 3  # `PRAGMA user_version` at the end of _SCHEMA says the same
-
-# Idempotent: two processes opening a new shared file may both run it.
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS accounts (
-    position    INTEGER PRIMARY KEY AUTOINCREMENT,
-    id          TEXT NOT NULL UNIQUE,
-    slug        TEXT NOT NULL,
-    name        TEXT,
-    owner_email TEXT,
-    namespace   TEXT NOT NULL,
-    created_at  TEXT,
-    deleted_at  TEXT,
-    generation  INTEGER NOT NULL,
-    updated_at  TEXT NOT NULL,
-    plan        TEXT NOT NULL DEFAULT 'standard',
-    suspended   INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS accounts_slug ON accounts (slug);
-CREATE TABLE IF NOT EXISTS reports (
-    account_id          TEXT NOT NULL,
-    cluster             TEXT NOT NULL,
-    state               TEXT NOT NULL,
-    observed_generation INTEGER NOT NULL,
-    attempts            INTEGER,
-    updated_at          TEXT NOT NULL,
-    error               TEXT,
-    PRIMARY KEY (account_id, cluster)
-);
-CREATE TABLE IF NOT EXISTS meta (id INTEGER PRIMARY KEY CHECK (id = 1), needs_replay INTEGER NOT NULL);
-INSERT OR IGNORE INTO meta (id, needs_replay) VALUES (1, 1);
-PRAGMA user_version = 3;
-"""
-
-StoreError = sqlite3.Error  # what a failing store raises (disk full, corrupt file, locked)
-
-_ACCOUNT_COLS = (
-    "id, slug, name, owner_email, namespace, created_at, deleted_at, generation, updated_at, "
-    "position, plan, suspended"
-)
-_VISIBLE = "name IS NOT NULL"  # tombstone-only rows guard a generation but are not shown
-_REPORT_COLS = "cluster, state, observed_generation, updated_at, error, attempts"
+T = TypeVar("T")
+log = structlog.get_logger()
 
 
 class SqliteCache:
-    def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
-        self.recreated = False  # an old-schema or broken file was replaced by an empty one
-        self._db = self._connect()
+    """The async `AccountCache`: each call runs on the one thread that owns the connection."""
+
+    def __init__(self, file: SqliteFile, executor: ThreadPoolExecutor) -> None:
+        self._file = file
+        self._executor = executor
+
+    @classmethod
+    async def open(cls, path: Path | str) -> SqliteCache:
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-cache")
         try:
-            version, tables = self._probe()
-            if version != SCHEMA_VERSION and tables:
-                self._db.close()
-                remove_files(self.path)
-                self.recreated = True
-                self._db = self._connect()
-                version = 0
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute("PRAGMA busy_timeout=5000")  # a second writer (a shared file) waits
-            if version != SCHEMA_VERSION:
-                self._db.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
+            file = await _on(executor, SqliteFile, path)
         except BaseException:
-            self._db.close()
+            executor.shutdown(wait=False)
             raise
+        if file.recreated:
+            log.warning("cache_recreated", path=str(file.path), reason="old schema")
+        return cls(file, executor)
 
-    def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(str(self.path), isolation_level=None)
+    @property
+    def path(self) -> Path:
+        return self._file.path
 
-    def _probe(self) -> tuple[int, int]:
-        """The file's schema version and table count; an unreadable file counts as another schema."""
+    @property
+    def recreated(self) -> bool:
+        return self._file.recreated
+
+    async def _run(self, call: Callable[..., T], *args: Any) -> T:
         try:
-            version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
-            tables = int(self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0])
-        except sqlite3.DatabaseError as exc:
-            if exc.sqlite_errorname not in ("SQLITE_NOTADB", "SQLITE_CORRUPT"):
-                raise  # e.g. locked: not ours to throw away
-            return -1, 1
-        return version, tables
+            return await _on(self._executor, call, *args)
+        except sqlite3.Error as exc:
+            # The caller learns the cache is unavailable; nothing was applied (one transaction).
+            raise DependencyUnavailable("cache", f"{type(exc).__name__}: {exc}") from exc
 
-    def close(self) -> None:
-        self._db.close()
+    async def apply(self, changes: Sequence[Change]) -> list[bool]:
+        return await self._run(self._file.apply, list(changes))
 
-    def checkpoint(self) -> None:
-        """Move every committed change from the WAL into the main file."""
-        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    async def needs_replay(self) -> bool:
+        return await self._run(self._file.needs_replay)
 
-    def ping(self) -> None:
-        self._db.execute("SELECT 1").fetchone()
+    async def mark_replayed(self) -> None:
+        await self._run(self._file.mark_replayed)
 
-    # writes -----------------------------------------------------------------------------
-    def apply(self, changes: Sequence[Change]) -> list[bool]:
-        """Apply a batch in one transaction; per change, whether the cache changed."""
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
+    async def get_by_id(self, account_id: str) -> AccountRecord | None:
+        return await self._run(self._file.get_by_id, account_id)
+
+    async def get_by_slug(self, slug: str) -> AccountRecord | None:
+        return await self._run(self._file.get_by_slug, slug)
+
+    async def list_after(self, after: int | None, limit: int) -> list[AccountRecord]:
+        return await self._run(self._file.list_after, after, limit)
+
+    async def reports(self, account_ids: list[str]) -> dict[str, list[ClusterReport]]:
+        return await self._run(self._file.reports, list(account_ids))
+
+    async def known_clusters(self) -> list[str]:
+        return await self._run(self._file.known_clusters)
+
+    async def find(self, account_id: str | None, slug: str | None) -> CacheView:
+        return await self._run(self._file.find, account_id, slug)  # one trip to the thread
+
+    async def page(self, after: int | None, limit: int) -> CacheView:
+        return await self._run(self._file.page, after, limit)
+
+    async def ping(self) -> None:
+        await self._run(self._file.ping)
+
+    async def listen(self, changed: ChangeListener) -> None:
+        """Nothing to listen to: a file's other writers (rare) are seen by the next read."""
+
+    async def checkpoint(self) -> None:
+        await self._run(self._file.checkpoint)
+
+    async def dump(self) -> dict[str, list[tuple[Any, ...]]]:
+        return await self._run(self._file.dump)
+
+    async def close(self) -> None:
         try:
-            changed = [self._apply(c) for c in changes]
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        return changed
-
-    def _apply(self, change: Change) -> bool:
-        event = change.event
-        match event:
-            case AccountCreated():
-                # AccountUpdated too (a subclass): the whole state at its generation.
-                updated_at = change.occurred_at if isinstance(event, AccountUpdated) else None
-                return self._created(event, updated_at or event.created_at)
-            case AccountDeleted():
-                return self._deleted(event)
-            case NamespaceProvisioned():
-                return self._report(event, "created", change.occurred_at, None, None)
-            case NamespaceProvisionFailed():
-                return self._report(
-                    event, "failed", change.occurred_at, event.reason, event.attempts
-                )
-            case NamespaceDeleted():
-                return self._report(event, "deleted", change.occurred_at, None, None)
-            case _:
-                assert_never(event)
-
-    def _generation(self, account_id: str) -> tuple[int, bool] | None:
-        """The cached account's generation and whether its creation was seen; None if unknown."""
-        row = self._db.execute(
-            "SELECT generation, name IS NOT NULL FROM accounts WHERE id = ?", (account_id,)
-        ).fetchone()
-        return None if row is None else (int(row[0]), bool(row[1]))
-
-    def _created(self, e: AccountCreated, updated_at: str) -> bool:
-        cached = self._generation(e.account_id)
-        if cached is None:
-            self._db.execute(
-                "INSERT INTO accounts (id, slug, name, owner_email, namespace, created_at, "
-                "generation, updated_at, plan, suspended) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (e.account_id, e.slug, e.name, e.owner_email, e.namespace, e.created_at,
-                 e.generation, updated_at, e.plan, e.suspended),
-            )
-            return True
-        generation, seen = cached
-        if e.generation > generation:
-            # A newer desired state of a live account (an accepted change).
-            self._db.execute(
-                "UPDATE accounts SET slug = ?, name = ?, owner_email = ?, namespace = ?, "
-                "created_at = ?, deleted_at = NULL, generation = ?, updated_at = ?, plan = ?, "
-                "suspended = ? WHERE id = ?",
-                (e.slug, e.name, e.owner_email, e.namespace, e.created_at, e.generation,
-                 updated_at, e.plan, e.suspended, e.account_id),
-            )
-            return True
-        if not seen:
-            # The tombstone came first: fill in what it does not carry, keep its state.
-            self._db.execute(
-                "UPDATE accounts SET name = ?, owner_email = ?, created_at = ?, plan = ? "
-                "WHERE id = ?",
-                (e.name, e.owner_email, e.created_at, e.plan, e.account_id),
-            )
-            return True
-        return False
-
-    def _deleted(self, e: AccountDeleted) -> bool:
-        cached = self._generation(e.account_id)
-        # The tombstone carries the account's last state; an empty one (a tombstone written
-        # without it) keeps the row hidden until a create fills it in.
-        name, email, created = (e.name or None), (e.owner_email or None), (e.created_at or None)
-        if cached is None:
-            self._db.execute(
-                "INSERT INTO accounts (id, slug, name, owner_email, namespace, created_at, "
-                "deleted_at, generation, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (e.account_id, e.slug, name, email, e.namespace, created, e.deleted_at,
-                 e.generation, e.deleted_at),
-            )
-            return True
-        if e.generation <= cached[0]:
-            return False
-        self._db.execute(
-            "UPDATE accounts SET slug = ?, name = coalesce(?, name), "
-            "owner_email = coalesce(?, owner_email), namespace = ?, "
-            "created_at = coalesce(?, created_at), deleted_at = ?, generation = ?, "
-            "updated_at = ? WHERE id = ?",
-            (e.slug, name, email, e.namespace, created, e.deleted_at, e.generation,
-             e.deleted_at, e.account_id),
-        )
-        return True
-
-    def _report(
-        self, e: OutcomeEvent, state: ReportState, at: str, error: str | None, attempts: int | None
-    ) -> bool:
-        new = ClusterReport(e.cluster, state, e.observed_generation, at, error, attempts)
-        row = self._db.execute(
-            f"SELECT {_REPORT_COLS} FROM reports WHERE account_id = ? AND cluster = ?",  # noqa: S608
-            (e.account_id, e.cluster),
-        ).fetchone()
-        if row is not None and report_order(new) <= report_order(ClusterReport(*row)):
-            return False
-        self._db.execute(
-            "INSERT INTO reports (account_id, cluster, state, observed_generation, attempts, "
-            "updated_at, error) VALUES (?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (account_id, cluster) DO UPDATE SET state = excluded.state, "
-            "observed_generation = excluded.observed_generation, attempts = excluded.attempts, "
-            "updated_at = excluded.updated_at, error = excluded.error",
-            (e.account_id, e.cluster, state, e.observed_generation, attempts, at, error),
-        )
-        return True
-
-    def needs_replay(self) -> bool:
-        return bool(self._db.execute("SELECT needs_replay FROM meta WHERE id = 1").fetchone()[0])
-
-    def mark_replayed(self) -> None:
-        self._db.execute("UPDATE meta SET needs_replay = 0 WHERE id = 1")
-
-    # reads ------------------------------------------------------------------------------
-    def get_by_id(self, account_id: str) -> AccountRecord | None:
-        row = self._db.execute(
-            f"SELECT {_ACCOUNT_COLS} FROM accounts WHERE id = ? AND {_VISIBLE}",  # noqa: S608
-            (account_id,),
-        ).fetchone()
-        return None if row is None else _record(row)
-
-    def get_by_slug(self, slug: str) -> AccountRecord | None:
-        # Slugs are unique in the legacy database; should one ever be reused, the live one wins.
-        row = self._db.execute(
-            f"SELECT {_ACCOUNT_COLS} FROM accounts WHERE slug = ? AND {_VISIBLE} "  # noqa: S608
-            "ORDER BY deleted_at IS NULL DESC, position DESC LIMIT 1",
-            (slug,),
-        ).fetchone()
-        return None if row is None else _record(row)
-
-    def list_after(self, after: int | None, limit: int) -> list[AccountRecord]:
-        rows = self._db.execute(
-            f"SELECT {_ACCOUNT_COLS} FROM accounts WHERE position > ? AND {_VISIBLE} "  # noqa: S608
-            "ORDER BY position LIMIT ?",
-            (after or 0, limit),
-        ).fetchall()
-        return [_record(row) for row in rows]
-
-    def reports(self, account_ids: list[str]) -> dict[str, list[ClusterReport]]:
-        out: dict[str, list[ClusterReport]] = {a: [] for a in account_ids}
-        if not account_ids:
-            return out
-        marks = ",".join("?" * len(account_ids))
-        for account_id, *report in self._db.execute(
-            f"SELECT account_id, {_REPORT_COLS} FROM reports "  # noqa: S608
-            f"WHERE account_id IN ({marks}) ORDER BY cluster",
-            account_ids,
-        ):
-            out[account_id].append(ClusterReport(*report))
-        return out
-
-    def known_clusters(self) -> list[str]:
-        return [r[0] for r in self._db.execute("SELECT DISTINCT cluster FROM reports ORDER BY 1")]
-
-    def dump(self) -> dict[str, list[tuple[Any, ...]]]:
-        """Everything the cache knows, in a form two caches can be compared by (not positions)."""
-        accounts = self._db.execute(
-            "SELECT id, slug, name, owner_email, namespace, created_at, deleted_at, generation, "
-            "updated_at, plan, suspended FROM accounts ORDER BY id"
-        ).fetchall()
-        reports = self._db.execute(
-            f"SELECT account_id, {_REPORT_COLS} FROM reports ORDER BY 1, 2"  # noqa: S608
-        ).fetchall()
-        return {"accounts": accounts, "reports": reports}
+            await _on(self._executor, self._file.close)
+        finally:
+            self._executor.shutdown(wait=False)
 
 
-def _record(row: tuple[Any, ...]) -> AccountRecord:
-    (account_id, slug, name, owner_email, namespace, created_at, deleted_at, generation,
-     updated_at, position, plan, suspended) = row
-    return AccountRecord(
-        account_id, slug, name, owner_email, namespace, created_at, deleted_at, generation,
-        updated_at, position, plan, bool(suspended),
+async def _on(executor: ThreadPoolExecutor, call: Callable[..., T], *args: Any) -> T:
+    return await asyncio.get_running_loop().run_in_executor(
+        executor, functools.partial(call, *args)
     )
 
 
-def remove_files(path: Path) -> None:
-    """Remove a cache file with its WAL and shared-memory files, durably."""
-    for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
-        name.unlink(missing_ok=True)
-    if path.parent.exists():
-        fsync_dir(path.parent)
+class SqliteRebuild:
+    """Where `rebuild_cache` builds a fresh SQLite cache: a file beside it, renamed over it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fresh_path = path.with_name(path.name + ".rebuild")
+        self._fresh: SqliteCache | None = None
+
+    async def open_fresh(self) -> SqliteCache:
+        remove_files(self._fresh_path)
+        self._fresh = await SqliteCache.open(self._fresh_path)
+        return self._fresh
+
+    async def promote(self) -> None:
+        fresh, self._fresh = self._fresh, None
+        assert fresh is not None, "open_fresh first"
+        await fresh.checkpoint()  # everything in the main file: it alone is moved
+        await fresh.close()
+        for stale in (Path(f"{self.path}-wal"), Path(f"{self.path}-shm")):
+            stale.unlink(missing_ok=True)
+        os.replace(self._fresh_path, self.path)
+        fsync_dir(self.path.parent)
+
+    async def open_live(self) -> SqliteCache:
+        return await SqliteCache.open(self.path)

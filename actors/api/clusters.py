@@ -138,6 +138,7 @@ class ClusterDirectoryActor(Actor[DirectoryMessage]):
         self._state = Directory(consumers, reachable=True, answered=True)
         if self._state.shape() != before:
             self._watchers.notify_all()
+        self._metrics.consumers(consumers)
         for c in consumers:
             if c.name == CACHE_CONSUMER:
                 self._metrics.cache_lag.set(c.lag)

@@ -13,22 +13,44 @@ before its first subscription the driver then removes the consumer through
 the directory, so the new subscription starts at the beginning of the log,
 and tells the cache it is replayed once that catch-up is done. A crash in
 between repeats both, harmlessly.
+
+Given the cluster directory, the driver also times readiness
+(`fabric_account_ready_seconds`): for each account a batch's
+`namespace.provisioned` changes, it compares the account's status before and
+after the apply, and when the apply turned it ready (or suspended, a suspended
+account's ready) it observes the time since that generation was committed. A
+replay observes nothing (those generations were ready long ago), nor does a
+redelivery or a daemon's re-report after a restart (the status was ready before).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import assert_never
 
-from actors.api.cache import Applied, ApplyEvents, CacheMessage, MarkReplayed, NeedsReplay
+import structlog
+
+from actors.api.cache import (
+    Applied,
+    ApplyEvents,
+    CacheMessage,
+    FindAccount,
+    MarkReplayed,
+    NeedsReplay,
+)
+from actors.api.clusters import DirectoryMessage, GetDirectory
 from actors.api.metrics import ApiMetrics
 from actors.runtime import Actor, ActorRef, Request
 from actors.runtime.consumer import Received, consume
+from core.account import account_view
 from core.backoff import Backoff
 from core.bus import BusConnector, EventSubscription
 from core.cache import Change
+from core.events import NamespaceProvisioned
 
 CACHE_CONSUMER = "cache"
 
@@ -51,15 +73,20 @@ class EventDriverActor(Actor[DriverMessage]):
         consumer: str = CACHE_CONSUMER,
         backoff_max: float = 2.0,
         timeout: float = 30.0,
+        directory: ActorRef[DirectoryMessage] | None = None,
     ) -> None:
         self._connector = connector
         self._cache = cache
         self._metrics = metrics
+        self._readiness = (
+            _Readiness(cache, directory, metrics, timeout) if directory is not None else None
+        )
         self._consumer = consumer
         self._backoff = Backoff(initial=0.05, cap=backoff_max)
         self._timeout = timeout
         self._applied = 0
         self._replaying = False
+        self._asked = False  # whether the cache said if it needs a replay
         self._reset = False
 
     async def started(self) -> None:
@@ -73,11 +100,15 @@ class EventDriverActor(Actor[DriverMessage]):
                 assert_never(message)
 
     async def _run(self) -> None:
-        self._replaying = await self._cache.ask(NeedsReplay(), timeout=self._timeout)
         await consume(self._open, self, backoff=self._backoff, log=self.log)
 
     @asynccontextmanager
     async def _open(self) -> AsyncIterator[EventSubscription]:
+        if not self._asked:
+            # Asked inside the consumer loop, so a cache that is down (a shared PostgreSQL)
+            # is retried with the loop's backoff instead of crashing the driver.
+            self._replaying = await self._cache.ask(NeedsReplay(), timeout=self._timeout)
+            self._asked = True
         if self._replaying and not self._reset:
             async with self._connector.directory() as directory:
                 removed = await directory.remove(self._consumer)
@@ -92,7 +123,13 @@ class EventDriverActor(Actor[DriverMessage]):
             Applied(Change(r.event, r.envelope.occurred_at), r.envelope.event_id, r.seq)
             for r in events
         ]
+        timing = None
+        if self._readiness is not None and not self._replaying:
+            timing = await self._readiness.before(events, self.log)
         changed = await self._cache.ask(ApplyEvents(items), timeout=self._timeout)
+        if timing:
+            assert self._readiness is not None
+            await self._readiness.after(timing, events, changed, self.log)
         for received, did in zip(events, changed, strict=True):
             env = received.envelope
             fields = {
@@ -111,3 +148,73 @@ class EventDriverActor(Actor[DriverMessage]):
             await self._cache.ask(MarkReplayed(), timeout=self._timeout)
             self._replaying = False
             self.log.info("cache_replayed", consumer=self._consumer)
+
+
+_READY = ("ready", "suspended")
+
+
+class _Readiness:
+    """Observes `fabric_account_ready_seconds` around one batch's apply (see the docstring).
+
+    Metrics never hold the consumer back: a failed read skips the observation."""
+
+    def __init__(
+        self, cache: ActorRef[CacheMessage], directory: ActorRef[DirectoryMessage],
+        metrics: ApiMetrics, timeout: float,
+    ) -> None:
+        self._cache = cache
+        self._directory = directory
+        self._metrics = metrics
+        self._timeout = timeout
+
+    async def before(
+        self, events: Sequence[Received], log: structlog.stdlib.BoundLogger
+    ) -> dict[str, bool]:
+        """Whether each account a `namespace.provisioned` of the batch is on is ready now."""
+        ids = {r.event.account_id for r in events if isinstance(r.event, NamespaceProvisioned)}
+        out: dict[str, bool] = {}
+        for account_id in ids:
+            state = await self._status(account_id, log)
+            if state is not None:
+                out[account_id] = state[0] in _READY
+        return out
+
+    async def after(
+        self, ready_before: dict[str, bool], events: Sequence[Received], changed: Sequence[bool],
+        log: structlog.stdlib.BoundLogger,
+    ) -> None:
+        touched = {
+            r.event.account_id for r, did in zip(events, changed, strict=True)
+            if did and isinstance(r.event, NamespaceProvisioned)
+        }
+        for account_id in touched:
+            if ready_before.get(account_id, True):
+                continue
+            state = await self._status(account_id, log)
+            if state is not None and state[0] in _READY:
+                self._metrics.ready_seconds.observe(state[1])
+
+    async def _status(
+        self, account_id: str, log: structlog.stdlib.BoundLogger
+    ) -> tuple[str, float] | None:
+        """The account's status and the seconds since its generation was committed."""
+        try:
+            directory = await self._directory.ask(GetDirectory(), timeout=self._timeout)
+            snapshot = await self._cache.ask(FindAccount(account_id=account_id), timeout=self._timeout)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.debug("ready_timing_skipped", account_id=account_id, reason=repr(exc))
+            return None
+        if not snapshot.records:
+            return None
+        record = snapshot.records[0]
+        known = set(snapshot.clusters) | set(directory.cluster_names())
+        view = account_view(record, snapshot.reports.get(record.id, []), known, directory.online())
+        try:
+            committed = datetime.fromisoformat(record.updated_at)
+        except ValueError:
+            return None
+        if committed.tzinfo is None:
+            committed = committed.replace(tzinfo=UTC)
+        return view.status, max(0.0, (datetime.now(UTC) - committed).total_seconds())

@@ -19,7 +19,7 @@ from typing import Any, assert_never
 
 from aiohttp import web
 
-from actors.api.access import Gate
+from actors.api.access import SESSION_COOKIE, Gate
 from actors.api.jsonrpc import INVALID_REQUEST, Dispatcher, encode, error_object
 from actors.api.metrics import CONTENT_TYPE, ApiMetrics
 from actors.runtime import Actor, Request
@@ -38,8 +38,12 @@ def _error(status: int, reason: str, headers: dict[str, str] | None = None) -> w
 
 async def _read_capped(request: web.Request, cap: int) -> bytes | None:
     """The body, or None when it is over `cap` bytes (stop reading at once)."""
-    if request.content_length is not None and request.content_length > cap:
-        return None
+    if request.content_length is not None:
+        if request.content_length > cap:
+            return None
+        # Announced and small enough: one read, not a chunk loop (aiohttp still stops a body
+        # longer than announced, and the app's client_max_size caps it anyway).
+        return await request.read()
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.content.iter_chunked(64 * 1024):
@@ -68,7 +72,8 @@ def build_app(
         body = await _read_capped(request, max_body)
         if body is None:
             return _error(413, f"body too large (at most {max_body} bytes)")
-        access = gate.access(request.headers.get("Authorization"), request.remote)
+        access = gate.access(request.headers.get("Authorization"), request.remote,
+                             request.cookies.get(SESSION_COOKIE))
         reply = await dispatcher.handle(body, access)
         if reply.body is None:
             return web.Response(status=204)

@@ -2,8 +2,10 @@
 
 Flags win over environment variables. A bad setting exits 2 with one line
 (argparse's error). SIGTERM/SIGINT stop the actors in order and exit 0.
-The broker is reached over CURVE only (`--broker-key`, `--broker-public-key`);
-a broker that refuses our key exits 2 with one line (`transport.access`).
+The bus is our broker (`--bus zmq`, the default), reached over CURVE only
+(`--broker-key`, `--broker-public-key`), or NATS JetStream (`--bus jetstream`,
+`--nats-*`); `transport.bus_choice` makes the connector of either. A bus that
+refuses our credentials exits 2 with one line.
 """
 
 from __future__ import annotations
@@ -16,25 +18,34 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from actors.api.access import AccessSettings
-from actors.api.app import CACHE_FILE, ApiSettings, start_api
+from actors.api.app import ApiSettings, start_api
 from actors.api.auth import load_or_create_admin_key
+from actors.api.cache_backends import rebuild_target
 from actors.api.driver import CACHE_CONSUMER
 from actors.api.rebuild import rebuild_cache
 from actors.api.relay import RelaySettings
 from actors.runtime import ActorSystem, run_until_signalled
 from actors.runtime.logging import configure_logging
 from actors.runtime.settings import (
-    add_logging_flags,
-    broker_endpoints,
-    env,
+    LOG_SETTINGS,
+    Setting,
+    SettingsParser,
+    bus_settings,
     host_port,
     positive_float,
     positive_int,
+    settings_parser,
 )
-from transport.access import BusRefused, check_access
-from transport.connector import BrokerConnector
-from transport.curve import KeyFileError, KeyFiles
-from transport.sockets import ClientKeys, close_context, new_context
+from core.bus import BusConnector
+from transport.access import BusRefused
+from transport.bus_choice import (
+    BusSettingError,
+    BusSettings,
+    bus_from_args,
+    check_access,
+    connector_for,
+)
+from transport.curve import API
 
 
 def _workers(text: str) -> int:
@@ -43,74 +54,65 @@ def _workers(text: str) -> int:
     return int(text)
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="bin/api",
-        description="Fabric management API: JSON-RPC on POST /rpc, /healthz, /readyz, /metrics.",
+def _postgres_dsn(text: str) -> str:
+    if not text.startswith(("postgresql://", "postgres://")):
+        raise argparse.ArgumentTypeError(f"expected a postgresql:// URL, got {text[:40]!r}")
+    return text
+
+
+SETTINGS = (
+    Setting("--listen", "FABRIC_API_LISTEN", "HOST:PORT to serve on", type=host_port,
+            default="127.0.0.1:8080"),
+    Setting("--legacy-dsn", "FABRIC_LEGACY_DSN", "PostgreSQL DSN of the legacy database",
+            type=_postgres_dsn, required="accounts are written there"),
+    *bus_settings(API),
+    Setting("--state-dir", "FABRIC_STATE_DIR", "directory for the query cache and admin.key",
+            type=Path, required="the query cache and admin key live there"),
+    Setting("--admin-key", "FABRIC_ADMIN_KEY", "admin API key (default: STATE_DIR/admin.key)"),
+    Setting("--keys-file", "FABRIC_API_KEYS_FILE",
+            "the API keys besides the admin key, as `fabric keys` writes them "
+            "(default STATE_DIR/keys.json)", type=Path),
+    Setting("--key-rate", "FABRIC_API_KEY_RATE", "calls per second each API key may make",
+            type=positive_float, default="200"),
+    Setting("--key-burst", "FABRIC_API_KEY_BURST", "calls a key may save up and make at once",
+            type=positive_int, default="400"),
+    Setting("--auth-fail-rate", "FABRIC_API_AUTH_FAIL_RATE",
+            "requests with a wrong key per second per remote address before it gets 429",
+            type=positive_float, default="10"),
+    Setting("--auth-fail-burst", "FABRIC_API_AUTH_FAIL_BURST",
+            "wrong-key requests an address may make at once", type=positive_int, default="100"),
+    Setting("--relay-poll", "FABRIC_RELAY_POLL_SECONDS",
+            "outbox safety-net poll interval in seconds", type=positive_float, default="1.0"),
+    Setting("--retry-backoff-max", "FABRIC_RETRY_BACKOFF_MAX",
+            "cap of the retry backoff in seconds", type=positive_float, default="2.0"),
+    Setting("--directory-interval", "FABRIC_DIRECTORY_INTERVAL",
+            "how often to refresh the cluster list from the bus, seconds", type=positive_float,
+            default="2.0"),
+    Setting("--workers", "FABRIC_API_WORKERS",
+            "domain+legacy actor pairs, i.e. creates in flight at once (1..64)", type=_workers,
+            default="4"),
+    Setting("--no-relay", "FABRIC_API_NO_RELAY", "do not run the outbox relay in this process",
+            switch=True),
+    Setting("--rebuild-cache", None,
+            "read the whole bus log into a fresh query cache before serving", switch=True),
+    Setting("--cache-dsn", "FABRIC_CACHE_DSN",
+            "keep the query cache in this PostgreSQL database, shared by several API processes "
+            "(default: STATE_DIR/cache.sqlite3)", type=_postgres_dsn),
+    *LOG_SETTINGS,
+)
+
+
+def parser() -> SettingsParser:
+    return settings_parser(
+        "bin/api",
+        "Fabric management API: JSON-RPC on POST /rpc, /healthz, /readyz, /metrics, the console at /.",
+        SETTINGS,
     )
-    p.add_argument("--listen", type=host_port, default=env("FABRIC_API_LISTEN", "127.0.0.1:8080"),
-                   help="HOST:PORT to serve on (FABRIC_API_LISTEN, default 127.0.0.1:8080)")
-    p.add_argument("--legacy-dsn", default=env("FABRIC_LEGACY_DSN"),
-                   help="PostgreSQL DSN of the legacy database (FABRIC_LEGACY_DSN)")
-    p.add_argument("--broker", type=broker_endpoints, default=env("FABRIC_BROKER"),
-                   help="broker CONTROL,EVENTS,ACKS addresses (FABRIC_BROKER)")
-    p.add_argument("--broker-key", type=Path, default=env("FABRIC_BROKER_KEY"),
-                   help="this process's CURVE certificate with its secret key, e.g. "
-                        "DIR/keys/api.key_secret (FABRIC_BROKER_KEY)")
-    p.add_argument("--broker-public-key", type=Path, default=env("FABRIC_BROKER_PUBLIC_KEY"),
-                   help="the broker's public CURVE certificate, e.g. DIR/keys/broker.key "
-                        "(FABRIC_BROKER_PUBLIC_KEY)")
-    p.add_argument("--state-dir", type=Path, default=env("FABRIC_STATE_DIR"),
-                   help="directory for the query cache and admin.key (FABRIC_STATE_DIR)")
-    p.add_argument("--admin-key", default=env("FABRIC_ADMIN_KEY"),
-                   help="admin API key (FABRIC_ADMIN_KEY; else STATE_DIR/admin.key)")
-    p.add_argument("--keys-file", type=Path, default=env("FABRIC_API_KEYS_FILE"),
-                   help="the API keys besides the admin key, as `fabric keys` writes them "
-                        "(FABRIC_API_KEYS_FILE, default STATE_DIR/keys.json)")
-    p.add_argument("--key-rate", type=positive_float, default=env("FABRIC_API_KEY_RATE", "200"),
-                   help="calls per second each API key may make (FABRIC_API_KEY_RATE, default 200)")
-    p.add_argument("--key-burst", type=positive_int, default=env("FABRIC_API_KEY_BURST", "400"),
-                   help="calls a key may save up and make at once (FABRIC_API_KEY_BURST, default 400)")
-    p.add_argument("--auth-fail-rate", type=positive_float,
-                   default=env("FABRIC_API_AUTH_FAIL_RATE", "10"),
-                   help="requests with a wrong key per second per remote address before it gets "
-                        "429 (FABRIC_API_AUTH_FAIL_RATE, default 10)")
-    p.add_argument("--auth-fail-burst", type=positive_int,
-                   default=env("FABRIC_API_AUTH_FAIL_BURST", "100"),
-                   help="wrong-key requests an address may make at once (FABRIC_API_AUTH_FAIL_BURST, "
-                        "default 100)")
-    p.add_argument("--relay-poll", type=positive_float,
-                   default=env("FABRIC_RELAY_POLL_SECONDS", "1.0"),
-                   help="outbox safety-net poll interval in seconds (FABRIC_RELAY_POLL_SECONDS)")
-    p.add_argument("--retry-backoff-max", type=positive_float,
-                   default=env("FABRIC_RETRY_BACKOFF_MAX", "2.0"),
-                   help="cap of the retry backoff in seconds (FABRIC_RETRY_BACKOFF_MAX)")
-    p.add_argument("--directory-interval", type=positive_float,
-                   default=env("FABRIC_DIRECTORY_INTERVAL", "2.0"),
-                   help="how often to refresh the cluster list from the broker (FABRIC_DIRECTORY_INTERVAL)")
-    p.add_argument("--workers", type=_workers, default=env("FABRIC_API_WORKERS", "4"),
-                   help="domain+legacy actor pairs, i.e. creates in flight at once (FABRIC_API_WORKERS)")
-    p.add_argument("--no-relay", action="store_true",
-                   default=env("FABRIC_API_NO_RELAY", "") in ("1", "true", "yes"),
-                   help="do not run the outbox relay in this process (FABRIC_API_NO_RELAY=1)")
-    p.add_argument("--rebuild-cache", action="store_true",
-                   help="read the whole bus log into a fresh query cache before serving")
-    add_logging_flags(p)
-    return p
 
 
 def settings_from(args: list[str] | None = None) -> tuple[argparse.Namespace, ApiSettings]:
     p = parser()
-    ns = p.parse_args(args)
-    # argparse runs string defaults (the env values) through `type` too, so both are checked.
-    if not ns.legacy_dsn:
-        p.error("--legacy-dsn (or FABRIC_LEGACY_DSN) is required")
-    if not ns.legacy_dsn.startswith(("postgresql://", "postgres://")):
-        p.error("--legacy-dsn: expected a postgresql:// URL")
-    if ns.broker is None:
-        p.error("--broker (or FABRIC_BROKER) is required")
-    if ns.state_dir is None:
-        p.error("--state-dir (or FABRIC_STATE_DIR) is required")
+    ns = p.parse_settings(args)
     try:
         ns.state_dir.mkdir(parents=True, exist_ok=True)
         admin_key = ns.admin_key or load_or_create_admin_key(ns.state_dir)
@@ -120,12 +122,13 @@ def settings_from(args: list[str] | None = None) -> tuple[argparse.Namespace, Ap
     problem = _cannot_bind(host, port)
     if problem:
         p.error(f"--listen {host}:{port}: {problem}")
-    if ns.broker_key is None or ns.broker_public_key is None:
-        p.error("--broker-key and --broker-public-key (or FABRIC_BROKER_KEY and "
-                "FABRIC_BROKER_PUBLIC_KEY) are required: the broker takes CURVE clients only")
     try:
-        ns.broker_keys = KeyFiles(ns.broker_key, ns.broker_public_key).load()
-    except KeyFileError as exc:
+        ns.bus_settings = bus_from_args(ns, identity=API)
+    except ValueError as exc:
+        p.error(str(exc))
+    try:
+        ns.connector = connector_for(ns.bus_settings)
+    except BusSettingError as exc:
         p.error(str(exc))
     settings = ApiSettings(
         legacy_dsn=ns.legacy_dsn,
@@ -137,6 +140,7 @@ def settings_from(args: list[str] | None = None) -> tuple[argparse.Namespace, Ap
         directory_interval=ns.directory_interval,
         relay_enabled=not ns.no_relay,
         workers=ns.workers,
+        cache_dsn=ns.cache_dsn or None,
         access=AccessSettings(
             keys_file=ns.keys_file,
             key_rate=ns.key_rate,
@@ -165,14 +169,14 @@ def _cannot_bind(host: str, port: int) -> str | None:
 def main(args: list[str] | None = None) -> None:
     ns, settings = settings_from(args)
     configure_logging(ns.log_format, ns.log_level, process="api")
-    keys: ClientKeys = ns.broker_keys
-    connector = BrokerConnector(ns.broker, keys=keys)
+    bus: BusSettings = ns.bus_settings
+    connector: BusConnector = ns.connector
 
     async def setup(system: ActorSystem) -> None:
         # In setup, not before: a SIGTERM during the (bounded) check still stops us cleanly.
-        await _check_broker(ns, keys)
+        await _check_bus(bus)
         if ns.rebuild_cache:
-            await rebuild_cache(connector, settings.state_dir / CACHE_FILE)
+            await rebuild_cache(connector, rebuild_target(settings.state_dir, settings.cache_dsn))
         await start_api(system, settings, connector)
 
     sys.exit(asyncio.run(_run(setup)))
@@ -187,10 +191,6 @@ async def _run(setup: Callable[[ActorSystem], Awaitable[None]]) -> int:
     return code
 
 
-async def _check_broker(ns: argparse.Namespace, keys: ClientKeys) -> None:
-    """Raise `BusRefused` when the broker refuses our key or the `cache` consumer to it."""
-    ctx = new_context()
-    try:
-        _ = await check_access(ctx, ns.broker, keys, consumer=CACHE_CONSUMER)
-    finally:
-        close_context(ctx)
+async def _check_bus(bus: BusSettings) -> None:
+    """Raise `BusRefused` when the bus refuses our credentials or the `cache` consumer to us."""
+    _ = await check_access(bus, CACHE_CONSUMER)

@@ -1,15 +1,21 @@
 """Prometheus metrics of the API process, in a registry of its own (several apps can share a test).
 
 Request count and latency per method and code, the outbox backlog, the cache's
-lag behind the broker log.
+lag behind the broker log, and how long an accepted generation takes to be
+ready everywhere (`fabric_account_ready_seconds`, observed by the event driver).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from core.bus import ConsumerInfo
+
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+READY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
 
 
 class ApiMetrics:
@@ -34,9 +40,25 @@ class ApiMetrics:
             "fabric_cache_lag", "Events in the broker log not yet applied to the cache",
             registry=self.registry,
         )
+        # From the bus's consumer directory, so they exist on either bus (the ZeroMQ broker
+        # exports its own too; on JetStream these are the only ones): what the alerts use.
+        self.consumer_online = Gauge(
+            "fabric_bus_consumer_online", "1 while the bus sees the durable consumer alive",
+            ["consumer"], registry=self.registry,
+        )
+        self.consumer_lag = Gauge(
+            "fabric_bus_consumer_lag", "Records the durable consumer has not yet acked",
+            ["consumer"], registry=self.registry,
+        )
         self.events_applied = Counter(
             "fabric_cache_events_applied", "Events applied to the cache by the event driver",
             registry=self.registry,
+        )
+        self.ready_seconds = Histogram(
+            "fabric_account_ready_seconds",
+            "From an account's generation being committed to every online cluster reporting "
+            "it created at that generation (create, update, suspend, resume)",
+            buckets=READY_BUCKETS, registry=self.registry,
         )
         self.events_published = Counter(
             "fabric_outbox_events_published", "Outbox events confirmed by the broker",
@@ -48,5 +70,19 @@ class ApiMetrics:
         self.requests.labels(method, str(code)).inc()
         self.latency.labels(method, str(code)).observe(seconds)
 
+    def consumers(self, infos: Sequence[ConsumerInfo]) -> None:
+        """Set the consumer gauges to the bus's answer; a removed consumer's series go away."""
+        names = {info.name for info in infos}
+        for gauge in (self.consumer_online, self.consumer_lag):
+            for (stale,) in [labels for labels in _label_sets(gauge) if labels[0] not in names]:
+                gauge.remove(stale)
+        for info in infos:
+            self.consumer_online.labels(info.name).set(1 if info.online else 0)
+            self.consumer_lag.labels(info.name).set(info.lag)
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def _label_sets(gauge: Gauge) -> list[tuple[str, ...]]:
+    return [tuple(sample.labels.values()) for metric in gauge.collect() for sample in metric.samples]

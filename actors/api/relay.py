@@ -36,7 +36,11 @@ class RelaySettings:
     poll_interval: float = 1.0
     backoff_initial: float = 0.05
     backoff_max: float = 2.0
+    # A wait after a wake-up for more commits to join the batch, only while commits come in
+    # a burst (the previous wake-up was less than `burst_gap` ago): a lone create does not
+    # pay it on its way to ready, and a burst still costs one relay transaction per batch.
     linger: float = 0.005
+    burst_gap: float = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +60,7 @@ class OutboxRelayActor(Actor[RelayMessage]):
         self._metrics = metrics
         self._settings = settings
         self._wake = asyncio.Event()
+        self._woke_at = float("-inf")
         self._backlog = 0
 
     async def started(self) -> None:
@@ -128,8 +133,9 @@ class OutboxRelayActor(Actor[RelayMessage]):
     async def _idle(self) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), self._settings.poll_interval)
-            # Commits come in bursts: a short linger turns a burst into one batch.
-            await asyncio.sleep(self._settings.linger)
+            woke, self._woke_at = self._woke_at, time.monotonic()
+            if self._woke_at - woke < self._settings.burst_gap:
+                await asyncio.sleep(self._settings.linger)
 
     def _publisher(self, publisher: EventPublisher) -> db.PublishFn:
         async def publish(envelopes: Sequence[Envelope]) -> list[int]:

@@ -14,11 +14,13 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
+from actors.broker.metrics import BrokerMetrics
 from actors.broker.segments import CorruptLog
 from actors.broker.service import spawn_broker
 from actors.broker.settings import BrokerSettings, parse_settings
 from actors.runtime import ActorSystem, run_until_signalled
 from actors.runtime.logging import configure_logging
+from actors.runtime.metrics_server import serve_metrics
 from transport.curve import KeyFileError
 from transport.sockets import SocketError, close_context, new_context
 
@@ -38,7 +40,11 @@ async def _run(settings: BrokerSettings) -> int:
     code = 1
 
     async def setup(system: ActorSystem) -> None:
-        spawn_broker(system, ctx, settings)
+        metrics = BrokerMetrics()
+        if settings.metrics_listen is not None:
+            # First: it stops last, so a scrape still answers while the broker drains.
+            await serve_metrics(system, metrics.registry, settings.metrics_listen)
+        spawn_broker(system, ctx, settings, metrics)
 
     try:
         code = await run_until_signalled(setup)

@@ -54,7 +54,14 @@ from actors.broker.compaction import Cleaned, Committed, Compaction
 from actors.broker.consumers import ConsumerState, ConsumerTable
 from actors.broker.intake import Forbidden, Intake
 from actors.broker.log import EventLog, now_millis
-from actors.broker.permissions import consumer_refusal, log_refused, peer_of, request_refusal
+from actors.broker.metrics import BrokerMetrics, BrokerState, ConsumerGauge, refusal_reason
+from actors.broker.permissions import (
+    consumer_refusal,
+    kind_of,
+    log_refused,
+    peer_of,
+    request_refusal,
+)
 from actors.broker.settings import BrokerSettings
 from actors.runtime import Actor, ActorStopped, Request
 from actors.runtime.files import write_atomic
@@ -113,9 +120,11 @@ class _Waiting:
 
 class Broker(Actor[BrokerMessage]):
     def __init__(
-        self, settings: BrokerSettings, log: EventLog, sockets: BrokerSockets, gate: CurveGate
+        self, settings: BrokerSettings, log: EventLog, sockets: BrokerSockets, gate: CurveGate,
+        metrics: BrokerMetrics | None = None,
     ) -> None:
         self._settings = settings
+        self._metrics = metrics or BrokerMetrics()
         self._log = log
         self._gate = gate
         self._router, self._pub, self._pull = sockets.router, sockets.pub, sockets.pull
@@ -144,6 +153,7 @@ class Broker(Actor[BrokerMessage]):
             self.log.error("consumer_positions_reset", problem=problem)
         self._saved_floor = self._consumers.floor()
         self._compaction = Compaction(self._log, self._settings, self.log)
+        self._metrics.watch(self._metrics_state)
         _ = self.start_task(self._gate.serve(), name="zap")
         _ = self.start_task(self._read(self._router, ControlBatch), name="control-reader")
         _ = self.start_task(self._read(self._pull, AckBatch), name="ack-reader")
@@ -204,6 +214,7 @@ class Broker(Actor[BrokerMessage]):
             case Committed():
                 assert self._compaction is not None
                 self._compaction.committed(message)
+                self._metrics.compacted(message.reason, time.monotonic() - message.started)
             case _:
                 assert_never(message)
 
@@ -276,6 +287,7 @@ class Broker(Actor[BrokerMessage]):
             code = protocol.ErrorCode.INVALID_ENVELOPE
             self._reply(identity, protocol.build_error(request.req_id, code, receipts))
             return
+        self._metrics.published(receipts)
         need = max(seq for seq, _dup in receipts)
         self._waiting.append(_Waiting(identity, request.req_id, receipts, need))
 
@@ -306,6 +318,7 @@ class Broker(Actor[BrokerMessage]):
         *, key: str | None = None,
     ) -> None:
         log_refused(self.log, user_id, request, reason, key=key)
+        self._metrics.refused(user_id, kind_of(request), refusal_reason(peer_of(user_id), request))
         self._reply(identity, protocol.build_error(request.req_id, protocol.ErrorCode.FORBIDDEN, reason))
 
     # ---- group commit -----------------------------------------------------------
@@ -320,11 +333,13 @@ class Broker(Actor[BrokerMessage]):
 
     async def _sync(self, fds: list[int], upto: int) -> None:
         loop = asyncio.get_running_loop()
+        records, started = upto - self._durable, time.perf_counter()
         try:
             await loop.run_in_executor(self._thread, EventLog.sync_fds, fds)
         except OSError as exc:
             self._fsync_failed(exc)
             raise
+        self._metrics.synced(records, time.perf_counter() - started)
         self._tell(Synced(upto))
 
     def _sync_inline(self) -> None:
@@ -332,12 +347,14 @@ class Broker(Actor[BrokerMessage]):
         # the loop for one sync, which a quiet broker can afford: arrivals queue in the socket
         # meanwhile and are drained as one batch (which then goes to the worker thread).
         upto = self._log.head
+        started = time.perf_counter()
         try:
             EventLog.sync_fds(self._log.take_dirty())
         except OSError as exc:
             self._fsync_failed(exc)
             # The reader's ask gets this error and ends, which crashes the actor.
             raise
+        self._metrics.synced(upto - self._durable, time.perf_counter() - started)
         self._durable = max(self._durable, upto)
         self._release_waiting()  # receipts first: the publisher waits on them, subscribers do not
         self._publish_live()
@@ -387,6 +404,7 @@ class Broker(Actor[BrokerMessage]):
             refused = consumer_refusal(peer_of(user_id), ack.consumer)
             if refused is not None:
                 log_refused(self.log, user_id, ack, refused)  # no reply on PULL: dropped
+                self._metrics.refused(user_id, "ACK", refusal_reason(peer_of(user_id), ack))
                 continue
             if ack.consumer not in self._consumers:
                 self.log.info("consumer_registered", consumer=ack.consumer, head=self._durable)
@@ -423,6 +441,21 @@ class Broker(Actor[BrokerMessage]):
         # Once a stop is requested the mailbox is closed; `stopped` finishes the work instead.
         if self.ref.alive:
             self.ref.tell(message)
+
+    def _metrics_state(self) -> BrokerState:
+        consumers = self._consumers.describe(
+            self._durable, time.time(), self._settings.consumer_timeout
+        )
+        return BrokerState(
+            head=self._durable,
+            live_keys=self._log.index.keys,
+            tombstones=self._log.index.tombstones,
+            log_bytes=self._log.size,
+            segments=self._log.segments,
+            consumers=[
+                ConsumerGauge(c["name"], c["acked_seq"], c["lag"], c["online"]) for c in consumers
+            ],
+        )
 
     async def stopped(self) -> None:
         # Hand back in-flight work: make appended records durable and confirm them.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from actors.broker.binding import BrokerSockets
 from actors.broker.log import EventLog
+from actors.broker.metrics import BrokerMetrics
 from actors.broker.server import LOG_DIR, Broker, BrokerMessage
 from actors.broker.settings import BrokerSettings
 from actors.runtime import ActorRef, ActorSystem, RestartPolicy
@@ -15,7 +16,9 @@ from transport.sockets import Context
 NO_RESTART = RestartPolicy(max_restarts=0)
 
 
-def spawn_broker(system: ActorSystem, ctx: Context, settings: BrokerSettings) -> ActorRef[BrokerMessage]:
+def spawn_broker(
+    system: ActorSystem, ctx: Context, settings: BrokerSettings, metrics: BrokerMetrics | None = None
+) -> ActorRef[BrokerMessage]:
     """Load the keys, recover the log, start the ZAP handler and bind the sockets here, so a
     bad certificate, a bad data dir or a taken port fails at once with a clear error
     (`KeyFileError`, `CorruptLog`, `SocketError`, `OSError`); then hand all of them to the
@@ -34,4 +37,6 @@ def spawn_broker(system: ActorSystem, ctx: Context, settings: BrokerSettings) ->
         gate.stop()
         log.close()
         raise
-    return system.spawn(lambda: Broker(settings, log, sockets, gate), name="broker", policy=NO_RESTART)
+    return system.spawn(
+        lambda: Broker(settings, log, sockets, gate, metrics), name="broker", policy=NO_RESTART
+    )

@@ -13,14 +13,22 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from actors.broker.index import DedupWindow
-from actors.runtime.settings import add_logging_flags, broker_endpoints, positive_float, positive_int
+from actors.runtime.settings import (
+    HEARTBEAT,
+    LOG_SETTINGS,
+    METRICS_LISTEN,
+    Setting,
+    broker_endpoints,
+    positive_float,
+    positive_int,
+    settings_parser,
+)
 from transport.endpoints import BrokerEndpoints
 
 SEGMENT_BYTES = 4 * 1024 * 1024
@@ -57,6 +65,7 @@ class BrokerSettings:
     dedup: DedupSetting = field(default_factory=DedupSetting)
     tombstone_retention: float = TOMBSTONE_RETENTION
     clean_interval: float = 1.0
+    metrics_listen: tuple[str, int] | None = None  # where /metrics is served; None: not served
     log_format: str = "json"
     log_level: str = "info"
 
@@ -86,95 +95,55 @@ def dedup_window(text: str) -> DedupSetting:
     return DedupSetting(count=None, seconds=seconds)
 
 
+def _positive_duration(text: str) -> float:
+    value = duration(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be longer than 0: {text!r}")
+    return value
+
+
+SETTINGS = (
+    Setting("--data-dir", "FABRIC_BROKER_DATA_DIR",
+            "where the log segments and consumer positions live", type=Path,
+            required="the broker's log lives there"),
+    Setting("--bind", "FABRIC_BROKER_BIND",
+            "CONTROL,EVENTS,ACKS zmq addresses, e.g. tcp://127.0.0.1:7101,tcp://127.0.0.1:7102,"
+            "tcp://127.0.0.1:7103", type=broker_endpoints, required="the broker's three sockets"),
+    Setting("--curve-secret", "FABRIC_BROKER_CURVE_SECRET",
+            "the broker's CURVE certificate with its secret key, e.g. DIR/keys/broker.key_secret",
+            type=Path, metavar="PATH", required="every broker socket requires CURVE"),
+    Setting("--curve-clients", "FABRIC_BROKER_CURVE_CLIENTS",
+            "the allow-list: a directory of client public certificates, NAME.key where NAME is "
+            "the client's identity (api, cluster-NAME); re-read when it changes",
+            type=Path, metavar="DIR", required="every broker socket requires CURVE"),
+    replace(HEARTBEAT, aliases=("FABRIC_BROKER_HEARTBEAT_SECONDS",)),
+    Setting("--consumer-timeout", "FABRIC_BROKER_CONSUMER_TIMEOUT",
+            "seconds without a sign of life before a consumer counts as offline",
+            type=positive_float, default="10"),
+    Setting("--segment-bytes", "FABRIC_BROKER_SEGMENT_BYTES",
+            "roll to a new log segment past this size; cleaning merges segments up to it",
+            type=positive_int, default=str(SEGMENT_BYTES)),
+    Setting("--dedup-window", "FABRIC_BROKER_DEDUP_WINDOW",
+            "a publish whose event id was stored within this many records (e.g. 100000) or this "
+            "long (e.g. 10m) is a duplicate", type=dedup_window, default=str(DEDUP_COUNT)),
+    Setting("--tombstone-retention", "FABRIC_BROKER_TOMBSTONE_RETENTION",
+            "keep a deleted key's tombstone at least this long, and until every consumer has "
+            "passed it", type=duration, default="24h"),
+    Setting("--clean-interval", "FABRIC_BROKER_CLEAN_INTERVAL",
+            "how often to check whether a compaction round is due", type=_positive_duration,
+            default="1s"),
+    METRICS_LISTEN,
+    *LOG_SETTINGS,
+)
+
+
 def parse_settings(argv: Sequence[str] | None = None) -> BrokerSettings:
-    env = os.environ
-    parser = argparse.ArgumentParser(
-        prog="broker",
-        description="The durable event broker: a compacted keyed log (fsync before confirming) "
-        "delivered to durable consumers, which ack cumulatively.",
-    )
-    parser.add_argument(
-        "--data-dir",
-        type=Path,
-        default=env.get("FABRIC_BROKER_DATA_DIR"),
-        help="where the log segments and consumer positions live (env FABRIC_BROKER_DATA_DIR)",
-    )
-    parser.add_argument(
-        "--bind",
-        type=broker_endpoints,
-        default=env.get("FABRIC_BROKER_BIND"),
-        help="CONTROL,EVENTS,ACKS zmq addresses, e.g. tcp://127.0.0.1:7101,tcp://127.0.0.1:7102,"
-        "tcp://127.0.0.1:7103 (env FABRIC_BROKER_BIND)",
-    )
-    parser.add_argument(
-        "--curve-secret",
-        type=Path,
-        default=env.get("FABRIC_BROKER_CURVE_SECRET") or None,
-        metavar="PATH",
-        help="the broker's CURVE certificate with its secret key, e.g. DIR/keys/broker.key_secret "
-        "(env FABRIC_BROKER_CURVE_SECRET)",
-    )
-    parser.add_argument(
-        "--curve-clients",
-        type=Path,
-        default=env.get("FABRIC_BROKER_CURVE_CLIENTS") or None,
-        metavar="DIR",
-        help="the allow-list: a directory of client public certificates, NAME.key where NAME is "
-        "the client's identity (api, cluster-NAME); re-read when it changes "
-        "(env FABRIC_BROKER_CURVE_CLIENTS)",
-    )
-    parser.add_argument(
-        "--heartbeat-interval",
-        type=positive_float,
-        default=env.get("FABRIC_BROKER_HEARTBEAT_SECONDS", "1.0"),
-        help="seconds between heartbeats on the event stream (env FABRIC_BROKER_HEARTBEAT_SECONDS)",
-    )
-    parser.add_argument(
-        "--consumer-timeout",
-        type=positive_float,
-        default=env.get("FABRIC_BROKER_CONSUMER_TIMEOUT", "10"),
-        help="seconds without a sign of life before a consumer counts as offline "
-        "(env FABRIC_BROKER_CONSUMER_TIMEOUT)",
-    )
-    parser.add_argument(
-        "--segment-bytes",
-        type=positive_int,
-        default=env.get("FABRIC_BROKER_SEGMENT_BYTES", str(SEGMENT_BYTES)),
-        help="roll to a new log segment past this size; cleaning merges segments up to it "
-        f"(default {SEGMENT_BYTES}; env FABRIC_BROKER_SEGMENT_BYTES)",
-    )
-    parser.add_argument(
-        "--dedup-window",
-        type=dedup_window,
-        default=env.get("FABRIC_BROKER_DEDUP_WINDOW", str(DEDUP_COUNT)),
-        help="a publish whose event id was stored within this many records (e.g. 100000) or "
-        f"this long (e.g. 10m) is a duplicate (default {DEDUP_COUNT}; env FABRIC_BROKER_DEDUP_WINDOW)",
-    )
-    parser.add_argument(
-        "--tombstone-retention",
-        type=duration,
-        default=env.get("FABRIC_BROKER_TOMBSTONE_RETENTION", "24h"),
-        help="keep a deleted key's tombstone at least this long, and until every consumer has "
-        "passed it (default 24h; env FABRIC_BROKER_TOMBSTONE_RETENTION)",
-    )
-    parser.add_argument(
-        "--clean-interval",
-        type=_positive_duration,
-        default=env.get("FABRIC_BROKER_CLEAN_INTERVAL", "1s"),
-        help="how often to check whether a compaction round is due (default 1s; "
-        "env FABRIC_BROKER_CLEAN_INTERVAL)",
-    )
-    add_logging_flags(parser)
-    args = parser.parse_args(argv)
-    if args.data_dir is None:
-        parser.error("--data-dir (or FABRIC_BROKER_DATA_DIR) is required")
-    if args.bind is None:
-        parser.error("--bind (or FABRIC_BROKER_BIND) is required")
-    if args.curve_secret is None or args.curve_clients is None:
-        parser.error(
-            "--curve-secret PATH and --curve-clients DIR (or FABRIC_BROKER_CURVE_SECRET and "
-            "FABRIC_BROKER_CURVE_CLIENTS) are required: every broker socket requires CURVE"
-        )
+    args = settings_parser(
+        "broker",
+        "The durable event broker: a compacted keyed log (fsync before confirming) delivered to "
+        "durable consumers, which ack cumulatively.",
+        SETTINGS,
+    ).parse_settings(argv)
     # argparse runs string defaults (the env values) through `type` too, so both are checked.
     return BrokerSettings(
         data_dir=Path(args.data_dir),
@@ -187,13 +156,8 @@ def parse_settings(argv: Sequence[str] | None = None) -> BrokerSettings:
         dedup=args.dedup_window,
         tombstone_retention=args.tombstone_retention,
         clean_interval=args.clean_interval,
+        metrics_listen=args.metrics_listen,
         log_format=args.log_format,
         log_level=args.log_level,
     )
 
-
-def _positive_duration(text: str) -> float:
-    value = duration(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be longer than 0: {text!r}")
-    return value

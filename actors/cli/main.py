@@ -18,12 +18,14 @@
     fabric plan list
     fabric cluster list
     fabric cluster remove NAME
+    fabric watch [--interval S] [--once]
+    fabric nats config --clusters a,b --server-name N [--listen H:P] [--routes URLS] [--out FILE]
 
 Common flags: --url, --key, --state-dir, --json (before or after the sub-command).
 `--wait` (and `account wait`) prints a line on stderr each time a cluster's
 state changes, then the final account.
 Exit codes: 0 ok, 1 the server answered with a JSON-RPC error (code and
-message printed) or a `keys` command could not be done (reason printed),
+message printed) or a `keys` or `nats` command could not be done (reason printed),
 2 usage, 3 the API could not be reached or gave no usable answer, 4 a wait
 ended before the account converged (the timeout passed, or a cluster
 failed): the account is printed as it was then.
@@ -40,7 +42,7 @@ from typing import TextIO
 
 from actors.api.keystore import check_name
 from actors.api.scopes import SCOPES, parse_scope
-from actors.cli import commands, keys, status, target
+from actors.cli import commands, keys, nats, status, target, watch
 from actors.cli.commands import NotConverged
 from actors.cli.rpc import RpcClient, RpcError, Unreachable
 from actors.up import options
@@ -171,6 +173,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     remove.add_argument("name")
     remove.set_defaults(run=commands.cluster_remove)
+
+    watch_p = sub.add_parser("watch", parents=[common],
+                             help="a live table of clusters and accounts (like kubectl get -w)")
+    watch_p.add_argument("--interval", type=_seconds, default=watch.INTERVAL,
+                         help=f"seconds between reads (default {watch.INTERVAL:g})")
+    watch_p.add_argument("--once", action="store_true", help="print the tables once and exit")
+    watch_p.set_defaults(run=watch.watch)
+
+    nats_p = sub.add_parser("nats", parents=[common],
+                            help="an operator's own NATS cluster for `fabric up --bus jetstream`")
+    nats_sub = nats_p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    nats.add_arguments(nats_sub.add_parser(
+        "config", parents=[common],
+        help="print one node's nats-server config: our users, their passwords and permissions",
+    ))
     return parser
 
 
@@ -282,4 +299,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return status.status(Layout.at(state), args.json, sys.stdout)
     if args.command == "keys":
         return run_keys_command(args, Layout.at(state), sys.stdout, sys.stderr)
+    if args.command == "nats":
+        return nats.config(args, Layout.at(state), sys.stdout, sys.stderr)
     return asyncio.run(run_api_command(args))

@@ -43,6 +43,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import assert_never
 
+from actors.daemon import metrics
 from actors.daemon.queue import QueueShutDown, WorkQueue
 from actors.daemon.reconcile import Reconciler
 from actors.daemon.resync import ClusterView, list_view, plan
@@ -149,6 +150,7 @@ class ClusterDaemon(Actor[DaemonMessage]):
         publisher = await self._stack.enter_async_context(self._bus.publisher())
         self._queue = WorkQueue(self._backoff)
         self._stack.callback(self._queue.shut_down)
+        metrics.for_cluster(s.cluster).started(queue_depth=self._queue.__len__)
         self._work = AccountWork(
             cluster=s.cluster,
             reconciler=Reconciler(self._cluster, s.policy),
@@ -255,6 +257,7 @@ class ClusterDaemon(Actor[DaemonMessage]):
         if self._synced:
             return
         self._synced = True
+        metrics.for_cluster(self._settings.cluster).caught_up()
         for desired in self._store:
             self._queue.add(desired.account_id)
         for account_id in list(self._store.deleting):

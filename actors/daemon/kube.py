@@ -1,22 +1,29 @@
 """The one home of kubernetes_asyncio: `KubeCluster` implements `core.tenancy.ClusterApi`.
 
-Every call goes through `ApiClient.call_api` with plain JSON dicts both ways
-(the typed models garble some answers, e.g. delete_namespace), an explicit
-`Configuration` (never the global default) and a client-side timeout, so a
-hung API server becomes a temporary error. Failures are translated here, once:
-409 with body reason AlreadyExists -> `AlreadyExists` (unless the object is
-being deleted: `NamespaceTerminating`, as is a 403 NamespaceTerminating);
-404 on GET/DELETE -> absent; 5xx, 429, 409 Conflict, 404 on a write
-(something vanished mid-reconcile), timeouts and connection errors ->
-`TemporaryKubeError`; any other
-4xx (and a 404 for a path the server does not serve) -> `PermanentKubeError`
-carrying the Kubernetes reason and message.
+kubernetes_asyncio gives the `Configuration` (kubeconfig or in-cluster; never
+the global default), the TLS context and the credentials (`update_params_for_auth`,
+so refreshed tokens apply); each call is then one plain-JSON request on one
+long-lived aiohttp session, with a client-side timeout so a hung API server
+becomes a temporary error. Not `ApiClient.call_api`: its typed models garble
+some answers (e.g. delete_namespace), and its session trusts the environment,
+which costs two thread-pool hand-offs per request (proxy variables and
+~/.netrc read again each time): about a third of the daemon's CPU under load.
+The environment's proxy for the API server is read once, at `async with`.
+
+Failures are translated here, once: 409 with body reason AlreadyExists ->
+`AlreadyExists` (unless the object is being deleted: `NamespaceTerminating`,
+as is a 403 NamespaceTerminating); 404 on GET/DELETE -> absent; 5xx, 429, 409
+Conflict, 404 on a write (something vanished mid-reconcile), timeouts and
+connection errors -> `TemporaryKubeError`; any other 4xx (and a 404 for a path
+the server does not serve) -> `PermanentKubeError` carrying the Kubernetes
+reason and message.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -24,7 +31,9 @@ from typing import Any
 import aiohttp
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.rest import ApiException
+from yarl import URL
 
+from actors.daemon.metrics import ClusterMetrics
 from core.tenancy import (
     AlreadyExists,
     KubeObject,
@@ -89,19 +98,36 @@ def _path(ref: ObjectRef, *, with_name: bool = True) -> str:
 class KubeCluster:
     """`async with KubeCluster(cfg, timeout=5.0) as cluster:` inside the running loop."""
 
-    def __init__(self, configuration: client.Configuration, *, timeout: float) -> None:
+    def __init__(
+        self, configuration: client.Configuration, *, timeout: float,
+        metrics: ClusterMetrics | None = None,
+    ) -> None:
         self._cfg = configuration
         self._timeout = timeout
+        self._metrics = metrics
         self._api: client.ApiClient | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._extra: dict[str, Any] = {}  # per-request options fixed at start (proxy, SNI name)
 
     async def __aenter__(self) -> KubeCluster:
         self._api = client.ApiClient(self._cfg)
-        self._api.user_agent = USER_AGENT
+        # The client's own session (trust_env=True) is closed with it; ours shares its
+        # connector (TLS context, pool limit) without reading the environment per request.
+        self._session = aiohttp.ClientSession(
+            connector=self._api.rest_client.pool_manager.connector, connector_owner=False,
+            trust_env=False, read_bufsize=2**21,
+            timeout=aiohttp.ClientTimeout(total=self._timeout),
+            headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+        )
+        self._extra = _request_options(self._cfg)
         return self
 
     async def __aexit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
         if self._api is not None:
             await self._api.close()
             self._api = None
@@ -147,27 +173,41 @@ class KubeCluster:
         query: list[tuple[str, str]] | None = None,
         content_type: str = "application/json",
     ) -> KubeObject:
-        if self._api is None:
+        if self._api is None or self._session is None:
             raise RuntimeError("KubeCluster used outside `async with`")
-        headers = {"Accept": "application/json", "Content-Type": content_type}
+        headers = {"Content-Type": content_type}
+        await self._api.update_params_for_auth(headers, [], ["BearerToken"])
+        # Metrics: every Kubernetes request passes here, so this is the one place that times
+        # and counts them (`metrics.kube_request`); keep it at the request choke point.
+        started, failure = time.perf_counter(), None
         try:
-            answer: Any = await self._api.call_api(
-                path,
-                method,
-                query_params=query or [],
-                header_params=headers,
-                body=body,
-                response_types_map={200: "object", 201: "object", 202: "object"},
-                auth_settings=["BearerToken"],
-                _return_http_data_only=True,
-                _request_timeout=self._timeout,
-            )
+            async with self._session.request(
+                method, f"{self._cfg.host}{path}", params=query, headers=headers,
+                data=None if body is None else json.dumps(body, separators=(",", ":")).encode(),
+                **self._extra,
+            ) as resp:
+                data = await resp.read()
+                if not 200 <= resp.status <= 299:
+                    refusal = ApiException(status=resp.status, reason=resp.reason)
+                    refusal.body = data
+                    raise refusal
         except ApiException as exc:
+            failure = str(exc.status or 0)
             raise _translate(exc, method, ref)
         except TimeoutError as exc:
+            failure = "timeout"
             raise TemporaryKubeError(f"{method} {path} timed out after {self._timeout}s") from exc
         except (aiohttp.ClientError, OSError) as exc:
+            failure = "connection"
             raise TemporaryKubeError(f"{method} {path} failed: {exc!r}") from exc
+        finally:
+            if self._metrics is not None:
+                resource = _KINDS.get(ref.kind, ("", ref.kind))[1]
+                self._metrics.kube_request(method, resource, failure, time.perf_counter() - started)
+        try:
+            answer: Any = json.loads(data)
+        except ValueError:
+            answer = None
         if not isinstance(answer, dict):
             raise TemporaryKubeError(f"{method} {path} answered with a non-object body")
         return answer
@@ -175,6 +215,25 @@ class KubeCluster:
 
 class _NotFound(Exception):
     pass
+
+
+def _request_options(cfg: client.Configuration) -> dict[str, Any]:
+    """What every request carries beyond its own: the proxy (the configured one, else the
+    environment's for this host, read once) and the TLS server name when one is set."""
+    options: dict[str, Any] = {}
+    proxy: object = cfg.proxy
+    if not proxy:
+        try:
+            proxy, _auth = aiohttp.helpers.get_env_proxy_for_url(URL(str(cfg.host)))
+        except LookupError:
+            proxy = None
+    if proxy:
+        options["proxy"] = str(proxy)
+        if cfg.proxy_headers:
+            options["proxy_headers"] = cfg.proxy_headers
+    if cfg.tls_server_name:
+        options["server_hostname"] = cfg.tls_server_name
+    return options
 
 
 def _status_body(exc: ApiException) -> dict[str, Any]:

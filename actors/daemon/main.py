@@ -3,12 +3,13 @@
 Parses settings (exit 2 with one line on a bad one), locks the state dir (one
 daemon per state dir), checks the kubeconfig loads (exit 2 with one line if
 not), then runs the `ClusterDaemon` actor until SIGTERM/SIGINT. It reaches the
-bus through `transport.connector.BrokerConnector` (the `core.bus.BusConnector`
-port) and its cluster through `kube.KubeCluster`. The broker and the Kubernetes
-API may be down at start: the daemon starts anyway and keeps retrying, logging
-what it waits for. A broker that is up but refuses this daemon's CURVE key, or
-its consumer `cluster:NAME` to that key's identity, is no reason to wait: the
-daemon exits 2 with one line within `HANDSHAKE_WAIT` seconds.
+bus through the `core.bus.BusConnector` that `transport.bus_choice` makes for
+its settings (our broker or JetStream) and its cluster through
+`kube.KubeCluster`. The bus and the Kubernetes API may be down at start: the
+daemon starts anyway and keeps retrying, logging what it waits for. A bus that
+is up but refuses this daemon's credentials, or its consumer `cluster:NAME` to
+that identity, is no reason to wait: the daemon exits 2 with one line within a
+few seconds; so does a credential file it cannot read.
 """
 
 from __future__ import annotations
@@ -22,15 +23,15 @@ from contextlib import asynccontextmanager
 
 import structlog
 
+from actors.daemon import metrics
 from actors.daemon.dispatcher import ClusterDaemon, DaemonPorts
 from actors.daemon.kube import KubeCluster, KubeConfigError, load_configuration
 from actors.daemon.settings import DaemonSettings, parse_settings
 from actors.runtime import ActorSystem, RestartPolicy, run_until_signalled
 from actors.runtime.logging import configure_logging
-from transport.access import BusRefused, check_access
-from transport.connector import BrokerConnector
-from transport.curve import KeyFileError
-from transport.sockets import ClientKeys, close_context, new_context
+from actors.runtime.metrics_server import serve_metrics
+from transport.access import BusRefused
+from transport.bus_choice import BusSettingError, BusSettings, check_access, connector_for
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -69,21 +70,27 @@ async def _run(settings: DaemonSettings) -> int:
     except KubeConfigError as exc:
         print(f"daemon: {exc}", file=sys.stderr)
         return 2
-    assert settings.broker_keys is not None, "parse_settings requires the broker keys"
+    bus = settings.bus
+    assert bus is not None, "parse_settings requires the bus settings"
     try:
-        keys = settings.broker_keys.load()
-    except KeyFileError as exc:
+        connector = connector_for(bus)
+    except BusSettingError as exc:
         print(f"daemon: {exc}", file=sys.stderr)
         return 2
 
     @asynccontextmanager
     async def ports() -> AsyncIterator[DaemonPorts]:
-        async with KubeCluster(kube_cfg, timeout=settings.request_timeout) as cluster:
-            yield DaemonPorts(BrokerConnector(settings.broker, keys=keys), cluster)
+        async with KubeCluster(
+            kube_cfg, timeout=settings.request_timeout, metrics=metrics.for_cluster(settings.cluster)
+        ) as cluster:
+            yield DaemonPorts(connector, cluster)
 
     async def setup(system: ActorSystem) -> None:
+        if settings.metrics_listen is not None:
+            # First: it stops last, and answers while the bus check below waits.
+            await serve_metrics(system, metrics.REGISTRY, settings.metrics_listen)
         # Here, not before: a SIGTERM during the (bounded) check still stops us cleanly.
-        await _check_broker(settings, keys)
+        await _check_bus(bus, settings.consumer)
         system.spawn(
             lambda: ClusterDaemon(settings, ports),
             name="daemon",
@@ -91,7 +98,7 @@ async def _run(settings: DaemonSettings) -> int:
         )
 
     structlog.get_logger().info(
-        "settings_loaded", cluster=settings.cluster, broker=str(settings.broker),
+        "settings_loaded", cluster=settings.cluster, bus=str(bus),
         resync_seconds=settings.resync_seconds
     )
     code = 2
@@ -99,18 +106,16 @@ async def _run(settings: DaemonSettings) -> int:
         code = await run_until_signalled(setup)
     except* BusRefused as group:
         print(f"daemon: {group.exceptions[0]}", file=sys.stderr)
+    except* OSError as group:  # the metrics address cannot be bound
+        print(f"daemon: cannot start: {group.exceptions[0]}", file=sys.stderr)
     return code
 
 
-async def _check_broker(settings: DaemonSettings, keys: ClientKeys) -> None:
-    """Raise `BusRefused` when the broker refuses our key or our consumer; a broker that is
+async def _check_bus(bus: BusSettings, consumer: str) -> None:
+    """Raise `BusRefused` when the bus refuses our credentials or our consumer; a bus that is
     not up yet is waited for later, as always."""
-    ctx = new_context()
-    try:
-        answered = await check_access(ctx, settings.broker, keys, consumer=settings.consumer)
-    finally:
-        close_context(ctx)
-    structlog.get_logger().info("broker_access_checked", answered=answered, broker=str(settings.broker))
+    answered = await check_access(bus, consumer)
+    structlog.get_logger().info("broker_access_checked", answered=answered, bus=str(bus))
 
 
 if __name__ == "__main__":

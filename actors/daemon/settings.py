@@ -6,9 +6,11 @@ argparse with one clear line. Every desired-object setting lives in
 (`key = value` lines; `actors/daemon/tenancy.example` lists every key with its
 default) and/or repeated `--tenancy-set key=value` flags.
 Timers tests compress (resync, retry backoff, request timeout) are settings
-too. The broker is reached over CURVE only: `--broker-key` (this daemon's
-certificate, `cluster-NAME.key_secret`) and `--broker-public-key` (the broker's
-`broker.key`) are required; `main` loads them.
+too. The bus (`--bus`, `transport.bus_choice`) is our broker, reached over
+CURVE only: `--broker-key` (this daemon's certificate, `cluster-NAME.key_secret`)
+and `--broker-public-key` (the broker's `broker.key`) are required; or NATS
+JetStream: `--nats-url` and `--nats-password-file` are required, the user
+defaults to `cluster-NAME`. `main` reads the credential files.
 """
 
 from __future__ import annotations
@@ -20,9 +22,22 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from actors.runtime.settings import add_logging_flags, positive_float, positive_int
+from actors.runtime.settings import (
+    HEARTBEAT,
+    LOG_SETTINGS,
+    METRICS_LISTEN,
+    RESYNC,
+    Setting,
+    SettingsParser,
+    bus_settings,
+    one_of,
+    positive_float,
+    positive_int,
+    settings_parser,
+)
 from core.tenancy import InvalidOverride, TenancyPolicy, parse_overrides
-from transport.curve import KeyFiles
+from transport.bus_choice import BusSettings, ZmqBus, bus_from_args
+from transport.curve import cluster_identity
 from transport.endpoints import BrokerEndpoints
 
 CRASH_POINTS = ("after_store", "after_create", "after_publish")
@@ -33,7 +48,7 @@ _CLUSTER_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?")
 class DaemonSettings:
     cluster: str
     kubeconfig: Path | None
-    broker: BrokerEndpoints
+    broker: BrokerEndpoints | None  # on the zmq bus (also in `bus`), for the log
     state_dir: Path
     resync_seconds: float
     policy: TenancyPolicy
@@ -44,141 +59,76 @@ class DaemonSettings:
     heartbeat_interval: float = 1.0
     failed_after: int = 5
     crash_at: str | None = None  # test hook: SIGKILL ourselves at a named point
+    metrics_listen: tuple[str, int] | None = None  # where /metrics is served; None: not served
     max_parallel: int = 8
     log_format: str = "json"
     log_level: str = "info"
     # Required by `parse_settings`; only in-process tests, whose bus is a fake, leave it out.
-    broker_keys: KeyFiles | None = None
+    bus: BusSettings | None = None
 
     @property
     def consumer(self) -> str:
         return f"cluster:{self.cluster}"
 
 
-def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
-    e = env.get
-    p = argparse.ArgumentParser(
-        prog="daemon",
-        description="One cluster's daemon: keeps every account's desired state from the broker, "
-        "provisions namespaces in its Kubernetes cluster, and reports back. Every flag also reads "
-        "the FABRIC_* variable named in its help; flags win.",
+def cluster_name(text: str) -> str:
+    if not _CLUSTER_NAME.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"not a DNS-1123 label of at most 40 chars: {text!r}")
+    return text
+
+
+SETTINGS = (
+    Setting("--cluster", "FABRIC_CLUSTER", "cluster name", type=cluster_name,
+            required="the cluster this daemon provisions (a DNS-1123 label)"),
+    Setting("--kubeconfig", "FABRIC_KUBECONFIG", "kubeconfig path; omit for in-cluster config"),
+    Setting("--kube-context", "FABRIC_KUBE_CONTEXT",
+            "kubeconfig context to use; default its current-context"),
+    *bus_settings("cluster-NAME"),
+    Setting("--state-dir", "FABRIC_STATE_DIR", "where the desired-state store lives",
+            required="the daemon's desired-state store lives there"),
+    RESYNC,
+    Setting("--tenancy", "FABRIC_TENANCY_FILE",
+            "file of 'key = value' overrides of the per-account objects"),
+    Setting("--tenancy-set", None,
+            "one override of the per-account objects, e.g. quota.pods=20 (repeatable)",
+            repeat=True, metavar="KEY=VALUE"),
+    Setting("--retry-initial", "FABRIC_RETRY_INITIAL_SECONDS", "first retry backoff in seconds",
+            type=positive_float, default="0.2"),
+    Setting("--retry-cap", "FABRIC_RETRY_CAP_SECONDS", "retry backoff cap in seconds",
+            type=positive_float, default="30"),
+    Setting("--request-timeout", "FABRIC_KUBE_TIMEOUT_SECONDS",
+            "timeout of one Kubernetes request, seconds", type=positive_float, default="10"),
+    HEARTBEAT,
+    Setting("--max-parallel", "FABRIC_DAEMON_PARALLEL", "accounts reconciled at once",
+            type=positive_int, default="8"),
+    Setting("--failed-after", "FABRIC_DAEMON_FAILED_AFTER",
+            "consecutive temporary failures of one account before it is reported failed; "
+            "retries go on", type=positive_int, default="5"),
+    Setting("--crash-at", "FABRIC_DAEMON_CRASH_AT",
+            "for fault tests only: SIGKILL the daemon at this point (after recording a batch, "
+            "after changing the cluster, after publishing a report), once per state dir",
+            type=one_of(*CRASH_POINTS), metavar="{" + ",".join(CRASH_POINTS) + "}"),
+    METRICS_LISTEN,
+    *LOG_SETTINGS,
+)
+
+
+def build_parser(env: Mapping[str, str]) -> SettingsParser:
+    return settings_parser(
+        "daemon",
+        "One cluster's daemon: keeps every account's desired state from the bus, provisions "
+        "namespaces in its Kubernetes cluster, and reports back.",
+        SETTINGS, env,
     )
-    p.add_argument("--cluster", default=e("FABRIC_CLUSTER"), help="cluster name (FABRIC_CLUSTER)")
-    p.add_argument(
-        "--kubeconfig",
-        default=e("FABRIC_KUBECONFIG"),
-        help="kubeconfig path; omit for in-cluster config (FABRIC_KUBECONFIG)",
-    )
-    p.add_argument(
-        "--kube-context",
-        default=e("FABRIC_KUBE_CONTEXT"),
-        help="kubeconfig context to use; default its current-context (FABRIC_KUBE_CONTEXT)",
-    )
-    p.add_argument(
-        "--broker", default=e("FABRIC_BROKER"), help="CONTROL,EVENTS,ACKS addresses (FABRIC_BROKER)"
-    )
-    p.add_argument(
-        "--broker-key",
-        type=Path,
-        default=e("FABRIC_BROKER_KEY") or None,
-        metavar="PATH",
-        help="this daemon's CURVE certificate with its secret key, e.g. DIR/keys/cluster-NAME.key_secret "
-        "(FABRIC_BROKER_KEY)",
-    )
-    p.add_argument(
-        "--broker-public-key",
-        type=Path,
-        default=e("FABRIC_BROKER_PUBLIC_KEY") or None,
-        metavar="PATH",
-        help="the broker's public CURVE certificate, e.g. DIR/keys/broker.key (FABRIC_BROKER_PUBLIC_KEY)",
-    )
-    p.add_argument("--state-dir", default=e("FABRIC_STATE_DIR"), help="state dir (FABRIC_STATE_DIR)")
-    p.add_argument(
-        "--resync",
-        type=positive_float,
-        default=e("FABRIC_RESYNC_SECONDS", "30"),
-        help="seconds between resyncs of the cluster (FABRIC_RESYNC_SECONDS, default 30)",
-    )
-    p.add_argument(
-        "--tenancy",
-        default=e("FABRIC_TENANCY_FILE"),
-        help="file of 'key = value' overrides of the per-account objects (FABRIC_TENANCY_FILE)",
-    )
-    p.add_argument(
-        "--tenancy-set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="one override of the per-account objects, e.g. quota.pods=20 (repeatable)",
-    )
-    p.add_argument(
-        "--retry-initial",
-        type=positive_float,
-        default=e("FABRIC_RETRY_INITIAL_SECONDS", "0.2"),
-        help="first retry backoff in seconds (FABRIC_RETRY_INITIAL_SECONDS)",
-    )
-    p.add_argument(
-        "--retry-cap",
-        type=positive_float,
-        default=e("FABRIC_RETRY_CAP_SECONDS", "30"),
-        help="retry backoff cap in seconds (FABRIC_RETRY_CAP_SECONDS)",
-    )
-    p.add_argument(
-        "--request-timeout",
-        type=positive_float,
-        default=e("FABRIC_KUBE_TIMEOUT_SECONDS", "10"),
-        help="timeout of one Kubernetes request (FABRIC_KUBE_TIMEOUT_SECONDS)",
-    )
-    p.add_argument(
-        "--heartbeat-interval",
-        type=positive_float,
-        default=e("FABRIC_HEARTBEAT_SECONDS", "1.0"),
-        help="seconds between pings to the broker that keep this cluster online "
-        "(FABRIC_HEARTBEAT_SECONDS)",
-    )
-    p.add_argument(
-        "--max-parallel",
-        type=positive_int,
-        default=e("FABRIC_DAEMON_PARALLEL", "8"),
-        help="accounts reconciled at once (FABRIC_DAEMON_PARALLEL)",
-    )
-    p.add_argument(
-        "--failed-after",
-        type=positive_int,
-        default=e("FABRIC_DAEMON_FAILED_AFTER", "5"),
-        help="consecutive temporary failures of one account before it is reported failed; "
-        "retries go on (FABRIC_DAEMON_FAILED_AFTER)",
-    )
-    p.add_argument(
-        "--crash-at",
-        choices=CRASH_POINTS,
-        default=e("FABRIC_DAEMON_CRASH_AT"),
-        help="for fault tests only: SIGKILL the daemon at this point (after recording a batch, "
-        "after changing the cluster, after publishing a report), once per state dir "
-        "(FABRIC_DAEMON_CRASH_AT)",
-    )
-    add_logging_flags(p, env)
-    return p
 
 
 def parse_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> DaemonSettings:
-    environ = os.environ if env is None else env
-    parser = build_parser(environ)
-    args = parser.parse_args(argv)
-    if not args.cluster or not _CLUSTER_NAME.fullmatch(args.cluster):
-        parser.error("--cluster NAME is required: a DNS-1123 label of at most 40 chars")
-    if not args.broker:
-        parser.error("--broker CONTROL,EVENTS,ACKS is required")
+    parser = build_parser(os.environ if env is None else env)
+    args = parser.parse_settings(argv)
     try:
-        broker = BrokerEndpoints.parse(args.broker)
+        bus = bus_from_args(args, identity=cluster_identity(args.cluster))
     except ValueError as exc:
         parser.error(str(exc))
-    if args.broker_key is None or args.broker_public_key is None:
-        parser.error("--broker-key PATH and --broker-public-key PATH are required: the broker "
-                     "takes CURVE clients only")
-    if not args.state_dir:
-        parser.error("--state-dir DIR is required")
-    # argparse applies `type` to string defaults from the environment too.
     policy = TenancyPolicy()
     try:
         if args.tenancy:
@@ -197,7 +147,7 @@ def parse_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | N
         cluster=args.cluster,
         kubeconfig=Path(args.kubeconfig) if args.kubeconfig else None,
         kube_context=args.kube_context or None,
-        broker=broker,
+        broker=bus.endpoints if isinstance(bus, ZmqBus) else None,
         state_dir=Path(args.state_dir),
         resync_seconds=args.resync,
         policy=policy,
@@ -208,7 +158,9 @@ def parse_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | N
         heartbeat_interval=args.heartbeat_interval,
         failed_after=args.failed_after,
         crash_at=args.crash_at,
+        metrics_listen=args.metrics_listen,
         log_format=args.log_format,
         log_level=args.log_level,
-        broker_keys=KeyFiles(secret=args.broker_key, server_public=args.broker_public_key),
+        bus=bus,
     )
+

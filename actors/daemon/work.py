@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,7 @@ from typing import assert_never
 
 import structlog
 
+from actors.daemon import metrics
 from actors.daemon.reconcile import (
     Provisioned,
     Reconciler,
@@ -113,6 +115,10 @@ class Reports:
         last = self._last.get(account_id)
         return last is not None and last.kind == "provisioned" and last.generation == generation
 
+    def failed(self) -> int:
+        """Accounts whose last report is a failure."""
+        return sum(1 for r in self._last.values() if r.kind == "failed")
+
 
 @dataclass(frozen=True, slots=True)
 class Lookup:
@@ -165,17 +171,23 @@ class AccountWork:
         self._failed_after = failed_after
         self._crash = crash
         self._log = structlog.get_logger().bind(cluster=cluster)
+        self._metrics = metrics.for_cluster(cluster)
+        self._metrics.watch_failed(reports.failed)
 
     async def run(self, account_id: str, attempt: int) -> Verdict:
         """One pass; `attempt` counts this one among consecutive failed passes (1 = first)."""
         desired = self._lookup.live(account_id)
+        started = time.perf_counter()
         if desired is not None:
-            return await self._ensure(desired, attempt)
-        tomb = self._lookup.deleting(account_id)
-        if tomb is not None:
-            return await self._remove(tomb, attempt)
-        self._log.debug("account_unknown", account_id=account_id)
-        return Synced()
+            verdict = await self._ensure(desired, attempt)
+        else:
+            tomb = self._lookup.deleting(account_id)
+            if tomb is None:
+                self._log.debug("account_unknown", account_id=account_id)
+                return Synced()
+            verdict = await self._remove(tomb, attempt)
+        self._metrics.reconcile_took(time.perf_counter() - started, attempt)
+        return verdict
 
     async def _ensure(self, desired: Desired, attempt: int) -> Verdict:
         a = desired.account
@@ -186,9 +198,11 @@ class AccountWork:
         try:
             outcome = await self._reconciler.ensure(desired.tenant)
         except TemporaryKubeError as exc:
+            self._metrics.reconciled(metrics.RETRY)
             if attempt >= self._failed_after:
                 await self._report_failed(desired, exc.reason, attempt, log)
             return TryLater(exc.reason)
+        self._metrics.reconciled(describe(outcome))
         match outcome:
             case Provisioned(uid=uid, resource_version=rv):
                 log.info(describe(outcome), uid=uid, resource_version=rv, attempts=attempt)
@@ -232,7 +246,9 @@ class AccountWork:
         try:
             outcome = await self._reconciler.remove(tomb.account_id)
         except TemporaryKubeError as exc:
+            self._metrics.reconciled(metrics.RETRY)
             return TryLater(exc.reason)
+        self._metrics.reconciled(describe(outcome))
         match outcome:
             case Removing(namespaces=names):
                 log.info(describe(outcome), namespaces=list(names))

@@ -11,12 +11,13 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml  # type: ignore[import-untyped]
 from aiohttp import web
 
 from actors.kube_emulator import errors, objects, protobuf, table, watch
+from actors.kube_emulator.durability import Durability
 from actors.kube_emulator.messages import (
     Create,
     Delete,
@@ -30,7 +31,7 @@ from actors.kube_emulator.messages import (
 from actors.kube_emulator.objects import PatchType
 from actors.kube_emulator.paths import Target
 from actors.kube_emulator.selectors import parse_field_selector, parse_label_selector
-from actors.runtime import ActorRef
+from actors.runtime import ActorRef, Request
 
 JSON = dict[str, Any]
 
@@ -41,6 +42,8 @@ _PATCH_TYPES: dict[str, PatchType] = {
     "application/apply-patch+yaml": "apply",
     "application/apply-patch+cbor": "apply",
 }
+
+R = TypeVar("R")
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,11 +109,19 @@ class ResourceApi:
     """Handles one request against a `Target`; stateless apart from the refs it holds."""
 
     def __init__(
-        self, store: ActorRef[StoreMessage], settings: ApiSettings, closing: Callable[[], bool]
+        self, store: ActorRef[StoreMessage], settings: ApiSettings, closing: Callable[[], bool],
+        durability: Durability,
     ) -> None:
         self.store = store
         self.settings = settings
         self.closing = closing
+        self.durability = durability
+
+    async def ask(self, message: Request[R]) -> R:
+        """The store's answer, once everything it could show is durable (group commit)."""
+        answer = await self.store.ask(message)
+        await self.durability.settled()
+        return answer
 
     async def handle(self, request: web.Request, target: Target) -> web.StreamResponse:
         method = request.method
@@ -137,7 +148,7 @@ class ResourceApi:
         q = request.query
         table_version = table.wants_table(request.headers.get("Accept", ""))
         if target.name is not None:
-            obj = await self.store.ask(Get(target.rtype, target.namespace, target.name))
+            obj = await self.ask(Get(target.rtype, target.namespace, target.name))
             if table_version:
                 return _json(table.render(target.rtype, [obj], None, table_version,
                                           q.get("includeObject", "Metadata")))
@@ -156,8 +167,9 @@ class ResourceApi:
                 min(timeout, self.settings.watch_max_seconds), flag(q.get("allowWatchBookmarks")),
                 self.settings.bookmark_interval, flag(q.get("sendInitialEvents")), table_version,
             )
-            return await watch.serve(request, self.store, target, opts, self.closing)
-        items, rv = await self.store.ask(ListObjects(target.rtype, target.namespace))
+            return await watch.serve(request, self.store, self.durability, target, opts,
+                                     self.closing)
+        items, rv = await self.ask(ListObjects(target.rtype, target.namespace))
         chosen = [o for o in items if labels.matches(o["metadata"].get("labels") or {})
                   and fields.matches(o)]
         if table_version:
@@ -175,7 +187,7 @@ class ResourceApi:
     async def _create(self, request: web.Request, target: Target) -> web.Response:
         strict = request.query.get("fieldValidation", "") == "Strict"
         body = self._checked_body(await _body(request), target, strict)
-        obj = await self.store.ask(Create(
+        obj = await self.ask(Create(
             target.rtype, target.namespace, body, _manager(request, "unknown"),
             dry_run=request.query.get("dryRun") == "All",
         ))
@@ -185,13 +197,13 @@ class ResourceApi:
         assert target.name is not None
         body = objects.ensure_object(await _body(request))
         if target.subresource == "finalize":
-            finalized: JSON = await self.store.ask(Finalize(target.name, body))
+            finalized: JSON = await self.ask(Finalize(target.name, body))
             return _json(finalized)
         if target.subresource is not None:
             raise errors.method_not_allowed(f"PUT {target.subresource}")
         strict = request.query.get("fieldValidation", "") == "Strict"
         body = self._checked_body(body, target, strict)
-        obj = await self.store.ask(Replace(
+        obj = await self.ask(Replace(
             target.rtype, target.namespace, target.name, body, _manager(request, "unknown"),
             dry_run=request.query.get("dryRun") == "All",
         ))
@@ -213,7 +225,7 @@ class ResourceApi:
         if patch_type == "apply":
             body = self._checked_body(body, target,
                                       request.query.get("fieldValidation", "") == "Strict")
-        obj, created = await self.store.ask(Patch(
+        obj, created = await self.ask(Patch(
             target.rtype, target.namespace, target.name, patch_type, body,
             manager or _manager(request, "unknown"),
             dry_run=request.query.get("dryRun") == "All", force=flag(request.query.get("force")),
@@ -232,7 +244,7 @@ class ResourceApi:
             pre = options.get("preconditions") if isinstance(options, dict) else None
             if isinstance(pre, dict):
                 uid, rv = pre.get("uid"), pre.get("resourceVersion")
-        obj = await self.store.ask(Delete(
+        obj = await self.ask(Delete(
             target.rtype, target.namespace, target.name, uid, rv,
             dry_run=request.query.get("dryRun") == "All",
         ))
@@ -241,13 +253,13 @@ class ResourceApi:
     async def _delete_collection(self, request: web.Request, target: Target) -> web.Response:
         labels = parse_label_selector(request.query.get("labelSelector"))
         fields = parse_field_selector(request.query.get("fieldSelector"))
-        items, _ = await self.store.ask(ListObjects(target.rtype, target.namespace))
+        items, _ = await self.ask(ListObjects(target.rtype, target.namespace))
         deleted = []
         for obj in items:
             if labels.matches(obj["metadata"].get("labels") or {}) and fields.matches(obj):
                 meta = obj["metadata"]
                 try:
-                    await self.store.ask(Delete(target.rtype, meta.get("namespace"), meta["name"]))
+                    await self.ask(Delete(target.rtype, meta.get("namespace"), meta["name"]))
                 except errors.ApiError as exc:
                     if exc.code != 404:
                         raise

@@ -41,6 +41,7 @@ from actors.kube_emulator.control import (
     TakeFault,
     parse_fault,
 )
+from actors.kube_emulator.durability import Durability
 from actors.kube_emulator.messages import SetStuck, StoreMessage
 from actors.runtime import Actor, ActorRef
 
@@ -85,13 +86,13 @@ class App:
 
     def __init__(
         self, settings: ServerSettings, store: ActorRef[StoreMessage],
-        control: ActorRef[ControlMessage],
+        control: ActorRef[ControlMessage], durability: Durability,
     ) -> None:
         self.settings = settings
         self.store = store
         self.control = control
         self.closing = False
-        self.resources = ResourceApi(store, settings.api, lambda: self.closing)
+        self.resources = ResourceApi(store, settings.api, lambda: self.closing, durability)
 
     def build(self) -> web.Application:
         app = web.Application(middlewares=[self._middleware], client_max_size=4 * 1024 * 1024)
@@ -257,7 +258,7 @@ class App:
                         raise ValueError("namespace must be a string and stuck a boolean")
                 except (ValueError, KeyError, TypeError) as exc:
                     raise errors.bad_request(f"bad stuck request: {exc}")
-                await self.store.ask(SetStuck(name, stuck))
+                await self.resources.ask(SetStuck(name, stuck))
                 return _json({"namespace": name, "stuck": stuck})
         raise errors.unknown_path()
 
@@ -268,9 +269,10 @@ class HttpServer(Actor[None]):
     def __init__(
         self, settings: ServerSettings, store: ActorRef[StoreMessage],
         control: ActorRef[ControlMessage], on_bound: Callable[[int], None],
+        durability: Durability,
     ) -> None:
         self.settings = settings
-        self.app = App(settings, store, control)
+        self.app = App(settings, store, control, durability)
         self.on_bound = on_bound
         self.runner: web.AppRunner | None = None
 

@@ -2,7 +2,10 @@
 
 One mutation at a time (the mailbox serialises them, like etcd's single revision). Each
 change bumps the global counter and is appended to the journal and fsynced (persistence.py)
-BEFORE the reply; only then do open watches see its event (watch_hub.py). A bounded event
+BEFORE any reply that could show it; only then do open watches see its event (watch_hub.py).
+The journal is written by a flusher task with group commit (durability.py): changes made
+while one write is in flight go out together in the next, so concurrent requests share an
+fsync instead of queueing one fsync each behind the mailbox. A bounded event
 history lets a watch resume from a resourceVersion; older versions get 410 Expired. The
 simulated controllers also live here: ResourceQuota status, and the namespace controller.
 
@@ -21,6 +24,7 @@ from pathlib import Path
 from typing import assert_never
 
 from actors.kube_emulator import errors, objects, ownership, persistence
+from actors.kube_emulator.durability import Durability
 from actors.kube_emulator.messages import (
     JSON,
     CloseWatch,
@@ -54,8 +58,10 @@ class StoreSettings:
 
 
 class Store(Actor[StoreMessage]):
-    def __init__(self, settings: StoreSettings) -> None:
+    def __init__(self, settings: StoreSettings, durability: Durability | None = None) -> None:
         self.settings = settings
+        self.durability = durability or Durability()
+        self._flusher: asyncio.Task[None] | None = None
         self.rv = 0
         self.tables: dict[ResourceType, dict[Key, JSON]] = {r: {} for r in RESOURCES}
         self.watches = WatchHub(settings.history)
@@ -87,26 +93,51 @@ class Store(Actor[StoreMessage]):
             return self._handle(message)
         finally:
             if self.pending:
-                await self._persist()
+                # The reply waits for this (callers await `durability.settled()`).
+                self.durability.mark()
+                if self._flusher is None or self._flusher.done():
+                    self._flusher = self.start_task(self._flush(), name="flusher")
 
-    async def _persist(self) -> None:
-        """Make the changes durable before anyone hears of them (the reply waits for this)."""
-        records, self.pending = self.pending, []
-        try:
-            await asyncio.to_thread(persistence.append, self.settings.data_dir, records)
-            self.journal_records += len(records)
-            objects = sum(len(t) for t in self.tables.values())
-            if self.journal_records > max(self.settings.compact_after, 2 * objects):
-                await asyncio.to_thread(persistence.compact, self.settings.data_dir,
-                                        self._snapshot())
-                self.journal_records = 0
-        except Exception as exc:
-            # Memory ran ahead of the disk: go back to what is durable and refuse the request.
-            self.log.error("store_write_failed", error=str(exc))
-            await self._load()
-            raise errors.ApiError(500, "InternalError",
-                                  f"Internal error occurred: storage write failed: {exc}", {})
-        self.watches.publish()
+    async def stopped(self) -> None:
+        if self.pending:  # marked but not written: the flusher was cancelled with the actor
+            records, self.pending = self.pending, []
+            self.durability.begin()
+            try:
+                persistence.append(self.settings.data_dir, records)
+            except OSError as exc:
+                self.durability.end(exc)
+            else:
+                self.durability.end()
+
+    async def _flush(self) -> None:
+        """Write whatever is queued, one group per fsync, until nothing is."""
+        while self.pending:
+            records, self.pending = self.pending, []
+            through = self.rv  # every queued record's event has a version at most this
+            self.durability.begin()
+            try:
+                await asyncio.to_thread(persistence.append, self.settings.data_dir, records)
+                self.journal_records += len(records)
+                objects = sum(len(t) for t in self.tables.values())
+                if self.journal_records > max(self.settings.compact_after, 2 * objects):
+                    # The snapshot is taken now, in the loop: it may hold changes still queued,
+                    # whose journal records then come after it and are skipped on load.
+                    await asyncio.to_thread(persistence.compact, self.settings.data_dir,
+                                            self._snapshot())
+                    self.journal_records = 0
+            except Exception as exc:
+                # Memory ran ahead of the disk: go back to what is durable and refuse every
+                # request that saw the lost changes (or any made on top of them).
+                self.log.error("store_write_failed", error=str(exc))
+                await self._load()
+                self.pending = []
+                self.durability.fail_all(errors.ApiError(
+                    500, "InternalError", f"Internal error occurred: storage write failed: {exc}",
+                    {},
+                ))
+                return
+            self.durability.end()
+            self.watches.publish(through)
 
     def _handle(self, message: StoreMessage) -> object:
         match message:

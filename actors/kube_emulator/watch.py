@@ -21,6 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from actors.kube_emulator import table
+from actors.kube_emulator.durability import Durability
 from actors.kube_emulator.errors import ApiError
 from actors.kube_emulator.messages import CloseWatch, OpenWatch, StoreMessage, WatchEvent
 from actors.kube_emulator.paths import Target
@@ -75,8 +76,8 @@ def _event_object(event: WatchEvent, opts: WatchOptions) -> JSON:
 
 
 async def serve(
-    request: web.Request, store: ActorRef[StoreMessage], target: Target, opts: WatchOptions,
-    closing: Callable[[], bool],
+    request: web.Request, store: ActorRef[StoreMessage], durability: Durability, target: Target,
+    opts: WatchOptions, closing: Callable[[], bool],
 ) -> web.StreamResponse:
     rv = opts.resource_version
     if opts.send_initial_events:
@@ -85,6 +86,7 @@ async def serve(
     response.enable_chunked_encoding()
     try:
         start = await store.ask(OpenWatch(target.rtype, target.namespace, rv))
+        await durability.settled()  # its initial events may include changes still being written
     except ApiError as exc:
         await response.prepare(request)
         await response.write(_encode("ERROR", exc.status()))

@@ -27,6 +27,7 @@ class _Watcher:
     rtype: ResourceType
     namespace: str | None
     queue: asyncio.Queue[WatchEvent]
+    opened_at: int  # the store's version when it opened: later events only
 
 
 class WatchHub:
@@ -50,12 +51,19 @@ class WatchHub:
         while len(self.history) > self.size:
             self.floor = self.history.popleft().rv
 
-    def publish(self) -> None:
-        events, self.unpublished = self.unpublished, []
+    def publish(self, through: int | None = None) -> None:
+        """Hand open watches the events now durable: those up to version `through` (all)."""
+        if through is None:
+            events, self.unpublished = self.unpublished, []
+        else:
+            events = [e for e in self.unpublished if e.rv <= through]
+            self.unpublished = [e for e in self.unpublished if e.rv > through]
         for event in events:
             namespace = namespace_of(event.object)
             for watcher in self.watchers.values():
-                if watcher.rtype is event.rtype and watcher.namespace in (None, namespace):
+                # A watch opened after the event got it in its initial events already.
+                if (watcher.rtype is event.rtype and watcher.namespace in (None, namespace)
+                        and event.rv > watcher.opened_at):
                     watcher.queue.put_nowait(event)
 
     def open(
@@ -77,7 +85,7 @@ class WatchHub:
                        and (namespace is None or namespace_of(e.object) == namespace)]
         watch_id = next(self.ids)
         queue: asyncio.Queue[WatchEvent] = asyncio.Queue()
-        self.watchers[watch_id] = _Watcher(rtype, namespace, queue)
+        self.watchers[watch_id] = _Watcher(rtype, namespace, queue, now)
         return WatchStart(watch_id, initial, queue, now)
 
     def close(self, watch_id: int) -> None:

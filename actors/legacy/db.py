@@ -57,9 +57,17 @@ async def translated_errors() -> AsyncIterator[None]:
 async def create_pool(dsn: str, *, max_size: int = 8, timeout: float = 5.0) -> Pool:
     """A pool that connects lazily, so the process starts while PostgreSQL is down."""
     pool = asyncpg.create_pool(
-        dsn, min_size=0, max_size=max_size, timeout=timeout, command_timeout=timeout
+        dsn, min_size=0, max_size=max_size, timeout=timeout, command_timeout=timeout,
+        reset=_keep_session,
     )
     return await pool
+
+
+async def _keep_session(_conn: Connection) -> None:
+    """Nothing to reset when a connection goes back to the pool (asyncpg still rolls back an
+    open transaction). Its default reset query, one more round trip per use, undoes what
+    pooled connections here never do: session advisory locks (ours are per transaction),
+    LISTEN (the relay listens on a connection of its own), SET, open cursors."""
 
 
 async def connect(dsn: str, *, timeout: float = 5.0) -> Connection:

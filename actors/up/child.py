@@ -9,6 +9,8 @@ Contract:
 - The process runs in its own session (process group), so a Ctrl-C at the
   terminal reaches only `fabric up`, which stops children in order; stopping
   sends `stop_signal` to the group, then SIGKILL after `stop_timeout`.
+- It dies with `fabric up` (Linux): should `up` itself die without stopping
+  it (SIGKILL, a crash), the kernel sends it `stop_signal` (see `_die_with_us`).
 - `GetStatus` answers with a `ChildStatus` snapshot (state, pid, restarts).
 """
 
@@ -16,9 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import signal
+import sys
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, assert_never
 
@@ -142,6 +148,7 @@ class ChildActor(Actor[ChildMessage]):
                     env=env,
                     cwd=self.layout.root,
                     start_new_session=True,
+                    preexec_fn=_die_with_us(self.spec.stop_signal),
                 )
             except OSError as exc:
                 # A missing executable is not worth a crash loop of the actor: treat as an exit.
@@ -220,6 +227,38 @@ class ChildActor(Actor[ChildMessage]):
         _signal_group(process.pid, signal.SIGKILL)
         remove_file(self.layout.pid_file(self.spec.name))
         self.log.info("child_stopped", child=self.spec.name, returncode=rc)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_us(sig: signal.Signals) -> Callable[[], None] | None:
+    """A preexec that makes the kernel send `sig` to the child when this process dies.
+
+    Why PR_SET_PDEATHSIG rather than a lifeline pipe: a pipe only works for children
+    that watch it, and postgres and nats-server are not ours to change; the kernel
+    signal reaches any program and needs nothing from it. Why `stop_signal`, not
+    SIGKILL: each child then stops as cleanly as in an ordered stop (postgres's fast
+    shutdown, our processes' SIGTERM); one that hangs is the next `up`'s leftover to
+    clear. Two caveats handled here: the signal fires when the forking *thread* ends,
+    so it is only armed for children started from the main thread (where the event
+    loop of `fabric up` runs); and `up` may die between fork and prctl, so the child
+    checks it still has the parent it was forked by. Elsewhere than Linux: None (the
+    leftover sweep of the next `up` remains).
+    """
+    if not sys.platform.startswith("linux") or threading.current_thread() is not threading.main_thread():
+        return None
+    # Resolved before the fork: the child runs no lookup, import or allocation of its own.
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+    signum = int(sig)
+
+    def arm() -> None:
+        prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0)
+        if os.getppid() != parent:
+            os.kill(os.getpid(), signum)
+
+    return arm
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:

@@ -5,7 +5,10 @@ Contract:
   before it is ready (probes), so the api finds its database and broker and
   a daemon finds its kubeconfig.
 - When all children are ready it writes DIR/ready, prints the API URL and a
-  status table on stdout; afterwards each state change is one line.
+  status table on stdout; afterwards each state change is one line. With a
+  `LiveStatus` (stdout is a terminal) it redraws that block at each tick
+  instead, announces the API URL above it, and starts the live status's read
+  of the system through the API.
 - It re-sends `Launch` to an idle child (one whose actor was restarted after
   a crash), so every child keeps running while `fabric up` does.
 - Stopping it removes DIR/ready; the children's actors, spawned before it,
@@ -25,6 +28,7 @@ from actors.runtime.files import write_atomic
 from actors.up.child import ChildMessage, ChildStatus, GetStatus, Launch
 from actors.up.display import change_line, progress_line, status_table
 from actors.up.layout import Layout, remove_file
+from actors.up.status import LiveStatus
 
 WATCH_INTERVAL = 0.25
 
@@ -46,12 +50,14 @@ ConductorMessage = _Tick
 
 class Conductor(Actor[ConductorMessage]):
     def __init__(
-        self, children: list[Staged], layout: Layout, api_url: str, out: TextIO = sys.stdout
+        self, children: list[Staged], layout: Layout, api_url: str, out: TextIO = sys.stdout,
+        *, live: LiveStatus | None = None,
     ) -> None:
         self.children = children
         self.layout = layout
         self.api_url = api_url
         self.out = out
+        self.live = live
         self.stages = sorted({c.stage for c in children})
         self.launched_stage = -1
         self.ready = False
@@ -82,12 +88,14 @@ class Conductor(Actor[ConductorMessage]):
                 child.ref.tell(Launch())
         if not self.ready:
             self._advance(statuses)
-        else:
+        elif self.live is None:
             for s in statuses:
                 before = self.last.get(s.name)
                 if before is not None and (before.state, before.pid) != (s.state, s.pid):
                     self._print(change_line(before, s))
         self.last = by_name
+        if self.live is not None:
+            self.live.show(statuses, self.ready)
 
     def _advance(self, statuses: list[ChildStatus]) -> None:
         stage_of = {c.name: c.stage for c in self.children}
@@ -102,10 +110,17 @@ class Conductor(Actor[ConductorMessage]):
             else:
                 self.ready = True
                 write_atomic(self.layout.ready_file, self.api_url + "\n")
-                self._print(status_table(statuses))
-                self._print(f"Fabric is up. API: {self.api_url}  (state: {self.layout.root})")
+                announcement = f"Fabric is up. API: {self.api_url}  (state: {self.layout.root})"
+                if self.live is None:
+                    self._print(status_table(statuses))
+                    self._print(announcement)
+                else:
+                    self.live.announce(announcement)
+                    _ = self.start_task(self.live.follow_system(), name="system-status")
                 self.log.info("system_ready", api=self.api_url)
                 return
+        if self.live is not None:
+            return
         line = progress_line(statuses)
         if line != self.last_progress:
             self.last_progress = line
@@ -118,3 +133,6 @@ class Conductor(Actor[ConductorMessage]):
 
     async def stopped(self) -> None:
         remove_file(self.layout.ready_file)
+        if self.live is not None:
+            # The children stop after this actor; their log lines follow without the block.
+            self.live.close()

@@ -13,6 +13,9 @@ Contract (CONTRACT.md section 3):
   every cluster; made once each, so a cluster new to a later run gets its pair and
   the others keep theirs. The broker's allow-list is this directory (it skips its
   own certificate).
+- on the JetStream bus, `keys/IDENTITY.nats` (0600): the NATS password of `api`
+  and of each `cluster-NAME` (made once each, like the CURVE pairs); a local
+  nats-server's config is `nats/nats.conf` and its store `nats/data/`.
 - `endpoints.json`: every address in use, in the contract's exact shape.
 - `run/NAME.pid`, `logs/NAME.log`, `ready`, and the children's data dirs.
 
@@ -26,8 +29,8 @@ import json
 import os
 import secrets
 import socket
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +123,21 @@ class Layout:
         return self.root / "api"
 
     @property
+    def nats_dir(self) -> Path:
+        return self.root / "nats"
+
+    @property
+    def nats_config(self) -> Path:
+        return self.nats_dir / "nats.conf"
+
+    @property
+    def nats_store(self) -> Path:
+        return self.nats_dir / "data"
+
+    def nats_password(self, identity: str) -> Path:
+        return self.keys_dir / f"{identity}.nats"
+
+    @property
     def postgres_dir(self) -> Path:
         return self.root / "postgres"
 
@@ -159,6 +177,14 @@ class Ports:
     broker_acks: int
     api: int
     kubes: dict[str, KubePorts]
+    # The local nats-server's client and monitoring ports (0: not chosen yet, an older state dir).
+    nats: int = 0
+    nats_monitor: int = 0
+    metrics: dict[str, int] = field(default_factory=dict)  # child name -> its --metrics-listen port
+
+    def api_port(self, replica: int) -> int:
+        """Replica `replica` (0-based) listens on consecutive ports from the API port."""
+        return self.api + replica
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -170,11 +196,14 @@ class Ports:
             },
             "api": self.api,
             "kubes": {n: {"port": k.port, "token": k.token} for n, k in self.kubes.items()},
+            "metrics": dict(self.metrics),
+            "nats": {"client": self.nats, "monitor": self.nats_monitor},
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Ports:
         broker = data["broker"]
+        nats = dict(data.get("nats", {}))
         return cls(
             postgres=int(data["postgres"]),
             broker_control=int(broker["control"]),
@@ -185,6 +214,9 @@ class Ports:
                 str(n): KubePorts(int(k["port"]), str(k["token"]))
                 for n, k in dict(data.get("kubes", {})).items()
             },
+            nats=int(nats.get("client", 0)),
+            nats_monitor=int(nats.get("monitor", 0)),
+            metrics={str(n): int(p) for n, p in dict(data.get("metrics", {})).items()},
         )
 
 
@@ -198,8 +230,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def load_or_allocate_ports(layout: Layout, *, api_port: int | None, kube_clusters: list[str]) -> Ports:
-    """Read ports.json (or choose ports), add new clusters, honour an explicit --port; persist."""
+def load_or_allocate_ports(
+    layout: Layout, *, api_port: int | None, kube_clusters: list[str],
+    metrics_children: Iterable[str] = (),
+) -> Ports:
+    """Read ports.json (or choose ports), add new clusters and metrics listeners (a port for
+    each of `metrics_children` that has none yet), honour an explicit --port; persist."""
     current: Ports | None = None
     if layout.ports_file.exists():
         try:
@@ -219,6 +255,10 @@ def load_or_allocate_ports(layout: Layout, *, api_port: int | None, kube_cluster
     for name in kube_clusters:
         if name not in kubes:
             kubes[name] = KubePorts(free_port(), secrets.token_urlsafe(24))
+    metrics = dict(current.metrics)
+    for child in metrics_children:
+        if child not in metrics:
+            metrics[child] = free_port()
     ports = Ports(
         postgres=current.postgres,
         broker_control=current.broker_control,
@@ -226,6 +266,9 @@ def load_or_allocate_ports(layout: Layout, *, api_port: int | None, kube_cluster
         broker_acks=current.broker_acks,
         api=api_port if api_port is not None else current.api,
         kubes=kubes,
+        nats=current.nats or free_port(),
+        nats_monitor=current.nats_monitor or free_port(),
+        metrics=metrics,
     )
     write_atomic(layout.ports_file, json.dumps(ports.to_json(), indent=2) + "\n", mode=0o600)
     return ports
@@ -262,6 +305,25 @@ def ensure_keys(layout: Layout, clusters: tuple[str, ...]) -> list[str]:
     layout.keys_dir.chmod(0o700)
     identities = [BROKER, API, *(cluster_identity(c) for c in clusters)]
     return [name for name in identities if ensure_certificate(layout.keys_dir, name)]
+
+
+def ensure_nats_credentials(layout: Layout, clusters: tuple[str, ...]) -> dict[str, str]:
+    """A NATS password for the api and each cluster's daemon (made once each), by identity."""
+    # Imported here, as in the two below: `up` on the zmq bus never loads the NATS modules.
+    from transport.jetstream.identities import ensure_credentials
+    layout.keys_dir.mkdir(mode=0o700, exist_ok=True)
+    layout.keys_dir.chmod(0o700)
+    return ensure_credentials(layout.keys_dir, [API, *(cluster_identity(c) for c in clusters)])
+
+
+def write_nats_config(
+    layout: Layout, users: dict[str, str], *, host: str, port: int, monitor_port: int
+) -> None:
+    """The local nats-server's config, rewritten at each start so a new cluster's user is in it."""
+    from transport.jetstream.server import write_server_config
+    layout.nats_store.mkdir(parents=True, exist_ok=True)
+    write_server_config(layout.nats_config, host=host, port=port, store_dir=layout.nats_store,
+                        users=users, server_name="fabric", monitor_port=monitor_port)
 
 
 def write_endpoints(layout: Layout, endpoints: dict[str, Any]) -> None:

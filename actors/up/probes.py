@@ -3,13 +3,18 @@
 A probe answers "is this child serving?" and never raises: any error is a
 `False` with a short reason, so the supervisor just keeps asking.
 
-- `HttpProbe`: GET a URL, ready on a 2xx (api `/readyz`, kube `/version`).
-- `TcpProbe`: the port accepts a connection (postgres).
-- `BrokerProbe`: the broker answers a directory request on its control socket.
-- `ConsumerProbe`: the durable consumer (`cluster:NAME`) is online at the broker.
+- `HttpProbe`: GET a URL, ready on a 2xx (api `/readyz`, kube `/version`,
+  nats-server's monitoring `/healthz`, which also waits for JetStream).
+- `TcpProbe`: the port accepts a connection.
+- `DatabaseProbe`: PostgreSQL accepts a connection and, when asked, holds a
+  database by that name, created here if missing (the api replicas' shared
+  query cache, which must exist before they start: the next stage).
+- `BrokerProbe`: the bus answers a consumer-directory request.
+- `ConsumerProbe`: the durable consumer (`cluster:NAME`) is online on the bus.
 
-Broker probes talk CURVE as the api (the identity that may list consumers);
-they read its key files at each run, so a probe made before the keys is fine.
+Bus probes go through `transport.bus_choice` as the api (the identity that may
+list consumers), on either bus; they read its credential files at each run, so
+a probe made before the files is fine.
 """
 
 from __future__ import annotations
@@ -20,10 +25,9 @@ from typing import assert_never
 
 import aiohttp
 
+from actors.legacy import db
 from core.bus import ConsumerInfo
-from transport.client import BrokerEndpoints, Directory
-from transport.curve import KeyFiles
-from transport.sockets import close_context, new_context
+from transport.bus_choice import BusSettings, connector_for
 
 PROBE_TIMEOUT = 2.0
 
@@ -41,19 +45,23 @@ class TcpProbe:
 
 
 @dataclass(frozen=True, slots=True)
+class DatabaseProbe:
+    dsn: str
+    ensure_database: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class BrokerProbe:
-    endpoints: BrokerEndpoints
-    keys: KeyFiles
+    bus: BusSettings
 
 
 @dataclass(frozen=True, slots=True)
 class ConsumerProbe:
-    endpoints: BrokerEndpoints
+    bus: BusSettings
     consumer: str
-    keys: KeyFiles
 
 
-Probe = HttpProbe | TcpProbe | BrokerProbe | ConsumerProbe
+Probe = HttpProbe | TcpProbe | DatabaseProbe | BrokerProbe | ConsumerProbe
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,24 +98,38 @@ async def _run(probe: Probe) -> ProbeResult:
             writer.close()
             await writer.wait_closed()
             return ProbeResult(True)
-        case BrokerProbe(endpoints=endpoints, keys=keys):
-            await _consumers(endpoints, keys)
+        case DatabaseProbe(dsn=dsn, ensure_database=name):
+            if name is not None:
+                await ensure_database(dsn, name)
+            else:
+                await db.close_connection(await db.connect(dsn, timeout=PROBE_TIMEOUT))
             return ProbeResult(True)
-        case ConsumerProbe(endpoints=endpoints, consumer=consumer, keys=keys):
-            infos = await _consumers(endpoints, keys)
+        case BrokerProbe(bus=bus):
+            await _consumers(bus)
+            return ProbeResult(True)
+        case ConsumerProbe(bus=bus, consumer=consumer):
+            infos = await _consumers(bus)
             for info in infos:
                 if info.name == consumer:
-                    return ProbeResult(info.online, "" if info.online else "offline at the broker")
-            return ProbeResult(False, "not registered at the broker yet")
+                    return ProbeResult(info.online, "" if info.online else "offline on the bus")
+            return ProbeResult(False, "not registered on the bus yet")
         case _:
             assert_never(probe)
 
 
-async def _consumers(endpoints: BrokerEndpoints, keys: KeyFiles) -> list[ConsumerInfo]:
-    client_keys = keys.load()
-    ctx = new_context()
+async def _consumers(bus: BusSettings) -> list[ConsumerInfo]:
+    async with connector_for(bus).directory() as directory:
+        return list(await directory.consumers())
+
+
+async def ensure_database(dsn: str, name: str) -> None:
+    """Create database `name` on the server `dsn` reaches, unless it exists (idempotent)."""
+    conn = await db.connect(dsn, timeout=PROBE_TIMEOUT)
     try:
-        async with Directory(ctx, endpoints, keys=client_keys) as directory:
-            return list(await directory.consumers())
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        if not exists:
+            # CREATE DATABASE takes no parameters; the name is quoted as an identifier.
+            quoted = '"' + name.replace('"', '""') + '"'
+            await conn.execute(f"CREATE DATABASE {quoted}")
     finally:
-        close_context(ctx)
+        await db.close_connection(conn)

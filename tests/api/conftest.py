@@ -9,6 +9,17 @@ import pytest
 
 from tests.api.harness import RunningApi, fast_settings, running_api
 from tests.support.fake_bus import FakeBus, FakeConnector
+from tests.support.postgres import PgAdmin
+
+
+@pytest.fixture
+async def cache_dsn(pg_admin: PgAdmin) -> AsyncIterator[str]:
+    """An empty database (the legacy server's) for a PostgreSQL query cache, dropped after."""
+    dsn = await pg_admin.fresh_database(migrated=False)
+    try:
+        yield dsn
+    finally:
+        await pg_admin.drop_database(dsn)
 
 
 @pytest.fixture

@@ -30,21 +30,25 @@ def _envelopes(changes: Sequence[Change]) -> list[Envelope]:
     return [to_envelope(c.event, correlation_id="t", occurred_at=c.occurred_at) for c in changes]
 
 
-def _dump(path: Path) -> dict[str, Any]:
-    store = SqliteCache(path)
+async def _dump(path: Path) -> dict[str, Any]:
+    store = await SqliteCache.open(path)
     try:
-        return dict(store.dump())
+        return dict(await store.dump())
     finally:
-        store.close()
+        await store.close()
 
 
-def _reference(changes: Sequence[Change]) -> dict[str, Any]:
-    store = SqliteCache(":memory:")
+async def _reference(changes: Sequence[Change]) -> dict[str, Any]:
+    store = await SqliteCache.open(":memory:")
     try:
-        store.apply(changes)
-        return dict(store.dump())
+        _ = await store.apply(changes)
+        return dict(await store.dump())
     finally:
-        store.close()
+        await store.close()
+
+
+def _on_file(path: Path) -> Callable[[], CacheActor]:
+    return lambda: CacheActor(lambda: SqliteCache.open(path))
 
 
 async def _consumer_names(bus: FakeBus) -> set[str]:
@@ -57,7 +61,7 @@ async def drivers(bus: FakeBus, path: Path, count: int = 1) -> AsyncIterator[lis
     async with ActorSystem(stop_timeout=5.0) as system:
         refs: list[ActorRef[Any]] = []
         for i in range(count):
-            cache: ActorRef[CacheMessage] = system.spawn(lambda: CacheActor(path), name=f"cache-{i}")
+            cache: ActorRef[CacheMessage] = system.spawn(_on_file(path), name=f"cache-{i}")
             refs += [system.spawn(_driver(bus, cache), name=f"driver-{i}"), cache]
         yield refs
 
@@ -80,7 +84,7 @@ async def test_competing_drivers_on_the_cache_consumer_end_in_the_in_order_state
             await bus.publish(_envelopes(STORY[start : start + 3]))
         await bus.publish(_envelopes(STORY[1:4]))  # a daemon's redo after the dedup window
         await eventually(lambda: _caught_up(bus), timeout=10, message="both drivers caught up")
-    assert _dump(path) == _reference(STORY)
+    assert await _dump(path) == await _reference(STORY)
 
 
 class _AckLost:
@@ -125,7 +129,7 @@ async def test_batches_applied_but_never_acked_are_redelivered_and_change_nothin
     path = tmp_path / CACHE_FILE
     connector = _LosingConnector(bus, lose=2)
     async with ActorSystem(stop_timeout=5.0) as system:
-        cache: ActorRef[CacheMessage] = system.spawn(lambda: CacheActor(path), name="cache")
+        cache: ActorRef[CacheMessage] = system.spawn(_on_file(path), name="cache")
         driver = system.spawn(
             lambda: EventDriverActor(connector, cache, ApiMetrics(), backoff_max=0.05),
             name="driver",
@@ -134,10 +138,10 @@ async def test_batches_applied_but_never_acked_are_redelivered_and_change_nothin
         assert connector.lose == 0
         # Each event changed the cache once; the redeliveries changed nothing.
         assert await driver.ask(GetApplied()) == len(STORY)
-    assert _dump(path) == _reference(STORY)
+    assert await _dump(path) == await _reference(STORY)
     rebuilt = tmp_path / "rebuilt.sqlite3"
     await rebuild_cache(bus.connector(), rebuilt)
-    assert _dump(rebuilt) == _dump(path)
+    assert await _dump(rebuilt) == await _dump(path)
 
 
 async def test_a_fresh_cache_resets_the_cache_consumer_and_reads_the_log_from_the_start(
@@ -159,7 +163,7 @@ async def test_a_fresh_cache_resets_the_cache_consumer_and_reads_the_log_from_th
             assert await driver.ask(GetApplied()) == len(STORY)
     resets = [e for e in logs if e["event"] == "cache_consumer_reset"]
     assert [(e["consumer"], e["removed"]) for e in resets] == [(CACHE_CONSUMER, True)]
-    assert _dump(path) == _reference(STORY)
+    assert await _dump(path) == await _reference(STORY)
     # A replayed cache that restarts keeps its consumer's position: no second replay.
     with capture_logs() as logs:
         async with drivers(bus, path) as (driver, _cache):
@@ -180,18 +184,18 @@ async def test_rebuild_reads_the_whole_log_swaps_the_file_and_removes_its_consum
     # A rebuild that died midway left its consumer behind: this one must not start there.
     await bus.subscribe(REBUILD_CONSUMER).ack(3)
     path = tmp_path / CACHE_FILE
-    stale = SqliteCache(path)
-    stale.apply(STORY[:1])
-    stale.close()
+    stale = await SqliteCache.open(path)
+    _ = await stale.apply(STORY[:1])
+    await stale.close()
     position = await rebuild_cache(bus.connector(), path)
     assert position == bus.head
     assert REBUILD_CONSUMER not in await _consumer_names(bus)
-    assert _dump(path) == _reference(STORY)
-    replaced = SqliteCache(path)
+    assert await _dump(path) == await _reference(STORY)
+    replaced = await SqliteCache.open(path)
     try:
-        assert not replaced.needs_replay(), "the event driver goes on from its own position"
+        assert not await replaced.needs_replay(), "the event driver goes on from its own position"
     finally:
-        replaced.close()
+        await replaced.close()
 
 
 async def test_rebuild_from_the_compacted_log_shows_every_live_account_as_the_live_cache_does(
@@ -216,15 +220,15 @@ async def test_rebuild_from_the_compacted_log_shows_every_live_account_as_the_li
     rebuilt_path = tmp_path / "rebuilt" / CACHE_FILE
     rebuilt_path.parent.mkdir()
     await rebuild_cache(bus.connector(), rebuilt_path)
-    live_dump, rebuilt_dump = _dump(settings.state_dir / CACHE_FILE), _dump(rebuilt_path)
+    live_dump, rebuilt_dump = await _dump(settings.state_dir / CACHE_FILE), await _dump(rebuilt_path)
     assert rebuilt_dump["reports"] == live_dump["reports"]
     # The deleted account's creation was compacted away; its tombstone carries its last
     # state, so the rebuilt cache shows it deleted, as the live one does.
     assert rebuilt_dump["accounts"] == live_dump["accounts"]
-    rebuilt = SqliteCache(rebuilt_path)
+    rebuilt = await SqliteCache.open(rebuilt_path)
     try:
-        shown = {r.id: r for r in rebuilt.list_after(None, 100)}
+        shown = {r.id: r for r in await rebuilt.list_after(None, 100)}
     finally:
-        rebuilt.close()
+        await rebuilt.close()
     assert set(shown) == {a["id"] for a in live}
     assert shown[accounts[0]["id"]].deleted_at is not None

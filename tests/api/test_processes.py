@@ -280,17 +280,17 @@ async def test_cache_killed_mid_stream_ends_equal_to_a_rebuild_from_the_log(
 
     _ = await wait_until(cache_caught_up, timeout=30, message="the cache consumer caught up")
     assert await procs.stop(_api2) == 0
-    live = SqliteCache(state / CACHE_FILE)
+    live = await SqliteCache.open(state / CACHE_FILE)
     try:
-        expected = live.dump()
+        expected = await live.dump()
     finally:
-        live.close()
+        await live.close()
     rebuilt = tmp_path / "rebuilt.sqlite3"
     await rebuild_cache(connector, rebuilt, consumer="cache-check")
-    replayed = SqliteCache(rebuilt)
+    replayed = await SqliteCache.open(rebuilt)
     try:
-        assert replayed.dump() == expected
+        assert await replayed.dump() == expected
     finally:
-        replayed.close()
+        await replayed.close()
     assert len(expected["reports"]) == 20
     assert "cache-check" not in await consumers(endpoints), "the rebuild removed its consumer"

@@ -63,8 +63,12 @@ def _bind() -> list[str]:
 @pytest.mark.parametrize(
     ("args", "line"),
     [
-        (["--curve-clients", "k"], "broker: error: --curve-secret PATH and --curve-clients DIR"),
-        (["--curve-secret", "k"], "broker: error: --curve-secret PATH and --curve-clients DIR"),
+        (["--curve-clients", "k"],
+         "broker: error: --curve-secret (or FABRIC_BROKER_CURVE_SECRET) is required: every broker "
+         "socket requires CURVE"),
+        (["--curve-secret", "k"],
+         "broker: error: --curve-clients (or FABRIC_BROKER_CURVE_CLIENTS) is required: every "
+         "broker socket requires CURVE"),
         (["--curve-secret", "/nonexistent/broker.key_secret", "--curve-clients", "k"],
          "broker: cannot start: /nonexistent/broker.key_secret: no such certificate file"),
         (["--curve-secret", "PUBLIC", "--curve-clients", "k"], "holds no secret key"),

@@ -14,6 +14,7 @@ from actors.up.layout import KubePorts, Layout, Ports, ensure_keys
 from actors.up.options import UpSettings
 from actors.up.plan import ChildSpec, child_specs
 from actors.up.probes import BrokerProbe, ConsumerProbe
+from transport.bus_choice import ZmqBus
 from transport.curve import AllowList, load_server_keys
 
 
@@ -70,4 +71,4 @@ def test_every_child_gets_its_own_key_and_the_broker_its_allow_list(tmp_path: Pa
     # fabric up's own readiness probes ask the broker as the api, the identity that may list.
     probes = [s.probe for s in specs if isinstance(s.probe, BrokerProbe | ConsumerProbe)]
     assert probes
-    assert {p.keys.secret for p in probes} == {keys / "api.key_secret"}
+    assert {p.bus.keys.secret for p in probes if isinstance(p.bus, ZmqBus)} == {keys / "api.key_secret"}

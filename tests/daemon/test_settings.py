@@ -45,7 +45,7 @@ def test_tenancy_file_and_flags_override_the_policy(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("argv", "env", "words"),
     [
-        ([], {**ENV, "FABRIC_CLUSTER": "East!"}, "--cluster NAME is required"),
+        ([], {**ENV, "FABRIC_CLUSTER": "East!"}, "--cluster (from FABRIC_CLUSTER): not a DNS-1123 label"),
         ([], {k: v for k, v in ENV.items() if k != "FABRIC_BROKER"}, "--broker"),
         (["--broker", "tcp://x"], ENV, "CONTROL,EVENTS,ACKS"),
         (["--resync", "0"], ENV, "must be a positive number"),
@@ -54,7 +54,7 @@ def test_tenancy_file_and_flags_override_the_policy(tmp_path: Path) -> None:
         (["--tenancy", "/nonexistent/file"], ENV, "cannot read"),
         (["--retry-initial", "5", "--retry-cap", "1"], ENV, "--retry-cap"),
         (["--failed-after", "0"], ENV, "must be at least 1"),
-        (["--crash-at", "whenever"], ENV, "invalid choice"),
+        (["--crash-at", "whenever"], ENV, "--crash-at: must be one of after_store"),
     ],
 )
 def test_a_bad_setting_exits_with_one_clear_line(

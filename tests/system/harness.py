@@ -1,6 +1,7 @@
 """Whole-system harness: a real `fabric up` (through bin/fabric) and clients to what it runs.
 
-- `FabricUp` starts `bin/fabric up` in its own session, waits for DIR/ready,
+- `FabricUp` starts `bin/fabric up` on one bus (`zmq` or `jetstream`, as
+  FABRIC_BUS) in its own session, waits for DIR/ready,
   kills children by the pids in DIR/run/*.pid, and on close stops `up` with
   SIGTERM (it must exit 0), then SIGKILLs whatever a pid file still names, so
   nothing outlives the test even when `up` itself was SIGKILLed.
@@ -31,12 +32,14 @@ from tests.support.processes import BIN
 from tests.support.wait import wait_until
 
 MANAGED = "app.kubernetes.io/managed-by=fabric"
+BUSES = ("zmq", "jetstream")
 
 # Timers compressed for tests; every child inherits them from `fabric up`.
 FAST_ENV = {
     "FABRIC_RESYNC_SECONDS": "2",
-    "FABRIC_BROKER_HEARTBEAT_SECONDS": "0.2",
+    "FABRIC_HEARTBEAT_SECONDS": "0.2",
     "FABRIC_BROKER_CONSUMER_TIMEOUT": "2",
+    "FABRIC_NATS_OFFLINE_AFTER": "2",
     "FABRIC_RETRY_INITIAL_SECONDS": "0.1",
     "FABRIC_RETRY_CAP_SECONDS": "1",
     "FABRIC_UP_RESTART_BACKOFF_MAX": "0.5",
@@ -50,7 +53,11 @@ FAST_ENV = {
 
 
 class FabricUp:
-    def __init__(self, state_dir: Path, log_dir: Path, clusters: list[str], port: int | None = None) -> None:
+    def __init__(
+        self, state_dir: Path, log_dir: Path, clusters: list[str], port: int | None = None,
+        *, bus: str = "zmq",
+    ) -> None:
+        self.bus = bus
         self.state_dir = state_dir
         self.log_dir = log_dir
         self.clusters = clusters
@@ -75,6 +82,7 @@ class FabricUp:
         env = {k: v for k, v in os.environ.items() if not k.startswith("FABRIC_")}
         env.update(FAST_ENV)
         env["NO_PROXY"] = "127.0.0.1,localhost"
+        env["FABRIC_BUS"] = self.bus
         env.update(extra_env or {})
         self.log_dir.mkdir(parents=True, exist_ok=True)
         with (self.log_dir / f"up-{self.runs}.log").open("ab") as log:
@@ -111,6 +119,18 @@ class FabricUp:
             await wait_until(ready, timeout=timeout, interval=0.1, message="fabric up ready")
         except TimeoutError:
             raise AssertionError(f"fabric up not ready in {timeout}s:\n{self.log_tail()}")
+        # `ready` means every daemon's consumer is online at the bus; the API learns that at
+        # its next directory refresh. Until then an account lists only the clusters it knows,
+        # so a test that expects every cluster in its first answers starts after that.
+        async def api_sees_every_cluster() -> bool:
+            async with aiohttp.ClientSession(trust_env=False) as session:
+                out = await rpc(session, self.api_url, self.admin_key, "cluster.list", {})
+            return out.kind == "ok" and {
+                c["name"] for c in out.result if c["status"] == "online"
+            } >= set(self.clusters)
+
+        await wait_until(api_sees_every_cluster, timeout=timeout, interval=0.2,
+                         message="the API sees every cluster online")
 
     def stop(self, timeout: float = 40.0) -> int:
         """SIGTERM `up` and wait for it; returns its exit code (children must be gone too)."""
@@ -183,7 +203,16 @@ class FabricUp:
         ports = json.loads((self.state_dir / "ports.json").read_text())
         return str(ports["kubes"][cluster]["token"])
 
+    @property
+    def bus_child(self) -> str:
+        """The child that is the bus: `broker`, or on the JetStream bus the local `nats`."""
+        return "nats" if self.bus == "jetstream" else "broker"
+
     def pid(self, child: str) -> int | None:
+        """The child's current pid. `broker` names the bus's child on either bus, so a fault
+        schedule written for the broker kills the nats-server on the JetStream bus."""
+        if child == "broker":
+            child = self.bus_child
         try:
             return int((self.state_dir / "run" / f"{child}.pid").read_text().strip())
         except (OSError, ValueError):

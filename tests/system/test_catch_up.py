@@ -99,7 +99,7 @@ async def test_away_daemon_catches_up_and_a_new_cluster_gets_only_live_accounts(
 
     await eventually(all_online, timeout=15, message="a, b and c online")
     assert up.stop() == 0
-    # Stopped in reverse start order: daemons, api, kube emulators, broker, postgres.
+    # Stopped in reverse start order: daemons, api, kube emulators, the bus, postgres.
     stopped = [e["child"] for e in up.log_events(3) if e.get("event") == "child_stopped"]
     assert stopped == [
         "daemon-c",
@@ -109,7 +109,7 @@ async def test_away_daemon_catches_up_and_a_new_cluster_gets_only_live_accounts(
         "kube-c",
         "kube-b",
         "kube-a",
-        "broker",
+        up.bus_child,
         "postgres",
     ], stopped
     assert not (up.state_dir / "ready").exists()

@@ -25,6 +25,8 @@ from tests.support.kube import kubectl_path
 from tests.system.harness import FabricUp, call_ok, create_account, eventually, rpc
 
 pytestmark = pytest.mark.processes
+# Their subject is not the bus: the zmq bus is enough (tests/system/conftest.py).
+BUSES = ["zmq"]
 
 CLUSTERS = ["a", "b"]
 ALLOW = {"default-deny", "allow-same-namespace", "allow-dns"}

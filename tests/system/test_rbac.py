@@ -40,6 +40,8 @@ from tests.support.rbac import (
 from tests.system.harness import FabricUp, call_ok, eventually, kube_request, list_accounts
 
 pytestmark = pytest.mark.processes
+# Their subject is not the bus: the zmq bus is enough (tests/system/conftest.py).
+BUSES = ["zmq"]
 
 CLUSTER = "a"
 MANIFEST = ROOT / "deploy" / "rbac.yaml"

@@ -32,9 +32,9 @@ CLUSTERS = ["a", "b"]
 
 
 @pytest.fixture(scope="module")
-def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FabricUp]:
-    root = tmp_path_factory.mktemp("two-clusters")
-    up = FabricUp(root / "state", root / "logs", CLUSTERS)
+def system(tmp_path_factory: pytest.TempPathFactory, bus: str) -> Iterator[FabricUp]:
+    root = tmp_path_factory.mktemp(f"two-clusters-{bus}")
+    up = FabricUp(root / "state", root / "logs", CLUSTERS, bus=bus)
     up.start()
     try:
         asyncio.run(up.wait_ready())
@@ -202,7 +202,7 @@ async def test_a_namespace_deleted_by_hand_is_recreated_by_its_daemon(system: Fa
 def test_up_writes_pid_files_endpoints_and_a_private_admin_key(system: FabricUp) -> None:
     run = system.state_dir / "run"
     expected = {
-        "broker",
+        system.bus_child,
         "api",
         "postgres",
         *(f"daemon-{c}" for c in CLUSTERS),
@@ -215,7 +215,12 @@ def test_up_writes_pid_files_endpoints_and_a_private_admin_key(system: FabricUp)
         assert Path(f"/proc/{pid}").exists(), child
     endpoints = system.endpoints
     assert endpoints["api"] == f"http://127.0.0.1:{system.port}"
-    assert set(endpoints["broker"]) == {"control", "events", "acks"}
+    assert endpoints["bus"] == system.bus
+    if system.bus == "zmq":
+        assert set(endpoints["broker"]) == {"control", "events", "acks"}
+    else:
+        assert [url.startswith("nats://127.0.0.1:") for url in endpoints["nats"]] == [True]
+    assert endpoints["apis"] == [endpoints["api"]]
     for cluster in CLUSTERS:
         entry = endpoints["clusters"][cluster]
         assert entry["kubeconfig"] == str(system.kubeconfig(cluster))
@@ -230,7 +235,7 @@ async def test_status_lists_every_child_running_and_ready(system: FabricUp) -> N
     doc = json.loads(out)
     assert doc["ready"] is True
     assert all(child["alive"] for child in doc["children"].values()), doc
-    assert {"broker", "api", "daemon-a", "daemon-b"} <= set(doc["children"])
+    assert {system.bus_child, "api", "daemon-a", "daemon-b"} <= set(doc["children"])
 
 
 async def test_a_second_up_on_the_same_state_dir_is_refused(system: FabricUp) -> None:

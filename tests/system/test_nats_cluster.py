@@ -1,0 +1,99 @@
+"""`fabric up --bus jetstream` on an outside three-node NATS cluster with three stream replicas:
+a stream of creates while one NATS node is SIGKILLed and later restarted (CONTRACT section 7).
+
+The cluster is the operator's: `fabric up` is pointed at it with FABRIC_NATS_URL and starts no
+nats-server of its own. Its users are `fabric up`'s identities with the passwords in
+DIR/keys/IDENTITY.nats, written before the cluster starts (`NatsCluster` calls
+`ensure_credentials` on the state dir's keys, as an operator would), and `up` keeps them.
+
+The history is checked as in test_faults (Jepsen-style: ok / fail / info per call; a create
+whose answer was lost is retried with its slug): every answered create is in the legacy
+database once, with the id it answered, nothing is lost and nothing is duplicated, and every
+account ends ready in every cluster, with exactly one namespace per account.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.support.nats import NatsCluster, nats_cluster
+from tests.support.postgres import psql
+from tests.system.harness import FabricUp, eventually, list_accounts, namespaces
+from tests.system.test_faults import SEED, WINDOW, History, check_history, create_until_known, legacy_dsn
+
+pytestmark = pytest.mark.processes
+
+CLUSTERS = ["a", "b"]
+CREATES = 36
+
+
+async def kill_and_restart_one_node(
+    cluster: NatsCluster, rng: random.Random, t0: float, history: History
+) -> None:
+    node = rng.randrange(len(cluster.nodes))
+    await asyncio.sleep(max(0.0, t0 + WINDOW / 3 - time.monotonic()))  # the fault schedule
+    process = cluster.nodes[node].process
+    pid = process.pid if process is not None else 0
+    await cluster.kill(node)
+    history.kills.append((time.monotonic() - t0, f"nats-{node}", pid))
+    await asyncio.sleep(max(0.0, t0 + 2 * WINDOW / 3 - time.monotonic()))  # down for a third
+    await cluster.restart(node)
+    history.kills.append((time.monotonic() - t0, f"nats-{node} restarted", 0))
+
+
+@pytest.mark.timeout(300)
+async def test_creates_survive_sigkill_of_one_node_of_a_three_node_nats_cluster(tmp_path: Path) -> None:
+    rng = random.Random(SEED)
+    state = tmp_path / "state"
+    up = FabricUp(state, tmp_path / "logs", CLUSTERS, bus="jetstream")
+    try:
+        async with nats_cluster(state, size=3, clusters=CLUSTERS) as cluster:
+            up.start(extra_env={"FABRIC_NATS_URL": ",".join(cluster.urls), "FABRIC_NATS_REPLICAS": "3"})
+            await up.wait_ready()
+            assert up.endpoints["nats"] == cluster.urls
+            assert up.pid("nats") is None, "an outside cluster: up runs no nats-server"
+
+            slugs = [f"nats-{i:03d}" for i in range(CREATES)]
+            history = History()
+            t0 = time.monotonic() + 0.5
+            async with aiohttp.ClientSession(trust_env=False) as session, asyncio.TaskGroup() as group:
+                for i, slug in enumerate(slugs):
+                    group.create_task(
+                        create_until_known(session, up, slug, t0 + i * WINDOW / CREATES, history),
+                        name=f"create-{slug}",
+                    )
+                group.create_task(kill_and_restart_one_node(cluster, rng, t0, history), name="nemesis")
+
+            accounts = {a["slug"]: a for a in await list_accounts(up)}
+            check_history(history, accounts, slugs)
+            rows = psql(legacy_dsn(up), "-At", "-F", " ", "-c", "SELECT slug, id FROM organizations")
+            stored = dict(line.split(" ") for line in rows.splitlines() if line)
+            assert stored == {slug: accounts[slug]["id"] for slug in slugs}
+
+            expected = sorted(f"acc-{s}" for s in slugs)
+
+            async def converged() -> bool:
+                listed = await list_accounts(up)
+                assert len(listed) == len({a["slug"] for a in listed}) == len(slugs)
+                for account in listed:
+                    assert account["status"] == "ready", account
+                    states = {c: account["clusters"].get(c, {}).get("state") for c in CLUSTERS}
+                    assert states == dict.fromkeys(CLUSTERS, "created"), account
+                for name in CLUSTERS:
+                    assert await namespaces(up, name) == expected, name
+                return True
+
+            try:
+                await eventually(converged, timeout=90, message="every account ready in every cluster")
+            except TimeoutError as exc:
+                raise AssertionError(f"{history.summary()}\n{exc}\n{cluster.logs()}")
+            print(history.summary())
+            assert up.stop() == 0
+    finally:
+        up.close()
