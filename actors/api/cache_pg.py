@@ -33,12 +33,13 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, TypeAlias, assert_never
+from typing import Any, assert_never
 
 import asyncpg
 import structlog
 
 from actors.api.cache_pg_sql import SCHEMA_SQL, SCHEMA_VERSION, Statements, identifier
+from actors.legacy.db import UNAVAILABLE, Connection, Pool
 from core.account import AccountRecord, ClusterReport, ReportState
 from core.backoff import Backoff, Retry
 from core.cache import CacheView, Change, ChangeListener
@@ -60,20 +61,9 @@ _IDS_PER_NOTICE = 150  # a NOTIFY payload holds < 8000 bytes: 150 quoted uuids f
 _DEADLOCK_RETRIES = 3
 _ACCOUNT_WIDTH = 12  # the columns of an account row (`_record`), before a joined report's
 
-# asyncpg ships no type information; these aliases document intent.
-Pool: TypeAlias = Any
-Connection: TypeAlias = Any
-
+# A read-only server (a replica promoted late, a standby) cannot take our writes either.
 _UNAVAILABLE: tuple[type[BaseException], ...] = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.exceptions.OperatorInterventionError,
-    asyncpg.InterfaceError,
-    asyncpg.exceptions.InsufficientResourcesError,
-    asyncpg.exceptions.InvalidCatalogNameError,
-    asyncpg.exceptions.InvalidAuthorizationSpecificationError,
-    asyncpg.exceptions.ReadOnlySQLTransactionError,
+    *UNAVAILABLE, asyncpg.exceptions.ReadOnlySQLTransactionError,
 )
 
 log = structlog.get_logger()

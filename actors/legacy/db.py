@@ -32,7 +32,8 @@ _SCHEMA_LOCK = 7_311_042  # advisory lock key: one schema applier at a time
 Pool: TypeAlias = Any
 Connection: TypeAlias = Any
 
-_UNAVAILABLE: tuple[type[BaseException], ...] = (
+# What "the database is unavailable" looks like through asyncpg (every PostgreSQL user here).
+UNAVAILABLE: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
     asyncpg.PostgresConnectionError,
@@ -50,7 +51,7 @@ async def translated_errors() -> AsyncIterator[None]:
     """Turn "the database is not there" into DependencyUnavailable; let real bugs through."""
     try:
         yield
-    except _UNAVAILABLE as exc:
+    except UNAVAILABLE as exc:
         raise DependencyUnavailable("legacy", type(exc).__name__) from exc
 
 
@@ -385,7 +386,7 @@ async def close_connection(conn: Connection) -> None:
         return
     try:
         await conn.close(timeout=2)
-    except (*_UNAVAILABLE, asyncpg.PostgresError):
+    except (*UNAVAILABLE, asyncpg.PostgresError):
         conn.terminate()
 
 

@@ -39,6 +39,7 @@ from actors.runtime.files import write_atomic
 from transport.curve import (
     API,
     BROKER,
+    IDENTITY,
     KeyFiles,
     cluster_identity,
     ensure_certificate,
@@ -309,18 +310,39 @@ def ensure_keys(layout: Layout, clusters: tuple[str, ...]) -> list[str]:
 
 def ensure_nats_credentials(layout: Layout, clusters: tuple[str, ...]) -> dict[str, str]:
     """A NATS password for the api and each cluster's daemon (made once each), by identity."""
-    # Imported here, as in the two below: `up` on the zmq bus never loads the NATS modules.
-    from transport.jetstream.identities import ensure_credentials
     layout.keys_dir.mkdir(mode=0o700, exist_ok=True)
     layout.keys_dir.chmod(0o700)
     return ensure_credentials(layout.keys_dir, [API, *(cluster_identity(c) for c in clusters)])
+
+
+def ensure_credentials(keys_dir: Path, identities: Iterable[str]) -> dict[str, str]:
+    """Each identity's NATS password, written once to `KEYS/IDENTITY.nats` (0600) when missing."""
+    # Imported here, as below: `up` on the zmq bus never loads the NATS modules.
+    from transport.jetstream.identities import load_password, new_password, password_file
+    keys_dir.mkdir(parents=True, exist_ok=True)
+    out: dict[str, str] = {}
+    for identity in identities:
+        if not IDENTITY.fullmatch(identity):
+            raise ValueError(f"not an identity: {identity!r}")
+        path = password_file(keys_dir, identity)
+        if not path.exists():
+            write_atomic(path, new_password() + "\n", mode=0o600)
+        out[identity] = load_password(path)
+    return out
+
+
+def write_server_config(path: Path, **config: Any) -> None:
+    """A nats-server config (`transport.jetstream.server.server_config`'s arguments), 0600: it
+    holds the users' passwords."""
+    from transport.jetstream.server import server_config
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, server_config(**config), mode=0o600)
 
 
 def write_nats_config(
     layout: Layout, users: dict[str, str], *, host: str, port: int, monitor_port: int
 ) -> None:
     """The local nats-server's config, rewritten at each start so a new cluster's user is in it."""
-    from transport.jetstream.server import write_server_config
     layout.nats_store.mkdir(parents=True, exist_ok=True)
     write_server_config(layout.nats_config, host=host, port=port, store_dir=layout.nats_store,
                         users=users, server_name="fabric", monitor_port=monitor_port)

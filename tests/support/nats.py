@@ -25,12 +25,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from actors.up.layout import ensure_credentials, write_server_config
 from tests.support.ports import free_port
 from tests.support.wait import wait_until
 from transport.curve import API, cluster_identity
 from transport.jetstream.connector import JetStreamConnector
-from transport.jetstream.identities import ensure_credentials
-from transport.jetstream.server import nats_server_binary, write_server_config
+from transport.jetstream.server import nats_server_binary
 
 HOST = "127.0.0.1"
 CLUSTERS = ("a", "b", "east", "west")

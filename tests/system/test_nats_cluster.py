@@ -23,9 +23,8 @@ import aiohttp
 import pytest
 
 from tests.support.nats import NatsCluster, nats_cluster
-from tests.support.postgres import psql
-from tests.system.harness import FabricUp, eventually, list_accounts, namespaces
-from tests.system.test_faults import SEED, WINDOW, History, check_history, create_until_known, legacy_dsn
+from tests.system.harness import FabricUp
+from tests.system.test_faults import SEED, WINDOW, History, check_converged, create_until_known
 
 pytestmark = pytest.mark.processes
 
@@ -70,29 +69,7 @@ async def test_creates_survive_sigkill_of_one_node_of_a_three_node_nats_cluster(
                     )
                 group.create_task(kill_and_restart_one_node(cluster, rng, t0, history), name="nemesis")
 
-            accounts = {a["slug"]: a for a in await list_accounts(up)}
-            check_history(history, accounts, slugs)
-            rows = psql(legacy_dsn(up), "-At", "-F", " ", "-c", "SELECT slug, id FROM organizations")
-            stored = dict(line.split(" ") for line in rows.splitlines() if line)
-            assert stored == {slug: accounts[slug]["id"] for slug in slugs}
-
-            expected = sorted(f"acc-{s}" for s in slugs)
-
-            async def converged() -> bool:
-                listed = await list_accounts(up)
-                assert len(listed) == len({a["slug"] for a in listed}) == len(slugs)
-                for account in listed:
-                    assert account["status"] == "ready", account
-                    states = {c: account["clusters"].get(c, {}).get("state") for c in CLUSTERS}
-                    assert states == dict.fromkeys(CLUSTERS, "created"), account
-                for name in CLUSTERS:
-                    assert await namespaces(up, name) == expected, name
-                return True
-
-            try:
-                await eventually(converged, timeout=90, message="every account ready in every cluster")
-            except TimeoutError as exc:
-                raise AssertionError(f"{history.summary()}\n{exc}\n{cluster.logs()}")
+            await check_converged(up, history, slugs, diagnostics=cluster.logs())
             print(history.summary())
             assert up.stop() == 0
     finally:

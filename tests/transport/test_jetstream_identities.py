@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from transport.jetstream.identities import ensure_credentials, load_password, password_file, permissions
-from transport.jetstream.server import nats_server_binary, write_server_config
+from actors.up.layout import ensure_credentials, write_server_config
+from transport.jetstream.identities import load_password, password_file, permissions
+from transport.jetstream.server import nats_server_binary
 
 
 def test_a_cluster_may_publish_only_its_own_outcomes_and_use_only_its_own_consumer() -> None:

@@ -14,15 +14,13 @@ its own inbox prefix, `subjects.inbox_prefix`):
   on account events (the filter is part of the create subject, so it is pinned).
 
 Passwords: one random password per identity in `KEYS/IDENTITY.nats` (mode
-0600). `transport` may not import `actors` (import-linter), so the small
-atomic write here takes the same care as `actors.runtime.files.write_atomic`.
+0600), made here and written by `actors.up.layout.ensure_credentials` with the
+one atomic-file helper.
 """
 
 from __future__ import annotations
 
-import os
 import secrets
-from collections.abc import Iterable
 from pathlib import Path
 
 from transport.curve import API, CLUSTER_PREFIX, IDENTITY
@@ -101,36 +99,6 @@ def load_password(path: Path) -> str:
     return text
 
 
-def ensure_credentials(keys_dir: Path, identities: Iterable[str]) -> dict[str, str]:
-    """Each identity's password, written once to `KEYS/IDENTITY.nats` (0600) when missing."""
-    keys_dir.mkdir(parents=True, exist_ok=True)
-    out: dict[str, str] = {}
-    for identity in identities:
-        if not IDENTITY.fullmatch(identity):
-            raise ValueError(f"not an identity: {identity!r}")
-        path = password_file(keys_dir, identity)
-        if not path.exists():
-            _write_private(path, secrets.token_urlsafe(32) + "\n")
-        out[identity] = load_password(path)
-    return out
-
-
-def _write_private(path: Path, text: str) -> None:
-    # Temp file created 0600, fsynced, renamed over the target, directory fsynced: never
-    # readable by others, never half written (same steps as actors.runtime.files).
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, text.encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
+def new_password() -> str:
+    """A fresh random password for one identity (written by `fabric up` / `fabric nats config`)."""
+    return secrets.token_urlsafe(32)

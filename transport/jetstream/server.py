@@ -90,31 +90,3 @@ def server_config(
     return "\n".join(lines) + "\n"
 
 
-def write_server_config(
-    path: Path,
-    *,
-    host: str,
-    port: int,
-    store_dir: Path,
-    users: Mapping[str, str],
-    server_name: str,
-    cluster_port: int | None = None,
-    routes: Sequence[str] = (),
-    monitor_port: int | None = None,
-    sync_always: bool = True,
-) -> None:
-    """Write the config (0600: it holds passwords). `routes` are `nats-route://HOST:PORT`."""
-    text = server_config(
-        host=host, port=port, store_dir=store_dir, users=users, server_name=server_name,
-        cluster_port=cluster_port, routes=routes, monitor_port=monitor_port, sync_always=sync_always,
-    )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, text.encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
