@@ -21,17 +21,24 @@ outcome) arrive through the store's `listen` and wake the same waiters and
 feeds. `SubscribeChanges` answers a
 bounded feed of every account id changed from then on (the console's live
 updates); the actor stopping ends it, so its reader starts over.
+
+Reads (`FindAccount`, `ListAccountsPage`) run side by side: each is started in
+mailbox order and answered when it completes (`Later`), so many `account.get`s
+share the store's round trips instead of queueing one trip at a time. Every
+other message first waits for the reads in flight, so no read overlaps a
+write: a read still shows the store as of some moment after it was asked.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import assert_never
+from typing import Any, assert_never
 
 from actors.api.watchers import Subscription, Watchers
 from actors.runtime import Actor, Request
+from actors.runtime.actor import Later
 from core.cache import AccountCache, CacheView, Change
 
 CacheOpener = Callable[[], Awaitable[AccountCache]]
@@ -115,6 +122,7 @@ class CacheActor(Actor[CacheMessage]):
         self._open = open_cache
         self._store: AccountCache | None = None
         self._watchers = Watchers()
+        self._reads: set[asyncio.Task[Snapshot]] = set()
 
     async def started(self) -> None:
         self._store = await self._open()
@@ -122,6 +130,9 @@ class CacheActor(Actor[CacheMessage]):
 
     async def stopped(self) -> None:
         self._watchers.close()
+        for read in self._reads:
+            read.cancel()  # its asker gets ActorStopped; the store is about to close
+        await self._settle()
         if self._store is not None:
             await self._store.close()
 
@@ -129,9 +140,29 @@ class CacheActor(Actor[CacheMessage]):
         # Called by the store outside `receive`: the watchers are only touched in the mailbox.
         self.ref.tell(_ChangedElsewhere(None if account_ids is None else tuple(account_ids)))
 
+    def _read(self, read: Coroutine[Any, Any, Snapshot]) -> Later:
+        task = asyncio.ensure_future(read)
+        self._reads.add(task)
+        task.add_done_callback(self._reads.discard)
+        return Later(task)
+
+    async def _settle(self) -> None:
+        """Wait for the reads in flight (their outcomes go to their askers)."""
+        if self._reads:
+            await asyncio.wait(tuple(self._reads))
+
     async def receive(self, message: CacheMessage) -> object:
         store = self._store
         assert store is not None
+        match message:
+            case FindAccount(account_id, slug):
+                return self._read(store.find(account_id, slug))
+            case ListAccountsPage(after, limit):
+                return self._read(store.page(after, limit))
+            case WatchAccount(account_id):
+                # Needs no store: a read in flight that misses a change is followed by its notify.
+                return self._watchers.watch(account_id)
+        await self._settle()
         match message:
             case ApplyEvents(items):
                 changed = await store.apply([item.change for item in items])
@@ -143,12 +174,8 @@ class CacheActor(Actor[CacheMessage]):
                         )
                         self._watchers.notify(item.change.event.account_id)
                 return changed
-            case FindAccount(account_id, slug):
-                return await store.find(account_id, slug)
-            case ListAccountsPage(after, limit):
-                return await store.page(after, limit)
-            case WatchAccount(account_id):
-                return self._watchers.watch(account_id)
+            case FindAccount() | ListAccountsPage() | WatchAccount():
+                raise AssertionError("handled above")
             case SubscribeChanges(limit):
                 return self._watchers.subscribe(limit)
             case NeedsReplay():

@@ -138,6 +138,21 @@ def build_table(deps: Deps) -> dict[str, Method]:
     async def directory() -> Directory:
         return await deps.directory.ask(GetDirectory(), timeout=deps.timeout)
 
+    # What account views need of the directory (names, which are online) changes only when
+    # its watchers are notified: keep the last answer until then instead of asking per read.
+    held: list[tuple[Directory, asyncio.Future[None]]] = []
+
+    async def clusters_now() -> Directory:
+        if held and not held[0][1].done():
+            return held[0][0]
+        moved = await deps.directory.ask(WatchDirectory(), timeout=deps.timeout)
+        d = await directory()
+        if d.answered:
+            held[:] = [(d, moved)]
+        else:
+            moved.cancel()  # before a first answer, each read asks (the directory asks the bus)
+        return d
+
     async def view(account_id: str, newer: AccountRecord | None = None) -> AccountView:
         """The account as the cache shows it, or as `newer` when the cache is behind it."""
         snapshot = await deps.cache.ask(FindAccount(account_id=account_id), timeout=deps.timeout)
@@ -149,7 +164,7 @@ def build_table(deps: Deps) -> dict[str, Method]:
             records = [replace(newer, position=position)]
         if not records:
             raise AccountNotFound(account_id)
-        return _views(Snapshot(records, snapshot.reports, snapshot.clusters), await directory())[0]
+        return _views(Snapshot(records, snapshot.reports, snapshot.clusters), await clusters_now())[0]
 
     async def change(command: Any) -> Any:
         async with translated():
@@ -181,7 +196,7 @@ def build_table(deps: Deps) -> dict[str, Method]:
             snapshot = await deps.cache.ask(query, timeout=deps.timeout)
             if not snapshot.records:
                 raise AccountNotFound(params.get("id") or params["slug"])
-            return _views(snapshot, await directory())[0].to_json()
+            return _views(snapshot, await clusters_now())[0].to_json()
 
     async def list_(params: dict[str, Any]) -> Any:
         limit: int = params.get("limit", 50)
@@ -193,7 +208,7 @@ def build_table(deps: Deps) -> dict[str, Method]:
                 raise RpcError(INVALID_PARAMS, "Invalid params",
                                {"fields": {"cursor": "is not a cursor this server issued"}})
         async with translated():
-            d = await directory()
+            d = await clusters_now()
             found: list[AccountView] = []
             step = limit + 1 if status is None else max(limit + 1, _SCAN)
             while len(found) <= limit:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, cast
@@ -37,6 +38,20 @@ class Request(Generic[R]):
     """Base for messages that expect a reply of type R (use with `ask`)."""
 
     __slots__ = ()
+
+
+class Later:
+    """What `receive` returns for a reply that is ready after it: the mailbox moves on meanwhile.
+
+    For work that may overlap the next messages (reads an actor runs side by side);
+    the actor itself decides what may overlap. The asker gets the future's result or
+    exception; a cancelled future answers `ActorStopped`. A tell's `Later` is dropped.
+    """
+
+    __slots__ = ("future",)
+
+    def __init__(self, future: asyncio.Future[Any]) -> None:
+        self.future = future
 
 
 class ActorStopped(RuntimeError):
@@ -230,8 +245,22 @@ class _Cell(Generic[M]):
             if not reply.done():
                 reply.set_exception(exc)
             return
+        if isinstance(result, Later):
+            if reply is not None:
+                result.future.add_done_callback(functools.partial(self._answer_later, reply))
+            return
         if reply is not None and not reply.done():
             reply.set_result(result)
+
+    def _answer_later(self, reply: asyncio.Future[object], done: asyncio.Future[Any]) -> None:
+        if reply.done():
+            return
+        if done.cancelled():
+            reply.set_exception(ActorStopped(f"actor {self.name} was cancelled"))
+        elif (exc := done.exception()) is not None:
+            reply.set_exception(exc)
+        else:
+            reply.set_result(done.result())
 
     async def _cancel_tasks(self) -> None:
         tasks = list(self._tasks)
