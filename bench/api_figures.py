@@ -160,7 +160,8 @@ async def run_create(bench: Bench) -> list[Figure]:
     return [
         figure("create", f"account.create, {clients} clients", "creates/s", "higher", pairs[clients],
                f"bare asyncpg, actors.legacy.db.insert_account, pool of {pool_size}, same server",
-               CREATE_GOAL, notes=[note, f"the daemons finished provisioning {settle:.1f}s after"])
+               CREATE_GOAL, notes=[note, f"the daemons finished provisioning {settle:.1f}s after"],
+               bus=system.bus)
         for clients in CLIENTS
     ]
 
@@ -209,6 +210,7 @@ async def run_get(bench: Bench) -> list[Figure]:
                 pairs[clients].append((api, bare))
     return [
         figure("get", f"account.get, {clients} clients", "gets/s", "higher", pairs[clients],
-               "bare aiohttp handler in its own process, the same account JSON from memory", GET_GOAL)
+               "bare aiohttp handler in its own process, the same account JSON from memory", GET_GOAL,
+               bus=system.bus)
         for clients in CLIENTS
     ]

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.system import System
+from transport.bus_choice import BUS_NAMES, BusName
 
 TWO_CLUSTERS = ("east", "west")
 
@@ -25,21 +26,25 @@ class Bench:
     work: Path
     quick: bool
     runs: int
+    buses: tuple[BusName, ...] = BUS_NAMES
     _system: System | None = field(default=None, init=False)
 
     async def system(
         self, clusters: Sequence[str] = TWO_CLUSTERS, *, state: str = "main",
-        env: Mapping[str, str] | None = None,
+        env: Mapping[str, str] | None = None, bus: BusName = "zmq",
     ) -> System:
-        root = self.work / state
+        root = self.root(state, bus)
         current = self._system
         if current is not None and current.root == root and current.clusters == tuple(clusters):
             return current
         await self.close()
-        system = System(root, clusters, env)
+        system = System(root, clusters, env, bus=bus)
         self._system = system
         await system.start()
         return system
+
+    def root(self, state: str, bus: BusName) -> Path:
+        return self.work / f"{state}-{bus}"
 
     async def close(self) -> None:
         system, self._system = self._system, None

@@ -19,6 +19,13 @@ flight per cluster); its process CPU per account-cluster. The daemons'
 periodic resync is pushed past the figure (FABRIC_RESYNC_SECONDS, unless
 set), so it lists no cluster while the baseline runs. Goals: throughput
 >= 0.8x, CPU <= 1.5x.
+
+On each of the bench's buses (`--bus`), a state dir of its own, seeded alike;
+the runs alternate between the buses (run 1 on each, then run 2 on each, ...)
+so that a machine getting busier or quieter during the figure moves both.
+Each bus's figures are against the direct path measured on its own emulators
+right after its run. The bus server's CPU over the same window (our broker,
+or `up`'s nats-server) is a note beside the daemons': neither figure counts it.
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ from bench.direct import DirectClient, tenant
 from bench.figures import BenchError, Figure, Goal, figure
 from bench.load import Target, run_all
 from bench.system import System, cpu_seconds, poll
+from transport.bus_choice import BusName
 
 CLUSTERS = 4
 FULL_ACCOUNTS = 1000
@@ -47,6 +55,7 @@ CREATE_CLIENTS = 64
 SAMPLE_INTERVAL = 0.1
 TIMEOUT = 1800.0
 STATE = "convergence"
+BUS_SERVERS: dict[BusName, str] = {"zmq": "broker", "jetstream": "nats"}  # `up`'s child on each bus
 ENV = {"FABRIC_RESYNC_SECONDS": "3600"}
 
 
@@ -97,9 +106,9 @@ class CpuSampler:
         return c0 + (c1 - c0) * (when - t0) / (t1 - t0)
 
 
-async def _seed(bench: Bench, n: int, tag: str) -> None:
+async def _seed(bench: Bench, n: int, tag: str, bus: BusName) -> None:
     """N accounts created through a one-cluster system; back once all their events are published."""
-    system = await bench.system(("seed",), state=STATE, env=ENV)
+    system = await bench.system(("seed",), state=STATE, env=ENV, bus=bus)
     _ = await run_all(Target(system.api_url, system.admin_key), CREATE_CLIENTS, _bodies(tag, n))
     pool = await db.create_pool(system.dsn, max_size=1)
     try:
@@ -124,16 +133,22 @@ def _reports(accounts: list[dict[str, Any]], clusters: tuple[str, ...]) -> list[
     return times
 
 
-async def _system_once(bench: Bench, run: int, n: int) -> tuple[float, float, float, System]:
-    """(account-clusters/s, daemon CPU s and emulator CPU s per account-cluster, the system)."""
+async def _system_once(
+    bench: Bench, run: int, n: int, bus: BusName
+) -> tuple[float, float, float, float | None, System]:
+    """(account-clusters/s, daemon CPU s, emulator CPU s and bus server CPU s per
+    account-cluster, the system); no bus server CPU when `up` runs none (an outside NATS)."""
     clusters = tuple(f"r{run}{c}" for c in "abcd"[:CLUSTERS])
-    bench_root = bench.work / STATE
-    probe = System(bench_root, clusters)  # only to read pid files while `up` starts
+    # The system before is stopped first: its bus server's pid must not be sampled as this one's.
+    await bench.close()
+    probe = System(bench.root(STATE, bus), clusters)  # only to read pid files while `up` starts
     daemons = CpuSampler(probe, [f"daemon-{c}" for c in clusters])
     kubes = CpuSampler(probe, [f"kube-{c}" for c in clusters])
-    samplers = [asyncio.create_task(s.run(), name="bench:cpu-sampler") for s in (daemons, kubes)]
+    server = CpuSampler(probe, [BUS_SERVERS[bus]])
+    sampled = (daemons, kubes, server)
+    samplers = [asyncio.create_task(s.run(), name="bench:cpu-sampler") for s in sampled]
     try:
-        system = await bench.system(clusters, state=STATE, env=ENV)
+        system = await bench.system(clusters, state=STATE, env=ENV, bus=bus)
         found: list[float] = []
 
         async def converged() -> bool:
@@ -152,7 +167,7 @@ async def _system_once(bench: Bench, run: int, n: int) -> tuple[float, float, fl
         first, last = min(found), max(found)
 
         async def sampled_after_last() -> bool:
-            return all(s.samples and s.samples[-1][0] > last for s in (daemons, kubes))
+            return all(s.samples and s.samples[-1][0] > last for s in sampled)
 
         await poll(sampled_after_last, timeout=10, interval=SAMPLE_INTERVAL, what="a CPU sample")
     finally:
@@ -162,8 +177,10 @@ async def _system_once(bench: Bench, run: int, n: int) -> tuple[float, float, fl
     if len(found) != n * CLUSTERS or last <= first:
         raise BenchError(f"expected {n * CLUSTERS} reports over some time, got {len(found)}")
     total = len(found)
+    server_cpu = (server.at(last) - server.at(first)) / total
+    has_server = system.pid_if_running(BUS_SERVERS[bus]) is not None
     return ((total - 1) / (last - first), (daemons.at(last) - daemons.at(first)) / total,
-            (kubes.at(last) - kubes.at(first)) / total, system)
+            (kubes.at(last) - kubes.at(first)) / total, server_cpu if has_server else None, system)
 
 
 async def _direct_once(system: System, tag: str, n: int, parallel: int) -> tuple[float, float, float]:
@@ -184,25 +201,35 @@ async def run_convergence(bench: Bench) -> list[Figure]:
     n = QUICK_ACCOUNTS if bench.quick else FULL_ACCOUNTS
     parallel = daemon_parallelism()
     tag = secrets.token_hex(3)
-    await _seed(bench, n, tag)
-    rates: list[tuple[float, float]] = []
-    cpus: list[tuple[float, float]] = []
-    notes: list[str] = []
+    for bus in bench.buses:
+        await _seed(bench, n, tag, bus)
+    rates: dict[BusName, list[tuple[float, float]]] = {bus: [] for bus in bench.buses}
+    cpus: dict[BusName, list[tuple[float, float]]] = {bus: [] for bus in bench.buses}
+    notes: dict[BusName, list[str]] = {bus: [] for bus in bench.buses}
     for run in range(bench.runs):
-        rate, cpu, kube, system = await _system_once(bench, run, n)
-        base_rate, base_cpu, base_kube = await _direct_once(system, f"v{tag}{run}", n, parallel)
-        rates.append((rate, base_rate))
-        cpus.append((cpu * 1000, base_cpu * 1000))
-        notes.append(f"run {run + 1}: emulator CPU per account-cluster {kube * 1000:.2f} ms (daemons) "
-                     f"vs {base_kube * 1000:.2f} ms (direct)")
+        for bus in bench.buses:
+            rate, cpu, kube, server, system = await _system_once(bench, run, n, bus)
+            base_rate, base_cpu, base_kube = await _direct_once(system, f"v{tag}{run}", n, parallel)
+            rates[bus].append((rate, base_rate))
+            cpus[bus].append((cpu * 1000, base_cpu * 1000))
+            notes[bus].append(f"run {run + 1}: emulator CPU per account-cluster {kube * 1000:.2f} ms "
+                              f"(daemons) vs {base_kube * 1000:.2f} ms (direct)")
+            if server is not None:
+                notes[bus].append(f"run {run + 1}: {BUS_SERVERS[bus]} CPU per account-cluster "
+                                  f"{server * 1000:.2f} ms, not in the daemons' figure")
     direct_name = (f"bare aiohttp client, the same objects in the same {CLUSTERS} emulators, "
                    f"{parallel} accounts in flight per cluster")
     how = (f"{n} accounts created through the API first; then {CLUSTERS} new clusters join and catch "
            "up; first to last `created` reported")
     return [
-        figure("convergence", f"convergence, {n} accounts x {CLUSTERS} clusters",
-               "account-clusters/s", "higher", rates, direct_name, Goal(0.8), notes=[how, *notes]),
-        figure("convergence", "daemon CPU per account-cluster", "ms", "lower", cpus,
-               "the bare client's own CPU per account-cluster", Goal(1.5),
-               notes=[f"{CLUSTERS} daemon processes' utime+stime over the same window"]),
+        f
+        for bus in bench.buses
+        for f in (
+            figure("convergence", f"convergence, {n} accounts x {CLUSTERS} clusters",
+                   "account-clusters/s", "higher", rates[bus], direct_name, Goal(0.8),
+                   notes=[how, *notes[bus]], bus=bus),
+            figure("convergence", "daemon CPU per account-cluster", "ms", "lower", cpus[bus],
+                   "the bare client's own CPU per account-cluster", Goal(1.5),
+                   notes=[f"{CLUSTERS} daemon processes' utime+stime over the same window"], bus=bus),
+        )
     ]

@@ -9,8 +9,12 @@ run" looks at the worst of them). A `Goal` bounds the ratio: at least
 `ratio` when higher is better, at most `ratio` when lower is better, and
 optionally an absolute `cap` on the measured value.
 
-`table` renders figures for people; `document` is the JSON written with
-`--json` (figures, the machine, the command, the mode).
+A figure measured through a running system names its bus (`zmq`: our
+broker, `jetstream`: NATS); `side_by_side` puts one figure's buses next to
+each other, each beside its own baseline, with how each bus compares to the
+first. `table` renders figures for people; `document` is the JSON written
+with `--json` (figures, the side-by-side comparisons, the machine, the
+command, the mode).
 """
 
 from __future__ import annotations
@@ -71,6 +75,7 @@ class Figure:
     goal: Goal | None
     run_ratios: tuple[float, ...]
     notes: tuple[str, ...] = field(default=())
+    bus: str | None = None  # the bus of the system measured; None: no system (publish, growth)
 
     @property
     def ratio(self) -> float:
@@ -94,6 +99,7 @@ class Figure:
         return {
             "group": self.group,
             "name": self.name,
+            "bus": self.bus,
             "unit": self.unit,
             "better": self.better,
             "measured": self.measured.to_json(),
@@ -118,6 +124,7 @@ def figure(
     baseline_name: str,
     goal: Goal | None = None,
     notes: Sequence[str] = (),
+    bus: str | None = None,
 ) -> Figure:
     """A figure from (measured, baseline) pairs, one per run; both sides must be positive."""
     for measured, baseline in pairs:
@@ -126,8 +133,57 @@ def figure(
     return Figure(
         group, name, unit, better,
         Stat.of([m for m, _ in pairs]), Stat.of([b for _, b in pairs]), baseline_name, goal,
-        tuple(m / b for m, b in pairs), tuple(notes),
+        tuple(m / b for m, b in pairs), tuple(notes), bus,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """One figure on several buses (in the order run); each against the first one."""
+
+    group: str
+    name: str
+    unit: str
+    better: Better
+    figures: tuple[Figure, ...]
+
+    def versus_first(self, f: Figure) -> tuple[float, float]:
+        """(this bus's median / the first's, this bus's ratio / the first's ratio): the second
+        discounts what the two baselines differ by."""
+        first = self.figures[0]
+        return f.measured.median / first.measured.median, f.ratio / first.ratio
+
+    def to_json(self) -> dict[str, Any]:
+        first = self.figures[0]
+        return {
+            "group": self.group,
+            "name": self.name,
+            "unit": self.unit,
+            "better": self.better,
+            "buses": {
+                f.bus: {"measured": _round(f.measured.median), "baseline": _round(f.baseline.median),
+                        "ratio": _round(f.ratio), "met": f.met()}
+                for f in self.figures
+            },
+            "versus": {
+                f.bus: {"of": first.bus, "measured": _round(m), "ratio": _round(r)}
+                for f in self.figures[1:]
+                for m, r in [self.versus_first(f)]
+            },
+        }
+
+
+def side_by_side(figures: Sequence[Figure]) -> list[Comparison]:
+    """Every figure measured on more than one bus, its buses together, in the order first seen."""
+    by_name: dict[tuple[str, str], list[Figure]] = {}
+    for f in figures:
+        if f.bus is not None:
+            by_name.setdefault((f.group, f.name), []).append(f)
+    return [
+        Comparison(group, name, same[0].unit, same[0].better, tuple(same))
+        for (group, name), same in by_name.items()
+        if len({f.bus for f in same}) > 1
+    ]
 
 
 def _round(value: float) -> float:
@@ -158,12 +214,36 @@ def table(figures: Sequence[Figure], *, details: bool = True) -> str:
         met = f.met()
         verdict = "" if met is None else ("met" if met else "MISSED")
         goal = "" if f.goal is None else f.goal.text(f.better, f.unit)
-        lines.append(f"  {f.name} ({f.unit}, {f.better} is better)")
+        on = "" if f.bus is None else f", {f.bus} bus"
+        lines.append(f"  {f.name} ({f.unit}, {f.better} is better{on})")
         lines.append(f"    measured {_stat(f.measured):<28} baseline {_stat(f.baseline):<28} "
                      f"ratio {f.ratio:.2f}  {goal} {verdict}".rstrip())
         if details:
             lines.append(f"    baseline: {f.baseline_name}")
             lines.extend(f"    note: {note}" for note in f.notes)
+    return "\n".join(lines)
+
+
+def comparison_table(comparisons: Sequence[Comparison]) -> str:
+    """Each figure's buses on one line each, measured beside its baseline, then each bus
+    against the first."""
+    lines: list[str] = []
+    group = None
+    for c in comparisons:
+        if c.group != group:
+            group = c.group
+            lines.append(f"{group}, bus by bus (each beside its baseline, measured alternately with it)")
+        lines.append(f"  {c.name} ({c.unit}, {c.better} is better)")
+        width = max(len(f.bus or "") for f in c.figures)
+        for f in c.figures:
+            met = f.met()
+            verdict = "" if met is None else ("met" if met else "MISSED")
+            lines.append(f"    {f.bus or '':<{width}}  measured {_stat(f.measured):<24} "
+                         f"baseline {_stat(f.baseline):<24} ratio {f.ratio:.2f}  {verdict}".rstrip())
+        for f in c.figures[1:]:
+            measured, ratio = c.versus_first(f)
+            lines.append(f"    {f.bus} / {c.figures[0].bus}: {measured:.2f} measured, "
+                         f"{ratio:.2f} in ratio to the baseline")
     return "\n".join(lines)
 
 
@@ -196,4 +276,5 @@ def document(
         "duration_s": round(seconds, 1),
         "groups": sorted({f.group for f in figures}, key=[f.group for f in figures].index),
         "figures": [f.to_json() for f in figures],
+        "side_by_side": [c.to_json() for c in side_by_side(figures)],
     }

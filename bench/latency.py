@@ -1,13 +1,16 @@
 """Figure 3: create-to-ready latency, p50 and p99, with two clusters, against the direct path.
 
-One account at a time on an otherwise quiet two-cluster `fabric up`: the
+On each of the bench's buses in turn (`--bus`), a two-cluster `fabric up` of
+its own, fresh for the figure (state dir `latency`, one per bus), so the
+buses start alike. One account at a time on that otherwise quiet system: the
 time from sending `account.create` to `account.wait` answering `ready` (both
 clusters created the namespace and its objects and the API heard back).
 The direct path, measured alternately with it: a bare aiohttp client
 creating the same objects in both emulators in parallel (bench/direct.py).
 Each run takes `samples` of each after a few unmeasured ones, and yields
 its p50 and p99 (nearest rank). Goals: p50 <= 1.5x direct, p99 <= 3x
-direct p99 on every run.
+direct p99 on every run. Each bus gets both figures, against its own direct
+path (its own emulators, measured alternately with it).
 """
 
 from __future__ import annotations
@@ -19,10 +22,12 @@ import time
 from bench.context import Bench
 from bench.direct import DirectClient, tenant
 from bench.figures import Figure, Goal, figure
+from transport.bus_choice import BusName
 
 FULL_SAMPLES = 200
 QUICK_SAMPLES = 10
 WARMUP_SAMPLES = 5
+STATE = "latency"
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -31,7 +36,14 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def run_latency(bench: Bench) -> list[Figure]:
-    system = await bench.system()
+    figures: list[Figure] = []
+    for bus in bench.buses:
+        figures.extend(await _latency_on(bench, bus))
+    return figures
+
+
+async def _latency_on(bench: Bench, bus: BusName) -> list[Figure]:
+    system = await bench.system(state=STATE, bus=bus)
     await system.quiet(timeout=900.0)
     samples = QUICK_SAMPLES if bench.quick else FULL_SAMPLES
     tag = secrets.token_hex(3)
@@ -55,7 +67,7 @@ async def run_latency(bench: Bench) -> list[Figure]:
     note = f"{samples} accounts per run, one at a time, after {WARMUP_SAMPLES} unmeasured"
     return [
         figure("latency", "create-to-ready p50, 2 clusters", "ms", "lower", p50s, direct_name,
-               Goal(1.5), notes=[note]),
+               Goal(1.5), notes=[note], bus=bus),
         figure("latency", "create-to-ready p99, 2 clusters", "ms", "lower", p99s, direct_name,
-               Goal(3.0, every_run=True), notes=[note]),
+               Goal(3.0, every_run=True), notes=[note], bus=bus),
     ]

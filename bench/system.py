@@ -1,7 +1,7 @@
 """The system under test, started the way users start it: `bin/fabric up` in a temp state dir.
 
-`System.start` runs `bin/fabric up --state-dir DIR --port P --clusters ...`
-in its own session, waits for DIR/ready, and reads what `up` wrote: the API
+`System.start` runs `bin/fabric up --state-dir DIR --port P --clusters ...
+--bus BUS` in its own session, waits for DIR/ready, and reads what `up` wrote: the API
 URL (DIR/endpoints.json), the admin key (DIR/admin.key), each emulator's URL
 and token and the legacy database's DSN (DIR/ports.json, through `up`'s own
 layout code). `stop` sends SIGTERM and waits; whatever outlives that (or a
@@ -11,7 +11,10 @@ outlives the bench.
 The environment is passed on as it is, so `FABRIC_API_WORKERS=8 fabric bench
 create` measures that setting; what the bench sets is only a default for
 what the environment lacks: the admin key's rate limit, lifted (a policy, not
-a cost), and whatever a figure asks for (`env`).
+a cost), and whatever a figure asks for (`env`). The bus is the exception: it
+is always the flag, since a figure says which bus it measured (on the
+JetStream bus, `FABRIC_NATS_URL` in the environment still names an outside
+NATS cluster instead of `up`'s own nats-server).
 
 `call` is a JSON-RPC client for the bench's own bookkeeping (not what is
 measured: see bench/load.py); `cpu_seconds` reads a child's utime+stime.
@@ -37,6 +40,7 @@ import aiohttp
 from actors.legacy import embedded
 from actors.up.layout import Layout, Ports
 from bench.figures import BenchError
+from transport.bus_choice import BusName
 
 ROOT = Path(__file__).resolve().parents[1]
 FABRIC = ROOT / "bin" / "fabric"
@@ -84,9 +88,13 @@ class Kube:
 class System:
     """One `fabric up` with `clusters`, under `root` (its state dir is root/state)."""
 
-    def __init__(self, root: Path, clusters: Sequence[str], env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, root: Path, clusters: Sequence[str], env: Mapping[str, str] | None = None,
+        *, bus: BusName = "zmq",
+    ) -> None:
         self.root = root
         self.clusters = tuple(clusters)
+        self.bus: BusName = bus
         self._defaults = {**LIFTED_LIMITS, **(env or {})}  # what the caller's environment lacks
         self.layout = Layout.at(root / "state")
         self.log_path = root / "up.log"
@@ -106,7 +114,7 @@ class System:
         with self.log_path.open("ab") as log:
             self._proc = await asyncio.create_subprocess_exec(
                 str(FABRIC), "up", "--state-dir", str(self.layout.root), "--port", str(free_port()),
-                "--clusters", ",".join(self.clusters),
+                "--clusters", ",".join(self.clusters), "--bus", self.bus,
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, start_new_session=True,
             )
 

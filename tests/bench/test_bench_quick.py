@@ -19,20 +19,25 @@ import pytest
 from bench.growth import FIGURES as GROWTH_FIGURES
 from tests.support.processes import ProcessGroup
 
-EXPECTED = {
-    "create": ["account.create, 16 clients", "account.create, 64 clients"],
-    "get": ["account.get, 16 clients", "account.get, 64 clients"],
-    "latency": ["create-to-ready p50, 2 clusters", "create-to-ready p99, 2 clusters"],
-    "convergence": ["convergence, 20 accounts x 4 clusters", "daemon CPU per account-cluster"],
-    "publish": [
+LATENCY = ["create-to-ready p50, 2 clusters", "create-to-ready p99, 2 clusters"]
+CONVERGENCE = ["convergence, 20 accounts x 4 clusters", "daemon CPU per account-cluster"]
+BUSES = ("zmq", "jetstream")
+# (figure, the bus of the system it measured: None where none runs); the end-to-end groups
+# once per bus, the quick run covering both.
+EXPECTED: dict[str, list[tuple[str, str | None]]] = {
+    "create": [("account.create, 16 clients", "zmq"), ("account.create, 64 clients", "zmq")],
+    "get": [("account.get, 16 clients", "zmq"), ("account.get, 64 clients", "zmq")],
+    "latency": [(name, bus) for bus in BUSES for name in LATENCY],
+    "convergence": [(name, bus) for bus in BUSES for name in CONVERGENCE],
+    "publish": [(name, None) for name in [
         "confirmed publish, async",
         "confirmed publish, async, against fsync-always",
         "confirmed publish, batched (100 per publish, 8 in flight)",
         "one-at-a-time confirm latency p50",
         "one-at-a-time confirm latency p99",
         "one-at-a-time confirm latency p50, against default sync",
-    ],
-    "growth": [f"{label} at 20,000 events" for _key, label, _cap in GROWTH_FIGURES],
+    ]],
+    "growth": [(f"{label} at 20,000 events", None) for _key, label, _cap in GROWTH_FIGURES],
 }
 
 
@@ -65,8 +70,24 @@ async def test_quick_bench_writes_every_figure_beside_its_baseline(
     assert _positive(doc["machine"]["nproc"])
     assert doc["machine"]["cpu_model"]
     assert doc["groups"] == list(EXPECTED)
-    names = {group: [f["name"] for f in doc["figures"] if f["group"] == group] for group in EXPECTED}
+    names = {group: [(f["name"], f["bus"]) for f in doc["figures"] if f["group"] == group]
+             for group in EXPECTED}
     assert names == EXPECTED
+    figures = {(f["group"], f["name"], f["bus"]): f for f in doc["figures"]}
+    compared = [(c["group"], c["name"]) for c in doc["side_by_side"]]
+    assert compared == [(g, n) for g, names_ in (("latency", LATENCY), ("convergence", CONVERGENCE))
+                        for n in names_]
+    for c in doc["side_by_side"]:
+        assert list(c["buses"]) == list(BUSES), c
+        for bus, side in c["buses"].items():
+            f = figures[(c["group"], c["name"], bus)]
+            assert side["measured"] == f["measured"]["median"], c
+            assert side["baseline"] == f["baseline"]["median"], c
+        versus = c["versus"]["jetstream"]
+        assert versus["of"] == "zmq", c
+        zmq, js = c["buses"]["zmq"], c["buses"]["jetstream"]
+        assert versus["measured"] == pytest.approx(js["measured"] / zmq["measured"], rel=1e-2), c
+        assert versus["ratio"] == pytest.approx(js["ratio"] / zmq["ratio"], rel=1e-2), c
     for f in doc["figures"]:
         _check_side(f["measured"], runs=1)
         _check_side(f["baseline"], runs=1)
