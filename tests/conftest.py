@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.processes import ProcessGroup
+from transport.sockets import Context, close_context, new_context
 
 
 @pytest.fixture(autouse=True)
@@ -106,3 +107,13 @@ async def pg_dsn(pg_admin: PgAdmin) -> AsyncIterator[str]:
         yield dsn
     finally:
         await pg_admin.drop_database(dsn)
+
+
+@pytest.fixture
+async def ctx() -> AsyncIterator[Context]:
+    """A ZeroMQ context per test (never the global instance), closed with its sockets."""
+    context = new_context()
+    try:
+        yield context
+    finally:
+        close_context(context)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -87,3 +88,29 @@ async def _read_log(connector: BrokerConnector) -> list[Envelope]:
 async def consumers(endpoints: BrokerEndpoints) -> dict[str, ConsumerInfo]:
     async with BrokerConnector(endpoints, keys=api_keys(), timeout=2.0).directory() as directory:
         return {c.name: c for c in await directory.consumers()}
+
+
+class Client:
+    """A JSON-RPC client of one real `bin/api`, with the admin key."""
+
+    def __init__(self, http: aiohttp.ClientSession, url: str) -> None:
+        self.http = http
+        self.url = url
+        self._id = 0
+
+    async def call(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        """The whole reply (a result or an error); HTTP status must be 200."""
+        self._id += 1
+        body = {"jsonrpc": "2.0", "method": method, "params": params, "id": self._id}
+        async with self.http.post(
+            self.url + "/rpc", json=body, headers={"Authorization": f"Bearer {ADMIN_KEY}"}
+        ) as response:
+            assert response.status == 200
+            reply: dict[str, Any] = await response.json()
+            return reply
+
+    async def result(self, method: str, params: dict[str, Any]) -> Any:
+        """The call's result; an error reply fails the test."""
+        reply = await self.call(method, params)
+        assert "result" in reply, reply
+        return reply["result"]

@@ -13,7 +13,6 @@ import json
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
@@ -23,8 +22,7 @@ from actors.api.cache_store import SqliteCache
 from actors.api.rebuild import REBUILD_CONSUMER, rebuild_cache
 from actors.legacy import db
 from core.events import NamespaceProvisioned, to_envelope
-from tests.api.harness import ADMIN_KEY
-from tests.api.processes import consumers, read_log, start_api_process
+from tests.api.processes import Client, consumers, read_log, start_api_process
 from tests.support.broker import new_endpoints, restart_broker, start_broker_process
 from tests.support.keys import api_keys, client_keys
 from tests.support.ports import free_port
@@ -34,23 +32,6 @@ from tests.support.wait import wait_until
 from transport.connector import BrokerConnector
 
 pytestmark = pytest.mark.processes
-
-
-class Client:
-    def __init__(self, http: aiohttp.ClientSession, url: str) -> None:
-        self.http = http
-        self.url = url
-        self._id = 0
-
-    async def call(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
-        self._id += 1
-        body = {"jsonrpc": "2.0", "method": method, "params": params, "id": self._id}
-        async with self.http.post(
-            self.url + "/rpc", json=body, headers={"Authorization": f"Bearer {ADMIN_KEY}"}
-        ) as response:
-            assert response.status == 200
-            reply: dict[str, Any] = await response.json()
-            return reply
 
 
 @pytest.fixture

@@ -18,7 +18,6 @@ import contextlib
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
@@ -40,8 +39,7 @@ from core.events import (
 )
 from tests.api.caches import PgCaches, dump
 from tests.api.fake_daemon import FakeDaemon
-from tests.api.harness import ADMIN_KEY
-from tests.api.processes import read_log, start_api_process
+from tests.api.processes import Client, read_log, start_api_process
 from tests.api.test_cache import AID, CREATED, PROVISIONED_A, STORY, T0, T1
 from tests.support.broker import start_broker_process
 from tests.support.fake_bus import FakeBus
@@ -200,24 +198,6 @@ async def test_a_postgres_cache_whose_server_is_down_is_unavailable_and_recovers
 # Real processes -----------------------------------------------------------------------------
 
 
-class Replica:
-    def __init__(self, http: aiohttp.ClientSession, url: str) -> None:
-        self.http = http
-        self.url = url
-        self._id = 0
-
-    async def call(self, method: str, params: dict[str, Any]) -> Any:
-        self._id += 1
-        body = {"jsonrpc": "2.0", "method": method, "params": params, "id": self._id}
-        async with self.http.post(
-            self.url + "/rpc", json=body, headers={"Authorization": f"Bearer {ADMIN_KEY}"}
-        ) as response:
-            assert response.status == 200
-            reply: dict[str, Any] = await response.json()
-        assert "result" in reply, reply
-        return reply["result"]
-
-
 @asynccontextmanager
 async def cluster_daemon(
     endpoints: BrokerEndpoints, cluster: str, go: asyncio.Event
@@ -258,31 +238,31 @@ async def test_two_replicas_on_one_postgres_cache_serve_the_same_accounts_and_su
                                          state_dir=tmp_path / "s2", name="api-2", extra=shared)
     go = asyncio.Event()
     async with aiohttp.ClientSession() as http, cluster_daemon(endpoints, "t", go):
-        one, two = Replica(http, url1), Replica(http, url2)
+        one, two = Client(http, url1), Client(http, url2)
 
         async def online() -> bool:
-            return [c["status"] for c in await two.call("cluster.list", {})] == ["online"]
+            return [c["status"] for c in await two.result("cluster.list", {})] == ["online"]
 
         _ = await wait_until(online, timeout=20, message="cluster t online")
-        created = await one.call("account.create", {"name": "Shared", "owner_email": "s@x.io"})
+        created = await one.result("account.create", {"name": "Shared", "owner_email": "s@x.io"})
         # Answered by replica 1, readable at once on replica 2: the cache is one database.
-        seen = await two.call("account.get", {"id": created["id"]})
+        seen = await two.result("account.get", {"id": created["id"]})
         assert (seen["slug"], seen["status"]) == ("shared", "provisioning")
         waiting = asyncio.create_task(
-            two.call("account.wait", {"id": created["id"], "timeout": 20}), name="wait"
+            two.result("account.wait", {"id": created["id"], "timeout": 20}), name="wait"
         )
         go.set()  # the daemon reports; whichever replica's driver applies it, replica 2 wakes
         assert (await waiting)["status"] == "ready"
 
         await procs.kill(api1)
-        after = await two.call("account.create", {"name": "After", "owner_email": "a@x.io"})
-        assert (await two.call("account.wait", {"id": after["id"], "timeout": 20}))["status"] == "ready"
+        after = await two.result("account.create", {"name": "After", "owner_email": "a@x.io"})
+        assert (await two.result("account.wait", {"id": after["id"], "timeout": 20}))["status"] == "ready"
         _api1, url1 = await start_api_process(
             procs, dsn=pg_dsn, endpoints=endpoints, state_dir=tmp_path / "s1",
             port=int(url1.rsplit(":", 1)[1]), name="api-1b", extra=shared,
         )
         await procs.kill(api2)
-        listed = (await Replica(http, url1).call("account.list", {}))["items"]
+        listed = (await Client(http, url1).result("account.list", {}))["items"]
         assert {(a["slug"], a["status"]) for a in listed} == {("shared", "ready"), ("after", "ready")}
     created_events = [e.aggregate_id for e in await read_log(endpoints) if e.type == "account.created"]
     assert sorted(created_events) == sorted([created["id"], after["id"]]), "each published once"

@@ -16,7 +16,6 @@ from tests.system.harness import FabricUp, Outcome, eventually, rpc
 
 pytestmark = pytest.mark.processes
 
-BUSES = ["zmq"]
 SLUGS = ["via-second", "via-first", "after-kill-2", "after-kill-1"]
 
 

@@ -22,6 +22,7 @@ import os
 import random
 import signal
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -148,6 +149,25 @@ def legacy_dsn(up: FabricUp) -> str:
     ports = json.loads((up.state_dir / "ports.json").read_text())
     return embedded.dsn(int(ports["postgres"]))
 
+async def creates_under(
+    up: FabricUp, prefix: str, faults: Callable[[float, History], Coroutine[Any, Any, None]],
+    creates: int = CREATES,
+) -> tuple[list[str], History]:
+    """`creates` creates spread over WINDOW seconds, each retried until its outcome is known,
+    while `faults(t0, history)` runs; returns the slugs and the history."""
+    slugs = [f"{prefix}-{i:03d}" for i in range(creates)]
+    history = History()
+    t0 = time.monotonic() + 0.5
+    async with aiohttp.ClientSession(trust_env=False) as session, asyncio.TaskGroup() as group:
+        for i, slug in enumerate(slugs):
+            group.create_task(
+                create_until_known(session, up, slug, t0 + i * WINDOW / creates, history),
+                name=f"create-{slug}",
+            )
+        group.create_task(faults(t0, history), name="nemesis")
+    return slugs, history
+
+
 async def check_converged(up: FabricUp, history: History, slugs: list[str], diagnostics: str = "") -> None:
     """The history is linearizable, the legacy database holds every answered create once with
     the id its caller got, and every account ends ready in every cluster."""
@@ -183,17 +203,7 @@ async def test_creates_survive_sigkill_of_broker_api_daemons_and_kube_emulators(
     rng = random.Random(SEED)
     up.start()
     await up.wait_ready()
-    slugs = [f"fault-{i:03d}" for i in range(CREATES)]
-    history = History()
-    t0 = time.monotonic() + 0.5
-    async with aiohttp.ClientSession(trust_env=False) as session, asyncio.TaskGroup() as group:
-        for i, slug in enumerate(slugs):
-            group.create_task(
-                create_until_known(session, up, slug, t0 + i * WINDOW / CREATES, history),
-                name=f"create-{slug}",
-            )
-        group.create_task(nemesis(up, rng, t0, history), name="nemesis")
-
+    slugs, history = await creates_under(up, "fault", lambda t0, h: nemesis(up, rng, t0, h))
     await check_converged(up, history, slugs)
     assert {name for _, name, _ in history.kills} >= {"broker", "api", "daemon-a", "kube-b"}
     print(history.summary())

@@ -19,12 +19,11 @@ import random
 import time
 from pathlib import Path
 
-import aiohttp
 import pytest
 
 from tests.support.nats import NatsCluster, nats_cluster
 from tests.system.harness import FabricUp
-from tests.system.test_faults import SEED, WINDOW, History, check_converged, create_until_known
+from tests.system.test_faults import SEED, WINDOW, History, check_converged, creates_under
 
 pytestmark = pytest.mark.processes
 
@@ -58,16 +57,9 @@ async def test_creates_survive_sigkill_of_one_node_of_a_three_node_nats_cluster(
             assert up.endpoints["nats"] == cluster.urls
             assert up.pid("nats") is None, "an outside cluster: up runs no nats-server"
 
-            slugs = [f"nats-{i:03d}" for i in range(CREATES)]
-            history = History()
-            t0 = time.monotonic() + 0.5
-            async with aiohttp.ClientSession(trust_env=False) as session, asyncio.TaskGroup() as group:
-                for i, slug in enumerate(slugs):
-                    group.create_task(
-                        create_until_known(session, up, slug, t0 + i * WINDOW / CREATES, history),
-                        name=f"create-{slug}",
-                    )
-                group.create_task(kill_and_restart_one_node(cluster, rng, t0, history), name="nemesis")
+            slugs, history = await creates_under(
+                up, "nats", lambda t0, h: kill_and_restart_one_node(cluster, rng, t0, h), CREATES
+            )
 
             await check_converged(up, history, slugs, diagnostics=cluster.logs())
             print(history.summary())
