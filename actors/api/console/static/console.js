@@ -297,10 +297,32 @@
     };
   }
 
+  // Views come from answers and from the live stream, in any order (a create's answer can
+  // arrive after the stream has shown its clusters created): an older view never replaces a
+  // newer one. Newer: a later generation, then more clusters that observed it, then a later
+  // change time.
+  function freshness(view) {
+    const cells = Object.values(view.clusters || {});
+    const settled = cells.filter((c) => c.state !== "pending" && c.observed_generation >= view.generation).length;
+    const times = [view.updated_at || "", ...cells.map((c) => c.updated_at || "")].sort();
+    return [view.generation, settled, times[times.length - 1]];
+  }
+
+  function olderThan(a, b) {
+    const x = freshness(a);
+    const y = freshness(b);
+    for (let i = 0; i < x.length; i += 1) {
+      if (x[i] !== y[i]) return x[i] < y[i];
+    }
+    return false;
+  }
+
   function applyView(view) {
+    const held = state.views.get(view.slug);
+    if (held && olderThan(view, held)) return;
     trackFailures(view);
     renderFailures();
-    if (state.views.has(view.slug)) {
+    if (held) {
       state.views.set(view.slug, view);
       replaceRow(view.slug);
       return;
