@@ -28,7 +28,6 @@ import contextlib
 import json
 import os
 import secrets
-import socket
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +45,7 @@ from transport.curve import (
     public_file,
     secret_file,
 )
+from transport.ports import free_port
 
 ADMIN_KEY_ENV = "FABRIC_ADMIN_KEY"
 # bin/fabric runs from the repository root; a launcher that knows the caller's directory
@@ -223,12 +223,6 @@ class Ports:
 
 class LayoutError(Exception):
     """A state-dir file is unreadable or inconsistent; the message says which and why."""
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def load_or_allocate_ports(

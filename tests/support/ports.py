@@ -1,14 +1,10 @@
-"""Free loopback ports for servers started by tests."""
+"""Free loopback ports for servers started by tests (the same choice `fabric up` makes)."""
 
 from __future__ import annotations
 
-import socket
+from transport.ports import free_port
 
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+__all__ = ["free_port", "free_tcp_endpoint"]
 
 
 def free_tcp_endpoint() -> str:

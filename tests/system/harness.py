@@ -61,7 +61,7 @@ class FabricUp:
         self.state_dir = state_dir
         self.log_dir = log_dir
         self.clusters = clusters
-        self.port = port or free_port()
+        self.port = port or free_port(count=4)  # room for API replicas on the next ports
         self.process: subprocess.Popen[bytes] | None = None
         self.runs = 0
         self.started_at = 0.0

@@ -46,7 +46,9 @@ async def ready_on(up: FabricUp, url: str, account: dict[str, Any]) -> dict[str,
 
 
 async def answers(up: FabricUp, url: str) -> bool:
-    return (await call(up, url, "plan.list", {})).kind == "ok"
+    out = await call(up, url, "plan.list", {})
+    assert out.kind == "ok", out
+    return True
 
 
 @pytest.mark.timeout(240)
@@ -72,7 +74,10 @@ async def test_two_replicas_share_accounts_and_survive_the_kill_of_either(up: Fa
         account = await create_on(up, survivor, slug)
         await ready_on(up, survivor, account)
         # `up` brings the victim back on its port, and it serves what was written meanwhile.
-        await eventually(functools.partial(answers, up, url), timeout=60, message=f"{victim} back")
+        try:
+            await eventually(functools.partial(answers, up, url), timeout=60, message=f"{victim} back")
+        except TimeoutError as exc:
+            raise AssertionError(f"{exc}\n{up.log_tail(3000)}") from None
         await ready_on(up, url, account)
 
     async def every_account_on_both() -> bool:
