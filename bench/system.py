@@ -27,7 +27,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -41,6 +40,7 @@ from actors.legacy import embedded
 from actors.up.layout import Layout, Ports
 from bench.figures import BenchError
 from transport.bus_choice import BusName
+from transport.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 FABRIC = ROOT / "bin" / "fabric"
@@ -61,12 +61,6 @@ async def poll(
         if time.monotonic() >= deadline:
             raise BenchError(f"{what}: not reached within {timeout:g}s")
         await asyncio.sleep(interval)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def cpu_seconds(pid: int) -> float:

@@ -25,6 +25,7 @@ from actors.api.auth import Clock, KeyRing
 from actors.api.cache import CacheActor, CacheMessage, PingCache
 from actors.api.cache_backends import CACHE_FILE as CACHE_FILE  # where main and tests find it
 from actors.api.cache_backends import cache_opener
+from actors.api.cache_memo import ReadMemo
 from actors.api.clusters import ClusterDirectoryActor, DirectoryMessage, GetDirectory
 from actors.api.console import Console, ConsoleSettings, Feeds, SessionStore
 from actors.api.cursors import CursorCodec
@@ -99,7 +100,8 @@ async def start_api(
     # Stores are restarted a few times quickly; past the budget the process exits non-zero.
     policy = RestartPolicy(max_restarts=10, window=30.0, backoff_initial=0.1, backoff_max=2.0)
     open_cache = cache_opener(settings.state_dir, settings.cache_dsn)
-    cache = system.spawn(lambda: CacheActor(open_cache), name="cache", policy=policy)
+    memo = ReadMemo()
+    cache = system.spawn(lambda: CacheActor(open_cache, memo), name="cache", policy=policy)
     directory = system.spawn(
         lambda: ClusterDirectoryActor(connector, metrics, interval=settings.directory_interval),
         name="directory", policy=policy,
@@ -128,7 +130,7 @@ async def start_api(
             name="outbox-relay", policy=policy,
         )
     deps = Deps(tuple(domains), cache, directory, CursorCodec(keys.secret("cursor")),
-                settings.rpc_timeout)
+                settings.rpc_timeout, memo)
     table = build_table(deps)
     table.update(build_key_methods(keys))  # rpc.discover documents the table it was built into
     dispatcher = Dispatcher(table, max_batch=settings.max_batch, observe=metrics.observe)

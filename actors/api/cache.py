@@ -22,6 +22,13 @@ feeds. `SubscribeChanges` answers a
 bounded feed of every account id changed from then on (the console's live
 updates); the actor stopping ends it, so its reader starts over.
 
+A read of one account is remembered until a change to it (actors/api/cache_memo.py):
+a `FindAccount` it can answer never reaches the store, and the API's `account.get`
+reads the memo directly, without a trip through the mailbox. Only this actor
+writes the memo, in its mailbox, as an Erlang process owns a protected ETS table
+that others read; all of it runs on one event loop, so a reader never sees a
+change half made.
+
 Reads (`FindAccount`, `ListAccountsPage`) run side by side: each is started in
 mailbox order and answered when it completes (`Later`), so many `account.get`s
 share the store's round trips instead of queueing one trip at a time. Every
@@ -36,6 +43,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, assert_never
 
+from actors.api.cache_memo import ReadMemo
 from actors.api.watchers import Subscription, Watchers
 from actors.runtime import Actor, Request
 from actors.runtime.actor import Later
@@ -118,17 +126,23 @@ CacheMessage = (
 
 
 class CacheActor(Actor[CacheMessage]):
-    def __init__(self, open_cache: CacheOpener) -> None:
+    def __init__(self, open_cache: CacheOpener, memo: ReadMemo | None = None) -> None:
+        """`memo`: given when others read it too (the API's `account.get`); it outlives a
+        restart of the actor, which empties it on the way down and up."""
         self._open = open_cache
         self._store: AccountCache | None = None
         self._watchers = Watchers()
         self._reads: set[asyncio.Task[Snapshot]] = set()
+        self._memo = memo if memo is not None else ReadMemo()
 
     async def started(self) -> None:
+        self._memo.clear()
         self._store = await self._open()
         self._listener = self.start_task(self._store.listen(self._changed_elsewhere), name="listen")
 
     async def stopped(self) -> None:
+        # Nothing applies changes until the next start: the memo would go stale.
+        self._memo.clear()
         self._watchers.close()
         for read in self._reads:
             read.cancel()  # its asker gets ActorStopped; the store is about to close
@@ -146,6 +160,12 @@ class CacheActor(Actor[CacheMessage]):
         task.add_done_callback(self._reads.discard)
         return Later(task)
 
+    async def _remembered(self, read: Awaitable[Snapshot]) -> Snapshot:
+        # Within the read's task: no write runs before it is remembered (writes settle first).
+        view = await read
+        self._memo.remember(view)
+        return view
+
     async def _settle(self) -> None:
         """Wait for the reads in flight (their outcomes go to their askers)."""
         if self._reads:
@@ -156,7 +176,10 @@ class CacheActor(Actor[CacheMessage]):
         assert store is not None
         match message:
             case FindAccount(account_id, slug):
-                return self._read(store.find(account_id, slug))
+                known = self._memo.find(account_id, slug)
+                if known is not None:
+                    return known
+                return self._read(self._remembered(store.find(account_id, slug)))
             case ListAccountsPage(after, limit):
                 return self._read(store.page(after, limit))
             case WatchAccount(account_id):
@@ -165,7 +188,12 @@ class CacheActor(Actor[CacheMessage]):
         await self._settle()
         match message:
             case ApplyEvents(items):
-                changed = await store.apply([item.change for item in items])
+                try:
+                    changed = await store.apply([item.change for item in items])
+                finally:
+                    # Whatever the store says (or if it failed half-way through telling us).
+                    for item in items:
+                        self._memo.changed(item.change.event)
                 for item, did in zip(items, changed, strict=True):
                     if did:
                         self.log.debug(
@@ -190,8 +218,10 @@ class CacheActor(Actor[CacheMessage]):
                 if account_ids is None:
                     # Changes may have been missed: wake every waiter to re-read, and end the
                     # feeds, whose readers start over from a fresh read (as after a restart).
+                    self._memo.clear()
                     self._watchers.close()
                 for account_id in account_ids or ():
+                    self._memo.forget(account_id)
                     self._watchers.notify(account_id)
                 return None
             case _:

@@ -16,8 +16,10 @@ a BOM, NaN/Infinity, numbers too big to be honest, nesting deeper than
 `MAX_DEPTH`, and duplicate member names (a parser-differential risk); none of
 these can raise past this module. Request objects are checked member by
 member (exactly `jsonrpc`, `method`, optional `params` and `id`; extra
-members are an Invalid Request). A method raises `RpcError` for a defined
-error; anything else is logged in full and answered as -32603.
+members are an Invalid Request). A method answers a JSON value, or `Encoded`
+JSON it made already (a read that keeps its last answer's bytes); it raises
+`RpcError` for a defined error; anything else is logged in full and answered
+as -32603.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import orjson
 import structlog
 
 from actors.api.params import InvalidParams, Signature
@@ -168,26 +171,65 @@ def error_object(code: int, message: str, data: Any = None, id_: Id = None) -> d
     return {"jsonrpc": "2.0", "error": err, "id": id_}
 
 
+class Encoded:
+    """A result a method encoded as JSON already (a read that keeps its last answer's bytes)."""
+
+    __slots__ = ("fragment", "json")
+
+    def __init__(self, json_bytes: bytes) -> None:
+        self.json = json_bytes
+        self.fragment = orjson.Fragment(json_bytes)
+
+
 def encode(reply: Any) -> bytes:
-    return json.dumps(reply, separators=(",", ":"), allow_nan=False).encode("ascii")
+    """Compact UTF-8 JSON. orjson: the reply's encoding was a tenth of an `account.get`'s
+    time with the stdlib encoder, a few percent with orjson. It takes no integer beyond
+    64 bits (a caller's id may be one): those replies go through the stdlib encoder."""
+    try:
+        return orjson.dumps(reply, default=_fragment)
+    except TypeError:
+        return json.dumps(reply, separators=(",", ":"), allow_nan=False, default=_decoded).encode()
+
+
+def decoded(result: Any) -> Any:
+    """A method's result as a JSON value."""
+    return orjson.loads(result.json) if isinstance(result, Encoded) else result
+
+
+def _fragment(value: Any) -> Any:
+    if isinstance(value, Encoded):
+        return value.fragment
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def _decoded(value: Any) -> Any:
+    if isinstance(value, Encoded):
+        return decoded(value)
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+# Built once: json.loads with these hooks would build a decoder on every call.
+_DECODER = json.JSONDecoder(
+    object_pairs_hook=_pairs,
+    parse_int=_parse_int,
+    parse_float=_parse_float,
+    parse_constant=_reject_constant,
+)
 
 
 def parse(body: bytes) -> Any:
     """Decode strictly; raise RpcError(-32700 or -32600) instead of anything else."""
     try:
         text = body.decode("utf-8")
-        value = json.loads(
-            text,
-            object_pairs_hook=_pairs,
-            parse_int=_parse_int,
-            parse_float=_parse_float,
-            parse_constant=_reject_constant,
-        )
+        if text.startswith("\ufeff"):
+            raise ValueError("a BOM")
+        value = _DECODER.decode(text)
     except _Duplicate:
         raise RpcError(INVALID_REQUEST, "Invalid Request", {"reason": "duplicate member name"})
     except (ValueError, RecursionError):
         raise RpcError(PARSE_ERROR, "Parse error")
-    if _too_deep(value):
+    # Only a body with more brackets than the limit can nest deeper than it.
+    if body.count(b"{") + body.count(b"[") > MAX_DEPTH and _too_deep(value):
         raise RpcError(PARSE_ERROR, "Parse error", {"reason": f"nesting deeper than {MAX_DEPTH}"})
     return value
 

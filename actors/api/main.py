@@ -11,7 +11,6 @@ refuses our credentials exits 2 with one line.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import socket
 import sys
 from collections.abc import Awaitable, Callable
@@ -26,6 +25,7 @@ from actors.api.rebuild import rebuild_cache
 from actors.api.relay import RelaySettings
 from actors.runtime import ActorSystem, run_until_signalled
 from actors.runtime.logging import configure_logging
+from actors.runtime.loop import run as run_loop
 from actors.runtime.settings import (
     LOG_SETTINGS,
     Setting,
@@ -179,7 +179,7 @@ def main(args: list[str] | None = None) -> None:
             await rebuild_cache(connector, rebuild_target(settings.state_dir, settings.cache_dsn))
         await start_api(system, settings, connector)
 
-    sys.exit(asyncio.run(_run(setup)))
+    sys.exit(run_loop(_run(setup)))
 
 
 async def _run(setup: Callable[[ActorSystem], Awaitable[None]]) -> int:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -32,6 +33,7 @@ import structlog
 
 from actors.api import openrpc, schemas
 from actors.api.cache import CacheMessage, FindAccount, ListAccountsPage, Snapshot, WatchAccount
+from actors.api.cache_memo import ReadMemo
 from actors.api.clusters import (
     Directory,
     DirectoryMessage,
@@ -41,7 +43,7 @@ from actors.api.clusters import (
 )
 from actors.api.cursors import CursorCodec
 from actors.api.domain import ChangeAccount, Create, DomainMessage
-from actors.api.jsonrpc import INTERNAL_ERROR, INVALID_PARAMS, Method, RpcError
+from actors.api.jsonrpc import INTERNAL_ERROR, INVALID_PARAMS, Encoded, Method, RpcError, encode
 from actors.api.params import Signature
 from actors.runtime import ActorRef, ActorStopped, AskTimeout
 from core.account import AccountRecord, AccountView, account_view, has_converged
@@ -71,6 +73,7 @@ _UNAVAILABLE_ERROR = (UNAVAILABLE, "A dependency is unavailable; nothing was wri
 _NOT_FOUND_ERROR = (NOT_FOUND, "Account not found")
 _STATE_ERROR = (STATE_CONFLICT, "The account's state does not allow it")
 _SCAN = 200  # records read per step while filtering a list by status
+RENDERED_CAPACITY = 10_000  # accounts whose last rendered view is kept
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +83,7 @@ class Deps:
     directory: ActorRef[DirectoryMessage]
     cursors: CursorCodec
     timeout: float = 10.0
+    memo: ReadMemo | None = None  # the cache actor's memory of account reads, read directly
 
 
 @asynccontextmanager
@@ -104,8 +108,13 @@ async def translated() -> AsyncIterator[None]:
                        {"reason": "timed out or shutting down; the outcome is unknown"})
 
 
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
+
+
 def _check_uuid(value: str, field: str) -> str:
     """The canonical form of a uuid param, or -32602 naming the field."""
+    if _CANONICAL_UUID.match(value):
+        return value  # what ids look like as we hand them out: nothing to normalise
     try:
         if len(value) == 36:
             return str(uuid.UUID(value))
@@ -153,6 +162,12 @@ def build_table(deps: Deps) -> dict[str, Method]:
             moved.cancel()  # before a first answer, each read asks (the directory asks the bus)
         return d
 
+    # Account id -> the cache's answer and the directory a view was made of, and its JSON.
+    # The memo hands out the same answer until the account changes and the directory is
+    # held until it moves, so an account read again with neither changed is answered
+    # with the bytes made for the last read.
+    rendered: dict[str, tuple[Snapshot, Directory, Encoded]] = {}
+
     async def view(account_id: str, newer: AccountRecord | None = None) -> AccountView:
         """The account as the cache shows it, or as `newer` when the cache is behind it."""
         snapshot = await deps.cache.ask(FindAccount(account_id=account_id), timeout=deps.timeout)
@@ -193,10 +208,21 @@ def build_table(deps: Deps) -> dict[str, Method]:
                 query = FindAccount(account_id=_check_uuid(params["id"], "id"))
             else:
                 query = FindAccount(slug=params["slug"])
-            snapshot = await deps.cache.ask(query, timeout=deps.timeout)
+            snapshot = deps.memo.find(query.account_id, query.slug) if deps.memo else None
+            if snapshot is None:
+                snapshot = await deps.cache.ask(query, timeout=deps.timeout)
             if not snapshot.records:
                 raise AccountNotFound(params.get("id") or params["slug"])
-            return _views(snapshot, await clusters_now())[0].to_json()
+            d = await clusters_now()
+            account_id = snapshot.records[0].id
+            last = rendered.get(account_id)
+            if last is not None and last[0] is snapshot and last[1] is d:
+                return last[2]
+            answer = Encoded(encode(_views(snapshot, d)[0].to_json()))
+            if len(rendered) >= RENDERED_CAPACITY:
+                rendered.clear()
+            rendered[account_id] = (snapshot, d, answer)
+            return answer
 
     async def list_(params: dict[str, Any]) -> Any:
         limit: int = params.get("limit", 50)

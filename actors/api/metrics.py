@@ -21,6 +21,7 @@ READY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 6
 class ApiMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._series: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
         self.requests = Counter(
             "fabric_rpc_requests",
             "JSON-RPC calls by method and result code (0 = success)",
@@ -67,8 +68,15 @@ class ApiMetrics:
 
     def observe(self, method: str, code: int, seconds: float) -> None:
         # Unknown method names are caller-chosen: never let them become label values.
-        self.requests.labels(method, str(code)).inc()
-        self.latency.labels(method, str(code)).observe(seconds)
+        series = self._series.get((method, code))
+        if series is None:
+            # `labels()` takes a lock and builds its key on every call: look each pair up once.
+            labels = (method, str(code))
+            series = self._series[(method, code)] = (
+                self.requests.labels(*labels), self.latency.labels(*labels),
+            )
+        series[0].inc()
+        series[1].observe(seconds)
 
     def consumers(self, infos: Sequence[ConsumerInfo]) -> None:
         """Set the consumer gauges to the bus's answer; a removed consumer's series go away."""

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -64,8 +64,11 @@ class Param:
     required: bool = True
     description: str = ""
 
+    checker: Checker = field(init=False, repr=False, compare=False)
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "schema", _normalized(self.schema))
+        object.__setattr__(self, "checker", compile_check(self.schema))
 
 
 class InvalidParams(Exception):
@@ -82,11 +85,15 @@ class Signature:
     structure: ParamStructure = "by-name"
     constraint: Mapping[str, Any] | None = None  # on the params object as a whole
     names: frozenset[str] = field(init=False)
+    constraint_checker: Checker | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "names", frozenset(p.name for p in self.params))
+        checker = None
         if self.constraint is not None:
             object.__setattr__(self, "constraint", _normalized(self.constraint))
+            checker = compile_check(self.constraint)
+        object.__setattr__(self, "constraint_checker", checker)
 
     def bind(self, raw: list[Any] | dict[str, Any] | None) -> dict[str, Any]:
         """Return the params by name, or raise InvalidParams naming each bad field."""
@@ -112,13 +119,13 @@ class Signature:
                 if param.required:
                     errors[param.name] = "is required"
                 continue
-            problem = check(raw[param.name], param.schema)
+            problem = param.checker(raw[param.name])
             if problem is not None:
                 errors[param.name] = problem
             elif param.schema.get("type") == "integer" and isinstance(raw[param.name], float):
                 raw = {**raw, param.name: int(raw[param.name])}  # 2.0 is the integer 2 in JSON
-        if not errors and self.constraint is not None:
-            problem = check(raw, self.constraint)
+        if not errors and self.constraint is not None and self.constraint_checker is not None:
+            problem = self.constraint_checker(raw)
             if problem is not None:
                 errors.update(dict.fromkeys(_named(self.constraint), problem))
         if errors:
@@ -141,13 +148,14 @@ def _safe(name: str) -> str:
     return clean[:64]
 
 
+_BAD_CHARACTER = re.compile("[\x00\ud800-\udfff]")  # one C scan, not a loop per character
+
+
 def check_string(value: str) -> str | None:
-    for ch in value:
-        if ch == "\x00":
-            return "must not contain NUL"
-        if 0xD800 <= ord(ch) <= 0xDFFF:
-            return "must not contain lone surrogates"
-    return None
+    bad = _BAD_CHARACTER.search(value)
+    if bad is None:
+        return None
+    return "must not contain NUL" if bad.group() == "\x00" else "must not contain lone surrogates"
 
 
 @functools.lru_cache(maxsize=256)
@@ -193,56 +201,128 @@ def _described(schema: Mapping[str, Any], fallback: str) -> str:
     return f"must be {description}" if description else fallback
 
 
+Checker = Callable[[Any], str | None]
+
+
 def check(value: Any, schema: Mapping[str, Any]) -> str | None:
     """Check a value against a schema (the keywords listed above); return the problem or None."""
+    return compile_check(schema)(value)
+
+
+def compile_check(schema: Mapping[str, Any]) -> Checker:
+    """The schema as one function: the keywords it uses, in a fixed order, decided once.
+
+    `Param` and `Signature` compile theirs when declared, so a call's params cost a few
+    calls each instead of a walk over every keyword the checker knows.
+    """
+    steps: list[Checker] = []
     kind = schema.get("type")
     if kind is not None:
-        kinds = kind if isinstance(kind, list) else [kind]
-        if not any(_of_type(value, k) for k in kinds):
-            names = " or ".join("an integer" if k == "integer" else f"a {k}" for k in kinds)
-            return f"must be {names}"
-    if isinstance(value, str):
-        problem = _check_text(value, schema)
-        if problem is not None:
-            return problem
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        if "minimum" in schema and value < schema["minimum"]:
-            return f"must be at least {schema['minimum']}"
-        if "maximum" in schema and value > schema["maximum"]:
-            return f"must be at most {schema['maximum']}"
-    if "enum" in schema and not any(_same(value, v) for v in schema["enum"]):
-        return f"must be one of {list(schema['enum'])}"
-    if "const" in schema and not _same(value, schema["const"]):
-        return f"must be {schema['const']!r}"
-    if isinstance(value, list) and "items" in schema:
-        for item in value:
-            problem = check(item, schema["items"])
+        kinds = tuple(kind) if isinstance(kind, list) else (kind,)
+        wrong_type = "must be " + " or ".join("an integer" if k == "integer" else f"a {k}" for k in kinds)
+        if kinds == ("string",):
+            steps.append(lambda v: None if isinstance(v, str) else wrong_type)
+        else:
+            steps.append(lambda v: None if any(_of_type(v, k) for k in kinds) else wrong_type)
+    steps.append(_text_checker(schema))
+    steps.extend(_number_checkers(schema))
+    if "enum" in schema:
+        allowed, not_allowed = list(schema["enum"]), f"must be one of {list(schema['enum'])}"
+        steps.append(lambda v: None if any(_same(v, e) for e in allowed) else not_allowed)
+    if "const" in schema:
+        const, not_const = schema["const"], f"must be {schema['const']!r}"
+        steps.append(lambda v: None if _same(v, const) else not_const)
+    if "items" in schema:
+        item = compile_check(schema["items"])
+
+        def items(v: Any) -> str | None:
+            if isinstance(v, list):
+                for element in v:
+                    problem = item(element)
+                    if problem is not None:
+                        return f"items {problem}"
+            return None
+
+        steps.append(items)
+    steps.extend(_object_checkers(schema))
+    if "anyOf" in schema:
+        any_of = [compile_check(sub) for sub in schema["anyOf"]]
+        none_matched = _described(schema, "must match one of its alternatives")
+        steps.append(lambda v: none_matched if all(c(v) is not None for c in any_of) else None)
+    if "not" in schema:
+        negated, matched = compile_check(schema["not"]), _described(schema, "is not allowed")
+        steps.append(lambda v: matched if negated(v) is None else None)
+    chain = tuple(steps)
+
+    def checked(value: Any) -> str | None:
+        for step in chain:
+            problem = step(value)
             if problem is not None:
-                return f"items {problem}"
-    if isinstance(value, dict):
-        missing = [name for name in schema.get("required", []) if name not in value]
-        if missing:
-            return _described(schema, f"needs {', '.join(missing)}")
-        if "oneOf" in schema and sum(check(value, s) is None for s in schema["oneOf"]) != 1:
-            return _described(schema, "must match exactly one of its alternatives")
-    if "anyOf" in schema and all(check(value, s) is not None for s in schema["anyOf"]):
-        return _described(schema, "must match one of its alternatives")
-    if "not" in schema and check(value, schema["not"]) is None:
-        return _described(schema, "is not allowed")
-    return None
+                return problem
+        return None
+
+    return checked
 
 
-def _check_text(value: str, schema: Mapping[str, Any]) -> str | None:
-    bad = check_string(value)
-    if bad is not None:
-        return bad
-    if "minLength" in schema and len(value) < schema["minLength"]:
-        return f"must be at least {schema['minLength']} characters"
-    if "maxLength" in schema and len(value) > schema["maxLength"]:
-        return f"must be at most {schema['maxLength']} characters"
-    if "pattern" in schema and python_pattern(schema["pattern"]).search(value) is None:
-        return _described(schema, f"must match {schema['pattern']}")
-    return None
+def _text_checker(schema: Mapping[str, Any]) -> Checker:
+    shortest, longest = schema.get("minLength"), schema.get("maxLength")
+    pattern = python_pattern(schema["pattern"]) if "pattern" in schema else None
+    mismatch = _described(schema, f"must match {schema.get('pattern')}")
+
+    def text(value: Any) -> str | None:
+        if not isinstance(value, str):
+            return None
+        bad = check_string(value)
+        if bad is not None:
+            return bad
+        if shortest is not None and len(value) < shortest:
+            return f"must be at least {shortest} characters"
+        if longest is not None and len(value) > longest:
+            return f"must be at most {longest} characters"
+        if pattern is not None and pattern.search(value) is None:
+            return mismatch
+        return None
+
+    return text
+
+
+def _number_checkers(schema: Mapping[str, Any]) -> list[Checker]:
+    def numeric(value: Any) -> bool:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+
+    steps: list[Checker] = []
+    if "minimum" in schema:
+        low, too_low = schema["minimum"], f"must be at least {schema['minimum']}"
+        steps.append(lambda v: too_low if numeric(v) and v < low else None)
+    if "maximum" in schema:
+        high, too_high = schema["maximum"], f"must be at most {schema['maximum']}"
+        steps.append(lambda v: too_high if numeric(v) and v > high else None)
+    return steps
+
+
+def _object_checkers(schema: Mapping[str, Any]) -> list[Checker]:
+    steps: list[Checker] = []
+    required = list(schema.get("required", []))
+    if required:
+
+        def present(v: Any) -> str | None:
+            if not isinstance(v, dict):
+                return None
+            missing = [name for name in required if name not in v]
+            return _described(schema, f"needs {', '.join(missing)}") if missing else None
+
+        steps.append(present)
+    if "oneOf" in schema:
+        one_of = [compile_check(sub) for sub in schema["oneOf"]]
+        not_one = _described(schema, "must match exactly one of its alternatives")
+
+        def exactly_one(v: Any) -> str | None:
+            if not isinstance(v, dict):
+                return None
+            return None if sum(c(v) is None for c in one_of) == 1 else not_one
+
+        steps.append(exactly_one)
+    return steps
 
 
 def _same(value: Any, expected: Any) -> bool:

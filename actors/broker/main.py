@@ -10,7 +10,6 @@ record format: the broker refuses to start on it).
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import Sequence
 
@@ -20,6 +19,7 @@ from actors.broker.service import spawn_broker
 from actors.broker.settings import BrokerSettings, parse_settings
 from actors.runtime import ActorSystem, run_until_signalled
 from actors.runtime.logging import configure_logging
+from actors.runtime.loop import run as run_loop
 from actors.runtime.metrics_server import serve_metrics
 from transport.curve import KeyFileError
 from transport.sockets import SocketError, close_context, new_context
@@ -32,7 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings.log_level,
         process="broker",
     )
-    return asyncio.run(_run(settings))
+    return run_loop(_run(settings))
 
 
 async def _run(settings: BrokerSettings) -> int:

@@ -34,7 +34,6 @@ failed): the account is printed as it was then.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 import urllib.parse
 from collections.abc import Awaitable, Callable, Sequence
@@ -45,6 +44,7 @@ from actors.api.scopes import SCOPES, parse_scope
 from actors.cli import commands, keys, nats, status, target, watch
 from actors.cli.commands import NotConverged
 from actors.cli.rpc import RpcClient, RpcError, Unreachable
+from actors.runtime.loop import run as run_loop
 from actors.up import options
 from actors.up.layout import Layout
 from core.account import STATUSES
@@ -301,4 +301,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_keys_command(args, Layout.at(state), sys.stdout, sys.stderr)
     if args.command == "nats":
         return nats.config(args, Layout.at(state), sys.stdout, sys.stderr)
-    return asyncio.run(run_api_command(args))
+    return run_loop(run_api_command(args))

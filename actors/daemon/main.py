@@ -14,7 +14,6 @@ few seconds; so does a credential file it cannot read.
 
 from __future__ import annotations
 
-import asyncio
 import fcntl
 import os
 import sys
@@ -29,6 +28,7 @@ from actors.daemon.kube import KubeCluster, KubeConfigError, load_configuration
 from actors.daemon.settings import DaemonSettings, parse_settings
 from actors.runtime import ActorSystem, RestartPolicy, run_until_signalled
 from actors.runtime.logging import configure_logging
+from actors.runtime.loop import run as run_loop
 from actors.runtime.metrics_server import serve_metrics
 from transport.access import BusRefused
 from transport.bus_choice import BusSettingError, BusSettings, check_access, connector_for
@@ -61,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 2
-        return asyncio.run(_run(settings))
+        return run_loop(_run(settings))
 
 
 async def _run(settings: DaemonSettings) -> int:

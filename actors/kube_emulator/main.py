@@ -10,7 +10,6 @@ itself to --kubeconfig-out (default DATA_DIR/kubeconfig).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import socket
 import sys
@@ -27,6 +26,7 @@ from actors.kube_emulator.server import HttpServer, ServerSettings
 from actors.kube_emulator.store import Store, StoreSettings
 from actors.runtime import ActorSystem, run_until_signalled
 from actors.runtime.logging import configure_logging
+from actors.runtime.loop import run as run_loop
 from actors.runtime.settings import (
     LOG_SETTINGS,
     Setting,
@@ -162,4 +162,4 @@ def main(argv: list[str] | None = None) -> int:
         system.spawn(lambda: HttpServer(settings, store, control, on_bound, durability),
                      name="http")
 
-    return asyncio.run(run_until_signalled(setup))
+    return run_loop(run_until_signalled(setup))

@@ -37,6 +37,7 @@ from actors.cli.terminal import LineSink, LiveBlock, is_live
 from actors.legacy import embedded
 from actors.runtime import ActorSystem, RestartPolicy, run_until_signalled
 from actors.runtime.logging import configure_logging, resolve_format
+from actors.runtime.loop import run as run_loop
 from actors.up.child import ChildActor, Timing
 from actors.up.conductor import Conductor, Staged
 from actors.up.layout import (
@@ -86,7 +87,7 @@ def run(args: argparse.Namespace, state_dir: str) -> int:
     try:
         layout.prepare()
         with _claim(layout):
-            return asyncio.run(_run(settings, args, block))
+            return run_loop(_run(settings, args, block))
     except (LayoutError, OSError, RuntimeError) as exc:
         print(f"fabric up: {exc}", file=sys.stderr)
         return 1

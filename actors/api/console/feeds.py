@@ -15,7 +15,7 @@ from typing import Any
 
 from actors.api.cache import CacheMessage, SubscribeChanges
 from actors.api.clusters import DirectoryMessage, WatchDirectory
-from actors.api.jsonrpc import Method, RpcError
+from actors.api.jsonrpc import Method, RpcError, decoded
 from actors.api.watchers import Subscription
 from actors.runtime import ActorRef
 
@@ -36,7 +36,7 @@ class Feeds:
     async def account(self, account_id: str) -> dict[str, Any] | None:
         """The account's view as `account.get` answers it; None when it cannot be read now."""
         try:
-            view = await self.methods["account.get"].handler({"id": account_id})
+            view = decoded(await self.methods["account.get"].handler({"id": account_id}))
         except RpcError:
             return None
         return view if isinstance(view, dict) else None

@@ -1,0 +1,85 @@
+"""The cache actor's memory of single-account reads, so a hot `account.get` skips the store.
+
+An entry is what the store answered for one account: its record, its reports and
+the known clusters, as one `CacheView`. It stays until a change to that account:
+the cache actor forgets it when it applies a change, and when a shared store tells
+of a change another writer committed, or of changes it cannot name (then everything
+is forgotten). So a memo hit answers what a store read at that moment would have,
+except that on a shared store another replica's commit shows only once its
+notification arrives (milliseconds; the contract promises read-your-writes on the
+replica that answered the write, which this keeps: that replica's own apply forgets
+the entry first).
+
+Every entry was read with the same known clusters. A cluster new to the cache (an
+applied report from it, or a read that shows it) empties the memo: every account
+shows the new cluster from then on. That happens once per cluster.
+
+An entry is never changed once made, so a reader may keep it and compare it by
+identity (the API keeps each account's rendered JSON beside the entry it came from).
+
+Bounded: past `capacity` accounts the oldest entries go first (accounts read once
+and never again are the ones that age out), so memory follows the hot set, not the
+number of accounts.
+"""
+
+from __future__ import annotations
+
+from core.cache import CacheView
+from core.events import DomainEvent
+
+CAPACITY = 10_000
+
+
+class ReadMemo:
+    def __init__(self, capacity: int = CAPACITY) -> None:
+        self._capacity = capacity
+        self._by_id: dict[str, CacheView] = {}
+        self._ids_by_slug: dict[str, str] = {}
+        self._clusters: tuple[str, ...] | None = None  # what every entry was read with
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def find(self, account_id: str | None, slug: str | None) -> CacheView | None:
+        """The account as last read (do not change it), or None: read it from the store."""
+        if account_id is None:
+            account_id = self._ids_by_slug.get(slug or "")
+            if account_id is None:
+                return None
+        return self._by_id.get(account_id)
+
+    def remember(self, view: CacheView) -> None:
+        """Keep what a store read answered (reads of one account are kept; pages are not)."""
+        if len(view.records) != 1:
+            return
+        clusters = tuple(view.clusters)
+        if clusters != self._clusters:
+            self.clear()
+            self._clusters = clusters
+        record = view.records[0]
+        self.forget(record.id)
+        while len(self._by_id) >= self._capacity:
+            self.forget(next(iter(self._by_id)))
+        self._by_id[record.id] = view
+        self._ids_by_slug[record.slug] = record.id
+
+    def changed(self, event: DomainEvent) -> None:
+        """An applied change: forget the account, and whatever its slug named (a slug that
+        passed to a new account); a report from a cluster new to us empties the memo."""
+        self.forget(event.account_id)
+        slug = getattr(event, "slug", None)
+        if slug is not None and slug in self._ids_by_slug:
+            self.forget(self._ids_by_slug[slug])
+        cluster = getattr(event, "cluster", None)
+        if cluster is not None and self._clusters is not None and cluster not in self._clusters:
+            self.clear()
+
+    def forget(self, account_id: str) -> None:
+        view = self._by_id.pop(account_id, None)
+        if view is not None and self._ids_by_slug.get(view.records[0].slug) == account_id:
+            del self._ids_by_slug[view.records[0].slug]
+
+    def clear(self) -> None:
+        self._by_id.clear()
+        self._ids_by_slug.clear()
+        self._clusters = None
