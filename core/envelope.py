@@ -125,9 +125,14 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
 def _uuid(value: object, field: str) -> str:
     if not isinstance(value, str) or len(value) != 36:
         raise InvalidEnvelope(f"{field} must be a uuid string")
+    if _CANONICAL_UUID.fullmatch(value):
+        return value  # as we write them: nothing to normalise
     try:
         return str(uuid.UUID(value))
     except ValueError:

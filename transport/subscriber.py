@@ -285,10 +285,7 @@ class Subscriber:
                     position = seq
                     fresh.append((seq, raw))
                 if fresh:
-                    deliveries = [
-                        d for d in self._decode_all(fresh) if d.envelope.key.startswith(self._prefix)
-                    ]
-                    yield Batch(deliveries, position, caught_up=True)
+                    yield Batch(self._decode_all(fresh), position, caught_up=True)
                 if gap:
                     self._log.info("gap_detected", position=position)
                     break
@@ -340,10 +337,13 @@ class Subscriber:
         return reply
 
     def _decode_all(self, events: Iterable[tuple[int, bytes]]) -> list[Delivery]:
+        """The records under our key prefix, decoded (the others are passed over unread)."""
         out: list[Delivery] = []
         for seq, raw in events:
             try:
-                out.append(Delivery(seq, codec.decode_envelope(raw)))
+                envelope = codec.decode_envelope_under(raw, self._prefix)
+                if envelope is not None:
+                    out.append(Delivery(seq, envelope))
             except (codec.CodecError, InvalidEnvelope) as exc:
                 # The broker checked it on publish; one that cannot be applied is passed over.
                 self._log.error("event_skipped", seq=seq, reason=str(exc))

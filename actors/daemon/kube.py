@@ -29,6 +29,7 @@ from types import TracebackType
 from typing import Any
 
 import aiohttp
+import orjson
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.rest import ApiException
 from yarl import URL
@@ -183,7 +184,7 @@ class KubeCluster:
         try:
             async with self._session.request(
                 method, f"{self._cfg.host}{path}", params=query, headers=headers,
-                data=None if body is None else json.dumps(body, separators=(",", ":")).encode(),
+                data=None if body is None else orjson.dumps(body),
                 **self._extra,
             ) as resp:
                 data = await resp.read()
@@ -205,8 +206,8 @@ class KubeCluster:
                 resource = _KINDS.get(ref.kind, ("", ref.kind))[1]
                 self._metrics.kube_request(method, resource, failure, time.perf_counter() - started)
         try:
-            answer: Any = json.loads(data)
-        except ValueError:
+            answer: Any = orjson.loads(data)
+        except orjson.JSONDecodeError:
             answer = None
         if not isinstance(answer, dict):
             raise TemporaryKubeError(f"{method} {path} answered with a non-object body")

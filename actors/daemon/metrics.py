@@ -79,6 +79,7 @@ class ClusterMetrics:
 
     def __init__(self, cluster: str) -> None:
         self.cluster = cluster
+        self._timers: dict[tuple[str, str], Histogram] = {}
         # Present from the start, so a dashboard shows 0 rather than no data.
         RETRIES.labels(cluster)
         CAUGHT_UP.labels(cluster).set(0)
@@ -87,7 +88,11 @@ class ClusterMetrics:
 
     def kube_request(self, verb: str, resource: str, code: str | None, seconds: float) -> None:
         """One Kubernetes request; `code` None when it succeeded, else its status or failure."""
-        KUBE_SECONDS.labels(self.cluster, verb, resource).observe(seconds)
+        timer = self._timers.get((verb, resource))
+        if timer is None:
+            # `labels()` locks and builds its key per call: every request passes here.
+            timer = self._timers[(verb, resource)] = KUBE_SECONDS.labels(self.cluster, verb, resource)
+        timer.observe(seconds)
         if code is not None:
             KUBE_ERRORS.labels(self.cluster, verb, resource, code).inc()
 

@@ -39,8 +39,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO, assert_never
 
+import orjson
+
 from actors.runtime.files import write_atomic
-from core.events import AccountCreated, AccountDeleted
+from core.events import AccountCreated, AccountDeleted, payload_of
 from core.tenancy import DEFAULT_PLAN, Tenant
 
 JOURNAL_NAME = "desired.jsonl"
@@ -261,14 +263,14 @@ def _line(change: Change) -> str:
     match change:
         case Desired(account=account, event_id=event_id, correlation_id=correlation_id):
             obj: dict[str, Any] = {
-                "op": "put", "account": dataclasses.asdict(account), "event_id": event_id,
+                "op": "put", "account": payload_of(account), "event_id": event_id,
                 "correlation_id": correlation_id,
             }
         case Tombstone():
             obj = {"op": "del", **dataclasses.asdict(change)}
         case _:
             assert_never(change)
-    return json.dumps(obj, separators=(",", ":")) + "\n"
+    return orjson.dumps(obj).decode() + "\n"
 
 
 # Fields a journal line may lack (written before they existed): their value then.
