@@ -82,6 +82,11 @@ ChangeListener = Callable[[Sequence[str] | None], None]
 
 
 class AccountCache(Protocol):
+    # True when other processes write the store too (API replicas on one PostgreSQL
+    # cache): a read must go to the store to see their commits at once, so it is never
+    # answered from memory. False: this process is its only writer.
+    shared: bool
+
     async def apply(self, changes: Sequence[Change]) -> list[bool]: ...
 
     async def needs_replay(self) -> bool: ...

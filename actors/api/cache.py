@@ -22,7 +22,9 @@ feeds. `SubscribeChanges` answers a
 bounded feed of every account id changed from then on (the console's live
 updates); the actor stopping ends it, so its reader starts over.
 
-A read of one account is remembered until a change to it (actors/api/cache_memo.py):
+A read of one account is remembered until a change to it (actors/api/cache_memo.py),
+unless other processes write the store too (`shared`: API replicas on one PostgreSQL
+cache, whose reads must see each other's commits at once):
 a `FindAccount` it can answer never reaches the store, and the API's `account.get`
 reads the memo directly, without a trip through the mailbox. Only this actor
 writes the memo, in its mailbox, as an Erlang process owns a protected ETS table
@@ -176,6 +178,8 @@ class CacheActor(Actor[CacheMessage]):
         assert store is not None
         match message:
             case FindAccount(account_id, slug):
+                if store.shared:
+                    return self._read(store.find(account_id, slug))
                 known = self._memo.find(account_id, slug)
                 if known is not None:
                     return known

@@ -2,13 +2,12 @@
 
 An entry is what the store answered for one account: its record, its reports and
 the known clusters, as one `CacheView`. It stays until a change to that account:
-the cache actor forgets it when it applies a change, and when a shared store tells
-of a change another writer committed, or of changes it cannot name (then everything
-is forgotten). So a memo hit answers what a store read at that moment would have,
-except that on a shared store another replica's commit shows only once its
-notification arrives (milliseconds; the contract promises read-your-writes on the
-replica that answered the write, which this keeps: that replica's own apply forgets
-the entry first).
+the cache actor forgets it when it applies a change (and everything when a change
+may have been missed), so a memo hit answers what a store read at that moment would
+have. Only a store this process alone writes is remembered: on a shared one
+(`AccountCache.shared`, API replicas on one PostgreSQL cache) another replica's
+commit would show only once its notification arrived, and a read through one replica
+right after a change through another must see it.
 
 Every entry was read with the same known clusters. A cluster new to the cache (an
 applied report from it, or a read that shows it) empties the memo: every account

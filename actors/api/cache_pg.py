@@ -69,6 +69,8 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
 log = structlog.get_logger()
 
 class PgCache:
+    shared = True  # several API replicas write one database
+
     def __init__(
         self, dsn: str, *, schema: str = SCHEMA, timeout: float = 5.0,
         backoff: Backoff | None = None, keepalive: float = 5.0,

@@ -38,6 +38,8 @@ log = structlog.get_logger()
 class SqliteCache:
     """The async `AccountCache`: each call runs on the one thread that owns the connection."""
 
+    shared = False  # one file per API process
+
     def __init__(self, file: SqliteFile, executor: ThreadPoolExecutor) -> None:
         self._file = file
         self._executor = executor

@@ -3,9 +3,15 @@ until a change to its account, and never outlives what it was read with."""
 
 from __future__ import annotations
 
+from typing import cast
+
+import pytest
+
+from actors.api.cache import CacheActor, FindAccount
 from actors.api.cache_memo import ReadMemo
+from actors.runtime import ActorSystem
 from core.account import AccountRecord, ClusterReport
-from core.cache import CacheView
+from core.cache import AccountCache, CacheView, ChangeListener
 from core.events import AccountCreated, AccountDeleted, NamespaceProvisioned
 
 AT = "2026-01-01T00:00:00Z"
@@ -71,3 +77,40 @@ def test_pages_are_not_kept_and_the_oldest_answers_go_first_past_the_capacity() 
     assert len(memo) == 3
     assert [memo.find(f"id-{n}", None) is not None for n in range(5)] == [False, False, True, True, True]
     assert memo.find(None, "s0") is None
+
+
+class CountingStore:
+    """A store that counts its reads; `shared` as the test says."""
+
+    def __init__(self, shared: bool) -> None:
+        self.shared = shared
+        self.reads = 0
+
+    async def find(self, account_id: str | None, slug: str | None) -> CacheView:
+        self.reads += 1
+        return view(account_id or "id-1", slug or "one")
+
+    async def listen(self, changed: ChangeListener) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+@pytest.mark.parametrize(("shared", "reads"), [(False, 1), (True, 3)])
+async def test_only_a_store_no_other_process_writes_is_answered_from_memory(
+    shared: bool, reads: int
+) -> None:
+    # On a shared store (API replicas on one PostgreSQL cache) a read right after another
+    # replica's change must see it, with no notification to wait for: every read goes to it.
+    store = CountingStore(shared)
+
+    async def opened() -> AccountCache:
+        return cast(AccountCache, store)
+
+    async with ActorSystem(stop_timeout=5.0) as system:
+        cache = system.spawn(lambda: CacheActor(opened), name="cache")
+        for _ in range(3):
+            found = await cache.ask(FindAccount(account_id="id-1"))
+            assert found.records[0].id == "id-1"
+    assert store.reads == reads
