@@ -128,15 +128,23 @@ def utc_now() -> str:
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
-def _uuid(value: object, field: str) -> str:
-    if not isinstance(value, str) or len(value) != 36:
-        raise InvalidEnvelope(f"{field} must be a uuid string")
+def canonical_uuid(value: str) -> str | None:
+    """The canonical (lowercase, hyphenated) form of a 36-character uuid, or None."""
+    if len(value) != 36:
+        return None
     if _CANONICAL_UUID.fullmatch(value):
         return value  # as we write them: nothing to normalise
     try:
         return str(uuid.UUID(value))
     except ValueError:
+        return None
+
+
+def _uuid(value: object, field: str) -> str:
+    canonical = canonical_uuid(value) if isinstance(value, str) else None
+    if canonical is None:
         raise InvalidEnvelope(f"{field} must be a uuid string")
+    return canonical
 
 
 def _short_str(value: object, field: str) -> str:

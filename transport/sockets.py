@@ -59,6 +59,7 @@ _POLLOUT = int(zmq.POLLOUT)
 _NOBLOCK = int(zmq.NOBLOCK)
 _RCVMORE = int(zmq.RCVMORE)
 
+
 class SocketError(Exception):
     """A socket could not be created, bound or connected (bad address, port in use, no ZAP...)."""
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -33,6 +32,7 @@ import structlog
 
 from actors.api import openrpc, schemas
 from actors.api.cache import CacheMessage, FindAccount, ListAccountsPage, Snapshot, WatchAccount
+from actors.api.cache_memo import CAPACITY as MEMO_CAPACITY
 from actors.api.cache_memo import ReadMemo
 from actors.api.clusters import (
     Directory,
@@ -56,6 +56,7 @@ from core.commands import (
     SuspendAccount,
     UpdateAccount,
 )
+from core.envelope import canonical_uuid
 from core.errors import AccountNotFound, AccountStateConflict, DependencyUnavailable, SlugTaken
 from core.plans import PLANS
 from core.rules import InvalidAccount
@@ -73,7 +74,6 @@ _UNAVAILABLE_ERROR = (UNAVAILABLE, "A dependency is unavailable; nothing was wri
 _NOT_FOUND_ERROR = (NOT_FOUND, "Account not found")
 _STATE_ERROR = (STATE_CONFLICT, "The account's state does not allow it")
 _SCAN = 200  # records read per step while filtering a list by status
-RENDERED_CAPACITY = 10_000  # accounts whose last rendered view is kept
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,19 +108,12 @@ async def translated() -> AsyncIterator[None]:
                        {"reason": "timed out or shutting down; the outcome is unknown"})
 
 
-_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
-
-
 def _check_uuid(value: str, field: str) -> str:
     """The canonical form of a uuid param, or -32602 naming the field."""
-    if _CANONICAL_UUID.match(value):
-        return value  # what ids look like as we hand them out: nothing to normalise
-    try:
-        if len(value) == 36:
-            return str(uuid.UUID(value))
-    except ValueError:
-        pass
-    raise RpcError(INVALID_PARAMS, "Invalid params", {"fields": {field: "must be a uuid"}})
+    canonical = canonical_uuid(value)
+    if canonical is None:
+        raise RpcError(INVALID_PARAMS, "Invalid params", {"fields": {field: "must be a uuid"}})
+    return canonical
 
 
 def _views(snapshot: Snapshot, directory: Directory) -> list[AccountView]:
@@ -219,9 +212,12 @@ def build_table(deps: Deps) -> dict[str, Method]:
             if last is not None and last[0] is snapshot and last[1] is d:
                 return last[2]
             answer = Encoded(encode(_views(snapshot, d)[0].to_json()))
-            if len(rendered) >= RENDERED_CAPACITY:
-                rendered.clear()
-            rendered[account_id] = (snapshot, d, answer)
+            if deps.memo is not None and deps.memo.find(account_id, None) is snapshot:
+                # Only an answer the memo holds can come back by identity (a shared
+                # store's reads are never held: each one is new).
+                if len(rendered) >= MEMO_CAPACITY:
+                    rendered.clear()
+                rendered[account_id] = (snapshot, d, answer)
             return answer
 
     async def list_(params: dict[str, Any]) -> Any:

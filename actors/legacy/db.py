@@ -156,7 +156,7 @@ async def insert_account(
         try:
             await conn.execute(
                 _INSERT_ACCOUNT, account_id, slug, name, namespace, owner_email, created_at, plan,
-                event.event_id, event.aggregate_id, event.type, orjson.dumps(event.to_wire()).decode(),
+                event.event_id, event.aggregate_id, event.type, _envelope_json(event),
             )
         except asyncpg.UniqueViolationError as exc:
             if exc.constraint_name == "organizations_slug_key":
@@ -296,8 +296,13 @@ async def _insert_outbox(conn: Connection, event: Envelope) -> None:
     await conn.execute(
         "INSERT INTO fabric_outbox (event_id, aggregate_id, event_type, envelope) "
         "VALUES ($1, $2, $3, $4::jsonb)",
-        event.event_id, event.aggregate_id, event.type, json.dumps(event.to_wire()),
+        event.event_id, event.aggregate_id, event.type, _envelope_json(event),
     )
+
+
+def _envelope_json(event: Envelope) -> str:
+    """An outbox row's `envelope` (jsonb), the same for every write that adds one."""
+    return orjson.dumps(event.to_wire()).decode()
 
 
 PublishFn = Callable[[Sequence[Envelope]], Awaitable[Sequence[int]]]

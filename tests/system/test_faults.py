@@ -149,6 +149,7 @@ def legacy_dsn(up: FabricUp) -> str:
     ports = json.loads((up.state_dir / "ports.json").read_text())
     return embedded.dsn(int(ports["postgres"]))
 
+
 async def creates_under(
     up: FabricUp, prefix: str, faults: Callable[[float, History], Coroutine[Any, Any, None]],
     creates: int = CREATES,
