@@ -20,6 +20,7 @@ from typing import Any, assert_never
 from aiohttp import web
 
 from actors.api.access import SESSION_COOKIE, Gate
+from actors.api.console.guard import origin_checked
 from actors.api.jsonrpc import INVALID_REQUEST, Dispatcher, encode, error_object
 from actors.api.metrics import CONTENT_TYPE, ApiMetrics
 from actors.runtime import Actor, Request
@@ -94,7 +95,7 @@ def build_app(
         response.headers["Content-Type"] = CONTENT_TYPE
         return response
 
-    app.router.add_route("*", "/rpc", rpc)
+    app.router.add_route("*", "/rpc", origin_checked(rpc))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_view)

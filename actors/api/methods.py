@@ -23,9 +23,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
+from types import TracebackType
 from typing import Any
 
 import structlog
@@ -86,26 +86,38 @@ class Deps:
     memo: ReadMemo | None = None  # the cache actor's memory of account reads, read directly
 
 
-@asynccontextmanager
-async def translated() -> AsyncIterator[None]:
-    """Domain errors -> JSON-RPC errors, the one place it happens."""
-    try:
-        yield
-    except InvalidAccount as exc:
-        raise RpcError(INVALID_PARAMS, "Invalid params",
-                       {"fields": {v.field: v.reason for v in exc.violations}})
-    except SlugTaken as exc:
-        raise RpcError(SLUG_TAKEN, "Slug is taken", {"slug": exc.slug})
-    except AccountNotFound as exc:
-        raise RpcError(NOT_FOUND, "Account not found", {"key": exc.key})
-    except AccountStateConflict as exc:
-        raise RpcError(STATE_CONFLICT, _STATE_ERROR[1], {"status": exc.state})
-    except DependencyUnavailable as exc:
-        raise RpcError(UNAVAILABLE, "Dependency unavailable", {"dependency": exc.dependency})
-    except (AskTimeout, ActorStopped) as exc:
-        log.warning("rpc_outcome_unknown", error=str(exc))
-        raise RpcError(INTERNAL_ERROR, "Internal error",
-                       {"reason": "timed out or shutting down; the outcome is unknown"})
+class _Translated:
+    """Domain errors -> JSON-RPC errors, the one place it happens: `with translated:`.
+
+    A plain context manager (its body never awaits): an `asynccontextmanager` cost
+    every call ~5 us, a tenth of an `account.get`'s own work."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, et: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc is None:
+            return
+        if isinstance(exc, InvalidAccount):
+            raise RpcError(INVALID_PARAMS, "Invalid params",
+                           {"fields": {v.field: v.reason for v in exc.violations}})
+        if isinstance(exc, SlugTaken):
+            raise RpcError(SLUG_TAKEN, "Slug is taken", {"slug": exc.slug})
+        if isinstance(exc, AccountNotFound):
+            raise RpcError(NOT_FOUND, "Account not found", {"key": exc.key})
+        if isinstance(exc, AccountStateConflict):
+            raise RpcError(STATE_CONFLICT, _STATE_ERROR[1], {"status": exc.state})
+        if isinstance(exc, DependencyUnavailable):
+            raise RpcError(UNAVAILABLE, "Dependency unavailable", {"dependency": exc.dependency})
+        if isinstance(exc, AskTimeout | ActorStopped):
+            log.warning("rpc_outcome_unknown", error=str(exc))
+            raise RpcError(INTERNAL_ERROR, "Internal error",
+                           {"reason": "timed out or shutting down; the outcome is unknown"})
+
+
+translated = _Translated()
 
 
 def _check_uuid(value: str, field: str) -> str:
@@ -175,7 +187,7 @@ def build_table(deps: Deps) -> dict[str, Method]:
         return _views(Snapshot(records, snapshot.reports, snapshot.clusters), await clusters_now())[0]
 
     async def change(command: Any) -> Any:
-        async with translated():
+        with translated:
             try:
                 record = await next(turn).ask(ChangeAccount(command), timeout=deps.timeout)
             except AccountStateConflict as exc:
@@ -187,7 +199,7 @@ def build_table(deps: Deps) -> dict[str, Method]:
         return str(uuid.uuid4())
 
     async def create(params: dict[str, Any]) -> Any:
-        async with translated():
+        with translated:
             record = await next(turn).ask(
                 Create(CreateAccount(params["name"], params["owner_email"], params.get("slug"),
                                      correlation_id=correlation(), plan=params.get("plan"))),
@@ -196,7 +208,7 @@ def build_table(deps: Deps) -> dict[str, Method]:
             return (await view(record.id, record)).to_json()
 
     async def get(params: dict[str, Any]) -> Any:
-        async with translated():
+        with translated:
             if "id" in params:
                 query = FindAccount(account_id=_check_uuid(params["id"], "id"))
             else:
@@ -229,7 +241,7 @@ def build_table(deps: Deps) -> dict[str, Method]:
             if after is None:
                 raise RpcError(INVALID_PARAMS, "Invalid params",
                                {"fields": {"cursor": "is not a cursor this server issued"}})
-        async with translated():
+        with translated:
             d = await clusters_now()
             found: list[AccountView] = []
             step = limit + 1 if status is None else max(limit + 1, _SCAN)
@@ -262,7 +274,7 @@ def build_table(deps: Deps) -> dict[str, Method]:
     async def retry(params: dict[str, Any]) -> Any:
         account_id = _check_uuid(params["id"], "id")
         cluster: str | None = params.get("cluster")
-        async with translated():
+        with translated:
             current = await view(account_id)
             if current.record.deleted_at is not None:
                 raise AccountStateConflict(account_id, current.status)
@@ -283,7 +295,7 @@ def build_table(deps: Deps) -> dict[str, Method]:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + float(params.get("timeout", schemas.WAIT_DEFAULT))
         wakes = 0
-        async with translated():
+        with translated:
             while True:
                 # Registered before the read: a change in between wakes the wait below.
                 changed = await deps.cache.ask(WatchAccount(account_id), timeout=deps.timeout)
@@ -312,7 +324,7 @@ def build_table(deps: Deps) -> dict[str, Method]:
         return _plans()
 
     async def clusters(_params: dict[str, Any]) -> Any:
-        async with translated():
+        with translated:
             d = await directory()
             if not d.answered:
                 raise DependencyUnavailable("broker", "no consumer list from the broker yet")
@@ -329,7 +341,7 @@ def build_table(deps: Deps) -> dict[str, Method]:
 
     async def remove_cluster(params: dict[str, Any]) -> Any:
         name = params["name"]
-        async with translated():
+        with translated:
             d = await directory()
             if name in d.online():
                 # A running daemon would register again with its next request.

@@ -30,7 +30,7 @@ from actors.api.access import SESSION_COOKIE, Gate
 from actors.api.auth import Principal
 from actors.api.console.events import EventStreams
 from actors.api.console.feeds import Feeds
-from actors.api.console.guard import origin_guard, origin_problem, refusal
+from actors.api.console.guard import origin_checked, origin_problem, refusal
 from actors.api.console.sessions import ConsoleSettings, SessionStore
 
 log = structlog.get_logger()
@@ -65,7 +65,7 @@ class Console:
     interval: float  # the cluster directory's: how often the clusters panel may change
 
     def mount(self, app: web.Application) -> web.Application:
-        """Add the console's routes and Origin check to the API's application."""
+        """Add the console's routes to the API's application (its `/rpc` is `origin_checked`)."""
         streams = EventStreams(self.sessions, self.feeds, self.settings, self.interval)
         page = _asset("index.html")
         assets = {name: _asset(name) for name in ASSETS}
@@ -91,12 +91,11 @@ class Console:
         async def shutdown(_app: web.Application) -> None:
             streams.stop_all()
 
-        app.middlewares.append(origin_guard)
         app.on_shutdown.append(shutdown)
         app.router.add_get("/", index)
         app.router.add_get("/console/static/{name}", static)
         app.router.add_post("/console/login", self._login)
-        app.router.add_post("/console/logout", self._logout)
+        app.router.add_post("/console/logout", origin_checked(self._logout))
         app.router.add_get("/console/session", session)
         app.router.add_get("/console/events", streams.handle)
         return app
