@@ -360,8 +360,8 @@ def _request_problem(request: dict[str, Any]) -> str | None:
         return "method must be a string"
     if "params" in request and not isinstance(request["params"], list | dict):
         return "params must be an array or an object"
-    extra = set(request) - _MEMBERS
-    if extra:
+    if not _MEMBERS.issuperset(request):
+        extra = set(request) - _MEMBERS
         return "unexpected members: " + ", ".join(sorted(_printable(k) for k in extra))
     return None
 

@@ -112,8 +112,9 @@ class Signature:
         elif self.structure == "by-position":
             raise InvalidParams({"params": "must be an array of positional params"})
         errors: dict[str, str] = {}
-        for name in sorted(set(raw) - self.names):
-            errors[_safe(name)] = "unknown param"
+        if not self.names.issuperset(raw):
+            for name in sorted(set(raw) - self.names):
+                errors[_safe(name)] = "unknown param"
         for param in self.params:
             if param.name not in raw:
                 if param.required:
@@ -313,13 +314,23 @@ def _object_checkers(schema: Mapping[str, Any]) -> list[Checker]:
 
         steps.append(present)
     if "oneOf" in schema:
-        one_of = [compile_check(sub) for sub in schema["oneOf"]]
         not_one = _described(schema, "must match exactly one of its alternatives")
+        alternatives = schema["oneOf"]
+        if all(set(sub) <= {"required", "description"} for sub in alternatives):
+            # Alternatives that only name members (`id` or `slug`): sets, not checkers.
+            names = [frozenset(sub.get("required", ())) for sub in alternatives]
 
-        def exactly_one(v: Any) -> str | None:
-            if not isinstance(v, dict):
-                return None
-            return None if sum(c(v) is None for c in one_of) == 1 else not_one
+            def exactly_one(v: Any) -> str | None:
+                if not isinstance(v, dict):
+                    return None
+                return None if sum(n.issubset(v) for n in names) == 1 else not_one
+        else:
+            one_of = [compile_check(sub) for sub in alternatives]
+
+            def exactly_one(v: Any) -> str | None:
+                if not isinstance(v, dict):
+                    return None
+                return None if sum(c(v) is None for c in one_of) == 1 else not_one
 
         steps.append(exactly_one)
     return steps
