@@ -65,12 +65,28 @@ Authorization by identity (checked per request; a refusal is ERR FORBIDDEN, logg
 
 A refused ACK (PULL has no reply) is logged and dropped.
 
-Live stream (PUB), no tag so a SUB can filter cheaply:
+Live stream (PUB), no tag so a SUB can filter cheaply (ZeroMQ matches the first frame's
+prefix, on the publisher's side):
 
-    EV    [b"EV", events]          one or more records with contiguous ascending seqs (every
-                                   stored record goes out once, unfiltered: a subscriber
-                                   filters by key itself and counts the rest as passed)
+    EV    [b"EV", events]          one or more records with contiguous ascending seqs: every
+                                   stored record goes out once here, for subscribers of every key
     HB    [b"HB", head:8]          every heartbeat interval; a subscriber behind head re-fetches
+    EF    [b"EF" family, prev:8, events]
+                                   the same records again, split by key family (a key's text up
+                                   to and including its first ":", e.g. `account:`), for each
+                                   family some SYNC's key prefix lies within; `prev` is the seq
+                                   of the family's record before these (an upper bound of it
+                                   after a restart: the head the broker started with). A
+                                   subscriber at position P takes them if prev <= P, else it
+                                   missed some and re-fetches.
+    HF    [b"HF" family, head:8 family_head:8]
+                                   every heartbeat interval per such family: family_head is the
+                                   family's last record sent (or that bound); a subscriber at P
+                                   with family_head <= P has every record of its family up to
+                                   head and moves its position there, else it re-fetches.
+
+A subscriber whose key prefix has a ":" takes its family's EF and HF (so a cluster's daemon
+never wakes for the other clusters' outcomes); any other takes EV and HB.
 
 Acks (PUSH):
 
@@ -120,6 +136,8 @@ ERR = b"ERR"
 ACK = b"ACK"
 EV = b"EV"
 HB = b"HB"
+EF = b"EF"
+HF = b"HF"
 
 MAX_BATCH = 1000
 # Senders keep a frame of many events under this; receivers accept up to sockets.MAX_FRAME_BYTES.
@@ -132,6 +150,7 @@ _U16 = struct.Struct(">H")
 _RECEIPT = struct.Struct(">QB")
 _EVTS_META = struct.Struct(">QQB")
 _PONG = struct.Struct(">QQ")
+_FAMILY_HEAD = struct.Struct(">QQ")
 _CONSUMER_RE = re.compile(r"[A-Za-z0-9:._-]{1,128}")
 
 
@@ -379,14 +398,36 @@ def parse_reply(frames: list[bytes]) -> ControlReply:
 @dataclass(frozen=True, slots=True)
 class LiveEvents:
     events: tuple[tuple[int, bytes], ...]
+    prev: int | None = None  # EF: the family's record before these; None (EV): seqs follow on
 
 
 @dataclass(frozen=True, slots=True)
 class Heartbeat:
     head: int
+    family_head: int | None = None  # HF: the family's last record sent; None for HB
 
 
 LiveMessage = LiveEvents | Heartbeat
+
+
+def family_of(key: bytes) -> bytes:
+    """A key's family: its text up to and including the first ":" (b"" without one)."""
+    at = key.find(b":")
+    return key[: at + 1] if at >= 0 else b""
+
+
+def live_family(key_prefix: str) -> str | None:
+    """The family whose EF/HF messages serve a subscriber of `key_prefix`; None: EV and HB."""
+    at = key_prefix.find(":")
+    return key_prefix[: at + 1] if at >= 0 else None
+
+
+def live_topics(key_prefix: str) -> tuple[bytes, bytes]:
+    """The SUB subscriptions for a subscriber of `key_prefix`."""
+    family = live_family(key_prefix)
+    if family is None:
+        return EV, HB
+    return EF + family.encode(), HF + family.encode()
 
 
 def build_live_events(events: list[tuple[int, bytes]]) -> list[bytes]:
@@ -397,13 +438,31 @@ def build_heartbeat(head: int) -> list[bytes]:
     return [HB, u64(head)]
 
 
+def build_family_events(family: bytes, prev: int, events: list[tuple[int, bytes]]) -> list[bytes]:
+    return [EF + family, u64(prev), pack_events(events)]
+
+
+def build_family_heartbeat(family: bytes, head: int, family_head: int) -> list[bytes]:
+    return [HF + family, _FAMILY_HEAD.pack(head, family_head)]
+
+
 def parse_live(frames: list[bytes]) -> LiveMessage:
-    if frames and frames[0] == HB and len(frames) == 2:
-        return Heartbeat(read_u64(frames[1], "head"))
-    if len(frames) == 2 and frames[0] == EV:
-        events = unpack_events(frames[1])
+    if len(frames) == 2:
+        topic, body = frames
+        if topic == HB:
+            return Heartbeat(read_u64(body, "head"))
+        if topic == EV:
+            events = unpack_events(body)
+            if events:
+                return LiveEvents(events)
+        elif topic.startswith(HF) and len(body) == _FAMILY_HEAD.size:
+            head, family_head = _FAMILY_HEAD.unpack(body)
+            return Heartbeat(int(head), int(family_head))
+    elif len(frames) == 3 and frames[0].startswith(EF):
+        prev = read_u64(frames[1], "prev")
+        events = unpack_events(frames[2])
         if events:
-            return LiveEvents(events)
+            return LiveEvents(events, prev)
     raise ProtocolError("not a live-stream message")
 
 

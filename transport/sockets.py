@@ -338,10 +338,14 @@ def connect_dealer(ctx: Context, address: str, keys: ClientKeys) -> Socket:
     return _connect(sock, address)
 
 
-def connect_sub(ctx: Context, address: str, keys: ClientKeys) -> Socket:
+def connect_sub(
+    ctx: Context, address: str, keys: ClientKeys, topics: Sequence[bytes] = (b"",)
+) -> Socket:
+    """A SUB socket taking the messages whose first frame starts with one of `topics`."""
     sock = _make(ctx, zmq.SUB, receives=True)
     _curve_client(sock, keys)
-    sock.setsockopt(zmq.SUBSCRIBE, b"")
+    for topic in topics:
+        sock.setsockopt(zmq.SUBSCRIBE, topic)
     sock.setsockopt(zmq.RCVHWM, 100_000)
     return _connect(sock, address)
 

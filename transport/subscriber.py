@@ -7,13 +7,17 @@ key starts with `key_prefix`, in seq order:
 1. Catch-up: SYNC pages over the control channel (the broker filters by
    prefix) until the end marker; each page is a batch whose `position` is the
    page's `next_after`, past the records it filtered out.
-2. Live: records from PUB whose seq is exactly the next one, filtered here by
-   their envelope's key (PUB carries every record); one batch per turn of
-   whatever is queued, `caught_up` set. A jump in seq, a heartbeat (PUB) or pong
-   (control) showing a head beyond our position while nothing is queued, an
-   overflowing local queue, or a broker that stopped answering pings, all send
-   us back to 1 from our own position, so nothing PUB dropped is missed and
-   nothing already yielded is yielded again.
+2. Live: records from PUB that follow on from our position, filtered here by
+   their envelope's key; one batch per turn of whatever is queued, `caught_up`
+   set. A prefix with a ":" takes only its key family's messages (EF/HF in
+   `transport.protocol`): each says which family record came before it, and
+   each family heartbeat lets our position move up to the head past the other
+   families' records. Any other prefix takes every record (EV/HB), whose seqs
+   must follow on one by one. A message that does not follow on, a heartbeat
+   (PUB) or pong (control) showing a head beyond our position while nothing is
+   queued, an overflowing local queue, or a broker that stopped answering
+   pings, all send us back to 1 from our own position, so nothing PUB dropped
+   is missed and nothing already yielded is yielded again.
 
 A batch's position always moves, except the first caught-up batch of a session,
 which may be empty (so a consumer learns it is caught up on an empty log). An
@@ -40,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
 from types import TracebackType
 from typing import assert_never
 
@@ -63,6 +68,34 @@ LIVE_BATCH = 1000  # records gathered into one live batch at most
 
 class _Overflow:
     """The local live queue was full: what PUB sent since must be re-fetched."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Passed:
+    """A family heartbeat: every record up to `head` is another family's or was delivered."""
+
+    head: int
+
+
+def _follow_on(
+    items: list[protocol.LiveEvents], position: int
+) -> tuple[list[tuple[int, bytes]], int, bool]:
+    """The records after `position` in `items`, the position after them, and whether a message
+    did not follow on (records were missed: re-fetch from the position returned)."""
+    fresh: list[tuple[int, bytes]] = []
+    for item in items:
+        prev = item.prev
+        family = prev is not None
+        if prev is not None and prev > position:
+            return fresh, position, True
+        for seq, raw in item.events:
+            if seq <= position:
+                continue
+            if not family and seq != position + 1:
+                return fresh, position, True
+            position = seq
+            fresh.append((seq, raw))
+    return fresh, position, False
 
 
 _LiveItem = protocol.LiveMessage | _Overflow
@@ -120,7 +153,9 @@ class Subscriber:
     async def __aenter__(self) -> Subscriber:
         # Subscribe before the first SYNC so nothing published in between is missed (Clone pattern).
         try:
-            self._sub = connect_sub(self._ctx, self._endpoints.events, self._keys)
+            self._sub = connect_sub(
+                self._ctx, self._endpoints.events, self._keys, protocol.live_topics(self._prefix)
+            )
             self._push = connect_push(self._ctx, self._endpoints.acks, self._keys)
             self._channel.open()
         except BaseException:
@@ -274,24 +309,20 @@ class Subscriber:
                 items = await self._next_live(position)
                 if items is None:
                     break
-                fresh: list[tuple[int, bytes]] = []
-                gap = False
-                for seq, raw in (event for item in items for event in item.events):
-                    if seq <= position:
-                        continue
-                    if seq != position + 1:
-                        gap = True
-                        break
-                    position = seq
-                    fresh.append((seq, raw))
+                if isinstance(items, _Passed):
+                    position = items.head
+                    yield Batch([], position, caught_up=True)
+                    continue
+                fresh, position, gap = _follow_on(items, position)
                 if fresh:
                     yield Batch(self._decode_all(fresh), position, caught_up=True)
                 if gap:
                     self._log.info("gap_detected", position=position)
                     break
 
-    async def _next_live(self, position: int) -> list[protocol.LiveEvents] | None:
-        """The live records queued now (at least one message), or None when a re-fetch is needed."""
+    async def _next_live(self, position: int) -> list[protocol.LiveEvents] | _Passed | None:
+        """The live records queued now (at least one message), `_Passed` when a family heartbeat
+        moves us past other families' records, or None when a re-fetch is needed."""
         while True:
             if self._take_overflow():
                 return None
@@ -304,9 +335,14 @@ class Subscriber:
                     return None
                 continue
             match item:
-                case protocol.Heartbeat(head):
-                    if head > position:
+                case protocol.Heartbeat(head, family_head):
+                    if family_head is None:
+                        if head > position:
+                            return None
+                    elif family_head > position:
                         return None
+                    elif head > position:
+                        return _Passed(head)
                 case protocol.LiveEvents():
                     return self._more_live([item])
                 case _Overflow():

@@ -26,8 +26,11 @@ instead of growing its mailbox). The actor does everything else itself:
 - Compaction (`actors.broker.compaction`): rounds in a cleaner thread keep the
   newest record per key, and drop tombstones past the retention that every
   consumer has passed (by its saved and its current position).
-- Heartbeats on PUB carry the durable head, so a subscriber that missed live
-  messages notices and re-fetches.
+- Live records go out on PUB twice: once for subscribers of every key (EV), once
+  per key family that some SYNC's prefix lies within (EF: a cluster's daemon
+  subscribes to `account:` alone and no longer wakes for every cluster's
+  outcomes). Heartbeats (HB, and HF per such family) carry the durable head, so
+  a subscriber that missed live messages notices and re-fetches.
 
 Bad frames on any socket are logged (`frame_dropped`) and dropped; a control
 request whose req_id can be read gets an ERR reply. Nothing here dies of input.
@@ -74,6 +77,7 @@ READER_ASK_TIMEOUT = 3600.0
 LIVE_CHUNK = 500
 PAGE_BYTES = 2 * 1024 * 1024
 PAGE_SCAN = 20_000  # records one SYNC page may look at (filtered ones included)
+MAX_FAMILIES = 64  # key families served on PUB by name (their SYNC prefixes say which)
 CONSUMERS_FILE = "consumers.json"
 LOG_DIR = "log"
 
@@ -130,7 +134,13 @@ class Broker(Actor[BrokerMessage]):
         self._router, self._pub, self._pull = sockets.router, sockets.pub, sockets.pull
         self._sockets = [sockets.router, sockets.pub, sockets.pull]
         self._waiting: list[_Waiting] = []
-        self._unpublished: list[tuple[int, bytes]] = []
+        self._unpublished: list[tuple[int, bytes, bytes]] = []  # seq, key family, envelope
+        # Families some subscriber asked for, and each family's last record sent on PUB. Before
+        # the first one since start, the head the broker started with stands in for it: no
+        # record of the family lies between it and the next, as far as any subscriber can tell.
+        self._families: set[bytes] = set()
+        self._family_last: dict[bytes, int] = {}
+        self._started_head = 0
         self._syncing = False
         self._storage_failed = False
         self._persisting = False
@@ -146,7 +156,7 @@ class Broker(Actor[BrokerMessage]):
             self.log.warning("log_tail_truncated", discarded_bytes=rec.truncated_bytes, problem=rec.problem)
         if rec.completed:
             self.log.warning("log_cleaning_recovered", files=list(rec.completed))
-        self._durable = self._log.head
+        self._durable = self._started_head = self._log.head
         self._consumers_path = self._settings.data_dir / CONSUMERS_FILE
         self._consumers, problem = ConsumerTable.load(self._consumers_path)
         if problem is not None:
@@ -269,7 +279,10 @@ class Broker(Actor[BrokerMessage]):
                 self._storage_failed = True
                 raise
             assert seqs[-1] == intake.next_seq - 1
-            self._unpublished.extend(zip(seqs, (item.envelope for item in intake.to_write), strict=True))
+            self._unpublished.extend(
+                (seq, protocol.family_of(item.key), item.envelope)
+                for seq, item in zip(seqs, intake.to_write, strict=True)
+            )
             if len(messages) == 1 and not self._syncing:
                 self._sync_inline()
         self._release_waiting()
@@ -293,6 +306,10 @@ class Broker(Actor[BrokerMessage]):
 
     def _on_sync(self, identity: bytes, request: protocol.SyncRequest) -> None:
         state = self._touch(request.consumer)
+        family = protocol.live_family(request.key_prefix)
+        if family is not None and len(self._families) < MAX_FAMILIES:
+            # Beyond the cap a family's subscribers still get everything, by re-fetching.
+            self._families.add(family.encode())
         after = state.position if request.after is None else request.after
         events, pos = self._log.page(
             after, self._durable, prefix=request.key_prefix.encode(), limit=request.limit,
@@ -387,9 +404,21 @@ class Broker(Actor[BrokerMessage]):
         if not ready:
             return
         self._unpublished = self._unpublished[len(ready) :]
-        sizes = [len(env) for _seq, env in ready]
-        for start, end in protocol.chunk_by_size(sizes, LIVE_CHUNK, protocol.MAX_BODY_BYTES):
-            self._pub.send_nowait(protocol.build_live_events(ready[start:end]))
+        everything: list[tuple[int, bytes]] = []
+        by_family: dict[bytes, list[tuple[int, bytes]]] = {}
+        for seq, family, env in ready:
+            everything.append((seq, env))
+            by_family.setdefault(family, []).append((seq, env))
+        for start, end in _chunks(everything):
+            self._pub.send_nowait(protocol.build_live_events(everything[start:end]))
+        for family, events in by_family.items():
+            prev = self._family_last.get(family, self._started_head)
+            self._family_last[family] = events[-1][0]
+            if family not in self._families:
+                continue
+            for start, end in _chunks(events):
+                self._pub.send_nowait(protocol.build_family_events(family, prev, events[start:end]))
+                prev = events[end - 1][0]
 
     # ---- acks, heartbeats, persistence -----------------------------------------
 
@@ -420,6 +449,11 @@ class Broker(Actor[BrokerMessage]):
         if now - self._last_heartbeat >= self._settings.heartbeat_interval:
             self._last_heartbeat = now
             self._pub.send_nowait(protocol.build_heartbeat(self._durable))
+            for family in self._families:
+                family_head = self._family_last.get(family, self._started_head)
+                self._pub.send_nowait(
+                    protocol.build_family_heartbeat(family, self._durable, family_head)
+                )
         if self._consumers.dirty and not self._persisting:
             self._persisting = True
             floor = self._consumers.floor()
@@ -479,3 +513,8 @@ class Broker(Actor[BrokerMessage]):
             sock.close()
         self._sockets.clear()
         self._gate.stop()
+
+
+def _chunks(events: list[tuple[int, bytes]]) -> list[tuple[int, int]]:
+    sizes = [len(env) for _seq, env in events]
+    return protocol.chunk_by_size(sizes, LIVE_CHUNK, protocol.MAX_BODY_BYTES)

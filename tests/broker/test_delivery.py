@@ -16,8 +16,9 @@ from tests.broker.helpers import envelope, publish, read_log
 from tests.support.broker import embedded_broker, new_endpoints
 from tests.support.keys import api_keys, consumer_keys
 from tests.support.wait import wait_until
+from transport import protocol
 from transport.client import BrokerEndpoints, Directory, Publisher, Subscriber
-from transport.sockets import Context
+from transport.sockets import Context, Socket, connect_sub
 
 
 async def _consume(
@@ -171,6 +172,55 @@ async def test_a_filtered_subscription_moves_past_filtered_records_and_its_lag_g
     assert all(b.caught_up for b in batches[-2:])
 
 
+async def test_a_family_subscriber_is_sent_its_family_alone_and_still_reaches_the_head(
+    ctx: Context, tmp_path: Path
+) -> None:
+    """A daemon's live stream carries `account:` records and its family's heartbeats, never
+    the outcomes every cluster publishes; the heartbeats move its position past them."""
+    async with embedded_broker(tmp_path, heartbeat_interval=0.1) as endpoints, Subscriber(
+        ctx, endpoints, keys=consumer_keys("cluster:east"), consumer="cluster:east",
+        key_prefix="account:", heartbeat_interval=0.1,
+    ) as sub:
+        stream = sub.batches()
+        async with asyncio.timeout(20):
+            first = await anext(stream)  # caught up on the empty log: the family is registered
+            assert first.caught_up
+            raw = connect_sub(ctx, endpoints.events, api_keys(), protocol.live_topics("account:"))
+            try:
+                await _publish(ctx, endpoints, [envelope(1, key="outcome:west:1")])
+                heard = await _heartbeat_at(raw, head=1)  # the SUB is connected by now
+                accounts = [envelope(i) for i in range(3)]
+                outcomes = [envelope(100 + i, key=f"outcome:west:{i}") for i in range(3)]
+                mixed = [e for pair in zip(accounts, outcomes, strict=True) for e in pair]
+                tail = [envelope(200 + i, key=f"outcome:east:{i}") for i in range(3)]
+                await _publish(ctx, endpoints, [*mixed, *tail])  # seqs 2..10
+                heard += await _heartbeat_at(raw, head=10)
+            finally:
+                raw.close()
+            batches = [first]
+            while batches[-1].position < 10:
+                batches.append(await anext(stream))
+        await stream.aclose()  # type: ignore[attr-defined]
+    live = [protocol.parse_live(frames) for frames in heard]
+    sent = [seq for m in live if isinstance(m, protocol.LiveEvents) for seq, _env in m.events]
+    assert sent == [2, 4, 6]  # the account records, and nothing else
+    assert all(m.family_head is not None for m in live if isinstance(m, protocol.Heartbeat))
+    assert [d.seq for b in batches for d in b.deliveries] == [2, 4, 6]
+    assert batches[-1].position == 10
+    assert batches[-1].caught_up
+
+
+async def _heartbeat_at(sock: Socket, *, head: int) -> list[list[bytes]]:
+    """What `sock` receives until a heartbeat with `head`, that heartbeat included."""
+    heard: list[list[bytes]] = []
+    while True:
+        frames = await sock.recv()
+        heard.append(frames)
+        message = protocol.parse_live(frames)
+        if isinstance(message, protocol.Heartbeat) and message.head >= head:
+            return heard
+
+
 async def test_a_removed_consumer_is_forgotten(ctx: Context, tmp_path: Path) -> None:
     async with embedded_broker(tmp_path) as endpoints:
         await _publish(ctx, endpoints, [envelope(1)])
@@ -183,14 +233,16 @@ async def test_a_removed_consumer_is_forgotten(ctx: Context, tmp_path: Path) -> 
             assert not await directory.remove("not a valid name!")
 
 
+@pytest.mark.parametrize("key_prefix", ["", "account:"], ids=["every key", "one family"])
 async def test_a_subscriber_that_overflows_its_live_buffer_refetches_without_loss(
-    ctx: Context, tmp_path: Path
+    ctx: Context, tmp_path: Path, key_prefix: str
 ) -> None:
     events = [envelope(i) for i in range(300)]
     async with embedded_broker(tmp_path) as endpoints:
         got: list[Delivery] = []
         async with Subscriber(
-            ctx, endpoints, keys=api_keys(), consumer="cache", heartbeat_interval=0.1, live_buffer=2
+            ctx, endpoints, keys=api_keys(), consumer="cache", heartbeat_interval=0.1, live_buffer=2,
+            key_prefix=key_prefix,
         ) as sub:
             stream = sub.batches()
             async with Publisher(ctx, endpoints, keys=api_keys()) as pub:

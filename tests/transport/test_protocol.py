@@ -45,6 +45,26 @@ def test_live_messages_and_acks_round_trip() -> None:
     assert p.parse_live(p.build_live_events([(1, b"a"), (2, b"b")])) == p.LiveEvents(((1, b"a"), (2, b"b")))
     assert p.parse_live(p.build_heartbeat(42)) == p.Heartbeat(42)
     assert p.parse_ack(p.build_ack("cluster:x", 42)) == p.Ack("cluster:x", 42)
+    family = p.parse_live(p.build_family_events(b"account:", 7, [(9, b"a"), (12, b"b")]))
+    assert family == p.LiveEvents(((9, b"a"), (12, b"b")), prev=7)
+    assert p.parse_live(p.build_family_heartbeat(b"account:", 42, 40)) == p.Heartbeat(42, 40)
+
+
+def test_a_key_prefix_with_a_colon_subscribes_to_its_family_alone() -> None:
+    assert p.family_of(b"outcome:east:1") == b"outcome:"
+    assert p.family_of(b"nocolon") == b""
+    assert p.live_topics("account:") == (b"EFaccount:", b"HFaccount:")
+    assert p.live_topics("account:1234") == (b"EFaccount:", b"HFaccount:")
+    assert p.live_topics("") == (b"EV", b"HB")
+    assert p.live_topics("acc") == (b"EV", b"HB")
+    # What the broker sends for a family starts with that family's topics (SUB matches
+    # prefixes), and never with the every-key stream's, nor with another family's.
+    events = p.build_family_events(b"account:", 0, [(1, b"a")])[0]
+    beat = p.build_family_heartbeat(b"account:", 1, 1)[0]
+    assert events.startswith(p.live_topics("account:")[0])
+    assert beat.startswith(p.live_topics("account:")[1])
+    assert not any(frame.startswith(topic) for frame in (events, beat)
+                   for topic in (*p.live_topics(""), *p.live_topics("outcome:")))
 
 
 @pytest.mark.parametrize(
@@ -79,6 +99,23 @@ def test_malformed_requests_raise_protocol_error(frames: list[bytes]) -> None:
         p.parse_request(frames)
 
 
+@pytest.mark.parametrize(
+    "frames",
+    [
+        [b"EFaccount:", b"short", p.pack_events([(1, b"a")])],
+        [b"EFaccount:", p.u64(1), b""],
+        [b"EFaccount:", p.u64(1)],
+        [b"HFaccount:", b"\x00" * 8],
+        [b"HFaccount:", b"\x00" * 16, b""],
+        [b"HB", b"\x00" * 16],
+        [b"EV", b""],
+    ],
+)
+def test_malformed_live_messages_raise_protocol_error(frames: list[bytes]) -> None:
+    with pytest.raises(p.ProtocolError):
+        p.parse_live(frames)
+
+
 def test_random_frames_never_raise_anything_but_protocol_error() -> None:
     rng = random.Random(7)
     kinds = [
@@ -86,7 +123,7 @@ def test_random_frames_never_raise_anything_but_protocol_error() -> None:
         b"ACK", b"EV", b"HB",
     ]
     for _ in range(3000):
-        frames = [rng.choice([b"FB2", b"EV", b"HB", rng.randbytes(3)])]
+        frames = [rng.choice([b"FB2", b"EV", b"HB", b"EFaccount:", b"HFaccount:", rng.randbytes(3)])]
         frames += [rng.choice([*kinds, rng.randbytes(rng.randrange(0, 12))])]
         frames += [rng.randbytes(rng.choice([0, 1, 2, 4, 8, 9, 16, 17])) for _ in range(rng.randrange(0, 6))]
         for parse in (p.parse_request, p.parse_reply, p.parse_live, p.parse_ack):
