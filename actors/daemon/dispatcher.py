@@ -246,10 +246,16 @@ class ClusterDaemon(Actor[DaemonMessage]):
             self._orphans.pop(change.account_id, None)
             # Before any await: no worker may see the new generation with the old backoff.
             self._queue.forget(change.account_id)
+            # Workers start on the staged state while the journal's fsync runs: it was a
+            # millisecond of every change's way to its cluster. Safe, because the batch is
+            # acked only once this returns, after the fsync: a crash before it redelivers
+            # the events, and every write a worker made is one the redelivery makes again
+            # (idempotently). A worker's own journal lines (a reported deletion) come as
+            # messages to this actor, which is busy here until the fsync is done, so they
+            # follow these lines in the journal.
+            self._queue.add(change.account_id)
         await self._store.commit()
         self._crash("after_store", self.log)
-        for change in changes:
-            self._queue.add(change.account_id)
         if len(changes) < len(incoming):
             self.log.debug("events_superseded", count=len(incoming) - len(changes))
 
