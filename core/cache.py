@@ -87,7 +87,16 @@ class AccountCache(Protocol):
     # answered from memory. False: this process is its only writer.
     shared: bool
 
-    async def apply(self, changes: Sequence[Change]) -> list[bool]: ...
+    async def apply(self, changes: Sequence[Change]) -> list[bool]:
+        """Apply a batch in one transaction, visible to reads once this returns; per change,
+        whether the cache changed. It may not be durable yet: see `sync`."""
+        ...
+
+    async def sync(self) -> None:
+        """Make every batch applied so far durable (a no-op where commits already are). The
+        bus is acked only after it, so a reader may see a batch before the disk has it:
+        were it lost, the bus delivers it again."""
+        ...
 
     async def needs_replay(self) -> bool: ...
 

@@ -8,7 +8,9 @@ and go back to the asker.
 Writes come from the event driver (a batch of bus deliveries, applied in one
 transaction before the driver acks them) and from the domain actor (the
 event it just committed, so a create's reply never races its cache row; the
-driver's later apply of the same event is a no-op by generation). Reads
+driver's later apply of the same event is a no-op by generation). A batch is
+visible, and its waiters woken, as soon as it commits; the driver's answer
+waits for the store's `sync` (it acks the bus next), the mailbox does not. Reads
 return plain records; the HTTP side combines them with the cluster directory
 into Account views.
 
@@ -134,7 +136,7 @@ class CacheActor(Actor[CacheMessage]):
         self._open = open_cache
         self._store: AccountCache | None = None
         self._watchers = Watchers()
-        self._reads: set[asyncio.Task[Snapshot]] = set()
+        self._reads: set[asyncio.Task[object]] = set()
         self._memo = memo if memo is not None else ReadMemo()
 
     async def started(self) -> None:
@@ -156,7 +158,7 @@ class CacheActor(Actor[CacheMessage]):
         # Called by the store outside `receive`: the watchers are only touched in the mailbox.
         self.ref.tell(_ChangedElsewhere(None if account_ids is None else tuple(account_ids)))
 
-    def _read(self, read: Coroutine[Any, Any, Snapshot]) -> Later:
+    def _read(self, read: Coroutine[Any, Any, object]) -> Later:
         task = asyncio.ensure_future(read)
         self._reads.add(task)
         task.add_done_callback(self._reads.discard)
@@ -167,6 +169,11 @@ class CacheActor(Actor[CacheMessage]):
         view = await read
         self._memo.remember(view)
         return view
+
+    @staticmethod
+    async def _synced(store: AccountCache, changed: list[bool]) -> list[bool]:
+        await store.sync()
+        return changed
 
     async def _settle(self) -> None:
         """Wait for the reads in flight (their outcomes go to their askers)."""
@@ -205,7 +212,10 @@ class CacheActor(Actor[CacheMessage]):
                             account_id=item.change.event.account_id,
                         )
                         self._watchers.notify(item.change.event.account_id)
-                return changed
+                # The asker (the event driver) acks the bus when this answers, so it answers
+                # once the batch is durable; the mailbox, and the readers woken above, go on
+                # meanwhile.
+                return self._read(self._synced(store, changed))
             case FindAccount() | ListAccountsPage() | WatchAccount():
                 raise AssertionError("handled above")
             case SubscribeChanges(limit):

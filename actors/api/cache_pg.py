@@ -122,6 +122,9 @@ class PgCache:
         self._ready = True
 
     # writes -----------------------------------------------------------------------------
+    async def sync(self) -> None:
+        """Nothing to do: a PostgreSQL commit is durable when it returns."""
+
     async def apply(self, changes: Sequence[Change]) -> list[bool]:
         """Apply a batch in one transaction; per change, whether the cache changed."""
         order = sorted(range(len(changes)), key=lambda i: _lock_key(changes[i]))

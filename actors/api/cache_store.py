@@ -2,13 +2,14 @@
 
 Implements `core.cache.AccountCache` (read its contract: generation-guarded,
 order-free, one transaction per batch). Only the cache actor holds an
-instance; the rebuild holds its own on a fresh file. Every commit is
-fsynced (actors/api/cache_file.py), which is slow, so the one connection
+instance; the rebuild holds its own on a fresh file. The one connection
 lives on one dedicated worker thread and `SqliteCache` is its async face: the
 event loop never waits on the disk, and calls run one at a time in the order
-they were made. A read the API makes (`find`, `page`) is one trip to that
-thread. Any sqlite3 error (disk full, a corrupt or locked file) is
-`DependencyUnavailable("cache")`; nothing of the batch was applied.
+they were made. `sync` fsyncs the WAL on another thread, so reads go on
+meanwhile (actors/api/cache_file.py says why commits are not fsynced). A read
+the API makes (`find`, `page`) is one trip to that thread. Any sqlite3 error
+(disk full, a corrupt or locked file) is `DependencyUnavailable("cache")`;
+nothing of the batch was applied.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import structlog
 
 from actors.api.cache_file import SCHEMA_VERSION as SCHEMA_VERSION  # what the file records
 from actors.api.cache_file import SqliteFile, remove_files
-from actors.runtime.files import fsync_dir
+from actors.runtime.files import fsync_dir, fsync_path
 from core.account import AccountRecord, ClusterReport
 from core.cache import CacheView, Change, ChangeListener
 from core.errors import DependencyUnavailable
@@ -73,6 +74,12 @@ class SqliteCache:
 
     async def apply(self, changes: Sequence[Change]) -> list[bool]:
         return await self._run(self._file.apply, list(changes))
+
+    async def sync(self) -> None:
+        try:
+            await asyncio.to_thread(fsync_path, self._file.wal_path)
+        except OSError as exc:
+            raise DependencyUnavailable("cache", f"fsync of the WAL failed: {exc}") from exc
 
     async def needs_replay(self) -> bool:
         return await self._run(self._file.needs_replay)

@@ -88,6 +88,7 @@ class EventDriverActor(Actor[DriverMessage]):
         self._replaying = False
         self._asked = False  # whether the cache said if it needs a replay
         self._reset = False
+        self._timing: asyncio.Task[None] | None = None  # the last batch's readiness read
 
     async def started(self) -> None:
         self._task = self.start_task(self._run(), name="consume")
@@ -123,13 +124,22 @@ class EventDriverActor(Actor[DriverMessage]):
             Applied(Change(r.event, r.envelope.occurred_at), r.envelope.event_id, r.seq)
             for r in events
         ]
+        if self._timing is not None:
+            await self._timing  # it never raises: a failed read skips the observation
+            self._timing = None
         timing = None
         if self._readiness is not None and not self._replaying:
             timing = await self._readiness.before(events, self.log)
         changed = await self._cache.ask(ApplyEvents(items), timeout=self._timeout)
         if timing:
+            # Off the consumer's way (the ack, the next fetch): the next batch, often another
+            # cluster's outcome that makes the account ready, waits only for what is left of
+            # this read, which must see the cache between this apply and the next.
             assert self._readiness is not None
-            await self._readiness.after(timing, events, changed, self.log)
+            self._timing = self.start_task(
+                self._readiness.after(timing, events, changed, datetime.now(UTC), self.log),
+                name="ready-timing",
+            )
         for received, did in zip(events, changed, strict=True):
             env = received.envelope
             fields = {
@@ -181,7 +191,7 @@ class _Readiness:
 
     async def after(
         self, ready_before: dict[str, bool], events: Sequence[Received], changed: Sequence[bool],
-        log: structlog.stdlib.BoundLogger,
+        applied_at: datetime, log: structlog.stdlib.BoundLogger,
     ) -> None:
         touched = {
             r.event.account_id for r, did in zip(events, changed, strict=True)
@@ -190,14 +200,14 @@ class _Readiness:
         for account_id in touched:
             if ready_before.get(account_id, True):
                 continue
-            state = await self._status(account_id, log)
+            state = await self._status(account_id, log, applied_at)
             if state is not None and state[0] in _READY:
                 self._metrics.ready_seconds.observe(state[1])
 
     async def _status(
-        self, account_id: str, log: structlog.stdlib.BoundLogger
+        self, account_id: str, log: structlog.stdlib.BoundLogger, at: datetime | None = None
     ) -> tuple[str, float] | None:
-        """The account's status and the seconds since its generation was committed."""
+        """The account's status and the seconds from its generation's commit to `at` (now)."""
         try:
             directory = await self._directory.ask(GetDirectory(), timeout=self._timeout)
             snapshot = await self._cache.ask(FindAccount(account_id=account_id), timeout=self._timeout)
@@ -217,4 +227,4 @@ class _Readiness:
             return None
         if committed.tzinfo is None:
             committed = committed.replace(tzinfo=UTC)
-        return view.status, max(0.0, (datetime.now(UTC) - committed).total_seconds())
+        return view.status, max(0.0, ((at or datetime.now(UTC)) - committed).total_seconds())

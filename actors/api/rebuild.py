@@ -61,6 +61,7 @@ class _StoreSink:
 
     async def store(self, events: Sequence[Received]) -> None:
         _ = await self._store.apply([Change(r.event, r.envelope.occurred_at) for r in events])
+        await self._store.sync()
 
     async def caught_up(self) -> None:
         if self._mark:

@@ -3,7 +3,9 @@
 `write_atomic` writes a temp file next to the target, fsyncs it, renames it
 over the target and fsyncs the directory, so after it returns the new content
 survives a power loss and a reader never sees half a file. `fsync_dir` makes a
-created, renamed or removed name durable.
+created, renamed or removed name durable; `fsync_path` what was written to a
+file through another descriptor (Linux flushes a file's pages whichever
+descriptor asks).
 """
 
 from __future__ import annotations
@@ -13,11 +15,20 @@ from pathlib import Path
 
 
 def fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
+    fsync_path(directory)
+
+
+def fsync_path(path: Path) -> bool:
+    """fsync what is at `path`; False when nothing is there."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+    return True
 
 
 def write_atomic(path: Path, data: bytes | str, *, mode: int = 0o644) -> None:

@@ -1,0 +1,60 @@
+"""A batch the cache applied is visible, and wakes its waiters, before it is durable; the
+event driver is answered (and acks the bus) only once the store's `sync` is done."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any, cast
+
+from actors.api.cache import Applied, ApplyEvents, CacheActor, FindAccount, WatchAccount
+from actors.api.cache_store import SqliteCache
+from actors.runtime import ActorSystem
+from core.cache import AccountCache, Change
+from core.events import AccountCreated
+
+AT = "2026-01-01T00:00:00Z"
+ACCOUNT = "5f0c3f7e-3c1a-4c55-9d3e-111111111111"
+
+
+class GatedSync:
+    """A real SQLite cache whose `sync` waits until the test opens the gate."""
+
+    def __init__(self, store: SqliteCache) -> None:
+        self._store = store
+        self.gate = asyncio.Event()
+        self.syncing = asyncio.Event()
+        self.synced = 0
+
+    async def sync(self) -> None:
+        self.syncing.set()
+        await self.gate.wait()
+        await self._store.sync()
+        self.synced += 1
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+async def test_readers_see_a_batch_before_its_sync_and_the_driver_is_answered_after(tmp_path: Path) -> None:
+    store = GatedSync(await SqliteCache.open(tmp_path / "cache.sqlite3"))
+
+    async def opened() -> AccountCache:
+        return cast(AccountCache, store)
+
+    event = AccountCreated(ACCOUNT, "acme", "Acme", "ops@acme.example", "acc-acme", AT, 1)
+    async with ActorSystem(stop_timeout=5.0) as system:
+        cache = system.spawn(lambda: CacheActor(opened), name="cache")
+        woken = await cache.ask(WatchAccount(ACCOUNT))
+        applying = asyncio.ensure_future(cache.ask(ApplyEvents([Applied(Change(event, AT), "e-1", 1)])))
+        async with asyncio.timeout(10):
+            await store.syncing.wait()
+            await woken  # the waiter is woken while the fsync has not even started
+            seen = await cache.ask(FindAccount(account_id=ACCOUNT))  # the mailbox is not held
+        assert [r.slug for r in seen.records] == ["acme"]
+        assert not applying.done()
+        assert store.synced == 0
+        store.gate.set()
+        async with asyncio.timeout(10):
+            assert await applying == [True]
+        assert store.synced == 1
