@@ -67,9 +67,12 @@ class Applied:
 
 @dataclass(frozen=True, slots=True)
 class ApplyEvents(Request[list[bool]]):
-    """Apply all of them in one transaction; per item, whether the cache changed."""
+    """Apply all of them in one transaction; per item, whether the cache changed. Answered
+    once the store has them durably (`sync`), unless `durable` is False: the domain's own
+    event, which the event driver brings again from the bus, need only be visible."""
 
     items: Sequence[Applied]
+    durable: bool = True
 
 
 Snapshot = CacheView  # accounts, their reports, the known clusters: what a read answers
@@ -198,7 +201,7 @@ class CacheActor(Actor[CacheMessage]):
                 return self._watchers.watch(account_id)
         await self._settle()
         match message:
-            case ApplyEvents(items):
+            case ApplyEvents(items, durable):
                 try:
                     changed = await store.apply([item.change for item in items])
                 finally:
@@ -212,6 +215,8 @@ class CacheActor(Actor[CacheMessage]):
                             account_id=item.change.event.account_id,
                         )
                         self._watchers.notify(item.change.event.account_id)
+                if not durable:
+                    return changed
                 # The asker (the event driver) acks the bus when this answers, so it answers
                 # once the batch is durable; the mailbox, and the readers woken above, go on
                 # meanwhile.

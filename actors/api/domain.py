@@ -250,7 +250,8 @@ class DomainActor(Actor[DomainMessage]):
         """Read-your-writes: the cache learns the committed event now, not after the broker round trip."""
         try:
             await self._cache.ask(
-                ApplyEvents([Applied(Change(event, envelope.occurred_at), envelope.event_id)]),
+                ApplyEvents([Applied(Change(event, envelope.occurred_at), envelope.event_id)],
+                            durable=False),
                 timeout=self._timeout,
             )
         except Exception as exc:

@@ -58,3 +58,19 @@ async def test_readers_see_a_batch_before_its_sync_and_the_driver_is_answered_af
         async with asyncio.timeout(10):
             assert await applying == [True]
         assert store.synced == 1
+
+
+async def test_the_domains_own_apply_is_answered_without_waiting_for_a_sync(tmp_path: Path) -> None:
+    # The event driver brings the same event again from the bus and syncs then.
+    store = GatedSync(await SqliteCache.open(tmp_path / "cache.sqlite3"))
+
+    async def opened() -> AccountCache:
+        return cast(AccountCache, store)
+
+    event = AccountCreated(ACCOUNT, "acme", "Acme", "ops@acme.example", "acc-acme", AT, 1)
+    async with ActorSystem(stop_timeout=5.0) as system:
+        cache = system.spawn(lambda: CacheActor(opened), name="cache")
+        async with asyncio.timeout(10):
+            changed = await cache.ask(ApplyEvents([Applied(Change(event, AT), "e-1")], durable=False))
+        assert changed == [True]
+        assert not store.syncing.is_set()
