@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import yaml  # type: ignore[import-untyped]
 from aiohttp import web
 
-from actors.kube_emulator import errors, objects, protobuf, table, watch
+from actors.kube_emulator import errors, jsonvalue, objects, protobuf, table, watch
 from actors.kube_emulator.durability import Durability
 from actors.kube_emulator.messages import (
     Create,
@@ -57,9 +57,8 @@ def flag(value: str | None) -> bool:
     return value is not None and value.lower() not in ("0", "false")
 
 
-def _json(body: object, status: int = 200) -> web.Response:
-    return web.Response(status=status, text=json.dumps(body, separators=(",", ":")),
-                        content_type="application/json")
+def json_response(body: object, status: int = 200) -> web.Response:
+    return web.Response(status=status, body=jsonvalue.dumps(body), content_type="application/json")
 
 
 async def _body(request: web.Request) -> Any:
@@ -150,9 +149,9 @@ class ResourceApi:
         if target.name is not None:
             obj = await self.ask(Get(target.rtype, target.namespace, target.name))
             if table_version:
-                return _json(table.render(target.rtype, [obj], None, table_version,
+                return json_response(table.render(target.rtype, [obj], None, table_version,
                                           q.get("includeObject", "Metadata")))
-            return _json(obj)
+            return json_response(obj)
         labels = parse_label_selector(q.get("labelSelector"))
         fields = parse_field_selector(q.get("fieldSelector"))
         if flag(q.get("watch")):
@@ -173,9 +172,9 @@ class ResourceApi:
         chosen = [o for o in items if labels.matches(o["metadata"].get("labels") or {})
                   and fields.matches(o)]
         if table_version:
-            return _json(table.render(target.rtype, chosen, rv, table_version,
+            return json_response(table.render(target.rtype, chosen, rv, table_version,
                                       q.get("includeObject", "Metadata")))
-        return _json({"kind": f"{target.rtype.kind}List", "apiVersion": target.rtype.api_version,
+        return json_response({"kind": f"{target.rtype.kind}List", "apiVersion": target.rtype.api_version,
                       "metadata": {"resourceVersion": str(rv)},
                       "items": [objects.list_item(o) for o in chosen]})
 
@@ -191,14 +190,14 @@ class ResourceApi:
             target.rtype, target.namespace, body, _manager(request, "unknown"),
             dry_run=request.query.get("dryRun") == "All",
         ))
-        return _json(obj, 201)
+        return json_response(obj, 201)
 
     async def _put(self, request: web.Request, target: Target) -> web.Response:
         assert target.name is not None
         body = objects.ensure_object(await _body(request))
         if target.subresource == "finalize":
             finalized: JSON = await self.ask(Finalize(target.name, body))
-            return _json(finalized)
+            return json_response(finalized)
         if target.subresource is not None:
             raise errors.method_not_allowed(f"PUT {target.subresource}")
         strict = request.query.get("fieldValidation", "") == "Strict"
@@ -207,7 +206,7 @@ class ResourceApi:
             target.rtype, target.namespace, target.name, body, _manager(request, "unknown"),
             dry_run=request.query.get("dryRun") == "All",
         ))
-        return _json(obj)
+        return json_response(obj)
 
     async def _patch(self, request: web.Request, target: Target) -> web.Response:
         assert target.name is not None
@@ -230,7 +229,7 @@ class ResourceApi:
             manager or _manager(request, "unknown"),
             dry_run=request.query.get("dryRun") == "All", force=flag(request.query.get("force")),
         ))
-        return _json(obj, 201 if created else 200)
+        return json_response(obj, 201 if created else 200)
 
     async def _delete(self, request: web.Request, target: Target) -> web.Response:
         assert target.name is not None
@@ -248,7 +247,7 @@ class ResourceApi:
             target.rtype, target.namespace, target.name, uid, rv,
             dry_run=request.query.get("dryRun") == "All",
         ))
-        return _json(obj)
+        return json_response(obj)
 
     async def _delete_collection(self, request: web.Request, target: Target) -> web.Response:
         labels = parse_label_selector(request.query.get("labelSelector"))
@@ -264,5 +263,5 @@ class ResourceApi:
                     if exc.code != 404:
                         raise
                 deleted.append(objects.list_item(obj))
-        return _json({"kind": f"{target.rtype.kind}List", "apiVersion": target.rtype.api_version,
+        return json_response({"kind": f"{target.rtype.kind}List", "apiVersion": target.rtype.api_version,
                       "metadata": {}, "items": deleted})

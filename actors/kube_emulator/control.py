@@ -105,9 +105,26 @@ class RecentRequests(Request[list[JSON]]):
 ControlMessage = AddFault | ClearFaults | ListFaults | TakeFault | RecordRequest | RecentRequests
 
 
+class FaultBook:
+    """The rules in force, [rule, remaining] each. Only the control actor changes them (in
+    place); the HTTP side reads `armed` so that, with none in force (nearly always), a
+    request costs no trip through the actor's mailbox."""
+
+    def __init__(self) -> None:
+        self.rules: list[list[Any]] = []
+
+    @property
+    def armed(self) -> bool:
+        return bool(self.rules)
+
+
 class Control(Actor[ControlMessage]):
-    def __init__(self, initial: tuple[FaultRule, ...] = (), log_size: int = 500) -> None:
-        self.rules: list[list[Any]] = [[rule, rule.count] for rule in initial]  # [rule, remaining]
+    def __init__(
+        self, initial: tuple[FaultRule, ...] = (), log_size: int = 500, book: FaultBook | None = None
+    ) -> None:
+        self.book = book if book is not None else FaultBook()
+        self.rules = self.book.rules  # changed in place only: the book sees every change
+        self.rules[:] = [[rule, rule.count] for rule in initial]
         self.requests: collections.deque[JSON] = collections.deque(maxlen=log_size)
 
     async def receive(self, message: ControlMessage) -> object:

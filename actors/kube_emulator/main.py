@@ -19,7 +19,7 @@ import structlog
 
 from actors.kube_emulator import kubeconfig, tls
 from actors.kube_emulator.api import ApiSettings
-from actors.kube_emulator.control import Control, FaultRule, parse_fault
+from actors.kube_emulator.control import Control, FaultBook, FaultRule, parse_fault
 from actors.kube_emulator.durability import Durability
 from actors.kube_emulator.persistence import CorruptStore, load
 from actors.kube_emulator.server import HttpServer, ServerSettings
@@ -158,8 +158,9 @@ def main(argv: list[str] | None = None) -> int:
             lambda: Store(StoreSettings(data_dir, args.finalize_delay, args.history,
                                         args.compact_after), durability),
             name="store")
-        control = system.spawn(lambda: Control(tuple(faults)), name="control")
-        system.spawn(lambda: HttpServer(settings, store, control, on_bound, durability),
+        book = FaultBook()
+        control = system.spawn(lambda: Control(tuple(faults), book=book), name="control")
+        system.spawn(lambda: HttpServer(settings, store, control, on_bound, durability, book),
                      name="http")
 
     return run_loop(run_until_signalled(setup))

@@ -12,13 +12,12 @@
 
 from __future__ import annotations
 
-import copy
 import random
 import uuid
 from datetime import UTC, datetime
 from typing import Any, Literal, assert_never
 
-from actors.kube_emulator import ownership, patch, validation
+from actors.kube_emulator import jsonvalue, ownership, patch, validation
 from actors.kube_emulator.errors import ApiError, bad_request, invalid, stale
 from actors.kube_emulator.resources import NAMESPACES, ResourceType
 
@@ -119,7 +118,7 @@ def prepare_create(
     rtype: ResourceType, body: JSON, namespace: str | None, rv: int, manager: str,
     operation: str = "Update", applied: set[ownership.Path] | None = None,
 ) -> JSON:
-    obj = copy.deepcopy(body)
+    obj = jsonvalue.copy(body)
     obj["apiVersion"], obj["kind"] = rtype.api_version, rtype.kind
     meta = obj.get("metadata")
     if not isinstance(meta, dict):
@@ -173,7 +172,7 @@ def prepare_update(
     applied: set[ownership.Path] | None = None,
 ) -> JSON:
     """The stored object after an update (PUT or PATCH), or `old` itself if nothing changed."""
-    obj = copy.deepcopy(new)
+    obj = jsonvalue.copy(new)
     obj["apiVersion"], obj["kind"] = rtype.api_version, rtype.kind
     meta = obj.get("metadata")
     if not isinstance(meta, dict):
@@ -192,12 +191,12 @@ def prepare_update(
         else:
             meta.pop(key, None)
     if "status" in old:
-        obj["status"] = copy.deepcopy(old["status"])
+        obj["status"] = jsonvalue.copy(old["status"])
     else:
         obj.pop("status", None)
     if rtype is NAMESPACES:
         _namespace_rules(obj)
-        obj["spec"] = copy.deepcopy(old.get("spec") or {})
+        obj["spec"] = jsonvalue.copy(old.get("spec") or {})
     decode_quantities(rtype, obj)
     if rtype.kind == "ResourceQuota":
         _quota_status(obj)
@@ -260,7 +259,7 @@ _DELETION_CONDITIONS = (
 def with_deletion_conditions(ns: JSON) -> JSON:
     """A Terminating namespace as the namespace controller reports it before finalizing."""
     stamp = now()
-    out = copy.deepcopy(ns)
+    out = jsonvalue.copy(ns)
     out["status"] = {**(out.get("status") or {}), "conditions": [
         {"type": t, "status": "False", "lastTransitionTime": stamp, "reason": r, "message": m}
         for t, r, m in _DELETION_CONDITIONS

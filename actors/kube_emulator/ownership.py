@@ -10,9 +10,9 @@ Conflict (`FieldManagerConflict` causes) unless `force=true`, which takes the fi
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
+from actors.kube_emulator import jsonvalue
 from actors.kube_emulator.errors import ApiError
 from actors.kube_emulator.resources import ResourceType
 
@@ -143,7 +143,7 @@ def prune(merged: JSON, current: JSON, config: JSON, manager: str) -> JSON:
     """Remove the fields `manager` owned before and no longer applies (no other applier owns)."""
     stale = owned_by(current, manager, "Apply") - set(leaves(config))
     others = set().union(*_others(current, manager, "Apply").values()) if stale else set()
-    result = copy.deepcopy(merged)
+    result = jsonvalue.copy(merged)
     for path in sorted(stale, key=len, reverse=True):
         if not any(_overlaps(path, o) for o in others):
             _remove(result, path)

@@ -16,8 +16,9 @@ Problems raise `PatchError` (the server answers 422 or 400 with its text).
 
 from __future__ import annotations
 
-import copy
 from typing import Any
+
+from actors.kube_emulator import jsonvalue
 
 _MERGE_KEYS: dict[tuple[str, ...], str | None] = {
     ("metadata", "finalizers"): None,  # a list of primitives merged as a set
@@ -31,8 +32,8 @@ class PatchError(ValueError):
 
 def merge_patch(target: Any, patch: Any) -> Any:
     if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = copy.deepcopy(target) if isinstance(target, dict) else {}
+        return jsonvalue.copy(patch)
+    result = jsonvalue.copy(target) if isinstance(target, dict) else {}
     for key, value in patch.items():
         if value is None:
             result.pop(key, None)
@@ -43,13 +44,13 @@ def merge_patch(target: Any, patch: Any) -> Any:
 
 def strategic_merge(target: Any, patch: Any, path: tuple[str, ...] = ()) -> Any:
     if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
+        return jsonvalue.copy(patch)
     directive = patch.get("$patch")
     if directive == "delete":
         return None
     if directive == "replace":
-        return {k: copy.deepcopy(v) for k, v in patch.items() if not k.startswith("$")}
-    result = copy.deepcopy(target) if isinstance(target, dict) else {}
+        return {k: jsonvalue.copy(v) for k, v in patch.items() if not k.startswith("$")}
+    result = jsonvalue.copy(target) if isinstance(target, dict) else {}
     for key, value in patch.items():
         if key.startswith("$deleteFromPrimitiveList/"):
             field = key.split("/", 1)[1]
@@ -70,7 +71,7 @@ def strategic_merge(target: Any, patch: Any, path: tuple[str, ...] = ()) -> Any:
             else:
                 result[key] = merged
         else:
-            result[key] = copy.deepcopy(value)
+            result[key] = jsonvalue.copy(value)
     return result
 
 
@@ -152,26 +153,26 @@ def _add(doc: Any, parts: list[str], value: Any) -> Any:
 def json_patch(target: Any, ops: Any) -> Any:
     if not isinstance(ops, list):
         raise PatchError("a JSON patch must be a list of operations")
-    doc = copy.deepcopy(target)
+    doc = jsonvalue.copy(target)
     for op in ops:
         if not isinstance(op, dict) or "op" not in op:
             raise PatchError(f"invalid JSON patch operation: {op!r}")
         parts = _pointer(op.get("path"))
         match op["op"]:
             case "add":
-                doc = _add(doc, parts, copy.deepcopy(op.get("value")))
+                doc = _add(doc, parts, jsonvalue.copy(op.get("value")))
             case "remove":
                 _remove(doc, parts)
             case "replace":
                 _get(doc, parts)
                 if parts:
                     _remove(doc, parts)
-                doc = _add(doc, parts, copy.deepcopy(op.get("value")))
+                doc = _add(doc, parts, jsonvalue.copy(op.get("value")))
             case "move":
                 value = _remove(doc, _pointer(op.get("from")))
                 doc = _add(doc, parts, value)
             case "copy":
-                doc = _add(doc, parts, copy.deepcopy(_get(doc, _pointer(op.get("from")))))
+                doc = _add(doc, parts, jsonvalue.copy(_get(doc, _pointer(op.get("from")))))
             case "test":
                 if _get(doc, parts) != op.get("value"):
                     raise PatchError(f"testing value /{'/'.join(parts)} failed")

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from actors.kube_emulator import jsonvalue
 from actors.runtime.files import fsync_dir, write_atomic
 
 JSON = dict[str, Any]
@@ -108,7 +109,7 @@ def append(data_dir: Path, records: list[JSON]) -> None:
     """Append change records durably (blocking: run it in a thread)."""
     path = data_dir / JOURNAL
     created = not path.exists()
-    body = b"".join(json.dumps(r, separators=(",", ":")).encode() + b"\n" for r in records)
+    body = b"".join(jsonvalue.dumps(r) + b"\n" for r in records)
     with path.open("ab") as f:
         f.write(body)
         f.flush()

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -29,11 +28,12 @@ import structlog
 from aiohttp import web
 
 from actors.kube_emulator import discovery, errors, paths
-from actors.kube_emulator.api import ApiSettings, ResourceApi, flag
+from actors.kube_emulator.api import ApiSettings, ResourceApi, flag, json_response
 from actors.kube_emulator.control import (
     AddFault,
     ClearFaults,
     ControlMessage,
+    FaultBook,
     FaultRule,
     ListFaults,
     RecentRequests,
@@ -65,13 +65,8 @@ class ServerSettings:
     api: ApiSettings = field(default_factory=ApiSettings)
 
 
-def _json(body: object, status: int = 200) -> web.Response:
-    return web.Response(status=status, text=json.dumps(body, separators=(",", ":")),
-                        content_type="application/json")
-
-
 def _error(exc: errors.ApiError) -> web.Response:
-    response = _json(exc.status(), exc.code)
+    response = json_response(exc.status(), exc.code)
     if exc.code == 429:
         response.headers["Retry-After"] = "1"
     return response
@@ -86,21 +81,25 @@ class App:
 
     def __init__(
         self, settings: ServerSettings, store: ActorRef[StoreMessage],
-        control: ActorRef[ControlMessage], durability: Durability,
+        control: ActorRef[ControlMessage], durability: Durability, faults: FaultBook,
     ) -> None:
         self.settings = settings
         self.store = store
         self.control = control
+        self.faults = faults
         self.closing = False
         self.resources = ResourceApi(store, settings.api, lambda: self.closing, durability)
 
     def build(self) -> web.Application:
-        app = web.Application(middlewares=[self._middleware], client_max_size=4 * 1024 * 1024)
-        app.router.add_route("*", "/{tail:.*}", self._route)
+        # One route takes every request, so what a middleware would do is its handler: aiohttp
+        # builds a middleware chain per request, which cost more than the work it wrapped.
+        app = web.Application(client_max_size=4 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self._serve)
         return app
 
-    @web.middleware
-    async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+    async def _serve(self, request: web.Request) -> web.StreamResponse:
+        """Authentication, fault injection, the request log and error answers, around `_route`."""
+        handler = self._route
         path = request.path
         entry: JSON = {"method": request.method, "path": path, "query": request.query_string,
                        "content_type": request.content_type,
@@ -108,7 +107,9 @@ class App:
         admin = path.startswith("/_emulator/")
         try:
             self._authenticate(request)
-            rule = None if admin else await self.control.ask(TakeFault(request.method, path))
+            rule = None
+            if not admin and self.faults.armed:
+                rule = await self.control.ask(TakeFault(request.method, path))
             if rule is not None:
                 entry["fault"] = rule.mode
                 response = await self._inject(request, handler, rule)
@@ -198,7 +199,7 @@ class App:
         if request.method == "GET":
             static = self._static(request, path)
             if static is not None:
-                return _json(static)
+                return json_response(static)
         target = paths.parse(path)
         if target is None:
             raise errors.unknown_path()
@@ -241,15 +242,15 @@ class App:
                 except ValueError as exc:
                     raise errors.bad_request(f"bad fault rule: {exc}")
                 await self.control.ask(AddFault(rule))
-                return _json(rule.to_json(), 201)
+                return json_response(rule.to_json(), 201)
             case ("GET", "/_emulator/faults"):
                 faults: list[JSON] = await self.control.ask(ListFaults())
-                return _json(faults)
+                return json_response(faults)
             case ("DELETE", "/_emulator/faults"):
-                return _json({"cleared": await self.control.ask(ClearFaults())})
+                return json_response({"cleared": await self.control.ask(ClearFaults())})
             case ("GET", "/_emulator/requests"):
                 recent: list[JSON] = await self.control.ask(RecentRequests())
-                return _json(recent)
+                return json_response(recent)
             case ("POST", "/_emulator/stuck"):
                 try:
                     body = await request.json()
@@ -259,7 +260,7 @@ class App:
                 except (ValueError, KeyError, TypeError) as exc:
                     raise errors.bad_request(f"bad stuck request: {exc}")
                 await self.resources.ask(SetStuck(name, stuck))
-                return _json({"namespace": name, "stuck": stuck})
+                return json_response({"namespace": name, "stuck": stuck})
         raise errors.unknown_path()
 
 
@@ -269,10 +270,10 @@ class HttpServer(Actor[None]):
     def __init__(
         self, settings: ServerSettings, store: ActorRef[StoreMessage],
         control: ActorRef[ControlMessage], on_bound: Callable[[int], None],
-        durability: Durability,
+        durability: Durability, faults: FaultBook,
     ) -> None:
         self.settings = settings
-        self.app = App(settings, store, control, durability)
+        self.app = App(settings, store, control, durability, faults)
         self.on_bound = on_bound
         self.runner: web.AppRunner | None = None
 

@@ -18,12 +18,11 @@ is removed (DELETED event).
 from __future__ import annotations
 
 import asyncio
-import copy
 from dataclasses import dataclass
 from pathlib import Path
 from typing import assert_never
 
-from actors.kube_emulator import errors, objects, ownership, persistence
+from actors.kube_emulator import errors, jsonvalue, objects, ownership, persistence
 from actors.kube_emulator.durability import Durability
 from actors.kube_emulator.messages import (
     JSON,
@@ -216,7 +215,7 @@ class Store(Actor[StoreMessage]):
 
     def _remove(self, rtype: ResourceType, obj: JSON) -> JSON:
         self.tables[rtype].pop(self._key(obj), None)
-        gone = copy.deepcopy(obj)
+        gone = jsonvalue.copy(obj)
         gone["metadata"]["resourceVersion"] = str(self._next_rv())
         self._emit("DELETED", rtype, gone, obj)
         return gone
@@ -313,7 +312,7 @@ class Store(Actor[StoreMessage]):
         if meta.get("deletionTimestamp"):
             return obj  # already going; real servers answer 200 with the object again
         if rtype is NAMESPACES or meta.get("finalizers"):
-            new = copy.deepcopy(obj)
+            new = jsonvalue.copy(obj)
             new["metadata"]["deletionTimestamp"] = objects.now()
             new["metadata"]["deletionGracePeriodSeconds"] = 0
             new["metadata"]["resourceVersion"] = str(self._next_rv())
@@ -362,7 +361,7 @@ class Store(Actor[StoreMessage]):
         finalizers = spec.get("finalizers") or []
         if not isinstance(finalizers, list):
             raise errors.bad_request("spec.finalizers must be a list")
-        new = copy.deepcopy(old)
+        new = jsonvalue.copy(old)
         new["spec"] = {**(new.get("spec") or {}), "finalizers": finalizers}
         if new == old:
             return old
