@@ -9,8 +9,9 @@ with replies to our own inbox, and yields what has arrived each turn:
   kept as the handle to ack with (and acked again at once if we had acked past
   it: the first ack was lost);
 - `caught_up` when the last message's metadata says nothing matching is
-  pending and the stream's leader confirms it (`stream.next_matching`: the
-  consumer's leader may count on a replica still catching up); when a pull
+  pending and, for the first such claim, the stream's leader confirms it
+  (`stream.next_matching`: the consumer's leader may count on a replica still
+  catching up; later claims only repeat it); when a pull
   expires with nothing, the position moves to the stream's last seq if
   nothing matching is stored beyond it (records the filter passed over), and
   an empty caught-up batch tells a new consumer it is caught up.
@@ -209,8 +210,12 @@ class JetStreamSubscription:
                     deliveries, last = self._sort(msgs, position)
                     if last is not None:
                         position = last.metadata.sequence.stream
-                        caught_up = last.metadata.num_pending == 0 and await self._nothing_after(
-                            position
+                        # Only the first claim asks the stream's leader too (a replay's end,
+                        # a daemon's first sync must not come early); later ones repeat it
+                        # from the delivery's own count, sparing every live batch a round
+                        # trip on its way to the consumer.
+                        caught_up = last.metadata.num_pending == 0 and (
+                            told_caught_up or await self._nothing_after(position)
                         )
                         told_caught_up |= caught_up
                         yield Batch(deliveries, position, caught_up=caught_up)
