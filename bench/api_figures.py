@@ -7,8 +7,8 @@ SQL the API's legacy actor runs, on the same PostgreSQL server, in a
 database of its own (so the API's outbox relay never sees its rows), with a
 pool of as many connections as the API was seen to use for creates. That
 number is measured, not assumed: during a warm-up at 64 clients the bench
-samples `pg_stat_activity` and counts the backends caught inside a create's
-INSERTs. Goal: >= 0.6x. The daemons provision every account created here in
+samples `pg_stat_activity` and counts the backends caught inside the create
+statement. Goal: >= 0.6x. The daemons provision every account created here in
 the background; the figure waits for that to finish before the next one.
 
 account.get (`get`): closed-loop gets of one ready account by id, against a
@@ -112,7 +112,8 @@ async def _bare_create_rate(pool: db.Pool, clients: int, timing: Timing, tag: st
 
 
 async def _create_pool_size(dsn: str, stop: asyncio.Event) -> set[int]:
-    """Backends caught inside a create's INSERTs until `stop`: the API's create connections."""
+    """Backends caught inside the create statement until `stop`: the API's create connections.
+    (The statement opens with a WITH: it is matched by the organization it inserts.)"""
     seen: set[int] = set()
     conn = await db.connect(dsn)
     try:
@@ -120,7 +121,7 @@ async def _create_pool_size(dsn: str, stop: asyncio.Event) -> set[int]:
             rows = await conn.fetch(
                 "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
                 "AND pid <> pg_backend_pid() AND xact_start IS NOT NULL "
-                "AND query ILIKE 'INSERT INTO %'"
+                "AND query ILIKE '%INSERT INTO organizations%'"
             )
             seen.update(int(r["pid"]) for r in rows)
             with contextlib.suppress(TimeoutError):
@@ -143,7 +144,11 @@ async def run_create(bench: Bench) -> list[Figure]:
     finally:
         stop.set()
         pids = await sampler
-    pool_size = max(1, len(pids))
+    if not pids:
+        # A baseline with a guessed pool is no baseline (a create statement renamed, say).
+        raise BenchError("no create statement seen in pg_stat_activity during the warm-up: "
+                         "the baseline's pool size is unknown")
+    pool_size = len(pids)
     pairs: dict[int, list[tuple[float, float]]] = {c: [] for c in CLIENTS}
     async with _bare_pool(system.dsn, pool_size) as pool:
         for run in range(bench.runs):
