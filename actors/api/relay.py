@@ -2,8 +2,9 @@
 
 Loop: claim a batch of unpublished rows (row locks, SKIP LOCKED, so several
 relays can run), publish them, mark them published with the broker's seq,
-commit. Woken by LISTEN/NOTIFY on every outbox insert, with a periodic poll as
-a safety net for a lost notification or a dropped listening connection.
+commit; claim again at once only when the batch may have left rows behind.
+Woken by LISTEN/NOTIFY on every outbox insert, with a periodic poll as a
+safety net for a lost notification or a dropped listening connection.
 While PostgreSQL or the broker is away it retries with capped exponential
 backoff; rows stay in the outbox meanwhile, so nothing is lost, and an event
 published twice (we died between publish and commit) is deduplicated by the
@@ -99,7 +100,10 @@ class OutboxRelayActor(Actor[RelayMessage]):
                             if result:
                                 one_by_one = False
                                 self._last_rows = result.published + len(result.quarantined)
+                            if result.more:
                                 continue
+                            # Otherwise this pass took every row there was: rows committed
+                            # since woke us (NOTIFY), so no claim comes back empty under load.
                             if time.monotonic() >= next_count:
                                 # Counting is for the metric only: at most once per poll interval.
                                 self._backlog = await db.backlog(pool)

@@ -111,7 +111,8 @@ class LegacyActor(Actor[LegacyMessage]):
                     event=message.event,
                     plan=message.plan,
                 )
-                self.log.info(
+                # Debug: the domain's `account_created` says the same at info, right after.
+                self.log.debug(
                     "legacy_account_written",
                     account_id=message.account_id,
                     event_id=message.event.event_id,

@@ -312,6 +312,7 @@ PublishFn = Callable[[Sequence[Envelope]], Awaitable[Sequence[int]]]
 class RelayResult:
     published: int
     quarantined: tuple[str, ...] = ()  # event ids of rows set aside (see relay_batch)
+    more: bool = False  # rows may be left that this pass did not take (a full batch, or held back)
 
     def __bool__(self) -> bool:
         return self.published > 0 or bool(self.quarantined)
@@ -375,7 +376,8 @@ async def relay_batch(pool: Pool, limit: int, publish: PublishFn) -> RelayResult
             "UPDATE fabric_outbox SET published_at = now(), published_seq = $2 WHERE id = $1",
             marks,
         )
-        return RelayResult(len(batch), tuple(str(_event_id(r)) for r in bad))
+        more = len(rows) == limit or len(batch) + len(bad) < len(rows)
+        return RelayResult(len(batch), tuple(str(_event_id(r)) for r in bad), more)
 
 
 def _event_id(row: Any) -> str:

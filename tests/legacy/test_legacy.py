@@ -465,3 +465,22 @@ async def test_an_update_moves_one_generation_on_keeps_the_suspension_time_and_h
                         correlation_id="t"), 5,
         )
         assert not await db.update_account(pool, aid, **_update(aid, 6)), "deleted: refused"
+
+
+@pytest.mark.parametrize(("limit", "more"), [(2, True), (3, True), (10, False)])
+async def test_a_relay_pass_says_whether_it_may_have_left_rows_behind(
+    pg_dsn: str, limit: int, more: bool
+) -> None:
+    # A pass that took every row there was lets the relay wait for the next NOTIFY instead of
+    # claiming again at once (an empty claim per batch under load); a full one claims again.
+    published: list[str] = []
+
+    async def publish(envelopes: Sequence[Envelope]) -> list[int]:
+        published.extend(e.event_id for e in envelopes)
+        return list(range(len(published) - len(envelopes) + 1, len(published) + 1))
+
+    async with pool_for(pg_dsn) as pool:
+        await asyncio.gather(*(_create(pool, f"m{limit}-{i}") for i in range(3)))
+        result = await db.relay_batch(pool, limit, publish)
+    assert result.published == min(limit, 3)
+    assert result.more is more
