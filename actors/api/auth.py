@@ -56,7 +56,11 @@ def load_or_create_admin_key(state_dir: Path) -> str:
         return key
     key = new_key()
     state_dir.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, key + "\n", mode=0o600)
+    try:
+        write_atomic(path, key + "\n", mode=0o600, exclusive=True)
+    except FileExistsError:
+        # Another process starting on this state dir made one first: use that one.
+        return path.read_text(encoding="utf-8").strip()
     return key
 
 
