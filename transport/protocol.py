@@ -75,8 +75,8 @@ prefix, on the publisher's side):
                                    the same records again, split by key family (a key's text up
                                    to and including its first ":", e.g. `account:`), for each
                                    family some SYNC's key prefix lies within; `prev` is the seq
-                                   of the family's record before these (an upper bound of it
-                                   after a restart: the head the broker started with). A
+                                   of the family's record before these (or an upper bound of
+                                   it: the durable head when the family was first asked for). A
                                    subscriber at position P takes them if prev <= P, else it
                                    missed some and re-fetches.
     HF    [b"HF" family, head:8 family_head:8]
@@ -408,12 +408,6 @@ class Heartbeat:
 
 
 LiveMessage = LiveEvents | Heartbeat
-
-
-def family_of(key: bytes) -> bytes:
-    """A key's family: its text up to and including the first ":" (b"" without one)."""
-    at = key.find(b":")
-    return key[: at + 1] if at >= 0 else b""
 
 
 def live_family(key_prefix: str) -> str | None:

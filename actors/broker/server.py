@@ -134,13 +134,12 @@ class Broker(Actor[BrokerMessage]):
         self._router, self._pub, self._pull = sockets.router, sockets.pub, sockets.pull
         self._sockets = [sockets.router, sockets.pub, sockets.pull]
         self._waiting: list[_Waiting] = []
-        self._unpublished: list[tuple[int, bytes, bytes]] = []  # seq, key family, envelope
-        # Families some subscriber asked for, and each family's last record sent on PUB. Before
-        # the first one since start, the head the broker started with stands in for it: no
-        # record of the family lies between it and the next, as far as any subscriber can tell.
-        self._families: set[bytes] = set()
+        self._unpublished: list[tuple[int, bytes, bytes]] = []  # seq, key, envelope
+        # The families some subscriber asked for, each with its last record sent on PUB; from
+        # the moment a family is first asked for, the durable head stands in for that (no
+        # record of it lies between the two as far as a subscriber can tell), so records of
+        # families nobody asked for cost nothing here.
         self._family_last: dict[bytes, int] = {}
-        self._started_head = 0
         self._syncing = False
         self._storage_failed = False
         self._persisting = False
@@ -156,7 +155,7 @@ class Broker(Actor[BrokerMessage]):
             self.log.warning("log_tail_truncated", discarded_bytes=rec.truncated_bytes, problem=rec.problem)
         if rec.completed:
             self.log.warning("log_cleaning_recovered", files=list(rec.completed))
-        self._durable = self._started_head = self._log.head
+        self._durable = self._log.head
         self._consumers_path = self._settings.data_dir / CONSUMERS_FILE
         self._consumers, problem = ConsumerTable.load(self._consumers_path)
         if problem is not None:
@@ -280,7 +279,7 @@ class Broker(Actor[BrokerMessage]):
                 raise
             assert seqs[-1] == intake.next_seq - 1
             self._unpublished.extend(
-                (seq, protocol.family_of(item.key), item.envelope)
+                (seq, item.key, item.envelope)
                 for seq, item in zip(seqs, intake.to_write, strict=True)
             )
             if len(messages) == 1 and not self._syncing:
@@ -307,9 +306,9 @@ class Broker(Actor[BrokerMessage]):
     def _on_sync(self, identity: bytes, request: protocol.SyncRequest) -> None:
         state = self._touch(request.consumer)
         family = protocol.live_family(request.key_prefix)
-        if family is not None and len(self._families) < MAX_FAMILIES:
+        if family is not None and len(self._family_last) < MAX_FAMILIES:
             # Beyond the cap a family's subscribers still get everything, by re-fetching.
-            self._families.add(family.encode())
+            self._family_last.setdefault(family.encode(), self._durable)
         after = state.position if request.after is None else request.after
         events, pos = self._log.page(
             after, self._durable, prefix=request.key_prefix.encode(), limit=request.limit,
@@ -404,18 +403,15 @@ class Broker(Actor[BrokerMessage]):
         if not ready:
             return
         self._unpublished = self._unpublished[len(ready) :]
-        everything: list[tuple[int, bytes]] = []
-        by_family: dict[bytes, list[tuple[int, bytes]]] = {}
-        for seq, family, env in ready:
-            everything.append((seq, env))
-            by_family.setdefault(family, []).append((seq, env))
+        everything = [(seq, env) for seq, _key, env in ready]
         for start, end in _chunks(everything):
             self._pub.send_nowait(protocol.build_live_events(everything[start:end]))
-        for family, events in by_family.items():
-            prev = self._family_last.get(family, self._started_head)
-            self._family_last[family] = events[-1][0]
-            if family not in self._families:
+        for family, prev in self._family_last.items():
+            # A key's family is its text up to its first colon: a prefix match says it.
+            events = [(seq, env) for seq, key, env in ready if key.startswith(family)]
+            if not events:
                 continue
+            self._family_last[family] = events[-1][0]
             for start, end in _chunks(events):
                 self._pub.send_nowait(protocol.build_family_events(family, prev, events[start:end]))
                 prev = events[end - 1][0]
@@ -449,8 +445,7 @@ class Broker(Actor[BrokerMessage]):
         if now - self._last_heartbeat >= self._settings.heartbeat_interval:
             self._last_heartbeat = now
             self._pub.send_nowait(protocol.build_heartbeat(self._durable))
-            for family in self._families:
-                family_head = self._family_last.get(family, self._started_head)
+            for family, family_head in self._family_last.items():
                 self._pub.send_nowait(
                     protocol.build_family_heartbeat(family, self._durable, family_head)
                 )
