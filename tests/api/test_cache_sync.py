@@ -4,12 +4,21 @@ event driver is answered (and acks the bus) only once the store's `sync` is done
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, cast
 
-from actors.api.cache import Applied, ApplyEvents, CacheActor, FindAccount, WatchAccount
+from actors.api.cache import (
+    Applied,
+    ApplyEvents,
+    CacheActor,
+    CacheMessage,
+    FindAccount,
+    WatchAccount,
+)
 from actors.api.cache_store import SqliteCache
-from actors.runtime import ActorSystem
+from actors.runtime import ActorRef, ActorSystem
 from core.cache import AccountCache, Change
 from core.events import AccountCreated
 
@@ -36,17 +45,25 @@ class GatedSync:
         return getattr(self._store, name)
 
 
-async def test_readers_see_a_batch_before_its_sync_and_the_driver_is_answered_after(tmp_path: Path) -> None:
+EVENT = AccountCreated(ACCOUNT, "acme", "Acme", "ops@acme.example", "acc-acme", AT, 1)
+
+
+@asynccontextmanager
+async def gated_cache(tmp_path: Path) -> AsyncIterator[tuple[ActorRef[CacheMessage], GatedSync]]:
+    """A cache actor over a real SQLite cache whose `sync` waits for the test."""
     store = GatedSync(await SqliteCache.open(tmp_path / "cache.sqlite3"))
 
     async def opened() -> AccountCache:
         return cast(AccountCache, store)
 
-    event = AccountCreated(ACCOUNT, "acme", "Acme", "ops@acme.example", "acc-acme", AT, 1)
     async with ActorSystem(stop_timeout=5.0) as system:
-        cache = system.spawn(lambda: CacheActor(opened), name="cache")
+        yield system.spawn(lambda: CacheActor(opened), name="cache"), store
+
+
+async def test_readers_see_a_batch_before_its_sync_and_the_driver_is_answered_after(tmp_path: Path) -> None:
+    async with gated_cache(tmp_path) as (cache, store):
         woken = await cache.ask(WatchAccount(ACCOUNT))
-        applying = asyncio.ensure_future(cache.ask(ApplyEvents([Applied(Change(event, AT), "e-1", 1)])))
+        applying = asyncio.ensure_future(cache.ask(ApplyEvents([Applied(Change(EVENT, AT), "e-1", 1)])))
         async with asyncio.timeout(10):
             await store.syncing.wait()
             await woken  # the waiter is woken while the fsync has not even started
@@ -62,15 +79,8 @@ async def test_readers_see_a_batch_before_its_sync_and_the_driver_is_answered_af
 
 async def test_the_domains_own_apply_is_answered_without_waiting_for_a_sync(tmp_path: Path) -> None:
     # The event driver brings the same event again from the bus and syncs then.
-    store = GatedSync(await SqliteCache.open(tmp_path / "cache.sqlite3"))
-
-    async def opened() -> AccountCache:
-        return cast(AccountCache, store)
-
-    event = AccountCreated(ACCOUNT, "acme", "Acme", "ops@acme.example", "acc-acme", AT, 1)
-    async with ActorSystem(stop_timeout=5.0) as system:
-        cache = system.spawn(lambda: CacheActor(opened), name="cache")
+    async with gated_cache(tmp_path) as (cache, store):
         async with asyncio.timeout(10):
-            changed = await cache.ask(ApplyEvents([Applied(Change(event, AT), "e-1")], durable=False))
+            changed = await cache.ask(ApplyEvents([Applied(Change(EVENT, AT), "e-1")], durable=False))
         assert changed == [True]
         assert not store.syncing.is_set()
