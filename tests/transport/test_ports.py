@@ -24,6 +24,9 @@ def test_consecutive_ports_are_all_free_and_a_bound_port_is_never_handed_out(
     start = free_port(count=3)
     assert all(bindable(port) for port in range(start, start + 3))
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as held:
+        # As our servers bind: a connection of an earlier test in TIME_WAIT on this port
+        # would refuse a plain bind, though the port is free for a server.
+        held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         held.bind(("127.0.0.1", start))
         held.listen()
         assert not bindable(start)
