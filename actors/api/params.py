@@ -314,26 +314,25 @@ def _object_checkers(schema: Mapping[str, Any]) -> list[Checker]:
 
         steps.append(present)
     if "oneOf" in schema:
+        matches = [_matcher(sub) for sub in schema["oneOf"]]
         not_one = _described(schema, "must match exactly one of its alternatives")
-        alternatives = schema["oneOf"]
-        if all(set(sub) <= {"required", "description"} for sub in alternatives):
-            # Alternatives that only name members (`id` or `slug`): sets, not checkers.
-            names = [frozenset(sub.get("required", ())) for sub in alternatives]
 
-            def exactly_one(v: Any) -> str | None:
-                if not isinstance(v, dict):
-                    return None
-                return None if sum(n.issubset(v) for n in names) == 1 else not_one
-        else:
-            one_of = [compile_check(sub) for sub in alternatives]
-
-            def exactly_one(v: Any) -> str | None:
-                if not isinstance(v, dict):
-                    return None
-                return None if sum(c(v) is None for c in one_of) == 1 else not_one
+        def exactly_one(v: Any) -> str | None:
+            if not isinstance(v, dict):
+                return None
+            return None if sum(match(v) for match in matches) == 1 else not_one
 
         steps.append(exactly_one)
     return steps
+
+
+def _matcher(schema: Mapping[str, Any]) -> Callable[[dict[str, Any]], bool]:
+    """Whether an object matches `schema`; one that only names members (`id` or `slug`) is
+    a set inclusion, not a compiled checker."""
+    if set(schema) <= {"required", "description"}:
+        return frozenset(schema.get("required", ())).issubset
+    check = compile_check(schema)
+    return lambda v: check(v) is None
 
 
 def _same(value: Any, expected: Any) -> bool:

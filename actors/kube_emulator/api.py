@@ -83,12 +83,16 @@ MAX_DEPTH = 100
 
 
 def _check_depth(value: Any) -> Any:
-    """Refuse absurdly nested bodies up front, before any recursive code sees them."""
+    """Refuse absurdly nested bodies up front, before any recursive code sees them, and
+    numbers that are not finite (NaN, Infinity: the stdlib and YAML readers take them, the
+    API server does not, and JSON cannot carry them back)."""
     stack = [(value, 1)]
     while stack:
         node, depth = stack.pop()
         if depth > MAX_DEPTH:
             raise errors.bad_request(f"the request body is nested deeper than {MAX_DEPTH} levels")
+        if isinstance(node, float) and not math.isfinite(node):
+            raise errors.bad_request(f"the request body could not be decoded: {node} is not a number")
         if isinstance(node, dict):
             stack.extend((v, depth + 1) for v in node.values())
         elif isinstance(node, list):
@@ -150,7 +154,7 @@ class ResourceApi:
             obj = await self.ask(Get(target.rtype, target.namespace, target.name))
             if table_version:
                 return json_response(table.render(target.rtype, [obj], None, table_version,
-                                          q.get("includeObject", "Metadata")))
+                                                  q.get("includeObject", "Metadata")))
             return json_response(obj)
         labels = parse_label_selector(q.get("labelSelector"))
         fields = parse_field_selector(q.get("fieldSelector"))
@@ -173,10 +177,11 @@ class ResourceApi:
                   and fields.matches(o)]
         if table_version:
             return json_response(table.render(target.rtype, chosen, rv, table_version,
-                                      q.get("includeObject", "Metadata")))
-        return json_response({"kind": f"{target.rtype.kind}List", "apiVersion": target.rtype.api_version,
-                      "metadata": {"resourceVersion": str(rv)},
-                      "items": [objects.list_item(o) for o in chosen]})
+                                              q.get("includeObject", "Metadata")))
+        return json_response({"kind": f"{target.rtype.kind}List",
+                              "apiVersion": target.rtype.api_version,
+                              "metadata": {"resourceVersion": str(rv)},
+                              "items": [objects.list_item(o) for o in chosen]})
 
     def _checked_body(self, body: Any, target: Target, strict: bool) -> JSON:
         obj = objects.ensure_object(body)
@@ -263,5 +268,6 @@ class ResourceApi:
                     if exc.code != 404:
                         raise
                 deleted.append(objects.list_item(obj))
-        return json_response({"kind": f"{target.rtype.kind}List", "apiVersion": target.rtype.api_version,
-                      "metadata": {}, "items": deleted})
+        return json_response({"kind": f"{target.rtype.kind}List",
+                              "apiVersion": target.rtype.api_version,
+                              "metadata": {}, "items": deleted})

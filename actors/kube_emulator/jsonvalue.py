@@ -1,9 +1,11 @@
 """JSON values the emulator stores and serves: copied and encoded by orjson.
 
-Objects are JSON all the way down, so a copy through orjson is the same value as
-`copy.deepcopy` makes, at a third of its cost, and its encoding is compact like the
-API server's. An integer beyond 64 bits (which a client can send, and the API
-server would refuse) is the exception: those take the standard library's way.
+Objects are JSON all the way down (request bodies with a number that is not
+finite are refused when read, actors/kube_emulator/api.py), so a copy through
+orjson is the same value as `copy.deepcopy` makes, at a third of its cost, and
+its encoding is compact like the API server's. An integer beyond 64 bits (which
+a client can send, and the API server would refuse) is the exception: those take
+the standard library's way.
 """
 
 from __future__ import annotations

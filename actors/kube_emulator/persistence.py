@@ -120,11 +120,10 @@ def append(data_dir: Path, records: list[JSON]) -> None:
 
 def compact(data_dir: Path, snapshot: Snapshot) -> None:
     """Write a new snapshot atomically, then empty the journal (blocking: run in a thread)."""
-    body = json.dumps(
+    body = jsonvalue.dumps(
         {"format": FORMAT, "resourceVersion": snapshot.resource_version,
          "objects": snapshot.objects},
-        separators=(",", ":"),
-    ).encode()
+    )
     write_atomic(data_dir / SNAPSHOT, body)
     journal = data_dir / JOURNAL
     if journal.exists():

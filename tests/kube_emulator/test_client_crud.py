@@ -279,6 +279,23 @@ async def test_quantities_are_decoded_like_the_real_server(shared_kube: KubeEndp
         "regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'")
 
 
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity"])
+async def test_a_body_with_a_number_that_is_not_finite_is_400_and_stores_nothing(
+    shared_kube: KubeEndpoint, number: str
+) -> None:
+    # Python's JSON reader takes these; the API server refuses them, and nothing stored may
+    # hold one (the emulator's JSON copies and answers could not carry it).
+    name = f"nonfinite-{number.lower().lstrip('-')}-{len(number)}"
+    body = f'{{"metadata": {{"name": "{name}", "labels": {{"a": "b"}}}}, "x": {number}}}'
+    code, answer = await shared_kube.request(
+        "POST", "/api/v1/namespaces", data=body.encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    assert code == 400, answer
+    assert "not a number" in answer["message"]
+    assert (await shared_kube.request("GET", f"/api/v1/namespaces/{name}"))[0] == 404
+
+
 async def test_a_namespace_with_a_finalizer_stays_terminating_until_it_is_removed(
     shared_kube: KubeEndpoint,
 ) -> None:
