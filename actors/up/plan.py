@@ -3,7 +3,7 @@
 Children start in stages (a stage starts once the one before is ready):
 postgres (unless an outside DSN is given), the bus (our broker, or on the
 JetStream bus a local `nats` unless an outside NATS cluster is given), kube
-emulators, the api replicas (`api`, `api-2` ... `api-N`), daemons. They stop
+emulators, `api`, the other api replicas (`api-2` ... `api-N`), daemons. They stop
 in the reverse order. Every address comes from `Ports`, so a restarted child
 comes back where the others expect it.
 
@@ -237,7 +237,11 @@ def child_specs(
                       # One state dir for all: they share the API keys file (`fabric keys`).
                       "--state-dir", str(layout.api_dir), *log),
                 probe=HttpProbe(f"{api_url(ports, replica)}/readyz"),
-                stage=3,
+                # The others once the first answers: on a fresh shared cache it resets the
+                # `cache` consumer and replays; replicas starting beside it reset it again
+                # while it reads, and on JetStream that race once left nats-server unable to
+                # create the consumer at all (every CREATE failed on its meta file).
+                stage=3 if replica == 0 else 4,
                 # Secrets travel by environment, not argv, so `ps` does not show them.
                 env=lambda: {"FABRIC_ADMIN_KEY": admin_key(), **secrets},
             )
@@ -254,7 +258,7 @@ def child_specs(
                       "--resync", settings.resync_seconds,
                       *_metrics_flag(ports, f"daemon-{cluster}"), *log),
                 probe=ConsumerProbe(api_bus, f"cluster:{cluster}"),
-                stage=4,
+                stage=5,
             )
         )
     return specs

@@ -48,6 +48,9 @@ def test_api_replicas_listen_on_consecutive_ports_and_share_a_cache_on_the_legac
     specs = child_specs(settings, PORTS, admin_key=lambda: "key", postgres=None)
     apis = [spec for spec in specs if spec.name.startswith("api")]
     assert [spec.name for spec in apis] == ["api", "api-2", "api-3"]
+    # The first starts alone (on a fresh shared cache it resets the consumer and replays).
+    assert [spec.stage for spec in apis] == [3, 4, 4]
+    assert all(spec.stage > 4 for spec in specs if spec.name.startswith("daemon-"))
     listens = [spec.argv[spec.argv.index("--listen") + 1] for spec in apis]
     assert listens == ["127.0.0.1:8000", "127.0.0.1:8001", "127.0.0.1:8002"]
     assert {spec.env()["FABRIC_CACHE_DSN"] for spec in apis} == {"postgresql://u@127.0.0.1:1/fabric_cache"}
