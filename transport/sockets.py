@@ -57,7 +57,13 @@ _EVENTS = int(zmq.EVENTS)
 _POLLIN = int(zmq.POLLIN)
 _POLLOUT = int(zmq.POLLOUT)
 _NOBLOCK = int(zmq.NOBLOCK)
+_MORE_NOBLOCK = int(zmq.SNDMORE) | _NOBLOCK
 _RCVMORE = int(zmq.RCVMORE)
+# The frames go through the compiled socket's own send and recv: pyzmq's send_multipart and
+# recv_multipart add a Python call and an IntFlag operation per frame, which was half the
+# cost of a 4-frame message (7 -> 14 us per send and receive).
+_send_frame = zmq.backend.Socket.send
+_recv_frame = zmq.backend.Socket.recv
 
 
 class SocketError(Exception):
@@ -152,10 +158,15 @@ class Socket:
         # Checking EVENTS first avoids the cost of a failing non-blocking recv (see performance notes).
         if self._sock.closed or not int(self._sock.getsockopt(_EVENTS)) & _POLLIN:
             return None
+        sock = self._sock
         try:
-            return self._sock.recv_multipart(_NOBLOCK)
+            frames = [_recv_frame(sock, _NOBLOCK)]
         except zmq.Again:
             return None
+        # The other parts of a multipart message arrive with the first, atomically.
+        while sock.getsockopt(_RCVMORE):
+            frames.append(_recv_frame(sock, _NOBLOCK))
+        return frames
 
     async def recv_from(self) -> tuple[str, list[bytes]]:
         """The next message and the ZAP user id of the peer that sent it (a server socket)."""
@@ -173,7 +184,7 @@ class Socket:
         if self._sock.closed or not int(self._sock.getsockopt(_EVENTS)) & _POLLIN:
             return None
         try:
-            first = self._sock.recv(_NOBLOCK, copy=False)
+            first = _recv_frame(self._sock, _NOBLOCK, False)
         except zmq.Again:
             return None
         try:
@@ -184,7 +195,7 @@ class Socket:
         frames = [first.bytes]
         # The other parts of a multipart message arrive with the first, atomically.
         while self._sock.getsockopt(_RCVMORE):
-            frames.append(self._sock.recv(_NOBLOCK))
+            frames.append(_recv_frame(self._sock, _NOBLOCK))
         return user, frames
 
     async def send(self, frames: Sequence[bytes]) -> None:
@@ -200,8 +211,11 @@ class Socket:
     def send_nowait(self, frames: Sequence[bytes]) -> bool:
         if self._sock.closed:
             return False
+        sock, last = self._sock, len(frames) - 1
         try:
-            self._sock.send_multipart(frames, _NOBLOCK)
+            # Atomic: libzmq queues a multipart message whole or, on the first part, not at all.
+            for i, frame in enumerate(frames):
+                _send_frame(sock, frame, _NOBLOCK if i == last else _MORE_NOBLOCK)
         except zmq.ZMQError:
             return False
         finally:
