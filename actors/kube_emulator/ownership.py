@@ -26,17 +26,30 @@ _NOT_OWNED: tuple[Path, ...] = (("apiVersion",), ("kind",), ("metadata", "name")
 _MISSING = object()
 
 
+_NOT_OWNED_SET = frozenset(_NOT_OWNED)
+assert all(len(p) <= 2 for p in _NOT_OWNED)  # `_skipped` looks at a path's first two parts
+
+
 def _skipped(path: Path) -> bool:
-    return any(path[:len(p)] == p for p in _NOT_OWNED)
+    return path[:1] in _NOT_OWNED_SET or path[:2] in _NOT_OWNED_SET
 
 
 def leaves(value: Any, prefix: Path = ()) -> dict[Path, Any]:
+    out: dict[Path, Any] = {}
+    _walk(value, prefix, out)
+    return out
+
+
+def _walk(value: Any, prefix: Path, out: dict[Path, Any]) -> None:
+    # A map nobody owns (status, metadata.managedFields) is not walked at all: every write
+    # passes here, and those were most of an object's leaves.
+    if prefix and _skipped(prefix):
+        return
     if isinstance(value, dict) and value:
-        out: dict[Path, Any] = {}
         for key, sub in value.items():
-            out.update(leaves(sub, (*prefix, str(key))))
-        return out
-    return {} if _skipped(prefix) or not prefix else {prefix: value}
+            _walk(sub, (*prefix, str(key)), out)
+    elif prefix:
+        out[prefix] = value
 
 
 def encode(paths: set[Path]) -> JSON:
