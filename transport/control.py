@@ -25,6 +25,15 @@ log = structlog.get_logger()
 _REQ_ID = struct.Struct(">Q")
 
 
+class _Expired(Exception):
+    """A request's timer went off before its reply came."""
+
+
+def _expire(future: asyncio.Future[protocol.ControlReply]) -> None:
+    if not future.done():
+        future.set_exception(_Expired())
+
+
 class ControlChannel:
     def __init__(self, ctx: Context, address: str, keys: ClientKeys, *, name: str) -> None:
         self._ctx = ctx
@@ -56,19 +65,22 @@ class ControlChannel:
         if self._sock is None:
             raise BusUnavailable("control channel is closed")
         req_id = _REQ_ID.pack(next(self._ids) & 0xFFFF_FFFF_FFFF_FFFF)
-        future: asyncio.Future[protocol.ControlReply] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[protocol.ControlReply] = loop.create_future()
         self._pending[req_id] = future
+        # A timer on the awaited future itself, not asyncio.timeout (nor wait_for, which on
+        # 3.11 can swallow a cancellation racing with the reply): one timer handle per
+        # request instead of a context manager that reschedules and uncancels the task.
+        timer = loop.call_later(timeout, _expire, future)
         try:
             if not self._sock.send_nowait(build(req_id)):
                 raise BusUnavailable(f"cannot queue a request to the broker at {self._address}")
-            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
-            # that races with the reply, leaving the caller's task uncancellable.
-            async with asyncio.timeout(timeout):
-                return await future
-        except TimeoutError:
+            return await future
+        except _Expired:
             await self._reset()
             raise BusUnavailable(f"the broker at {self._address} did not answer within {timeout}s") from None
         finally:
+            timer.cancel()
             self._pending.pop(req_id, None)
 
     async def _reset(self) -> None:
