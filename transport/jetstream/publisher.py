@@ -48,25 +48,55 @@ class JetStreamPublisher:
     async def publish(self, envelopes: Sequence[Envelope]) -> list[PublishReceipt]:
         if not envelopes:
             return []
-        waits: list[asyncio.Task[Any]] = []
         self._conn.check_connected()
+        loop = asyncio.get_running_loop()
+        # One future the call waits on, set when every PubAck is in, when the server refuses
+        # one of the subjects, or at the timeout: plain callbacks, not a task and an
+        # asyncio.wait per envelope (a daemon publishes one outcome per account this way).
+        settled: asyncio.Future[None] = loop.create_future()
+        acks: list[asyncio.Future[PubAck]] = []
+        refusals: list[tuple[str, asyncio.Future[str]]] = []
+        left = len(envelopes)
+
+        def settle(_done: asyncio.Future[Any] | None = None) -> None:
+            if not settled.done():
+                settled.set_result(None)
+
+        def acked(_ack: asyncio.Future[PubAck]) -> None:
+            nonlocal left
+            left -= 1
+            if left == 0:
+                settle()
+
+        timer = loop.call_later(self._conn.timeout, settle)
         try:
             for env in envelopes:
                 subject = key_subject(env.key)
-                future = await self._send(subject, env)
-                waits.append(asyncio.ensure_future(self._conn.guarded(subject, future)))
-            _, pending = await asyncio.wait(waits, timeout=self._conn.timeout)
+                refused = self._conn.refusals.watch(subject)
+                refused.add_done_callback(settle)
+                refusals.append((subject, refused))
+                ack = await self._send(subject, env)
+                ack.add_done_callback(acked)
+                acks.append(ack)
+            await settled
+            for (_subject, refused), ack in zip(refusals, acks, strict=True):
+                if not ack.done() and refused.done():
+                    raise BusRejected(f"NATS refused user {self._conn.user!r}: {refused.result()}")
+            pending = sum(1 for ack in acks if not ack.done())
             if pending:
                 raise BusUnavailable(
-                    f"{len(pending)} of {len(waits)} publishes not confirmed within {self._conn.timeout:g}s"
+                    f"{pending} of {len(acks)} publishes not confirmed within {self._conn.timeout:g}s"
                 )
-            return [self._receipt(env, task) for env, task in zip(envelopes, waits, strict=True)]
+            return [self._receipt(env, ack) for env, ack in zip(envelopes, acks, strict=True)]
         finally:
-            for task in waits:
-                if not task.done():
-                    task.cancel()
-            if waits:
-                await asyncio.gather(*waits, return_exceptions=True)
+            timer.cancel()
+            for subject, refused in refusals:
+                refused.remove_done_callback(settle)
+                self._conn.refusals.forget(subject, refused)
+            for ack in acks:
+                ack.remove_done_callback(acked)
+                if not ack.done():
+                    ack.cancel()
 
     async def _send(self, subject: str, env: Envelope) -> asyncio.Future[PubAck]:
         body = codec.encode(env.to_wire())
@@ -85,8 +115,8 @@ class JetStreamPublisher:
             raise BusUnavailable(f"NATS publish failed: {exc!r}") from None
 
     @staticmethod
-    def _receipt(env: Envelope, task: asyncio.Task[Any]) -> PublishReceipt:
-        exc = task.exception()
+    def _receipt(env: Envelope, ack: asyncio.Future[PubAck]) -> PublishReceipt:
+        exc = ack.exception()
         if isinstance(exc, BusRejected | BusUnavailable):
             raise exc
         if isinstance(exc, nats.js.errors.NoStreamResponseError):
@@ -97,5 +127,5 @@ class JetStreamPublisher:
             raise BusRejected(f"stream refused {env.key}: {exc}") from None
         if exc is not None:
             raise BusUnavailable(f"publish of {env.key} failed: {exc!r}") from None
-        ack: PubAck = task.result()
-        return PublishReceipt(env.event_id, int(ack.seq), bool(ack.duplicate))
+        answer = ack.result()
+        return PublishReceipt(env.event_id, int(answer.seq), bool(answer.duplicate))
