@@ -12,7 +12,8 @@ a publish our permissions forbid or a stream error raises `BusRejected`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -28,6 +29,11 @@ from transport.jetstream.subjects import key_subject
 
 MSG_ID = "Nats-Msg-Id"
 MAX_PENDING = 4000
+
+
+def _refusal(ack: asyncio.Future[PubAck], settle: Callable[[], None], _refused: object) -> None:
+    if not ack.done():
+        settle()
 
 
 class JetStreamPublisher:
@@ -68,16 +74,21 @@ class JetStreamPublisher:
             if left == 0:
                 settle()
 
-        timer = loop.call_later(self._conn.timeout, settle)
+        timer: asyncio.TimerHandle | None = None
         try:
             for env in envelopes:
                 subject = key_subject(env.key)
                 refused = self._conn.refusals.watch(subject)
-                refused.add_done_callback(settle)
                 refusals.append((subject, refused))
                 ack = await self._send(subject, env)
                 ack.add_done_callback(acked)
                 acks.append(ack)
+                # A refusal ends the wait only while its publish is unconfirmed: one heard
+                # late, for a publish already acked, changes nothing.
+                refused.add_done_callback(functools.partial(_refusal, ack, settle))
+            # The timeout counts from the last send, as the PubAcks can only come after it
+            # (a send may wait for room among the unconfirmed publishes first).
+            timer = loop.call_later(self._conn.timeout, settle)
             await settled
             for (_subject, refused), ack in zip(refusals, acks, strict=True):
                 if not ack.done() and refused.done():
@@ -89,9 +100,9 @@ class JetStreamPublisher:
                 )
             return [self._receipt(env, ack) for env, ack in zip(envelopes, acks, strict=True)]
         finally:
-            timer.cancel()
+            if timer is not None:
+                timer.cancel()
             for subject, refused in refusals:
-                refused.remove_done_callback(settle)
                 self._conn.refusals.forget(subject, refused)
             for ack in acks:
                 ack.remove_done_callback(acked)
