@@ -210,6 +210,31 @@ async def test_an_asker_cancelled_mid_ask_gets_cancelled_and_the_actor_serves_on
         assert await counter.ask(Total()) == 0
 
 
+async def test_an_ask_cancelled_while_still_queued_is_never_handled() -> None:
+    release, entered = asyncio.Event(), asyncio.Event()
+    handled: list[int] = []
+
+    class Recording(Counter):
+        async def receive(self, message: Msg) -> object:
+            if isinstance(message, Divide):
+                handled.append(message.by)
+            return await super().receive(message)
+
+    async with ActorSystem() as system:
+        ref = system.spawn(Recording, name="recording")
+        blocked = asyncio.create_task(ref.ask(Block(release, entered)))
+        await entered.wait()
+        queued = asyncio.create_task(ref.ask(Divide(1)))
+        await wait_until(lambda: len(ref.cell.mailbox) == 1, timeout=5, message="ask queued")
+        queued.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await queued
+        release.set()
+        await blocked
+        assert await ref.ask(Total()) == 0
+    assert handled == []  # nobody awaited its answer: no work done for it
+
+
 async def test_an_actor_that_does_not_stop_in_time_is_cancelled() -> None:
     never, entered = asyncio.Event(), asyncio.Event()
     stops: list[int] = []
