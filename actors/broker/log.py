@@ -9,7 +9,14 @@ Contract (single owner; every method runs on the owner's thread except
   the process must die. The active segment rolls past `segment_bytes`, or
   past an eighth of it once three quarters of its records are superseded (so
   the uncleaned tail stays small when few keys change often); the old one is
-  fdatasynced first and the new one's name made durable (directory fsync).
+  cut to its records and fdatasynced first and the new one's name made durable
+  (directory fsync).
+- The active segment's file is preallocated to `segment_bytes` (zeros) and
+  written in place at its logical end, as PostgreSQL does with its WAL: an
+  fdatasync after an append that grows the file must also commit the new size
+  through the filesystem's journal, one after a write inside the file does not
+  (measured on ext4: 122-167 -> 82-86 us per 400-byte write and fdatasync).
+  Recovery tells those zeros from a torn tail (`actors.broker.recovery`).
 - Seqs grow strictly; after cleaning they have gaps. `read(after, limit,
   upto)` returns (seq, key, envelope) of retained records in seq order.
 - `seq_of(event_id)` answers within the dedup window (`index.DedupWindow`).
@@ -24,6 +31,7 @@ Contract (single owner; every method runs on the owner's thread except
 from __future__ import annotations
 
 import bisect
+import errno
 import os
 import time
 from collections.abc import Sequence
@@ -87,17 +95,35 @@ class EventLog:
         log.recovery = found.recovery
         if log._segments:
             log.head = found.recovery.head
+            active = log._segments[-1]
+            assert active.fd is not None
+            if log._preallocate(active.fd):
+                os.fsync(active.fd)
         else:
             log._new_segment(1)
         return log
 
     def _new_segment(self, base: int) -> None:
         path = self.directory / segment_name(base)
-        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        _ = self._preallocate(fd)
         os.fsync(fd)
         fsync_dir(self.directory)
         self._segments.append(Segment(base, path, last_seq=base - 1, fd=fd))
         self._active_dead = 0
+
+    def _preallocate(self, fd: int) -> bool:
+        """Extend the active segment's file with zeros to `segment_bytes`; False when it is
+        that long already or the filesystem cannot (then appends grow the file: slower syncs)."""
+        if os.fstat(fd).st_size >= self._segment_bytes:
+            return False
+        try:
+            os.posix_fallocate(fd, 0, self._segment_bytes)
+        except OSError as exc:
+            if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL):
+                return False
+            raise
+        return True
 
     # ---- writing ------------------------------------------------------------------
 
@@ -155,30 +181,33 @@ class EventLog:
         return True
 
     def _seal(self, segment: Segment) -> None:
-        # A sealed segment must be whole on disk before its successor exists, or a power
-        # loss could leave a short sealed segment that recovery must refuse.
+        # A sealed segment must be whole on disk, and end at its last record (no preallocated
+        # zeros), before its successor exists: recovery refuses a sealed segment with anything
+        # else in it.
         assert segment.fd is not None
+        os.ftruncate(segment.fd, segment.size)
         os.fdatasync(segment.fd)
         self._dirty.discard(segment.fd)
         os.close(segment.fd)
         segment.fd = None
 
     def _write(self, segment: Segment, chunk: list[bytes]) -> None:
-        # writev, not a join: no transient copy of a whole batch (a long-running process keeps
-        # the heap such copies grow).
+        # pwritev at the logical end (the file is preallocated past it), not a join: no
+        # transient copy of a whole batch (a long-running process keeps the heap such copies
+        # grow).
         if not chunk:
             return
         fd = segment.fd
         assert fd is not None
         for start in range(0, len(chunk), IOV_MAX):
             part = chunk[start : start + IOV_MAX]
-            written = os.writev(fd, part)
+            written = os.pwritev(fd, part, segment.size)
             segment.size += written
             rest = sum(len(b) for b in part) - written
             if rest:  # a short write (rare on a file): the remainder one buffer at a time
                 tail = memoryview(b"".join(part))[written:]
                 while tail:
-                    n = os.write(fd, tail)
+                    n = os.pwrite(fd, tail, segment.size)
                     segment.size += n
                     tail = tail[n:]
         self._dirty.add(fd)
@@ -335,6 +364,11 @@ class EventLog:
     @property
     def segments(self) -> int:
         return len(self._segments)
+
+    @property
+    def active_end(self) -> int:
+        """Where the active segment's records end in its file (preallocated zeros follow)."""
+        return self._segments[-1].size
 
     @property
     def active_records(self) -> int:

@@ -151,7 +151,10 @@ def _families(state: BrokerState | None) -> list[Metric]:
         "fabric_broker_head_seq": "The durable head: the newest stored seq",
         "fabric_broker_live_keys": "Keys in the compacted log's index (tombstones included)",
         "fabric_broker_tombstones": "Tombstones still retained",
-        "fabric_broker_log_bytes": "Bytes in all log segment files",
+        "fabric_broker_log_bytes": (
+            "Bytes of the records in the log segment files (the active file is preallocated "
+            "past them)"
+        ),
         "fabric_broker_segments": "Log segment files",
         "fabric_broker_consumers_online": "Registered consumers seen within the consumer timeout",
     }

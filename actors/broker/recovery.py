@@ -7,8 +7,10 @@ In order:
    line saying to start from an empty data dir), before anything is cut;
 3. scan every segment through mmap (nothing is read into memory as a whole):
    seqs must grow strictly across the log, gaps allowed; any invalid record in
-   a sealed segment is `CorruptLog` (the broker refuses to start); the newest
-   segment is truncated at its first invalid record (a torn tail) and fsynced.
+   a sealed segment is `CorruptLog` (the broker refuses to start); in the newest
+   segment, zeros from its first invalid record to the end of the file are the
+   space the log preallocated (`actors.broker.log`) and stay; anything else
+   there is a torn tail: the file is truncated at that record and fsynced.
 
 It keeps only what the live log needs: the key index, the dedup window (bounded
 by the window while scanning, too) and 16 bytes per retained record. After
@@ -81,14 +83,16 @@ def recover(directory: Path, index: KeyIndex, dedup: DedupWindow, now_ms: int) -
         if scan.problem is not None and not newest:
             raise CorruptLog(f"sealed segment {path.name} is corrupt: {scan.problem}")
         if scan.problem is not None:
-            truncated, problem = segment.size - scan.valid_end, scan.problem
-            _truncate(path, scan.valid_end)
+            torn = _torn_bytes(path, scan.valid_end)
+            if torn:
+                truncated, problem = torn, scan.problem
+                _truncate(path, scan.valid_end)
             segment.size = scan.valid_end
         segments.append(segment)
         previous = segment.last_seq
     head = max(previous, segments[-1].base - 1) if segments else 0
     if segments:
-        segments[-1].fd = os.open(segments[-1].path, os.O_RDWR | os.O_APPEND)
+        segments[-1].fd = os.open(segments[-1].path, os.O_RDWR)
     dedup.evict(head, now_ms)
     recovery = Recovery(head, len(segments), scanned, index.keys, truncated, problem, tuple(completed))
     return Recovered(segments, dead, recovery)
@@ -128,6 +132,21 @@ def _scan_into(
             if superseded is not None and superseded >= segment.base:
                 dead += 1
     return scan, dead
+
+
+def _torn_bytes(path: Path, end: int) -> int:
+    """How many bytes after `end` are not zeros, up to the last one that is not (0: all of
+    them are preallocated space)."""
+    torn = 0
+    with path.open("rb") as f:
+        f.seek(end)
+        offset = end
+        while chunk := f.read(1 << 20):
+            kept = len(chunk.rstrip(b"\0"))
+            if kept:
+                torn = offset + kept - end
+            offset += len(chunk)
+    return torn
 
 
 def _truncate(path: Path, size: int) -> None:

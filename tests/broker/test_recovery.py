@@ -88,7 +88,7 @@ def test_scan_refuses_seqs_that_do_not_grow_or_cross_the_next_segment() -> None:
     assert "next segment" in scan.problem
 
 
-def _write_log(directory: Path, count: int, segment_bytes: int = 1 << 30, keys: int = 1000) -> EventLog:
+def _write_log(directory: Path, count: int, segment_bytes: int = 1 << 16, keys: int = 1000) -> EventLog:
     log = EventLog.open(directory, segment_bytes=segment_bytes)
     items = [Append(_eid(i), b"account:%d" % (i % keys), False, _payload(i)) for i in range(1, count + 1)]
     for i in range(0, count, 7):
@@ -104,12 +104,18 @@ def _read_all(log: EventLog) -> list[tuple[int, bytes, bytes]]:
     return got
 
 
+def _records_end(segment: Path) -> int:
+    """Where the segment's records end (the file goes on with preallocated zeros)."""
+    _seqs, scan = _scan(segment.read_bytes())
+    return scan.valid_end
+
+
 def test_reopened_log_truncates_a_torn_tail_and_keeps_appending(tmp_path: Path) -> None:
     _write_log(tmp_path, 30).close()
     (segment,) = sorted(tmp_path.iterdir())
-    os.truncate(segment, segment.stat().st_size - 5)
-    with segment.open("ab") as f:
-        f.write(b"\x00" * 100 + os.urandom(50))
+    with segment.open("r+b") as f:
+        _ = f.seek(_records_end(segment) - 5)  # the last record torn, garbage after zeros
+        _ = f.write(b"\x00" * 105 + os.urandom(50))
     log = EventLog.open(tmp_path)
     try:
         assert log.head == 29
@@ -207,17 +213,40 @@ def test_reopening_at_every_byte_offset_of_the_last_records_recovers_the_prefix(
     source = tmp_path / "source"
     _write_log(source, 12).close()
     (segment,) = sorted(source.iterdir())
-    data = segment.read_bytes()
+    data = segment.read_bytes()[: _records_end(segment)]
     records = list(Scanner(data))
     work = tmp_path / "work"
     work.mkdir()
     target = work / segment.name
     for size in range(records[-3].offset, len(data) + 1):
         target.write_bytes(data[:size] + b"\xff" * (size % 3))
-        log = EventLog.open(work)
+        log = EventLog.open(work, segment_bytes=1 << 16)
         try:
             whole = [r for r in records if r.end <= size]
             assert log.head == whole[-1].seq, size
-            assert target.stat().st_size == whole[-1].end
+            kept = target.read_bytes()
+            assert kept[: whole[-1].end] == data[: whole[-1].end], size
+            assert not kept[whole[-1].end :].strip(b"\0"), "past the records: zeros only"
         finally:
             log.close()
+
+
+def test_preallocated_zeros_are_not_a_torn_tail_and_appends_fill_them_in_place(
+    tmp_path: Path,
+) -> None:
+    _write_log(tmp_path, 20).close()
+    (segment,) = sorted(tmp_path.iterdir())
+    size = segment.stat().st_size
+    end = _records_end(segment)
+    assert size > end, "the active segment is preallocated past its records"
+    log = EventLog.open(tmp_path, segment_bytes=1 << 16)
+    try:
+        assert (log.head, log.recovery.truncated_bytes, log.recovery.problem) == (20, 0, None)
+        assert log.append([Append(_eid(21), b"account:x", False, b"next")], now_ms=2000) == [21]
+        EventLog.sync_fds(log.take_dirty())
+        assert segment.stat().st_size == size
+        assert _scan(segment.read_bytes())[0] == list(range(1, 22))
+        assert log.roll()
+        assert segment.stat().st_size == _records_end(segment), "sealed: cut to its records"
+    finally:
+        log.close()
