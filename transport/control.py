@@ -1,11 +1,13 @@
 """A client's control channel to the broker: DEALER requests matched to replies by req_id.
 
-Many requests may be in flight at once; a reader task routes each reply to its
-waiting caller. A request without a reply within its timeout raises
-`BusUnavailable`. After a timeout the socket is replaced (Lazy Pirate): what
-was queued on the old connection is dropped and every other request still in
-flight fails at once with `BusUnavailable`, so callers retry on a fresh
-connection instead of waiting on replies that will never come.
+Many requests may be in flight at once; each reply is routed to its waiting
+caller from the socket's FD callback (`Socket.deliver`), with no reader task in
+between: a caller resumes one loop turn after its reply arrives. A request
+without a reply within its timeout raises `BusUnavailable`. After a timeout the
+socket is replaced (Lazy Pirate): what was queued on the old connection is
+dropped and every other request still in flight fails at once with
+`BusUnavailable`, so callers retry on a fresh connection instead of waiting on
+replies that will never come.
 """
 
 from __future__ import annotations
@@ -41,22 +43,15 @@ class ControlChannel:
         self._keys = keys
         self._name = name
         self._sock: Socket | None = None
-        self._reader: asyncio.Task[None] | None = None
         self._pending: dict[bytes, asyncio.Future[protocol.ControlReply]] = {}
         self._ids = itertools.count(int.from_bytes(os.urandom(4), "big") << 16)
 
     def open(self) -> None:
         self._sock = connect_dealer(self._ctx, self._address, self._keys)
-        self._reader = asyncio.get_running_loop().create_task(
-            self._read(self._sock), name=f"{self._name}:control-reader"
-        )
+        self._sock.deliver(self._on_reply)
 
     async def close(self) -> None:
         self._fail_pending("closed")
-        reader, self._reader = self._reader, None
-        if reader is not None:
-            reader.cancel()
-            await asyncio.gather(reader, return_exceptions=True)
         if self._sock is not None:
             self._sock.close()
             self._sock = None
@@ -85,14 +80,10 @@ class ControlChannel:
 
     async def _reset(self) -> None:
         self._fail_pending("connection reset after a timeout")
-        old_reader, old_sock = self._reader, self._sock
+        old_sock = self._sock
         if old_sock is None:
             return  # closed meanwhile
-        # The new socket is in place before we await anything, so no request goes to the old one.
         self.open()
-        if old_reader is not None:
-            old_reader.cancel()
-            await asyncio.gather(old_reader, return_exceptions=True)
         old_sock.close()
 
     @property
@@ -106,14 +97,12 @@ class ControlChannel:
                 future.set_exception(BusUnavailable(f"broker request failed: {reason}"))
         self._pending.clear()
 
-    async def _read(self, sock: Socket) -> None:
-        while True:
-            frames = await sock.recv()
-            try:
-                reply = protocol.parse_reply(frames)
-            except protocol.ProtocolError as exc:
-                log.warning("frame_dropped", socket="control", reason=str(exc))
-                continue
-            future = self._pending.get(reply.req_id)
-            if future is not None and not future.done():
-                future.set_result(reply)
+    def _on_reply(self, frames: list[bytes]) -> None:
+        try:
+            reply = protocol.parse_reply(frames)
+        except protocol.ProtocolError as exc:
+            log.warning("frame_dropped", socket="control", client=self._name, reason=str(exc))
+            return
+        future = self._pending.get(reply.req_id)
+        if future is not None and not future.done():
+            future.set_result(reply)

@@ -20,9 +20,11 @@ protocol needs it:
 `Socket.send_nowait` never blocks: it returns False when the frame could not be
 queued (mute peer, unroutable identity, closed socket). Receiving is `await
 recv()` or `recv_nowait()` (None when nothing is waiting), so hot loops drain
-whatever is queued with one wake-up. A server reads who sent a message with
-`recv_from`: the user id the ZAP handler gave the peer's key, never anything the
-peer wrote.
+whatever is queued with one wake-up; or `deliver(handler)`, which calls the
+handler with each message from the event loop's FD callback itself, one loop
+turn sooner than a task awaiting `recv` would see it (a reply router's shape). A
+server reads who sent a message with `recv_from`: the user id the ZAP handler
+gave the peer's key, never anything the peer wrote.
 
 `probe_handshake` watches one client connection's first CURVE handshake (a
 socket monitor) to tell a broker that refuses us from one that is not there.
@@ -46,6 +48,7 @@ Context = zmq.asyncio.Context
 MAX_FRAME_BYTES = 4 * 1024 * 1024
 HEARTBEAT_IVL_MS = 1000
 HEARTBEAT_TIMEOUT_MS = 3000
+DELIVER_MAX = 256  # messages one FD callback hands to a `deliver` handler
 
 
 ZAP_ADDRESS = "inproc://zeromq.zap.01"  # where libzmq asks a context's ZAP handler (RFC 27)
@@ -133,7 +136,7 @@ class Socket:
     every FD wake-up. One task at a time may await `recv` (and one `send`).
     """
 
-    __slots__ = ("_fd", "_loop", "_readable", "_sock", "_writable", "address")
+    __slots__ = ("_fd", "_handler", "_loop", "_readable", "_sock", "_writable", "address")
 
     def __init__(self, sock: _ZmqSocket, address: str) -> None:
         self._sock = sock
@@ -142,6 +145,17 @@ class Socket:
         self._fd = -1
         self._readable: asyncio.Future[None] | None = None
         self._writable: asyncio.Future[None] | None = None
+        self._handler: Callable[[list[bytes]], None] | None = None
+
+    def deliver(self, handler: Callable[[list[bytes]], None]) -> None:
+        """From now on call `handler(frames)` for each message, from the loop's FD callback
+        (in place of `recv`, for good). The handler must not block; what it raises goes to the
+        loop's exception handler and the next message is still delivered."""
+        if self._handler is not None or self._readable is not None:
+            raise RuntimeError(f"the socket for {self.address} already has a receiver")
+        self._watch()
+        self._handler = handler
+        self._on_events()  # messages that arrived before the FD was watched raise no edge
 
     async def recv(self) -> list[bytes]:
         while True:
@@ -218,7 +232,7 @@ class Socket:
         except zmq.ZMQError:
             return False
         finally:
-            if self._readable is not None:
+            if self._readable is not None or self._handler is not None:
                 self._on_events()  # the send may have consumed the edge a receiver waits for
         return True
 
@@ -232,8 +246,11 @@ class Socket:
             self._sock.close(linger=linger_ms)
 
     def _waiter(self, current: asyncio.Future[None] | None) -> asyncio.Future[None]:
-        if current is not None:
+        if current is not None or self._handler is not None:
             raise RuntimeError(f"another task is already waiting on the socket for {self.address}")
+        return self._watch().create_future()
+
+    def _watch(self) -> asyncio.AbstractEventLoop:
         if self._sock.closed:
             raise SocketError(f"socket for {self.address} is closed")
         if self._loop is None:
@@ -241,21 +258,42 @@ class Socket:
             self._fd = int(self._sock.getsockopt(zmq.FD))
             self._loop.add_reader(self._fd, self._on_events)
             self._sock._on_close = self._unwatch
-        return self._loop.create_future()
+        return self._loop
 
     def _on_events(self) -> None:
         # Reading EVENTS also clears the FD's readiness, so call it even with nobody waiting.
         if self._sock.closed:
             return
         events = int(self._sock.getsockopt(_EVENTS))
+        if events & _POLLIN and self._handler is not None:
+            self._deliver()
+            return
         if events & _POLLIN and self._readable is not None and not self._readable.done():
             self._readable.set_result(None)
         if events & _POLLOUT and self._writable is not None and not self._writable.done():
             self._writable.set_result(None)
 
+    def _deliver(self) -> None:
+        handler = self._handler
+        for _ in range(DELIVER_MAX):
+            frames = self.recv_nowait()  # None once drained or closed (a handler may close it)
+            if frames is None or handler is None:
+                return
+            try:
+                handler(frames)
+            except Exception as exc:
+                assert self._loop is not None
+                self._loop.call_exception_handler(
+                    {"message": f"message handler failed on {self.address}", "exception": exc}
+                )
+        # More queued: go on in a later turn, so one busy socket cannot starve the loop.
+        assert self._loop is not None
+        self._loop.call_soon(self._on_events)
+
     def _unwatch(self) -> None:
         # Like zmq.asyncio: closing the socket cancels whoever waits on it.
         loop, self._loop = self._loop, None
+        self._handler = None
         if loop is not None and not loop.is_closed():
             loop.remove_reader(self._fd)
         for waiter in (self._readable, self._writable):
