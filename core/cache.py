@@ -98,6 +98,14 @@ class AccountCache(Protocol):
         were it lost, the bus delivers it again."""
         ...
 
+    async def claim_feed(self) -> bool:
+        """Whether this process's event driver may feed the store from the bus now: always
+        for a private store. A shared store has one feeder at a time (a lease held while its
+        holder lives): the drivers of several replicas on one durable consumer would compete
+        for its deliveries, and on JetStream each would take the others' for lost ones.
+        Asked before subscribing and before each batch, so a lost lease stops the feed."""
+        ...
+
     async def needs_replay(self) -> bool: ...
 
     async def mark_replayed(self) -> None: ...

@@ -105,6 +105,11 @@ class SubscribeChanges(Request[Subscription]):
 
 
 @dataclass(frozen=True, slots=True)
+class ClaimFeed(Request[bool]):
+    """Whether this process's event driver may feed the store now (`AccountCache.claim_feed`)."""
+
+
+@dataclass(frozen=True, slots=True)
 class NeedsReplay(Request[bool]):
     pass
 
@@ -127,7 +132,7 @@ class _ChangedElsewhere:
 
 
 CacheMessage = (
-    ApplyEvents | FindAccount | ListAccountsPage | WatchAccount | NeedsReplay
+    ApplyEvents | FindAccount | ListAccountsPage | WatchAccount | ClaimFeed | NeedsReplay
     | MarkReplayed | PingCache | SubscribeChanges | _ChangedElsewhere
 )
 
@@ -225,6 +230,8 @@ class CacheActor(Actor[CacheMessage]):
                 raise AssertionError("handled above")
             case SubscribeChanges(limit):
                 return self._watchers.subscribe(limit)
+            case ClaimFeed():
+                return await store.claim_feed()
             case NeedsReplay():
                 return await store.needs_replay()
             case MarkReplayed():

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, assert_never
@@ -56,6 +57,8 @@ from core.events import (
 
 SCHEMA = "fabric_cache"
 LISTENER_NAME = "fabric-cache-listener"  # its application_name: operators (and tests) can find it
+FEEDER_NAME = "fabric-cache-feeder"  # the connection that holds the feed lease
+_FEED_LOCK = 7_311_044  # advisory lock class of the feed lease; the second key is the schema's
 _SCHEMA_LOCK = 7_311_043  # advisory lock key: one schema applier (or rebuild swap) at a time
 _IDS_PER_NOTICE = 150  # a NOTIFY payload holds < 8000 bytes: 150 quoted uuids fit
 _DEADLOCK_RETRIES = 3
@@ -87,6 +90,9 @@ class PgCache:
         self._listening = False
         self._clusters: list[str] | None = None  # kept only while listening
         self._epoch = 0  # bumped at each invalidation: a read that raced one is not kept
+        self._feed: Connection | None = None  # asks for, then holds, the feed lease
+        self._feed_held = False
+        self._feed_checked = 0.0
 
     @classmethod
     async def open(cls, dsn: str, **options: Any) -> PgCache:
@@ -98,6 +104,7 @@ class PgCache:
         return cache
 
     async def close(self) -> None:
+        self._drop_feed()
         if self._pool is None:
             return
         try:
@@ -201,6 +208,42 @@ class PgCache:
     @staticmethod
     async def _changed(conn: Connection, sql: str, *args: object) -> bool:
         return await conn.fetchval(sql, *args) is not None
+
+    async def claim_feed(self) -> bool:
+        """The feed lease is a session advisory lock on a connection of its own: held while
+        that session lives, so a replica that dies (or loses PostgreSQL) frees it at once,
+        and a standby's next claim takes it (one round trip on its open connection). While
+        held, the session must answer once per keepalive interval, so a silent network is
+        noticed; a lost session is `DependencyUnavailable`, and the driver stops feeding."""
+        try:
+            conn = self._feed
+            if conn is None or conn.is_closed():
+                self._drop_feed()
+                conn = await asyncpg.connect(
+                    self._dsn, timeout=self._timeout, command_timeout=self._timeout,
+                    server_settings={"application_name": FEEDER_NAME},
+                )
+                self._feed = conn
+            now = time.monotonic()
+            if self._feed_held:
+                if now - self._feed_checked >= self._keepalive:
+                    await conn.fetchval("SELECT 1")
+                    self._feed_checked = now
+                return True
+            self._feed_held = bool(
+                await conn.fetchval("SELECT pg_try_advisory_lock($1, hashtext($2))", _FEED_LOCK,
+                                    self.schema)
+            )
+            self._feed_checked = now
+            return self._feed_held
+        except (*_UNAVAILABLE, asyncpg.PostgresError) as exc:
+            self._drop_feed()
+            raise DependencyUnavailable("cache", f"{type(exc).__name__}: {exc}") from exc
+
+    def _drop_feed(self) -> None:
+        feed, self._feed, self._feed_held = self._feed, None, False
+        if feed is not None:
+            feed.terminate()  # the lease goes with the session: another replica takes it
 
     async def needs_replay(self) -> bool:
         async with self._connection() as conn:

@@ -81,6 +81,9 @@ class SqliteCache:
         except OSError as exc:
             raise DependencyUnavailable("cache", f"fsync of the WAL failed: {exc}") from exc
 
+    async def claim_feed(self) -> bool:
+        return True  # this process is the file's only writer
+
     async def needs_replay(self) -> bool:
         return await self._run(self._file.needs_replay)
 

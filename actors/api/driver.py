@@ -7,6 +7,14 @@ into no change. Events that changed the cache are logged `event_applied`
 (info) and counted; the others (the domain applied its own event already, a
 redelivery, an older state) `event_already_applied` (debug).
 
+API replicas on one shared cache (PostgreSQL) feed it one at a time: before
+it subscribes, and before each batch, the driver claims the store's feed lease
+(`AccountCache.claim_feed`); the others stand by, holding no subscription. On
+JetStream, drivers sharing the durable consumer `cache` compete for its
+deliveries, and each took the others' for lost ones and reset the consumer
+past them: an outcome could go unapplied. The others' waiters still wake: the
+store tells every replica what changed.
+
 A cache created empty (first start, a lost file, an old schema replaced)
 needs the whole log, but the `cache` consumer's position may be ahead of it:
 before its first subscription the driver then removes the consumer through
@@ -38,6 +46,7 @@ from actors.api.cache import (
     Applied,
     ApplyEvents,
     CacheMessage,
+    ClaimFeed,
     FindAccount,
     MarkReplayed,
     NeedsReplay,
@@ -47,12 +56,16 @@ from actors.api.metrics import ApiMetrics
 from actors.runtime import Actor, ActorRef, Request
 from actors.runtime.consumer import Received, consume
 from core.account import account_view
-from core.backoff import Backoff
+from core.backoff import Backoff, Retry
 from core.bus import BusConnector, EventSubscription
 from core.cache import Change
 from core.events import NamespaceProvisioned
 
 CACHE_CONSUMER = "cache"
+
+
+class FeedLost(Exception):
+    """This replica no longer holds the shared cache's feed lease."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +118,7 @@ class EventDriverActor(Actor[DriverMessage]):
 
     @asynccontextmanager
     async def _open(self) -> AsyncIterator[EventSubscription]:
+        await self._claim_feed()
         if not self._asked:
             # Asked inside the consumer loop, so a cache that is down (a shared PostgreSQL)
             # is retried with the loop's backoff instead of crashing the driver.
@@ -118,8 +132,26 @@ class EventDriverActor(Actor[DriverMessage]):
         async with self._connector.subscription(self._consumer) as subscription:
             yield subscription
 
+    async def _claim_feed(self) -> None:
+        """Wait until this process may feed the cache: at once, unless API replicas share
+        it; then while another replica's driver holds the feed, this one stands by, asking
+        again with the shared backoff (a feeder that dies frees it at once)."""
+        retry = Retry(self._backoff)
+        standby = False
+        while not await self._cache.ask(ClaimFeed(), timeout=self._timeout):
+            if not standby:
+                standby = True
+                self.log.info("cache_feed_standby", consumer=self._consumer)
+            await asyncio.sleep(retry.next_delay())
+        if standby:
+            self.log.info("cache_feed_claimed", consumer=self._consumer)
+
     # the consumer loop's sink -----------------------------------------------------------
     async def store(self, events: Sequence[Received]) -> None:
+        if not await self._cache.ask(ClaimFeed(), timeout=self._timeout):
+            # Lost (its session ended and another replica took it): stop feeding before this
+            # batch is applied or acked; the subscription closes and we stand by.
+            raise FeedLost("another replica's event driver feeds the shared cache now")
         items = [
             Applied(Change(r.event, r.envelope.occurred_at), r.envelope.event_id, r.seq)
             for r in events

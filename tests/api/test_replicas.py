@@ -22,12 +22,22 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from actors.api.cache import Applied, ApplyEvents, CacheActor, FindAccount, WatchAccount
+from actors.api.cache import (
+    Applied,
+    ApplyEvents,
+    CacheActor,
+    CacheMessage,
+    FindAccount,
+    WatchAccount,
+)
 from actors.api.cache_pg import LISTENER_NAME, PgCache, PgRebuild
+from actors.api.driver import EventDriverActor
+from actors.api.metrics import ApiMetrics
 from actors.api.rebuild import REBUILD_CONSUMER, rebuild_cache
 from actors.legacy import db
-from actors.runtime import ActorSystem
+from actors.runtime import ActorRef, ActorSystem
 from core.backoff import Backoff
+from core.bus import EventSubscription
 from core.cache import Change
 from core.errors import DependencyUnavailable
 from core.events import (
@@ -42,7 +52,7 @@ from tests.api.fake_daemon import FakeDaemon
 from tests.api.processes import Client, read_log, start_api_process
 from tests.api.test_cache import AID, CREATED, PROVISIONED_A, STORY, T0, T1
 from tests.support.broker import start_broker_process
-from tests.support.fake_bus import FakeBus
+from tests.support.fake_bus import FakeBus, FakeConnector
 from tests.support.keys import client_keys
 from tests.support.ports import free_port
 from tests.support.postgres import EmbeddedServer, server_base
@@ -53,6 +63,76 @@ from transport.endpoints import BrokerEndpoints
 
 GHOST = Change(AccountCreated("0f0f0f0f-0000-4000-8000-00000000beef", "ghost", "Ghost",
                               "g@x.io", "acc-ghost", T0, 1), T0)
+
+
+class _FeedCounter:
+    """Open `cache` subscriptions across the replicas, and how many each replica opened."""
+
+    def __init__(self) -> None:
+        self.open = 0
+        self.most = 0
+        self.opened: dict[str, int] = {}
+
+    def connector(self, bus: FakeBus, replica: str) -> FakeConnector:
+        counter = self
+
+        class Counting(FakeConnector):
+            @asynccontextmanager
+            async def subscription(
+                self, consumer: str, *, key_prefix: str = ""
+            ) -> AsyncIterator[EventSubscription]:
+                counter.open += 1
+                counter.most = max(counter.most, counter.open)
+                counter.opened[replica] = counter.opened.get(replica, 0) + 1
+                try:
+                    async with super().subscription(consumer, key_prefix=key_prefix) as sub:
+                        yield sub
+                finally:
+                    counter.open -= 1
+
+        return Counting(bus)
+
+
+async def test_one_replica_feeds_a_shared_cache_at_a_time_and_a_standby_takes_over(
+    cache_dsn: str,
+) -> None:
+    bus = FakeBus(compacting=False, batch_size=2)
+    counter = _FeedCounter()
+    envelopes = [to_envelope(c.event, correlation_id="t", occurred_at=c.occurred_at) for c in STORY]
+    _ = await bus.publish(envelopes[:3])
+
+    def replica(system: ActorSystem, name: str) -> None:
+        cache: ActorRef[CacheMessage] = system.spawn(
+            lambda: CacheActor(lambda: PgCache.open(cache_dsn, keepalive=0.2)), name="cache"
+        )
+        system.spawn(
+            lambda: EventDriverActor(counter.connector(bus, name), cache, ApiMetrics(),
+                                     backoff_max=0.05),
+            name="event-driver",
+        )
+
+    def caught_up() -> bool:
+        return bus.acked_seq("cache") == bus.head
+
+    async with ActorSystem(stop_timeout=5.0) as second:
+        async with ActorSystem(stop_timeout=5.0) as first:
+            replica(first, "first")
+            await wait_until(caught_up, timeout=10, message="the first replica fed the cache")
+            replica(second, "second")
+            _ = await bus.publish(envelopes[3:5])
+            await wait_until(caught_up, timeout=10, message="the feeder applied the new events")
+            assert counter.opened == {"first": 1}, "the standby holds no subscription"
+        # The feeder stopped: its session ended with its lease, and the standby takes over.
+        _ = await bus.publish(envelopes[5:])
+        await wait_until(caught_up, timeout=10, message="the standby took over the feed")
+        assert counter.opened.get("second") == 1
+        assert counter.most == 1, "never two subscriptions on the shared cache's consumer"
+    live, reference = await PgCache.open(cache_dsn), PgCaches(cache_dsn)
+    try:
+        assert await dump(live) == await reference.state(STORY)
+    finally:
+        await live.close()
+        await reference.close()
 
 
 async def test_rebuild_replaces_a_postgres_cache_by_the_log_and_wakes_the_replicas(
