@@ -318,6 +318,24 @@ class RelayResult:
         return self.published > 0 or bool(self.quarantined)
 
 
+# The claim and the order check in one statement (one round trip less on every event's way
+# to the broker): a claimed row is held back while an older unpublished row of its account,
+# older than the newest claimed one, is not among the claimed (another relay holds it).
+_CLAIM = """
+WITH claimed AS (
+    SELECT id, aggregate_id, envelope FROM fabric_outbox
+    WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
+), held AS (
+    SELECT DISTINCT aggregate_id FROM fabric_outbox
+    WHERE published_at IS NULL AND id < (SELECT max(id) FROM claimed)
+      AND id NOT IN (SELECT id FROM claimed)
+)
+SELECT c.id, c.aggregate_id, c.envelope::text AS envelope,
+       c.aggregate_id IN (SELECT aggregate_id FROM held) AS blocked
+FROM claimed c ORDER BY c.id
+"""
+
+
 async def relay_batch(pool: Pool, limit: int, publish: PublishFn) -> RelayResult:
     """Publish one batch of unpublished outbox rows, holding their row locks.
 
@@ -334,26 +352,13 @@ async def relay_batch(pool: Pool, limit: int, publish: PublishFn) -> RelayResult
     the table, and its event id is returned for the caller to log loudly.
     """
     async with translated_errors(), pool.acquire() as conn, conn.transaction():
-        rows = await conn.fetch(
-            "SELECT id, aggregate_id, envelope::text AS envelope FROM fabric_outbox "
-            "WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
-            limit,
-        )
+        rows = await conn.fetch(_CLAIM, limit)
         if not rows:
             return RelayResult(0)
-        ids = [r["id"] for r in rows]
-        blocked = {
-            r["aggregate_id"]
-            for r in await conn.fetch(
-                "SELECT DISTINCT aggregate_id FROM fabric_outbox WHERE published_at IS NULL "
-                "AND id < $1 AND NOT (id = ANY($2::bigint[]))",
-                max(ids), ids,
-            )
-        }
         batch = []
         bad = []
         for r in rows:
-            if r["aggregate_id"] in blocked:
+            if r["blocked"]:
                 continue
             try:
                 batch.append((r, Envelope.from_wire(json.loads(r["envelope"]))))
