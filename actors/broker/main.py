@@ -24,6 +24,12 @@ from actors.runtime.metrics_server import serve_metrics
 from transport.curve import KeyFileError
 from transport.sockets import SocketError, close_context, new_context
 
+# The log cleaner compacts in a worker thread, in Python: with the default 5 ms GIL switch
+# interval a publish arriving meanwhile waited up to 5 ms for the loop to run. One publish
+# at a time during compaction (`bench publish`, 3 runs, two A/B pairs): p99 3,424 / 3,518 ->
+# 948 / 805 us, p50 453 / 435 -> 378 / 365 us; async throughput unchanged.
+SWITCH_INTERVAL = 0.0005
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     settings = parse_settings(argv)
@@ -32,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings.log_level,
         process="broker",
     )
-    return run_loop(_run(settings))
+    return run_loop(_run(settings), switch_interval=SWITCH_INTERVAL)
 
 
 async def _run(settings: BrokerSettings) -> int:
