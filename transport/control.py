@@ -72,13 +72,13 @@ class ControlChannel:
                 raise BusUnavailable(f"cannot queue a request to the broker at {self._address}")
             return await future
         except _Expired:
-            await self._reset()
+            self._reset()
             raise BusUnavailable(f"the broker at {self._address} did not answer within {timeout}s") from None
         finally:
             timer.cancel()
             self._pending.pop(req_id, None)
 
-    async def _reset(self) -> None:
+    def _reset(self) -> None:
         self._fail_pending("connection reset after a timeout")
         old_sock = self._sock
         if old_sock is None:

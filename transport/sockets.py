@@ -266,29 +266,26 @@ class Socket:
             return
         events = int(self._sock.getsockopt(_EVENTS))
         if events & _POLLIN and self._handler is not None:
-            self._deliver()
-            return
-        if events & _POLLIN and self._readable is not None and not self._readable.done():
+            self._deliver(self._handler)
+        elif events & _POLLIN and self._readable is not None and not self._readable.done():
             self._readable.set_result(None)
         if events & _POLLOUT and self._writable is not None and not self._writable.done():
             self._writable.set_result(None)
 
-    def _deliver(self) -> None:
-        handler = self._handler
+    def _deliver(self, handler: Callable[[list[bytes]], None]) -> None:
+        loop = asyncio.get_running_loop()  # a handler may close the socket, which forgets it
         for _ in range(DELIVER_MAX):
-            frames = self.recv_nowait()  # None once drained or closed (a handler may close it)
-            if frames is None or handler is None:
+            frames = self.recv_nowait()  # None once drained or closed
+            if frames is None:
                 return
             try:
                 handler(frames)
             except Exception as exc:
-                assert self._loop is not None
-                self._loop.call_exception_handler(
+                loop.call_exception_handler(
                     {"message": f"message handler failed on {self.address}", "exception": exc}
                 )
         # More queued: go on in a later turn, so one busy socket cannot starve the loop.
-        assert self._loop is not None
-        self._loop.call_soon(self._on_events)
+        loop.call_soon(self._on_events)
 
     def _unwatch(self) -> None:
         # Like zmq.asyncio: closing the socket cancels whoever waits on it.

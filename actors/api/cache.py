@@ -204,6 +204,10 @@ class CacheActor(Actor[CacheMessage]):
             case WatchAccount(account_id):
                 # Needs no store: a read in flight that misses a change is followed by its notify.
                 return self._watchers.watch(account_id)
+            case ClaimFeed():
+                # Touches no data (a lease on a connection of its own): no need to wait for the
+                # reads in flight, and the driver asks it before every batch.
+                return await store.claim_feed()
         await self._settle()
         match message:
             case ApplyEvents(items, durable):
@@ -226,12 +230,10 @@ class CacheActor(Actor[CacheMessage]):
                 # once the batch is durable; the mailbox, and the readers woken above, go on
                 # meanwhile.
                 return self._read(self._synced(store, changed))
-            case FindAccount() | ListAccountsPage() | WatchAccount():
+            case FindAccount() | ListAccountsPage() | WatchAccount() | ClaimFeed():
                 raise AssertionError("handled above")
             case SubscribeChanges(limit):
                 return self._watchers.subscribe(limit)
-            case ClaimFeed():
-                return await store.claim_feed()
             case NeedsReplay():
                 return await store.needs_replay()
             case MarkReplayed():

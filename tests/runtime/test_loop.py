@@ -5,6 +5,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from actors.broker import main as broker_main
+from tests.support.broker import new_endpoints
+from tests.support.keys import broker_secret, keys_dir
 
 
 def _in_a_fresh_interpreter(code: str) -> str:
@@ -37,3 +46,22 @@ def test_run_leaves_the_switch_interval_alone_unless_asked() -> None:
     )
     assert float(out) == 0.005
 
+
+
+def test_the_broker_runs_its_loop_with_a_short_switch_interval(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: dict[str, object] = {}
+
+    def recording_run(main: Coroutine[Any, Any, int], **options: object) -> int:
+        main.close()  # only how it would run matters here
+        asked.update(options)
+        return 0
+
+    monkeypatch.setattr(broker_main, "run_loop", recording_run)
+    argv = ["--data-dir", str(tmp_path), "--bind", str(new_endpoints()),
+            "--curve-secret", str(broker_secret()), "--curve-clients", str(keys_dir())]
+    assert broker_main.main(argv) == 0
+    interval = asked["switch_interval"]
+    assert isinstance(interval, float), asked
+    assert 0 < interval <= 0.001

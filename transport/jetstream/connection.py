@@ -194,6 +194,10 @@ class Connection:
         if not self._closing:
             self._log.info("nats_disconnected")
 
+    def refusal(self, reason: str) -> BusRejected:
+        """What a publish the server refused (a permissions violation) raises."""
+        return BusRejected(f"NATS refused user {self._user!r}: {reason}")
+
     async def guarded(self, subject: str, request: Awaitable[T]) -> T:
         """Await `request` (a publish to `subject`) unless the server refuses that publish first."""
         refused = self.refusals.watch(subject)
@@ -203,7 +207,7 @@ class Connection:
             done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
             if task in done:
                 return task.result()
-            raise BusRejected(f"NATS refused user {self._user!r}: {refused.result()}")
+            raise self.refusal(refused.result())
         finally:
             self.refusals.forget(subject, refused)
             if not task.done():

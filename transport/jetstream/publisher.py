@@ -92,7 +92,7 @@ class JetStreamPublisher:
             await settled
             for (_subject, refused), ack in zip(refusals, acks, strict=True):
                 if not ack.done() and refused.done():
-                    raise BusRejected(f"NATS refused user {self._conn.user!r}: {refused.result()}")
+                    raise self._conn.refusal(refused.result())
             pending = sum(1 for ack in acks if not ack.done())
             if pending:
                 raise BusUnavailable(
