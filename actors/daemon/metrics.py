@@ -79,9 +79,13 @@ class ClusterMetrics:
 
     def __init__(self, cluster: str) -> None:
         self.cluster = cluster
+        # `labels()` locks and builds its key per call: the per-request and per-pass hooks
+        # keep the children they use.
         self._timers: dict[tuple[str, str], Histogram] = {}
+        self._outcomes: dict[str, Counter] = {}
+        self._reconcile_seconds = RECONCILE_SECONDS.labels(cluster)
+        self._retries = RETRIES.labels(cluster)
         # Present from the start, so a dashboard shows 0 rather than no data.
-        RETRIES.labels(cluster)
         CAUGHT_UP.labels(cluster).set(0)
         QUEUE_DEPTH.labels(cluster).set(0)
         FAILED_ACCOUNTS.labels(cluster).set(0)
@@ -90,7 +94,6 @@ class ClusterMetrics:
         """One Kubernetes request; `code` None when it succeeded, else its status or failure."""
         timer = self._timers.get((verb, resource))
         if timer is None:
-            # `labels()` locks and builds its key per call: every request passes here.
             timer = self._timers[(verb, resource)] = KUBE_SECONDS.labels(self.cluster, verb, resource)
         timer.observe(seconds)
         if code is not None:
@@ -98,12 +101,17 @@ class ClusterMetrics:
 
     def reconciled(self, outcome: str) -> None:
         """A pass's outcome: a `reconcile.describe` name or `RETRY`."""
-        RECONCILES.labels(self.cluster, OUTCOMES.get(outcome, outcome)).inc()
+        counter = self._outcomes.get(outcome)
+        if counter is None:
+            counter = self._outcomes[outcome] = RECONCILES.labels(
+                self.cluster, OUTCOMES.get(outcome, outcome)
+            )
+        counter.inc()
 
     def reconcile_took(self, seconds: float, attempt: int) -> None:
-        RECONCILE_SECONDS.labels(self.cluster).observe(seconds)
+        self._reconcile_seconds.observe(seconds)
         if attempt > 1:
-            RETRIES.labels(self.cluster).inc()
+            self._retries.inc()
 
     def started(self, queue_depth: Callable[[], int]) -> None:
         """A daemon incarnation starts: not caught up yet; its queue is this one."""

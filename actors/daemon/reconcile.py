@@ -184,8 +184,13 @@ _ADMITTING = frozenset({"RoleBinding"})  # kinds that let the tenant's workloads
 
 async def _together(calls: Iterable[Awaitable[object]]) -> None:
     """Await every call concurrently; then raise the first failure in the calls' order, so
-    what a pass raises does not depend on which answer came first."""
-    outcomes = await asyncio.gather(*calls, return_exceptions=True)
+    what a pass raises does not depend on which answer came first. A lone call is awaited
+    as it is: a task for it would only cost one."""
+    pending = list(calls)
+    if len(pending) == 1:
+        await pending[0]
+        return
+    outcomes = await asyncio.gather(*pending, return_exceptions=True)
     for outcome in outcomes:
         if isinstance(outcome, BaseException):
             raise outcome

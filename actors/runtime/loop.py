@@ -13,7 +13,12 @@ instead of Python's 5 ms.
 Before the loop starts, every object the imports made is frozen out of the
 garbage collector (`gc.freeze`): they live as long as the process, and a full
 collection would otherwise walk all of them again (kubernetes-asyncio alone is
-tens of thousands of objects).
+tens of thousands of objects). The youngest generation is collected every
+GEN0_THRESHOLD allocations instead of Python 3.11's 700 (3.13 raised its own
+to 2,000): a daemon catching up made ~490 young collections in a figure's
+run, ~0.12 s of its ~4.2 s of CPU, and its whole collector ~0.24 s; at 7,000,
+22 young collections and ~0.11 s in all. What a young collection finds is
+the same garbage either way; it lives a few thousand allocations longer.
 """
 
 from __future__ import annotations
@@ -27,12 +32,16 @@ import uvloop
 
 T = TypeVar("T")
 
+GEN0_THRESHOLD = 7000
+
 
 def run(main: Coroutine[Any, Any, T], *, switch_interval: float | None = None) -> T:
     """`switch_interval`: how long a thread may hold the GIL while another waits (Python's
     default is 5 ms), for a process whose loop must not wait behind a busy worker thread."""
     gc.collect()  # what the imports left as garbage is collected, not frozen
     gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(GEN0_THRESHOLD, older, oldest)
     if switch_interval is not None:
         sys.setswitchinterval(switch_interval)
     return uvloop.run(main)

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from actors.broker import main as broker_main
+from actors.runtime.loop import GEN0_THRESHOLD
 from tests.support.broker import new_endpoints
 from tests.support.keys import broker_secret, keys_dir
 
@@ -30,10 +31,10 @@ def test_run_uses_uvloop_freezes_the_imports_and_sets_the_switch_interval_asked_
         "from actors.runtime.loop import run\n"
         "async def probe():\n"
         "    loop = type(asyncio.get_running_loop()).__module__\n"
-        "    return f'{loop} {gc.get_freeze_count() > 0} {sys.getswitchinterval()}'\n"
+        "    return f'{loop} {gc.get_freeze_count() > 0} {sys.getswitchinterval()} {gc.get_threshold()}'\n"
         "print(run(probe(), switch_interval=0.0005))\n"
     )
-    assert out == "uvloop True 0.0005"
+    assert out == f"uvloop True 0.0005 {(GEN0_THRESHOLD, 10, 10)}"
 
 
 def test_run_leaves_the_switch_interval_alone_unless_asked() -> None:
