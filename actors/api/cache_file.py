@@ -1,8 +1,9 @@
 """The SQLite cache's file: one connection and every statement, used from one thread only.
 
-`SqliteFile` is synchronous; `actors.api.cache_store.SqliteCache` runs it on
-its own worker thread (sqlite3 checks that the thread that opened it is the
-one using it) and is what everything else uses. Read the contract there and
+`SqliteFile` is synchronous; `actors.api.cache_store.SqliteCache` opens one
+for writes on its own worker thread and one for reads on the event loop's
+thread (sqlite3 checks that the thread that opened a connection is the one
+using it) and is what everything else uses. Read the contract there and
 in `core.cache`. `synchronous=NORMAL` (in WAL mode: a commit survives the
 process, not yet a power loss), and the cache's `sync` fsyncs the WAL before
 the consumer acks the bus: the fsync is off the way from an outcome to the
@@ -107,7 +108,7 @@ _REPORT_COLS = "cluster, state, observed_generation, updated_at, error, attempts
 
 
 class SqliteFile:
-    """The connection and every statement; used on the worker thread only."""
+    """One connection and every statement; used on the thread that opened it only."""
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)

@@ -8,6 +8,7 @@ tests/api/test_replicas.py.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import sqlite3
 import threading
@@ -418,3 +419,27 @@ async def test_sqlite_runs_every_statement_on_its_own_thread_off_the_event_loop(
     [thread] = threads
     assert thread != threading.main_thread().name
     assert thread.startswith("sqlite-cache")
+
+
+async def test_sqlite_reads_are_answered_while_the_writers_thread_is_busy(tmp_path: Path) -> None:
+    # Reads use a connection of their own on the loop's thread: a write in progress (a long
+    # batch, a checkpoint) does not queue them, and they see every commit made before them.
+    store = await SqliteCache.open(tmp_path / "cache.sqlite3")
+    busy, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        busy.set()
+        release.wait(30)
+
+    try:
+        await feed(store, STORY, 2)
+        holding = asyncio.get_running_loop().run_in_executor(store._executor, hold)
+        await asyncio.to_thread(busy.wait, 10)
+        view = await asyncio.wait_for(store.find(AID, None), timeout=5)
+        assert [r.id for r in view.records] == [AID]
+        assert await asyncio.wait_for(store.known_clusters(), timeout=5)
+        release.set()
+        await holding
+    finally:
+        release.set()
+        await store.close()
