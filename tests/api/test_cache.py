@@ -443,3 +443,23 @@ async def test_sqlite_reads_are_answered_while_the_writers_thread_is_busy(tmp_pa
     finally:
         release.set()
         await store.close()
+
+
+async def test_a_sqlite_read_that_fails_is_a_cache_outage_not_a_crash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = await SqliteCache.open(tmp_path / "cache.sqlite3")
+    try:
+        await feed(store, STORY, 2)
+        assert store._reader is not None
+
+        def broken(*_args: object) -> None:
+            raise sqlite3.OperationalError("disk I/O error")
+
+        monkeypatch.setattr(store._reader, "get_by_id", broken)
+        with pytest.raises(DependencyUnavailable, match="disk I/O error"):
+            await store.find(AID, None)
+        monkeypatch.undo()
+        assert [r.id for r in (await store.find(AID, None)).records] == [AID]
+    finally:
+        await store.close()
