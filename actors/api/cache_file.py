@@ -12,8 +12,9 @@ create-to-ready.
 
 `known_clusters`: a `clusters` table, written in the apply transaction, kept
 in memory and re-read only when `PRAGMA data_version` says another
-connection (another process sharing the file) committed since; our own
-commits do not move it, so `apply` adds what it inserted itself.
+connection committed since (the writer's commits, seen from the reader's
+connection; another process sharing the file); a connection's own commits do
+not move it, so `apply` adds what it inserted itself.
 
 Schema versions. The file records its schema in `PRAGMA user_version`.
 Schema 3 (before the `clusters` table) gets the table, filled from its

@@ -300,7 +300,7 @@ class KubeCluster:
         except ApiException as exc:
             failure = str(exc.status or 0)
             raise _translate(exc, method, ref)
-        except TimeoutError as exc:  # aiohttp's connect timeout, if a configuration sets one
+        except TimeoutError as exc:  # raised below aiohttp: the session itself sets no timeout
             failure = "timeout"
             raise TemporaryKubeError(f"{method} {path} timed out: {exc!r}") from exc
         except (aiohttp.ClientError, OSError) as exc:

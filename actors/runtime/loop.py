@@ -16,8 +16,10 @@ collection would otherwise walk all of them again (kubernetes-asyncio alone is
 tens of thousands of objects). The youngest generation is collected every
 GEN0_THRESHOLD allocations instead of Python 3.11's 700 (3.13 raised its own
 to 2,000): a daemon catching up made ~490 young collections in a figure's
-run, ~0.12 s of its ~4.2 s of CPU, and its whole collector ~0.24 s; at 7,000,
-22 young collections and ~0.11 s in all. What a young collection finds is
+run, ~0.12 s of its ~4.2 s of CPU, and its whole collector ~0.24 s; at 7,000
+from process start, 22 young collections and ~0.11 s in all; as set here
+(after the imports, which make ~180 young collections first), 205 and
+0.13-0.15 s in all. What a young collection finds is
 the same garbage either way; it lives a few thousand allocations longer.
 """
 
