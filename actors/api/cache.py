@@ -8,7 +8,13 @@ and go back to the asker.
 Writes come from the event driver (a batch of bus deliveries, applied in one
 transaction before the driver acks them) and from the domain actor (the
 event it just committed, so a create's reply never races its cache row; the
-driver's later apply of the same event is a no-op by generation). A batch is
+driver's later apply of the same event is a no-op by generation). Writes are
+group-committed: an `ApplyEvents` is gathered and queues a flush behind what
+is in the mailbox then; every batch gathered until the flush is applied in its
+one transaction, and each asker is answered its own part (a failed transaction
+fails them all, none of it applied). With 64 clients the domain actors' one-event
+applies had queued up one transaction and one trip to the writer's thread
+apiece: 7-8 ms p50 per apply gathered against ~50 ms queued alone. A batch is
 visible, and its waiters woken, as soon as it commits; the driver's answer
 waits for the store's `sync` (it acks the bus next), the mailbox does not. Reads
 return plain records; the HTTP side combines them with the cluster directory
@@ -35,9 +41,15 @@ change half made.
 
 Reads (`FindAccount`, `ListAccountsPage`) run side by side: each is started in
 mailbox order and answered when it completes (`Later`), so many `account.get`s
-share the store's round trips instead of queueing one trip at a time. Every
-other message first waits for the reads in flight, so no read overlaps a
-write: a read still shows the store as of some moment after it was asked.
+share the store's round trips instead of queueing one trip at a time. A flush
+and every other message that is not a read first wait for the reads in flight,
+so no read overlaps a write: a read still shows the store as of some moment
+after it was asked.
+A durable batch's `sync` (the SQLite WAL's fsync) runs beside the mailbox too,
+and later writes do not wait for it: it touches neither the memo nor what a
+read shows, and it covers every commit made before it began. (Writes waited
+for it among the reads: at 64 clients a create's read-your-writes apply
+queued behind the driver's fsyncs.)
 """
 
 from __future__ import annotations
@@ -49,8 +61,7 @@ from typing import Any, assert_never
 
 from actors.api.cache_memo import ReadMemo
 from actors.api.watchers import Subscription, Watchers
-from actors.runtime import Actor, Request
-from actors.runtime.actor import Later
+from actors.runtime import Actor, Later, Request
 from core.cache import AccountCache, CacheView, Change
 
 CacheOpener = Callable[[], Awaitable[AccountCache]]
@@ -67,9 +78,10 @@ class Applied:
 
 @dataclass(frozen=True, slots=True)
 class ApplyEvents(Request[list[bool]]):
-    """Apply all of them in one transaction; per item, whether the cache changed. Answered
-    once the store has them durably (`sync`), unless `durable` is False: the domain's own
-    event, which the event driver brings again from the bus, need only be visible."""
+    """Apply all of them in one transaction (shared with the batches gathered with it); per
+    item, whether the cache changed. Answered once the store has them durably (`sync`),
+    unless `durable` is False: the domain's own event, which the event driver brings again
+    from the bus, need only be visible."""
 
     items: Sequence[Applied]
     durable: bool = True
@@ -125,6 +137,18 @@ class PingCache(Request[None]):
 
 
 @dataclass(frozen=True, slots=True)
+class _Flush:
+    """Apply the batches gathered since the first that found none gathering."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Gathered:
+    items: Sequence[Applied]
+    durable: bool
+    answer: asyncio.Future[list[bool]]
+
+
+@dataclass(frozen=True, slots=True)
 class _ChangedElsewhere:
     """Accounts another writer of a shared store changed (None: any of them may have)."""
 
@@ -133,7 +157,7 @@ class _ChangedElsewhere:
 
 CacheMessage = (
     ApplyEvents | FindAccount | ListAccountsPage | WatchAccount | ClaimFeed | NeedsReplay
-    | MarkReplayed | PingCache | SubscribeChanges | _ChangedElsewhere
+    | MarkReplayed | PingCache | SubscribeChanges | _Flush | _ChangedElsewhere
 )
 
 
@@ -145,6 +169,8 @@ class CacheActor(Actor[CacheMessage]):
         self._store: AccountCache | None = None
         self._watchers = Watchers()
         self._reads: set[asyncio.Task[object]] = set()
+        self._syncs: set[asyncio.Task[object]] = set()
+        self._gathered: list[_Gathered] = []
         self._memo = memo if memo is not None else ReadMemo()
 
     async def started(self) -> None:
@@ -156,9 +182,14 @@ class CacheActor(Actor[CacheMessage]):
         # Nothing applies changes until the next start: the memo would go stale.
         self._memo.clear()
         self._watchers.close()
-        for read in self._reads:
-            read.cancel()  # its asker gets ActorStopped; the store is about to close
-        await self._settle()
+        gathered, self._gathered = self._gathered, []
+        for batch in gathered:
+            batch.answer.cancel()  # never applied: its asker gets ActorStopped
+        beside = (*self._reads, *self._syncs)
+        for task in beside:
+            task.cancel()  # its asker gets ActorStopped; the store is about to close
+        if beside:
+            await asyncio.wait(beside)
         if self._store is not None:
             await self._store.close()
 
@@ -167,9 +198,13 @@ class CacheActor(Actor[CacheMessage]):
         self.ref.tell(_ChangedElsewhere(None if account_ids is None else tuple(account_ids)))
 
     def _read(self, read: Coroutine[Any, Any, object]) -> Later:
-        task = asyncio.ensure_future(read)
-        self._reads.add(task)
-        task.add_done_callback(self._reads.discard)
+        return self._beside(read, self._reads)
+
+    @staticmethod
+    def _beside(work: Coroutine[Any, Any, object], tasks: set[asyncio.Task[object]]) -> Later:
+        task = asyncio.ensure_future(work)
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
         return Later(task)
 
     async def _remembered(self, read: Awaitable[Snapshot]) -> Snapshot:
@@ -179,9 +214,60 @@ class CacheActor(Actor[CacheMessage]):
         return view
 
     @staticmethod
-    async def _synced(store: AccountCache, changed: list[bool]) -> list[bool]:
-        await store.sync()
-        return changed
+    async def _synced(
+        store: AccountCache, waiting: list[tuple[asyncio.Future[list[bool]], list[bool]]]
+    ) -> None:
+        try:
+            await store.sync()
+        except asyncio.CancelledError:
+            for answer, _ in waiting:
+                answer.cancel()
+            raise
+        except Exception as exc:
+            for answer, _ in waiting:
+                _settle(answer, exc)
+            return
+        for answer, changed in waiting:
+            _settle(answer, changed)
+
+    async def _flush(self, store: AccountCache) -> None:
+        """One transaction for every batch gathered; each asker gets its own part of the answer."""
+        group, self._gathered = self._gathered, []
+        group = [batch for batch in group if not batch.answer.done()]  # asker gone: not applied
+        if not group:
+            return
+        items = [item for batch in group for item in batch.items]
+        try:
+            changed = await store.apply([item.change for item in items])
+        except Exception as exc:
+            for batch in group:
+                _settle(batch.answer, exc)
+            return
+        finally:
+            # Whatever the store says (or if it failed half-way through telling us).
+            for item in items:
+                self._memo.changed(item.change.event)
+        for item, did in zip(items, changed, strict=True):
+            if did:
+                self.log.debug(
+                    "cache_event_applied", event_id=item.event_id, seq=item.seq,
+                    account_id=item.change.event.account_id,
+                )
+                self._watchers.notify(item.change.event.account_id)
+        durable: list[tuple[asyncio.Future[list[bool]], list[bool]]] = []
+        start = 0
+        for batch in group:
+            part = changed[start : start + len(batch.items)]
+            start += len(batch.items)
+            if batch.durable:
+                durable.append((batch.answer, part))
+            else:
+                _settle(batch.answer, part)
+        if durable:
+            # The askers (the event driver) ack the bus when answered, so they are answered
+            # once the batch is durable; the mailbox, and the readers woken above, go on
+            # meanwhile.
+            _ = self._beside(self._synced(store, durable), self._syncs)
 
     async def _settle(self) -> None:
         """Wait for the reads in flight (their outcomes go to their askers)."""
@@ -208,29 +294,23 @@ class CacheActor(Actor[CacheMessage]):
                 # Touches no data (a lease on a connection of its own): no need to wait for the
                 # reads in flight, and the driver asks it before every batch.
                 return await store.claim_feed()
+            case ApplyEvents(items, durable):
+                # Gathered, and applied with every batch that arrives before the flush this
+                # one queues behind what is in the mailbox now (group commit): the domain
+                # actors' read-your-writes applies, one event each, cost a transaction and a
+                # trip to the writer's thread apiece and queued up behind each other.
+                if not self._gathered:
+                    self.ref.tell(_Flush())
+                answer: asyncio.Future[list[bool]] = asyncio.get_running_loop().create_future()
+                answer.add_done_callback(_retrieve)
+                self._gathered.append(_Gathered(items, durable, answer))
+                return Later(answer)
         await self._settle()
         match message:
-            case ApplyEvents(items, durable):
-                try:
-                    changed = await store.apply([item.change for item in items])
-                finally:
-                    # Whatever the store says (or if it failed half-way through telling us).
-                    for item in items:
-                        self._memo.changed(item.change.event)
-                for item, did in zip(items, changed, strict=True):
-                    if did:
-                        self.log.debug(
-                            "cache_event_applied", event_id=item.event_id, seq=item.seq,
-                            account_id=item.change.event.account_id,
-                        )
-                        self._watchers.notify(item.change.event.account_id)
-                if not durable:
-                    return changed
-                # The asker (the event driver) acks the bus when this answers, so it answers
-                # once the batch is durable; the mailbox, and the readers woken above, go on
-                # meanwhile.
-                return self._read(self._synced(store, changed))
-            case FindAccount() | ListAccountsPage() | WatchAccount() | ClaimFeed():
+            case _Flush():
+                await self._flush(store)
+                return None
+            case FindAccount() | ListAccountsPage() | WatchAccount() | ClaimFeed() | ApplyEvents():
                 raise AssertionError("handled above")
             case SubscribeChanges(limit):
                 return self._watchers.subscribe(limit)
@@ -254,3 +334,18 @@ class CacheActor(Actor[CacheMessage]):
                 return None
             case _:
                 assert_never(message)
+
+
+def _settle(answer: asyncio.Future[list[bool]], outcome: list[bool] | Exception) -> None:
+    if answer.done():
+        return
+    if isinstance(outcome, Exception):
+        answer.set_exception(outcome)
+    else:
+        answer.set_result(outcome)
+
+
+def _retrieve(answer: asyncio.Future[list[bool]]) -> None:
+    # An asker that gave up leaves the answer unread: not an unretrieved exception.
+    if not answer.cancelled():
+        _ = answer.exception()

@@ -5,6 +5,7 @@ from actors.runtime.actor import (
     ActorRef,
     ActorStopped,
     AskTimeout,
+    Later,
     Request,
 )
 from actors.runtime.system import ActorSystem, Escalation, RestartPolicy, run_until_signalled
@@ -16,6 +17,7 @@ __all__ = [
     "ActorSystem",
     "AskTimeout",
     "Escalation",
+    "Later",
     "Request",
     "RestartPolicy",
     "run_until_signalled",

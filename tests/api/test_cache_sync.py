@@ -1,10 +1,11 @@
 """A batch the cache applied is visible, and wakes its waiters, before it is durable; the
-event driver is answered (and acks the bus) only once the store's `sync` is done."""
+event driver is answered (and acks the bus) only once the store's `sync` is done, and
+later writes do not wait for it. Batches that arrive together share one transaction."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, cast
@@ -20,6 +21,7 @@ from actors.api.cache import (
 from actors.api.cache_store import SqliteCache
 from actors.runtime import ActorRef, ActorSystem
 from core.cache import AccountCache, Change
+from core.errors import DependencyUnavailable
 from core.events import AccountCreated
 
 AT = "2026-01-01T00:00:00Z"
@@ -84,3 +86,91 @@ async def test_the_domains_own_apply_is_answered_without_waiting_for_a_sync(tmp_
             changed = await cache.ask(ApplyEvents([Applied(Change(EVENT, AT), "e-1")], durable=False))
         assert changed == [True]
         assert not store.syncing.is_set()
+
+
+OTHER = AccountCreated(
+    "5f0c3f7e-3c1a-4c55-9d3e-222222222222", "beta", "Beta", "ops@beta.example", "acc-beta", AT, 1
+)
+
+
+async def test_a_write_does_not_wait_for_the_sync_in_flight(tmp_path: Path) -> None:
+    async with gated_cache(tmp_path) as (cache, store):
+        durable = asyncio.ensure_future(cache.ask(ApplyEvents([Applied(Change(EVENT, AT), "e-1", 1)])))
+        async with asyncio.timeout(10):
+            await store.syncing.wait()
+            # The domain's apply of another account is answered while the fsync is held.
+            changed = await cache.ask(ApplyEvents([Applied(Change(OTHER, AT), "e-2")], durable=False))
+        assert changed == [True]
+        assert not durable.done()
+        store.gate.set()
+        async with asyncio.timeout(10):
+            assert await durable == [True]
+
+
+class CountedApplies:
+    """A real SQLite cache that counts its `apply` calls (transactions) and can fail the next."""
+
+    def __init__(self, store: SqliteCache) -> None:
+        self._store = store
+        self.batches: list[int] = []
+        self.fail_next = False
+
+    async def apply(self, changes: Sequence[Change]) -> list[bool]:
+        self.batches.append(len(changes))
+        if self.fail_next:
+            self.fail_next = False
+            raise DependencyUnavailable("cache", "disk I/O error")
+        return await self._store.apply(changes)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+@asynccontextmanager
+async def counted_cache(tmp_path: Path) -> AsyncIterator[tuple[ActorRef[CacheMessage], CountedApplies]]:
+    store = CountedApplies(await SqliteCache.open(tmp_path / "cache.sqlite3"))
+
+    async def opened() -> AccountCache:
+        return cast(AccountCache, store)
+
+    async with ActorSystem(stop_timeout=5.0) as system:
+        yield system.spawn(lambda: CacheActor(opened), name="cache"), store
+
+
+def apply(event: AccountCreated, event_id: str, *, durable: bool) -> ApplyEvents:
+    return ApplyEvents([Applied(Change(event, AT), event_id)], durable=durable)
+
+
+async def test_batches_that_arrive_together_share_one_transaction(tmp_path: Path) -> None:
+    async with counted_cache(tmp_path) as (cache, store):
+        async with asyncio.timeout(10):
+            assert await cache.ask(apply(EVENT, "e-0", durable=False)) == [True]
+            answers = await asyncio.gather(
+                cache.ask(apply(OTHER, "e-1", durable=False)),
+                cache.ask(apply(EVENT, "e-2", durable=True)),  # the same generation again
+                cache.ask(ApplyEvents([
+                    Applied(Change(OTHER, AT), "e-3"), Applied(Change(EVENT, AT), "e-4")
+                ], durable=True)),
+            )
+            seen = await cache.ask(FindAccount(account_id=OTHER.account_id))
+        assert store.batches == [1, 4]  # the three asks in one apply
+        assert list(answers) == [[True], [False], [False, False]]  # each asker its own part
+        assert [r.slug for r in seen.records] == ["beta"]
+
+
+async def test_a_failed_transaction_fails_every_batch_in_it_and_the_next_one_applies(
+    tmp_path: Path,
+) -> None:
+    async with counted_cache(tmp_path) as (cache, store):
+        store.fail_next = True
+        async with asyncio.timeout(10):
+            outcomes = await asyncio.gather(
+                cache.ask(apply(EVENT, "e-1", durable=False)),
+                cache.ask(apply(OTHER, "e-2", durable=True)),
+                return_exceptions=True,
+            )
+            assert all(isinstance(o, DependencyUnavailable) for o in outcomes), outcomes
+            assert await cache.ask(apply(OTHER, "e-3", durable=True)) == [True]
+            seen = await cache.ask(FindAccount(account_id=EVENT.account_id))
+        assert store.batches == [2, 1]
+        assert seen.records == []  # nothing of the failed transaction was applied
