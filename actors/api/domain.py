@@ -145,13 +145,31 @@ class DomainActor(Actor[DomainMessage]):
     def _answer(self, outcome: AccountRecord | _Committed) -> AccountRecord | Later:
         if isinstance(outcome, AccountRecord):
             return outcome
-        task = asyncio.ensure_future(self._applied(outcome))
+        # Queued now, in this turn: the event driver, which gets the same event from the bus,
+        # then applies it after us and changes nothing.
+        applying = self._cache.ask_nowait(
+            ApplyEvents([Applied(Change(outcome.event, outcome.envelope.occurred_at),
+                                 outcome.envelope.event_id)], durable=False),
+            timeout=self._timeout,
+        )
+        task = asyncio.ensure_future(self._applied(outcome, applying))
         self._applying.add(task)
         task.add_done_callback(self._applying.discard)
         return Later(task)
 
-    async def _applied(self, committed: _Committed) -> AccountRecord:
-        await self._apply(committed.envelope, committed.event)
+    async def _applied(
+        self, committed: _Committed, applying: asyncio.Future[list[bool]]
+    ) -> AccountRecord:
+        """Read-your-writes: the cache learns the committed event now, not after the broker
+        round trip."""
+        try:
+            await applying
+        except Exception as exc:
+            # The write is durable; the event driver will bring the cache up to date.
+            self.log.warning(
+                "cache_apply_deferred", event_id=committed.envelope.event_id,
+                account_id=committed.event.account_id, error=repr(exc),
+            )
         return committed.record
 
     async def _create(self, command: CreateAccount) -> _Committed:
@@ -276,21 +294,6 @@ class DomainActor(Actor[DomainMessage]):
         return _Committed(replace(
             record, deleted_at=deleted_at, generation=event.generation, updated_at=deleted_at
         ), envelope, event)
-
-    async def _apply(self, envelope: Envelope, event: DomainEvent) -> None:
-        """Read-your-writes: the cache learns the committed event now, not after the broker round trip."""
-        try:
-            await self._cache.ask(
-                ApplyEvents([Applied(Change(event, envelope.occurred_at), envelope.event_id)],
-                            durable=False),
-                timeout=self._timeout,
-            )
-        except Exception as exc:
-            # The write is durable; the event driver will bring the cache up to date.
-            self.log.warning(
-                "cache_apply_deferred", event_id=envelope.event_id,
-                account_id=event.account_id, error=repr(exc),
-            )
 
 
 def _decider(

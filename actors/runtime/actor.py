@@ -130,6 +130,19 @@ class ActorRef(Generic[M]):
         finally:
             timer.cancel()
 
+    def ask_nowait(
+        self, message: Request[R], timeout: float = DEFAULT_ASK_TIMEOUT
+    ) -> asyncio.Future[R]:
+        """`ask`, queued now: the future is the reply, to await later (cancelling it skips
+        the message as a cancelled `ask` does). For an asker that must not wait in its own
+        mailbox turn yet wants its message in line before anything it does next."""
+        loop = asyncio.get_running_loop()
+        reply: asyncio.Future[object] = loop.create_future()
+        self.cell.enqueue(_Envelope(message, reply))
+        timer = loop.call_later(timeout, _expire, reply, self.name, message, timeout)
+        reply.add_done_callback(lambda _: timer.cancel())
+        return cast(asyncio.Future[R], reply)
+
     async def stop(self, timeout: float | None = None) -> None:
         """Ask the actor to stop after what is already queued; wait until it has."""
         await self.cell.request_stop(timeout)

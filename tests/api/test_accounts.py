@@ -309,8 +309,10 @@ async def test_cluster_remove_forgets_an_offline_cluster_and_refuses_an_online_o
 async def test_the_drivers_apply_of_the_domains_own_event_and_repeats_change_nothing(
     api: RunningApi, bus: FakeBus
 ) -> None:
+    bus.hold()  # the event reaches the driver only after the create has answered
     account = await _create(api, "Twice")
     aid, ns = account["id"], account["namespace"]
+    bus.release()
 
     async def consumed() -> bool:
         return bus.acked_seq("cache") == bus.head

@@ -35,6 +35,7 @@ EXPECTED: dict[str, list[tuple[str, str | None]]] = {
         "confirmed publish, batched (100 per publish, 8 in flight)",
         "one-at-a-time confirm latency p50",
         "one-at-a-time confirm latency p99",
+        "one-at-a-time confirm latency p50, against the transport's floor",
         "one-at-a-time confirm latency p50, against default sync",
     ]],
     "growth": [(f"{label} at 20,000 events", None) for _key, label, _cap in GROWTH_FIGURES],

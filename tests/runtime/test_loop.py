@@ -3,6 +3,7 @@ process asks for (the broker asks, so its loop does not wait behind the log clea
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 from collections.abc import Coroutine
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 
 from actors.broker import main as broker_main
 from actors.runtime.loop import GEN0_THRESHOLD
@@ -62,7 +64,16 @@ def test_the_broker_runs_its_loop_with_a_short_switch_interval(
     monkeypatch.setattr(broker_main, "run_loop", recording_run)
     argv = ["--data-dir", str(tmp_path), "--bind", str(new_endpoints()),
             "--curve-secret", str(broker_secret()), "--curve-clients", str(keys_dir())]
-    assert broker_main.main(argv) == 0
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        assert broker_main.main(argv) == 0
+    finally:
+        # `main` configures logging for the process (at info): tests after this one in the
+        # same process capture their debug lines.
+        structlog.reset_defaults()
+        root.handlers[:] = handlers
+        root.setLevel(level)
     interval = asked["switch_interval"]
     assert isinstance(interval, float), asked
     assert 0 < interval <= 0.001

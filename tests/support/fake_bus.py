@@ -66,6 +66,8 @@ class FakeBus:
         self._consumers: dict[str, _Consumer] = {}
         self._changed = asyncio.Condition()
         self._failures = 0
+        self._accepting = asyncio.Event()
+        self._accepting.set()
         self._compacting = compacting
         self._dedup_window = dedup_window
         self._batch_size = batch_size
@@ -97,6 +99,7 @@ class FakeBus:
 
     # publisher -------------------------------------------------------------------
     async def publish(self, envelopes: Sequence[Envelope]) -> list[PublishReceipt]:
+        await self._accepting.wait()
         if self._failures > 0:
             self._failures -= 1
             raise BusUnavailable("fake bus told to fail")
@@ -124,6 +127,13 @@ class FakeBus:
 
     def fail_next(self, count: int = 1) -> None:
         self._failures += count
+
+    def hold(self) -> None:
+        """Publishes wait (as on a slow broker) until `release`."""
+        self._accepting.clear()
+
+    def release(self) -> None:
+        self._accepting.set()
 
     # consumers -------------------------------------------------------------------
     def subscribe(self, consumer: str, key_prefix: str = "") -> FakeSubscription:
