@@ -4,8 +4,10 @@
 directory, `workers` pairs of legacy + domain actors, event driver, outbox
 relay, HTTP. The system stops them in reverse, so the HTTP server stops taking
 requests first and the stores close last. Each domain actor handles one
-command at a time; several pairs let creates overlap their database round
-trips (slug uniqueness is the database's, so they need not coordinate).
+command at a time up to its legacy write's commit (its reply then waits for
+the cache, the actor does not); several pairs let creates overlap their
+database round trips (slug uniqueness is the database's, so they need not
+coordinate).
 API keys: the admin key plus those of the key file (`access.keys_file`,
 default STATE_DIR/keys.json), followed live; `key.*` methods manage them.
 The operator console (actors/api/console/) is mounted on the same HTTP

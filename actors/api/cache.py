@@ -239,6 +239,10 @@ class CacheActor(Actor[CacheMessage]):
         items = [item for batch in group for item in batch.items]
         try:
             changed = await store.apply([item.change for item in items])
+        except asyncio.CancelledError:
+            for batch in group:
+                batch.answer.cancel()  # the actor is stopping: its askers get ActorStopped
+            raise
         except Exception as exc:
             for batch in group:
                 _settle(batch.answer, exc)

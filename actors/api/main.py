@@ -89,8 +89,8 @@ SETTINGS = (
             "how often to refresh the cluster list from the bus, seconds", type=positive_float,
             default="2.0"),
     Setting("--workers", "FABRIC_API_WORKERS",
-            "domain+legacy actor pairs, i.e. creates in flight at once (1..64)", type=_workers,
-            default="4"),
+            "domain+legacy actor pairs, i.e. account writes to PostgreSQL in flight at once "
+            "(1..64)", type=_workers, default="4"),
     Setting("--no-relay", "FABRIC_API_NO_RELAY", "do not run the outbox relay in this process",
             switch=True),
     Setting("--rebuild-cache", None,
