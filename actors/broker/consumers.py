@@ -13,21 +13,41 @@ latest acks to a crash only causes a harmless redelivery (and the subscriber
 re-asserts its position); the cleaner therefore trusts only positions that are
 both saved and current. An unreadable file is reported and replaced by an empty
 table, for the same reason: at-least-once still holds.
+
+Liveness is judged on the monotonic clock: a wall clock stepped by NTP or by a
+resumed VM must not turn every consumer offline (or keep a dead one online). The
+wall-clock time is what is shown and saved; a reloaded table places each saved
+time on the monotonic clock once, as that long before the load.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 
+@dataclass(frozen=True, slots=True)
+class Instant:
+    """One moment on both clocks: the wall clock for what is shown and saved, the monotonic
+    one for liveness."""
+
+    wall: float
+    mono: float
+
+    @classmethod
+    def now(cls) -> Instant:
+        return cls(time.time(), time.monotonic())
+
+
 @dataclass
 class ConsumerState:
     position: int = 0
-    last_seen: float | None = None
+    last_seen: float | None = None  # wall clock
+    seen_mono: float | None = None
 
 
 def rfc3339(ts: float) -> str:
@@ -42,7 +62,7 @@ class ConsumerTable:
     # ---- persistence ----------------------------------------------------------
 
     @classmethod
-    def load(cls, path: Path) -> tuple[ConsumerTable, str | None]:
+    def load(cls, path: Path, at: Instant) -> tuple[ConsumerTable, str | None]:
         """The saved table, and a problem description when the file could not be used."""
         table = cls()
         try:
@@ -51,9 +71,9 @@ class ConsumerTable:
                 position = item["position"]
                 if not isinstance(position, int) or position < 0:
                     raise ValueError(f"position of {name} is not a seq")
-                seen = item["last_seen"]
+                seen = None if item["last_seen"] is None else float(item["last_seen"])
                 table._consumers[str(name)] = ConsumerState(
-                    position, float(seen) if seen is not None else None
+                    position, seen, None if seen is None else at.mono - (at.wall - seen)
                 )
         except FileNotFoundError:
             return table, None
@@ -83,14 +103,14 @@ class ConsumerTable:
             self.dirty = True
         return state
 
-    def touch(self, name: str, now: float) -> ConsumerState:
+    def touch(self, name: str, at: Instant) -> ConsumerState:
         state = self.get(name)
-        state.last_seen = now
+        state.last_seen, state.seen_mono = at.wall, at.mono
         return state
 
-    def ack(self, name: str, position: int, head: int, now: float) -> bool:
+    def ack(self, name: str, position: int, head: int, at: Instant) -> bool:
         """Move the consumer to min(position, head) if that is ahead; True when it moved."""
-        state = self.touch(name, now)
+        state = self.touch(name, at)
         position = min(position, head)
         if position <= state.position:
             return False
@@ -111,11 +131,11 @@ class ConsumerTable:
     def names(self) -> list[str]:
         return sorted(self._consumers)
 
-    def describe(self, head: int, now: float, offline_after: float) -> list[dict[str, Any]]:
+    def describe(self, head: int, at: Instant, offline_after: float) -> list[dict[str, Any]]:
         out = []
         for name in sorted(self._consumers):
             s = self._consumers[name]
-            online = s.last_seen is not None and now - s.last_seen <= offline_after
+            online = s.seen_mono is not None and at.mono - s.seen_mono <= offline_after
             out.append(
                 {
                     "name": name,

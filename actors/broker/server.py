@@ -54,7 +54,7 @@ from typing import Any, assert_never
 
 from actors.broker.binding import BrokerSockets
 from actors.broker.compaction import Cleaned, Committed, Compaction
-from actors.broker.consumers import ConsumerState, ConsumerTable
+from actors.broker.consumers import ConsumerTable, Instant
 from actors.broker.intake import Forbidden, Intake
 from actors.broker.log import EventLog, now_millis
 from actors.broker.metrics import BrokerMetrics, BrokerState, ConsumerGauge, refusal_reason
@@ -157,7 +157,7 @@ class Broker(Actor[BrokerMessage]):
             self.log.warning("log_cleaning_recovered", files=list(rec.completed))
         self._durable = self._log.head
         self._consumers_path = self._settings.data_dir / CONSUMERS_FILE
-        self._consumers, problem = ConsumerTable.load(self._consumers_path)
+        self._consumers, problem = ConsumerTable.load(self._consumers_path, Instant.now())
         if problem is not None:
             self.log.error("consumer_positions_reset", problem=problem)
         self._saved_floor = self._consumers.floor()
@@ -230,7 +230,7 @@ class Broker(Actor[BrokerMessage]):
     # ---- control ----------------------------------------------------------------
 
     def _on_control(self, messages: list[Received]) -> None:
-        intake = Intake(self._log, self.log)
+        accepted: list[tuple[bytes, str, protocol.ControlRequest]] = []
         for user_id, frames in messages:
             if len(frames) < 2:
                 self._dropped("control", "no identity or empty message")
@@ -248,19 +248,27 @@ class Broker(Actor[BrokerMessage]):
             if refused is not None:
                 self._forbid(identity, user_id, request, refused)
                 continue
+            accepted.append((identity, user_id, request))
+        # Every consumer this batch heard from was alive when it was read: all are seen before
+        # any LIST in it is answered, so a broker that was not reading for a while (a slow
+        # disk, a busy machine) does not list offline a consumer whose PING waited behind it.
+        at = Instant.now()
+        for _identity, _user_id, request in accepted:
+            if isinstance(request, protocol.PingRequest | protocol.SyncRequest) and request.consumer:
+                self._touch(request.consumer, at)
+        intake = Intake(self._log, self.log)
+        for identity, user_id, request in accepted:
             match request:
                 case protocol.PublishRequest():
                     self._on_publish(identity, user_id, request, intake)
                 case protocol.SyncRequest():
                     self._on_sync(identity, request)
                 case protocol.PingRequest(req_id, consumer):
-                    position = 0
-                    if consumer is not None:
-                        position = self._touch(consumer).position
+                    position = 0 if consumer is None else self._consumers.get(consumer).position
                     self._reply(identity, protocol.build_pong(req_id, self._durable, position))
                 case protocol.ListRequest(req_id):
                     infos = self._consumers.describe(
-                        self._durable, time.time(), self._settings.consumer_timeout
+                        self._durable, at, self._settings.consumer_timeout
                     )
                     self._reply(identity, protocol.build_consumer_list(req_id, codec.encode(infos)))
                 case protocol.RemoveRequest(req_id, consumer):
@@ -304,7 +312,7 @@ class Broker(Actor[BrokerMessage]):
         self._waiting.append(_Waiting(identity, request.req_id, receipts, need))
 
     def _on_sync(self, identity: bytes, request: protocol.SyncRequest) -> None:
-        state = self._touch(request.consumer)
+        state = self._consumers.get(request.consumer)
         family = protocol.live_family(request.key_prefix)
         if family is not None and len(self._family_last) < MAX_FAMILIES:
             # Beyond the cap a family's subscribers still get everything, by re-fetching.
@@ -317,10 +325,10 @@ class Broker(Actor[BrokerMessage]):
         end = pos >= self._durable
         self._reply(identity, protocol.build_events_page(request.req_id, self._durable, pos, end, events))
 
-    def _touch(self, consumer: str) -> ConsumerState:
+    def _touch(self, consumer: str, at: Instant) -> None:
         if consumer not in self._consumers:
             self.log.info("consumer_registered", consumer=consumer, head=self._durable)
-        return self._consumers.touch(consumer, time.time())
+        self._consumers.touch(consumer, at)
 
     def _reply(self, identity: bytes, frames: list[bytes]) -> None:
         if not self._router.send_nowait([identity, *frames]):
@@ -419,7 +427,7 @@ class Broker(Actor[BrokerMessage]):
     # ---- acks, heartbeats, persistence -----------------------------------------
 
     def _on_acks(self, messages: list[Received]) -> None:
-        now = time.time()
+        at = Instant.now()
         for user_id, frames in messages:
             try:
                 ack = protocol.parse_ack(frames)
@@ -433,7 +441,7 @@ class Broker(Actor[BrokerMessage]):
                 continue
             if ack.consumer not in self._consumers:
                 self.log.info("consumer_registered", consumer=ack.consumer, head=self._durable)
-            self._consumers.ack(ack.consumer, ack.position, self._durable, now)
+            self._consumers.ack(ack.consumer, ack.position, self._durable, at)
 
     def _tombstone_floor(self) -> int:
         """Tombstones above this stay: a consumer (by its saved or its current position) is behind."""
@@ -473,7 +481,7 @@ class Broker(Actor[BrokerMessage]):
 
     def _metrics_state(self) -> BrokerState:
         consumers = self._consumers.describe(
-            self._durable, time.time(), self._settings.consumer_timeout
+            self._durable, Instant.now(), self._settings.consumer_timeout
         )
         return BrokerState(
             head=self._durable,

@@ -4,6 +4,7 @@ dedup within its window, cumulative acks, filtered subscriptions, overflow, lost
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import pytest
@@ -16,9 +17,9 @@ from tests.broker.helpers import envelope, publish, read_log
 from tests.support.broker import embedded_broker, new_endpoints
 from tests.support.keys import api_keys, consumer_keys
 from tests.support.wait import wait_until
-from transport import protocol
+from transport import codec, protocol
 from transport.client import BrokerEndpoints, Directory, Publisher, Subscriber
-from transport.sockets import Context, Socket, connect_sub
+from transport.sockets import Context, Socket, connect_dealer, connect_sub
 
 
 async def _consume(
@@ -287,6 +288,49 @@ async def test_a_silent_consumer_is_listed_offline_after_the_timeout(ctx: Contex
                 return not info.online and info.last_seen is not None and info.acked_seq == 1
 
             _ = await wait_until(offline, timeout=10, message="consumer offline")
+
+
+async def test_a_broker_that_was_not_reading_lists_online_a_consumer_whose_ping_queued_behind_the_list(
+    ctx: Context, tmp_path: Path
+) -> None:
+    """A broker whose loop stalled (a slow disk, a busy machine) finds requests queued: a PING
+    read after a LIST in the same batch still counts, so a live consumer does not flap offline."""
+    async with embedded_broker(tmp_path, consumer_timeout=0.3) as endpoints:
+        sock = connect_dealer(ctx, endpoints.control, api_keys())
+        try:
+
+            async def exchange(*requests: list[bytes]) -> dict[bytes, protocol.ControlReply]:
+                for frames in requests:
+                    assert sock.send_nowait(frames)
+                replies = [protocol.parse_reply(await sock.recv()) for _ in requests]
+                return {r.req_id: r for r in replies}
+
+            await exchange(protocol.build_ping(b"ping-001", "cache"))
+
+            async def listed() -> dict[str, bool]:
+                reply = (await exchange(protocol.build_list(b"list-001")))[b"list-001"]
+                assert isinstance(reply, protocol.ConsumerList)
+                return {i["name"]: i["online"] for i in codec.decode(reply.body)}
+
+            async def offline() -> bool:
+                return await listed() == {"cache": False}
+
+            _ = await wait_until(offline, timeout=10, message="the cache consumer offline")
+            # One connection keeps its order: the LIST is read before the PING. The broker runs
+            # on this test's loop, so blocking the loop is the broker not reading while both
+            # arrive (delivered to its socket by libzmq's I/O thread).
+            assert sock.send_nowait(protocol.build_list(b"list-002"))
+            assert sock.send_nowait(protocol.build_ping(b"ping-002", "cache"))
+            time.sleep(0.5)  # noqa: ASYNC251 - the stall itself, deliberately blocking the loop
+            replies = {}
+            for _ in range(2):
+                reply = protocol.parse_reply(await sock.recv())
+                replies[reply.req_id] = reply
+            listing = replies[b"list-002"]
+            assert isinstance(listing, protocol.ConsumerList)
+            assert {i["name"]: i["online"] for i in codec.decode(listing.body)} == {"cache": True}
+        finally:
+            sock.close()
 
 
 async def test_clients_started_before_the_broker_connect_once_it_is_up(ctx: Context, tmp_path: Path) -> None:

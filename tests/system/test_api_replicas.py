@@ -33,13 +33,31 @@ async def create_on(up: FabricUp, url: str, slug: str) -> dict[str, Any]:
 
 
 async def ready_on(up: FabricUp, url: str, account: dict[str, Any]) -> dict[str, Any]:
-    out = await call(up, url, "account.wait",
-                     {"id": account["id"], "generation": account["generation"], "timeout": 30})
-    assert out.kind == "ok", out
-    got: dict[str, Any] = out.result
-    assert got["status"] == "ready", got
-    assert {c: v["state"] for c, v in got["clusters"].items()} == {"a": "created", "b": "created"}
-    return got
+    """`account.wait` on `url` until both clusters hold the account.
+
+    A wait answers once every *online* cluster has it (CONTRACT section 4), so a cluster seen
+    offline for a moment on a loaded machine may still be pending: that one is waited for
+    again. A cluster left pending while online fails at once.
+    """
+
+    seen: list[dict[str, Any]] = []
+
+    async def both_created() -> bool:
+        out = await call(up, url, "account.wait",
+                         {"id": account["id"], "generation": account["generation"], "timeout": 30})
+        assert out.kind == "ok", out
+        got: dict[str, Any] = out.result
+        assert got["status"] == "ready", got
+        clusters = got["clusters"]
+        if {c: v["state"] for c, v in clusters.items()} == {"a": "created", "b": "created"}:
+            seen.append(got)
+            return True
+        waiting_online = [c for c, v in clusters.items() if v["state"] != "created" and v["online"]]
+        assert not waiting_online, f"{got}\n{up.log_tail(3000)}"
+        return False
+
+    await eventually(both_created, timeout=60, message=f"{account['slug']} in both clusters via {url}")
+    return seen[-1]
 
 
 async def answers(up: FabricUp, url: str) -> bool:
