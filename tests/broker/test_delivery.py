@@ -305,15 +305,15 @@ async def test_a_broker_that_was_not_reading_lists_online_a_consumer_whose_ping_
                 replies = [protocol.parse_reply(await sock.recv()) for _ in requests]
                 return {r.req_id: r for r in replies}
 
-            await exchange(protocol.build_ping(b"ping-001", "cache"))
-
-            async def listed() -> dict[str, bool]:
-                reply = (await exchange(protocol.build_list(b"list-001")))[b"list-001"]
+            def online(reply: protocol.ControlReply) -> dict[str, bool]:
                 assert isinstance(reply, protocol.ConsumerList)
                 return {i["name"]: i["online"] for i in codec.decode(reply.body)}
 
+            await exchange(protocol.build_ping(b"ping-001", "cache"))
+
             async def offline() -> bool:
-                return await listed() == {"cache": False}
+                listed = await exchange(protocol.build_list(b"list-001"))
+                return online(listed[b"list-001"]) == {"cache": False}
 
             _ = await wait_until(offline, timeout=10, message="the cache consumer offline")
             # One connection keeps its order: the LIST is read before the PING. The broker runs
@@ -326,9 +326,7 @@ async def test_a_broker_that_was_not_reading_lists_online_a_consumer_whose_ping_
             for _ in range(2):
                 reply = protocol.parse_reply(await sock.recv())
                 replies[reply.req_id] = reply
-            listing = replies[b"list-002"]
-            assert isinstance(listing, protocol.ConsumerList)
-            assert {i["name"]: i["online"] for i in codec.decode(listing.body)} == {"cache": True}
+            assert online(replies[b"list-002"]) == {"cache": True}
         finally:
             sock.close()
 
