@@ -56,10 +56,18 @@ async def rpc(url: str, method: str, params: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def logged(proc: Proc, event: str, **fields: object) -> dict[str, Any]:
-    """The line `proc` logged as `event` with these fields; fails naming what is missing."""
-    line = has_event(proc, event, **fields)
-    assert line is not None, f"{proc.name} did not log {event} with {fields}"
+async def logged(proc: Proc, event: str, **fields: object) -> dict[str, Any]:
+    """The line `proc` logs as `event` with these fields; fails naming what is missing.
+
+    Waited for: a line may follow what it describes becoming visible elsewhere (the driver
+    logs `event_applied` once the batch's WAL fsync is done, while the account already reads
+    `ready` at commit; on a disk that stalls, that is hundreds of milliseconds).
+    """
+    def found() -> dict[str, Any] | None:
+        return has_event(proc, event, **fields)
+
+    line = await wait_until(found, timeout=30, message=f"{proc.name} to log {event} {fields}")
+    assert line is not None
     return line
 
 
@@ -81,25 +89,21 @@ class Journey:
     async def follow(self, api_event: str, type_: str, daemon_event: str, outcome: str) -> None:
         """One leg: the api's event, through the broker, to the daemon and back to the cache."""
         api, broker, daemon, account_id = self.api, self.broker, self.daemon, self.account_id
-        event_id = logged(api, api_event, account_id=account_id)["event_id"]
-        # The last hop to wait for: the daemon reports after it reconciled the stored state.
-        _ = await wait_until(
-            lambda: has_event(daemon, "outcome_published", event_id=event_id), timeout=30,
-            message=f"daemon reported on {type_}",
-        )
-        published = logged(api, "event_published", event_id=event_id, account_id=account_id)
-        stored = logged(broker, "event_stored", event_id=event_id, account_id=account_id)
+        event_id = (await logged(api, api_event, account_id=account_id))["event_id"]
+        ids = {"event_id": event_id, "account_id": account_id}
+        published = await logged(api, "event_published", **ids)
+        stored = await logged(broker, "event_stored", **ids)
         assert stored["seq"] == published["seq"], (stored, published)
-        logged(daemon, "event_received", event_id=event_id, account_id=account_id, type=type_)
-        logged(daemon, daemon_event, event_id=event_id, account_id=account_id, cluster=CLUSTER)
-        report = logged(daemon, "outcome_published", event_id=event_id, account_id=account_id,
-                        outcome=outcome)
+        await logged(daemon, "event_received", **ids, type=type_)
+        await logged(daemon, daemon_event, **ids, cluster=CLUSTER)
+        report = await logged(daemon, "outcome_published", **ids, outcome=outcome)
         outcome_id = report["outcome_event_id"]
-        logged(broker, "event_stored", event_id=outcome_id, account_id=account_id)
+        await logged(broker, "event_stored", event_id=outcome_id, account_id=account_id)
         # Read-your-writes: the domain puts its own event into the cache at once, so when the
         # event driver later receives it there is nothing left to apply (and nothing logged).
-        logged(api, "cache_event_applied", event_id=event_id, account_id=account_id)
-        logged(api, "event_applied", event_id=outcome_id, account_id=account_id, type=outcome)
+        await logged(api, "cache_event_applied", **ids)
+        await logged(api, "event_applied", event_id=outcome_id, account_id=account_id,
+                     type=outcome)
 
 
 async def test_one_account_is_followed_by_its_ids_through_every_process_log_from_create_to_delete(
@@ -128,7 +132,7 @@ async def test_one_account_is_followed_by_its_ids_through_every_process_log_from
     journey = Journey(api, broker, daemon, account_id)
     await journey.follow("account_created", "account.created", "namespace_created",
                          "namespace.provisioned")
-    ns = logged(daemon, "namespace_created", account_id=account_id)
+    ns = await logged(daemon, "namespace_created", account_id=account_id)
     assert ns["cluster"] == CLUSTER, ns
     assert ns["namespace"] == account["namespace"], ns
 
