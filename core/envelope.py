@@ -32,8 +32,12 @@ MAX_KEY_LEN = 160
 MAX_PAYLOAD_KEYS = 32
 MAX_PAYLOAD_STR = 4096
 
-_TYPE_RE = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+")
-_KEY_RE = re.compile(r"[a-z]+(:[A-Za-z0-9._-]+)+")
+# The rules as text, for the transport's compiled decoder of the same schema.
+TYPE_PATTERN = r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+"
+KEY_PATTERN = r"[a-z]+(:[A-Za-z0-9._-]+)+"
+UUID_LEN = 36
+_TYPE_RE = re.compile(TYPE_PATTERN)
+_KEY_RE = re.compile(KEY_PATTERN)
 _WIRE_KEYS = frozenset(
     {
         "event_id", "type", "schema_version", "aggregate_id", "key", "tombstone",
@@ -130,7 +134,7 @@ _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[
 
 def canonical_uuid(value: str) -> str | None:
     """The canonical (lowercase, hyphenated) form of a 36-character uuid, or None."""
-    if len(value) != 36:
+    if len(value) != UUID_LEN:
         return None
     if _CANONICAL_UUID.fullmatch(value):
         return value  # as we write them: nothing to normalise
