@@ -17,7 +17,7 @@ into the envelope schema by msgspec's compiled msgpack decoder (`decode_envelope
 built from `core.envelope`'s own limits and patterns; what it refuses raises
 `InvalidEnvelope` as `Envelope.from_wire` would (tests hold the two to the same
 verdicts). It checks the schema while it parses, where `decode` then `from_wire`
-walked the value twice in Python: 4.6 -> 2.6 us per envelope.
+walked the value twice in Python: 4.6 -> 2.8 us per envelope.
 """
 
 from __future__ import annotations
