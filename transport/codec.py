@@ -66,8 +66,7 @@ def _refuse_ext(code: int, data: bytes) -> object:
 def decode(data: bytes, *, max_depth: int | None = MAX_DEPTH) -> Any:
     """Decode within the limits; `max_depth=None` skips the nesting walk, for callers whose
     schema check rejects nesting anyway (msgpack itself stops past 1024 levels)."""
-    if len(data) > MAX_INPUT:
-        raise CodecError(f"input of {len(data)} bytes exceeds {MAX_INPUT}")
+    _check_size(data)
     try:
         value = msgpack.unpackb(
             data,
@@ -90,13 +89,13 @@ def decode(data: bytes, *, max_depth: int | None = MAX_DEPTH) -> Any:
     return value
 
 
-# msgspec matches a pattern with `re.search`: anchored, and `\Z`, since `$` also matches
-# before a final newline, which `fullmatch` (the domain's check) refuses.
 _Id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_LEN)]
 _PayloadValue = Annotated[str, msgspec.Meta(max_length=MAX_PAYLOAD_STR)] | int | bool | None
 
 
 class _WireEnvelope(msgspec.Struct, forbid_unknown_fields=True):
+    # msgspec matches a pattern with `re.search`: anchored, and `\Z`, since `$` also matches
+    # before a final newline, which `fullmatch` (the domain's check) refuses.
     event_id: Annotated[str, msgspec.Meta(min_length=UUID_LEN, max_length=UUID_LEN)]
     type: Annotated[str, msgspec.Meta(max_length=MAX_TYPE_LEN, pattern=rf"^(?:{TYPE_PATTERN})\Z")]
     schema_version: Annotated[int, msgspec.Meta(ge=1, le=1000)]
@@ -116,8 +115,7 @@ _ENVELOPE = msgspec.msgpack.Decoder(_WireEnvelope)
 
 def decode_envelope(data: bytes) -> Envelope:
     """Bytes from a socket or the log to a schema-checked envelope (CodecError/InvalidEnvelope)."""
-    if len(data) > MAX_INPUT:
-        raise CodecError(f"input of {len(data)} bytes exceeds {MAX_INPUT}")
+    _check_size(data)
     try:
         wire = _ENVELOPE.decode(data)
     except msgspec.ValidationError as exc:
@@ -153,6 +151,11 @@ def decode_envelope_under(data: bytes, key_prefix: str) -> Envelope | None:
             if not key.startswith(key_prefix):
                 return None
     return decode_envelope(data)
+
+
+def _check_size(data: bytes) -> None:
+    if len(data) > MAX_INPUT:
+        raise CodecError(f"input of {len(data)} bytes exceeds {MAX_INPUT}")
 
 
 def _check_depth(value: object, max_depth: int) -> None:
