@@ -15,8 +15,9 @@ account.get (`get`): closed-loop gets of one ready account by id, against a
 bare aiohttp handler in its own process (bench/bare_api.py) answering with
 the same account from memory. Goal: >= 0.7x.
 
-Runs alternate system and baseline, so a machine that gets busier part-way
-weighs on both.
+Within each run, system and baseline take turns in `slices` slices each
+(`bench.load.alternate`), so a machine whose speed moves within seconds weighs
+on both alike.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from urllib.parse import urlsplit, urlunsplit
 from actors.legacy import db
 from bench.context import Bench
 from bench.figures import BenchError, Figure, Goal, figure
-from bench.load import Target, closed_loop, drive
+from bench.load import One, Target, alternate, closed_loop, http_clients
 from bench.system import ROOT
 from core.envelope import utc_now
 from core.events import AccountCreated, to_envelope
@@ -54,11 +55,12 @@ BENCH_DATABASE = "fabric_bench_legacy"
 @dataclass(frozen=True, slots=True)
 class Timing:
     warmup: float
-    duration: float
+    duration: float  # per side and run, in `slices` turns
+    slices: int
 
 
-FULL = Timing(warmup=1.0, duration=4.0)
-QUICK = Timing(warmup=0.3, duration=0.7)
+FULL = Timing(warmup=1.0, duration=4.0, slices=4)
+QUICK = Timing(warmup=0.3, duration=0.7, slices=1)
 
 
 def _create_body(tag: str) -> Callable[[int], bytes]:
@@ -94,7 +96,9 @@ async def _bare_pool(dsn: str, size: int) -> AsyncIterator[db.Pool]:
         await pool.close()
 
 
-async def _bare_create_rate(pool: db.Pool, clients: int, timing: Timing, tag: str) -> float:
+def _bare_create(pool: db.Pool, tag: str) -> One:
+    """The baseline's side: the legacy create transaction on `pool`."""
+
     async def one(_worker: int, n: int) -> None:
         slug = f"b{tag}-{n}"
         account_id, at = str(uuid.uuid4()), utc_now()
@@ -108,7 +112,7 @@ async def _bare_create_rate(pool: db.Pool, clients: int, timing: Timing, tag: st
             event=to_envelope(event, correlation_id=f"bench-{n}", occurred_at=at),
         )
 
-    return await drive(clients, timing.warmup, timing.duration, one)
+    return one
 
 
 async def _create_pool_size(dsn: str, stop: asyncio.Event) -> set[int]:
@@ -153,9 +157,12 @@ async def run_create(bench: Bench) -> list[Figure]:
     async with _bare_pool(system.dsn, pool_size) as pool:
         for run in range(bench.runs):
             for clients in CLIENTS:
-                api = await closed_loop(target, clients, timing.warmup, timing.duration,
-                                        _create_body(f"{tag}r{run}c{clients}"))
-                bare = await _bare_create_rate(pool, clients, timing, f"{tag}r{run}c{clients}")
+                run_tag = f"{tag}r{run}c{clients}"
+                async with http_clients(target, clients, _create_body(run_tag)) as api_side:
+                    api, bare = await alternate(
+                        clients, timing.warmup, timing.duration,
+                        [api_side, _bare_create(pool, run_tag)], slices=timing.slices,
+                    )
                 pairs[clients].append((api, bare))
     start = time.monotonic()
     await system.quiet(timeout=900.0)
@@ -208,10 +215,12 @@ async def run_get(bench: Bench) -> list[Figure]:
         bare_target = Target(bare_url)
         for _run in range(bench.runs):
             for clients in CLIENTS:
-                api = await closed_loop(api_target, clients, timing.warmup, timing.duration,
-                                        lambda _n: body)
-                bare = await closed_loop(bare_target, clients, timing.warmup, timing.duration,
-                                         lambda _n: body)
+                async with (
+                    http_clients(api_target, clients, lambda _n: body) as api_side,
+                    http_clients(bare_target, clients, lambda _n: body) as bare_side,
+                ):
+                    api, bare = await alternate(clients, timing.warmup, timing.duration,
+                                                [api_side, bare_side], slices=timing.slices)
                 pairs[clients].append((api, bare))
     return [
         figure("get", f"account.get, {clients} clients", "gets/s", "higher", pairs[clients],

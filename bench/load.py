@@ -7,9 +7,10 @@ times cheaper per request than a general client, so that on a small machine
 the figure is the server's and not the generator's.
 
 `closed_loop` runs `clients` workers for `warmup` seconds (not counted), then
-counts the replies completed in the next `duration` seconds; it returns
-requests per second. `drive` is the same loop for any coroutine (the bare
-asyncpg baseline) and `run_all` sends a fixed number of requests (no clock).
+for `duration` seconds; it returns requests per second. `drive` is the same
+loop for any coroutine (the bare asyncpg baseline); `alternate` runs several
+sides (a system and its baseline) in turn, in slices, so both see the machine
+alike; `run_all` sends a fixed number of requests (no clock).
 Every reply is checked: anything but HTTP 200 with a JSON-RPC result raises
 `BenchError` with the reply, because a figure made of errors is no figure.
 """
@@ -20,7 +21,8 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 from bench.figures import BenchError
@@ -93,36 +95,61 @@ class Target:
         return _Connection(reader, writer)
 
 
-async def drive(
-    clients: int, warmup: float, duration: float, one: Callable[[int, int], Awaitable[None]]
-) -> float:
-    """`clients` workers call one(worker, n) in a loop; completions per second after warm-up."""
-    done = 0
-    stop = False
-    counter = iter(range(1 << 62))
+One = Callable[[int, int], Awaitable[None]]  # one(worker, n): make request n on worker's behalf
 
-    async def worker(w: int) -> None:
-        nonlocal done
+
+async def alternate(
+    clients: int, warmup: float, duration: float, sides: Sequence[One], *, slices: int = 1
+) -> list[float]:
+    """Each side's `clients` workers in turn: first `warmup` seconds each (not counted), then
+    `slices` rounds of `duration / slices` seconds each; each side's completions per second,
+    the mean over its slices. A machine whose speed moves within seconds (a shared VM) then
+    weighs on every side alike: measured one after the other, runs of one figure on such a
+    machine gave ratios from 0.38 to 1.13."""
+    counter = iter(range(1 << 62))
+    for one in sides:
+        _ = await _slice(clients, warmup, one, counter)
+    rates: list[list[float]] = [[] for _ in sides]
+    for _round in range(slices):
+        for i, one in enumerate(sides):
+            rates[i].append(await _slice(clients, duration / slices, one, counter))
+    return [sum(r) / len(r) for r in rates]
+
+
+async def drive(clients: int, warmup: float, duration: float, one: One) -> float:
+    """`clients` workers call one(worker, n) in a loop; completions per second after warm-up."""
+    return (await alternate(clients, warmup, duration, [one]))[0]
+
+
+async def _slice(clients: int, seconds: float, one: One, counter: Iterator[int]) -> float:
+    """`clients` workers for `seconds`, then each finishes the request it has in flight: the sum
+    of each worker's completions per second of its own time. Counting each worker to its last
+    completion, not the replies within a fixed window, keeps a short slice unbiased: every
+    worker starts its first request at once, so in a window a few requests long the count
+    would depend on where the window cut the rounds."""
+    stop = False
+    start = time.perf_counter()
+
+    async def worker(w: int) -> float:
+        done, last = 0, start
         while not stop:
             await one(w, next(counter))
             done += 1
+            last = time.perf_counter()
+        return done / (last - start) if done else 0.0
 
     tasks = [asyncio.create_task(worker(w), name=f"bench:load-{w}") for w in range(clients)]
     try:
-        await _sleep_or_fail(warmup, tasks)
-        start, before = time.perf_counter(), done
-        await _sleep_or_fail(duration, tasks)
-        rate = (done - before) / (time.perf_counter() - start)
+        await _sleep_or_fail(seconds, tasks)
         stop = True
-        await asyncio.gather(*tasks)  # each finishes the request it has in flight
+        return sum(await asyncio.gather(*tasks))
     finally:
         for task in tasks:
             _ = task.cancel()
         _ = await asyncio.gather(*tasks, return_exceptions=True)
-    return rate
 
 
-async def _sleep_or_fail(seconds: float, tasks: list[asyncio.Task[None]]) -> None:
+async def _sleep_or_fail(seconds: float, tasks: Sequence[asyncio.Task[Any]]) -> None:
     """Sleep, but raise at once the error of a worker that failed meanwhile."""
     finished, _ = await asyncio.wait(tasks, timeout=seconds, return_when=asyncio.FIRST_EXCEPTION)
     for task in finished:
@@ -131,20 +158,28 @@ async def _sleep_or_fail(seconds: float, tasks: list[asyncio.Task[None]]) -> Non
         raise BenchError("a load worker stopped on its own")
 
 
-async def closed_loop(
-    target: Target, clients: int, warmup: float, duration: float, body: Body
-) -> float:
-    """HTTP requests per second that `clients` keep-alive connections complete."""
+@contextlib.asynccontextmanager
+async def http_clients(target: Target, clients: int, body: Body) -> AsyncIterator[One]:
+    """`clients` keep-alive connections to `target`, as a side for `alternate`: one(worker, n)
+    POSTs body(n) on the worker's connection and checks the reply."""
     connections = [await target.connect() for _ in range(clients)]
 
     async def one(worker: int, n: int) -> None:
         check_result(await connections[worker].request(target.head, body(n)))
 
     try:
-        return await drive(clients, warmup, duration, one)
+        yield one
     finally:
         for connection in connections:
             await connection.close()
+
+
+async def closed_loop(
+    target: Target, clients: int, warmup: float, duration: float, body: Body
+) -> float:
+    """HTTP requests per second that `clients` keep-alive connections complete."""
+    async with http_clients(target, clients, body) as one:
+        return await drive(clients, warmup, duration, one)
 
 
 async def run_all(target: Target, clients: int, bodies: list[bytes]) -> list[bytes]:
