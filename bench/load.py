@@ -104,8 +104,8 @@ async def alternate(
     """Each side's `clients` workers in turn: first `warmup` seconds each (not counted), then
     `slices` rounds of `duration / slices` seconds each; each side's completions per second,
     the mean over its slices. A machine whose speed moves within seconds (a shared VM) then
-    weighs on every side alike: measured one after the other, runs of one figure on such a
-    machine gave ratios from 0.38 to 1.13."""
+    weighs on every side alike, not on whichever side drew the slow stretch. Speed that moves
+    faster than a slice still spreads the runs (README, Performance)."""
     counter = iter(range(1 << 62))
     for one in sides:
         _ = await _slice(clients, warmup, one, counter)
