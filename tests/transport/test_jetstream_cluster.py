@@ -20,7 +20,17 @@ async def test_every_confirmed_publish_survives_a_node_kill_and_restart(tmp_path
     confirmed: dict[str, Envelope] = {}
     async with nats_cluster(tmp_path, size=3) as cluster:
         api = cluster.connector("api", replicas=3, timeout=3.0)
-        await api.prepare_stream()
+
+        async def stream_placed() -> bool:
+            # Every node answers /healthz before the meta leader counts all three as online
+            # peers; until then a three-replica stream has nowhere to go (BusUnavailable).
+            try:
+                await api.prepare_stream()
+            except BusUnavailable:
+                return False
+            return True
+
+        _ = await wait_until(stream_placed, timeout=30, message="the stream placed on 3 peers")
         killed = asyncio.Event()
 
         async def publish_all() -> None:

@@ -50,6 +50,9 @@ class ApiError(BusRejected):
 
 NOT_FOUND = 404
 CONSUMER_NOT_FOUND = 10014
+# "no suitable peers for placement": fewer servers are online than the stream's replicas (a
+# cluster still forming, or a node down). A 400, but a wait, not a refusal: retry later.
+NO_PEERS_FOR_PLACEMENT = 10005
 STREAM_NOT_FOUND = 10059
 
 
@@ -235,7 +238,7 @@ class Connection:
         error = reply.get("error")
         if isinstance(error, dict):
             code, err_code = int(error.get("code", 0)), int(error.get("err_code", 0))
-            if code in (500, 503) or code == 408:
+            if code in (500, 503) or code == 408 or err_code == NO_PEERS_FOR_PLACEMENT:
                 raise BusUnavailable(f"JetStream on {subject}: {error.get('description')}")
             raise ApiError(code, err_code, str(error.get("description", "")))
         return reply
