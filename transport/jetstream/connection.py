@@ -238,7 +238,7 @@ class Connection:
         error = reply.get("error")
         if isinstance(error, dict):
             code, err_code = int(error.get("code", 0)), int(error.get("err_code", 0))
-            if code in (500, 503) or code == 408 or err_code == NO_PEERS_FOR_PLACEMENT:
+            if code in (408, 500, 503) or err_code == NO_PEERS_FOR_PLACEMENT:
                 raise BusUnavailable(f"JetStream on {subject}: {error.get('description')}")
             raise ApiError(code, err_code, str(error.get("description", "")))
         return reply
