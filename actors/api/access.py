@@ -99,7 +99,7 @@ class RequestAccess:
     def identity(self) -> Principal | Refusal:
         if self._identity is None:
             sessions = self._gate.sessions
-            if not (self._authorization or "").strip() and self._session and sessions is not None:
+            if self._session and sessions is not None and not (self._authorization or "").strip():
                 self._identity = sessions.identify(self._session)
             else:
                 self._identity = self._gate.keys.identify(self._authorization)
@@ -107,12 +107,12 @@ class RequestAccess:
 
     def admit(self, cost: int) -> int | None:
         identity = self.identity
-        if identity == "missing":
+        if not isinstance(identity, Principal) and identity == "missing":
             return None
         wait = self._gate.failures.wait(self._remote)
         if wait > 0:
             return retry_after(wait)
-        if identity == "invalid":
+        if not isinstance(identity, Principal):  # "invalid"
             self._gate.failures.take(self._remote)
             log.warning("api_key_refused", remote=self._remote, reason=identity)
             return None

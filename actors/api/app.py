@@ -135,7 +135,7 @@ async def start_api(
                 settings.rpc_timeout, memo)
     table = build_table(deps)
     table.update(build_key_methods(keys))  # rpc.discover documents the table it was built into
-    dispatcher = Dispatcher(table, max_batch=settings.max_batch, observe=metrics.observe)
+    dispatcher = Dispatcher(table, max_batch=settings.max_batch, observe=metrics.rpc.observe)
 
     async def readiness() -> dict[str, str]:
         checks: dict[str, str] = {}

@@ -50,6 +50,7 @@ _MEMBERS = frozenset({"jsonrpc", "method", "params", "id"})
 log = structlog.get_logger()
 
 Id = str | int | float | None
+_ID_TYPES = (str, int, float, type(None))  # a tuple: isinstance with a union is slower
 
 
 class RpcError(Exception):
@@ -219,6 +220,49 @@ _DECODER = json.JSONDecoder(
 
 def parse(body: bytes) -> Any:
     """Decode strictly; raise RpcError(-32700 or -32600) instead of anything else."""
+    value = _parse_plain(body)
+    if value is _UNSURE:
+        value = _parse_strict(body)
+    # Only a body with more brackets than the limit can nest deeper than it.
+    if body.count(b"{") + body.count(b"[") > MAX_DEPTH and _too_deep(value):
+        raise RpcError(PARSE_ERROR, "Parse error", {"reason": f"nesting deeper than {MAX_DEPTH}"})
+    return value
+
+
+_UNSURE: Any = object()
+
+
+def _parse_plain(body: bytes) -> Any:
+    """orjson's decoding of `body` where it is certainly the strict decoder's, else `_UNSURE`.
+
+    orjson is ~7x faster than the stdlib decoder with our hooks, and every call is parsed
+    here. It refuses everything the strict decoder refuses but lone surrogate escapes (the
+    strict one decides those, and every error, itself), and it accepts what the strict one
+    refuses or reads differently in two ways: a duplicate member name (the last one wins),
+    and a number the strict one refuses as too long or an integer past 64 bits, both of
+    which orjson reads as a float. So its answer stands only without floats, and with as
+    many members as the body has colons: a colon is a member's separator or inside a
+    string, and a dropped duplicate is one member fewer."""
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return _UNSURE
+    members = 0
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is dict:
+            members += len(item)
+            stack.extend(item.values())
+        elif kind is list:
+            stack.extend(item)
+        elif kind is float:
+            return _UNSURE
+    return value if members == body.count(b":") else _UNSURE
+
+
+def _parse_strict(body: bytes) -> Any:
     try:
         text = body.decode("utf-8")
         if text.startswith("\ufeff"):
@@ -228,9 +272,6 @@ def parse(body: bytes) -> Any:
         raise RpcError(INVALID_REQUEST, "Invalid Request", {"reason": "duplicate member name"})
     except (ValueError, RecursionError):
         raise RpcError(PARSE_ERROR, "Parse error")
-    # Only a body with more brackets than the limit can nest deeper than it.
-    if body.count(b"{") + body.count(b"[") > MAX_DEPTH and _too_deep(value):
-        raise RpcError(PARSE_ERROR, "Parse error", {"reason": f"nesting deeper than {MAX_DEPTH}"})
     return value
 
 
@@ -295,7 +336,7 @@ class Dispatcher:
         method_name = "-"
         if isinstance(message, dict):
             candidate = message.get("id")
-            if not isinstance(candidate, bool) and isinstance(candidate, str | int | float | None):
+            if not isinstance(candidate, bool) and isinstance(candidate, _ID_TYPES):
                 id_ = candidate
             method_name = message["method"]  # _cost found it in the table
         self._observe(method_name, RATE_LIMITED, 0.0)
@@ -311,7 +352,7 @@ class Dispatcher:
             return error_object(INVALID_REQUEST, "Invalid Request", {"reason": "not an object"})
         notification = "id" not in request
         id_ = request.get("id")
-        if isinstance(id_, bool) or not isinstance(id_, str | int | float | None):
+        if isinstance(id_, bool) or not isinstance(id_, _ID_TYPES):
             self._observe(method_name, INVALID_REQUEST, 0.0)
             return error_object(INVALID_REQUEST, "Invalid Request", {"reason": "bad id"})
         problem = _request_problem(request)
@@ -358,7 +399,7 @@ def _request_problem(request: dict[str, Any]) -> str | None:
         return 'jsonrpc must be exactly "2.0"'
     if not isinstance(request.get("method"), str):
         return "method must be a string"
-    if "params" in request and not isinstance(request["params"], list | dict):
+    if "params" in request and not isinstance(request["params"], (list, dict)):
         return "params must be an array or an object"
     if not _MEMBERS.issuperset(request):
         extra = set(request) - _MEMBERS

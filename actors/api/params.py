@@ -65,10 +65,12 @@ class Param:
     description: str = ""
 
     checker: Checker = field(init=False, repr=False, compare=False)
+    integer: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "schema", _normalized(self.schema))
         object.__setattr__(self, "checker", compile_check(self.schema))
+        object.__setattr__(self, "integer", self.schema.get("type") == "integer")
 
 
 class InvalidParams(Exception):
@@ -123,7 +125,7 @@ class Signature:
             problem = param.checker(raw[param.name])
             if problem is not None:
                 errors[param.name] = problem
-            elif param.schema.get("type") == "integer" and isinstance(raw[param.name], float):
+            elif param.integer and isinstance(raw[param.name], float):
                 raw = {**raw, param.name: int(raw[param.name])}  # 2.0 is the integer 2 in JSON
         if not errors and self.constraint is not None and self.constraint_checker is not None:
             problem = self.constraint_checker(raw)
@@ -320,7 +322,11 @@ def _object_checkers(schema: Mapping[str, Any]) -> list[Checker]:
         def exactly_one(v: Any) -> str | None:
             if not isinstance(v, dict):
                 return None
-            return None if sum(match(v) for match in matches) == 1 else not_one
+            matched = 0
+            for match in matches:
+                if match(v):
+                    matched += 1
+            return None if matched == 1 else not_one
 
         steps.append(exactly_one)
     return steps

@@ -14,7 +14,17 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors.api.jsonrpc import Dispatcher
+from actors.api.jsonrpc import (
+    _UNSURE,
+    MAX_DEPTH,
+    PARSE_ERROR,
+    Dispatcher,
+    RpcError,
+    _parse_plain,
+    _parse_strict,
+    _too_deep,
+    parse,
+)
 from tests.api.spec_server import spec_table
 
 DISPATCHER = Dispatcher(spec_table(), max_batch=10)
@@ -83,3 +93,43 @@ def test_any_bytes_get_a_valid_reply_or_none(body: bytes) -> None:
         reply = json.loads(raw)
         for item in reply if isinstance(reply, list) else [reply]:
             _check_response(item)
+
+
+def _verdict(parse_one: Any, body: bytes) -> Any:
+    try:
+        return ("value", repr(parse_one(body)))
+    except RpcError as exc:
+        return ("error", exc.code, exc.data)
+
+
+def _texts_and_mutations() -> st.SearchStrategy[bytes]:
+    """JSON texts as a caller might send them, and the same texts broken in the ways where
+    orjson and the strict decoder differ: duplicates, long numbers, lone surrogates, a BOM."""
+    texts = documents.map(lambda d: json.dumps(d).encode())
+    tricks = st.sampled_from([
+        b'{"a":1,"a":2}', b'{"a":1,"\\u0061":2}', b'{"a:":1,"a:":2}', b'{"x":"a:b"}',
+        b'{"n":' + b"1" * 19 + b"}", b'{"n":-9223372036854775809}', b'{"n":18446744073709551616}',
+        b'{"n":' + b"1" * 41 + b"}", b'{"n":1.' + b"0" * 45 + b"1}", b'{"n":1e400}', b'{"n":1e-400}',
+        b'{"s":"\\ud800"}', b'\xef\xbb\xbf{}', b'{"a":NaN}', b'[' * 40 + b']' * 40, b'{"a":"\xff"}',
+    ])
+    return texts | tricks | st.tuples(texts, tricks).map(lambda p: b"[" + p[0] + b"," + p[1] + b"]")
+
+
+@settings(max_examples=500, deadline=None, derandomize=True)
+@given(_texts_and_mutations() | st.binary(max_size=64))
+def test_the_fast_decoder_agrees_with_the_strict_one(body: bytes) -> None:
+    def strict(text: bytes) -> Any:
+        value = _parse_strict(text)
+        if text.count(b"{") + text.count(b"[") > MAX_DEPTH and _too_deep(value):
+            raise RpcError(PARSE_ERROR, "Parse error", {"reason": f"nesting deeper than {MAX_DEPTH}"})
+        return value
+
+    assert _verdict(parse, body) == _verdict(strict, body)
+
+
+def test_the_fast_decoder_takes_a_plain_request_and_leaves_the_rest() -> None:
+    assert _parse_plain(b'{"jsonrpc":"2.0","method":"m","params":{"id":"x"},"id":7}') == {
+        "jsonrpc": "2.0", "method": "m", "params": {"id": "x"}, "id": 7}
+    for unsure in (b'{"a":1,"a":2}', b'{"x":"a:b"}', b'{"n":1.5}', b'{"s":"\\ud800"}', b'{"n":'
+                   + b"9" * 30 + b"}"):
+        assert _parse_plain(unsure) is _UNSURE
