@@ -221,8 +221,11 @@ _DECODER = json.JSONDecoder(
 def parse(body: bytes) -> Any:
     """Decode strictly; raise RpcError(-32700 or -32600) instead of anything else."""
     value = _parse_plain(body)
-    if value is _UNSURE:
-        value = _parse_strict(body)
+    return _parse_strict(body) if value is _UNSURE else _shallow(body, value)
+
+
+def _shallow(body: bytes, value: Any) -> Any:
+    """`value`, unless it nests deeper than `MAX_DEPTH` (-32700)."""
     # Only a body with more brackets than the limit can nest deeper than it.
     if body.count(b"{") + body.count(b"[") > MAX_DEPTH and _too_deep(value):
         raise RpcError(PARSE_ERROR, "Parse error", {"reason": f"nesting deeper than {MAX_DEPTH}"})
@@ -236,9 +239,9 @@ def _parse_plain(body: bytes) -> Any:
     """orjson's decoding of `body` where it is certainly the strict decoder's, else `_UNSURE`.
 
     orjson is ~7x faster than the stdlib decoder with our hooks, and every call is parsed
-    here. It refuses everything the strict decoder refuses but lone surrogate escapes (the
-    strict one decides those, and every error, itself), and it accepts what the strict one
-    refuses or reads differently in two ways: a duplicate member name (the last one wins),
+    here. It refuses everything the strict decoder refuses, and lone surrogate escapes
+    besides (which the strict one accepts: every error is left to it), and it accepts what
+    the strict one refuses or reads differently in two ways: a duplicate member name (the last one wins),
     and a number the strict one refuses as too long or an integer past 64 bits, both of
     which orjson reads as a float. So its answer stands only without floats, and with as
     many members as the body has colons: a colon is a member's separator or inside a
@@ -263,6 +266,7 @@ def _parse_plain(body: bytes) -> Any:
 
 
 def _parse_strict(body: bytes) -> Any:
+    """The reference decoder: the stdlib's with our hooks, and the depth limit."""
     try:
         text = body.decode("utf-8")
         if text.startswith("\ufeff"):
@@ -272,7 +276,7 @@ def _parse_strict(body: bytes) -> Any:
         raise RpcError(INVALID_REQUEST, "Invalid Request", {"reason": "duplicate member name"})
     except (ValueError, RecursionError):
         raise RpcError(PARSE_ERROR, "Parse error")
-    return value
+    return _shallow(body, value)
 
 
 class Dispatcher:

@@ -156,9 +156,13 @@ def build_table(deps: Deps) -> dict[str, Method]:
     # its watchers are notified: keep the last answer until then instead of asking per read.
     held: list[tuple[Directory, asyncio.Future[None]]] = []
 
+    def directory_held() -> Directory | None:
+        return held[0][0] if held and not held[0][1].done() else None
+
     async def clusters_now() -> Directory:
-        if held and not held[0][1].done():
-            return held[0][0]
+        d = directory_held()
+        if d is not None:
+            return d
         moved = await deps.directory.ask(WatchDirectory(), timeout=deps.timeout)
         d = await directory()
         if d.answered:
@@ -221,7 +225,9 @@ def build_table(deps: Deps) -> dict[str, Method]:
                                                 timeout=deps.timeout)
             if not snapshot.records:
                 raise AccountNotFound(params.get("id") or params["slug"])
-            d = held[0][0] if held and not held[0][1].done() else await clusters_now()
+            d = directory_held()
+            if d is None:
+                d = await clusters_now()
             account_id = snapshot.records[0].id
             last = rendered.get(account_id)
             if last is not None and last[0] is snapshot and last[1] is d:
