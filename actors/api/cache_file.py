@@ -109,10 +109,12 @@ _REPORT_COLS = "cluster, state, observed_generation, updated_at, error, attempts
 
 
 class SqliteFile:
-    """One connection and every statement; used on the thread that opened it only."""
+    """One connection and every statement; used on the thread that opened it only, unless
+    opened `any_thread` (its owner then makes sure no two calls overlap)."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, *, any_thread: bool = False) -> None:
         self.path = Path(path)
+        self._any_thread = any_thread
         self.recreated = False  # an old-schema or broken file was replaced by an empty one
         self._clusters: list[str] | None = None  # known_clusters as of `_clusters_version`
         self._clusters_version = -1
@@ -143,7 +145,9 @@ class SqliteFile:
         return self.path.with_name(self.path.name + "-wal")
 
     def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(str(self.path), isolation_level=None)
+        return sqlite3.connect(
+            str(self.path), isolation_level=None, check_same_thread=not self._any_thread
+        )
 
     def _probe(self) -> tuple[int, int]:
         """The file's schema version and table count; an unreadable file counts as another schema."""
@@ -159,9 +163,20 @@ class SqliteFile:
     def close(self) -> None:
         self._db.close()
 
-    def checkpoint(self) -> None:
-        """Move every committed change from the WAL into the main file."""
-        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    def checkpoint(self, *, wait: bool = True) -> None:
+        """Move every committed change from the WAL into the main file: all of it and an
+        empty WAL after (waiting for readers), or, not `wait`ing, what no reader still needs
+        (as SQLite's own automatic checkpoint does)."""
+        mode = "TRUNCATE" if wait else "PASSIVE"
+        self._db.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
+
+    def checkpoint_by_hand(self, wal_bytes: int) -> None:
+        """No commit of this connection checkpoints the WAL any more: its owner calls
+        `checkpoint` once the WAL file is past `wal_bytes` (a checkpoint writes and syncs the
+        main file). The first commit after a checkpoint cuts the file back to `wal_bytes`, so
+        its size says again whether frames are waiting."""
+        self._db.execute("PRAGMA wal_autocheckpoint=0").fetchone()
+        self._db.execute(f"PRAGMA journal_size_limit={int(wal_bytes)}").fetchone()
 
     def ping(self) -> None:
         self._db.execute("SELECT 1").fetchone()

@@ -2,19 +2,28 @@
 
 Implements `core.cache.AccountCache` (read its contract: generation-guarded,
 order-free, one transaction per batch). Only the cache actor holds an
-instance; the rebuild holds its own on a fresh file. Two connections: the
-writer lives on one dedicated worker thread (applies, the replay mark,
-checkpoints: a commit may checkpoint the WAL, and a write may wait for a lock),
-one call at a time in the order they were made; `sync` fsyncs the WAL on
-another thread (actors/api/cache_file.py says why commits are not fsynced).
-Reads run on the event loop's own thread, on a second connection: in WAL
-mode a reader never waits for the writer and sees every commit made before it
-began, and one account's read is an index lookup in a file the page cache
-holds (35 us here) where a trip to the worker thread and back cost ~170 us of
-CPU and ~250 us of latency on a loaded 2-core machine; an outcome on its way to
-`account.wait` passed through several. Any sqlite3 error (disk full, a
-corrupt or locked file) is `DependencyUnavailable("cache")`; nothing of the
-batch was applied.
+instance; the rebuild holds its own on a fresh file. Two connections:
+
+- The writer: one call at a time, in the order they were made (a lock). A small
+  apply (the domain actor's one event, the driver's live batch) runs on the
+  event loop's own thread: a commit that does not fsync (below) is tens of
+  microseconds, where the trip to a worker thread and back cost ~250 us of
+  CPU per apply, four of them on every account's way to ready (the create's own
+  event, the driver's copy of it, two clusters' outcomes): 1 ms of the API's
+  7.9 ms per create-to-ready, measured. A large apply (a replay's pages), the
+  replay mark and checkpoints run on one dedicated worker thread, so they never
+  stall the loop. The connection checkpoints only by hand: `sync` starts a
+  checkpoint (on the worker thread) once the WAL has grown past
+  `CHECKPOINT_WAL_BYTES`, SQLite's own default, instead of whichever commit
+  crossed it doing so on the loop. It is SQLite's passive checkpoint, which never
+  waits for a reader.
+- Reads, on the event loop's thread: in WAL mode a reader never waits for the
+  writer and sees every commit made before it began, and one account's read is
+  an index lookup in a file the page cache holds (35 us here).
+
+`sync` fsyncs the WAL on another thread (actors/api/cache_file.py says why
+commits are not fsynced). Any sqlite3 error (disk full, a corrupt or locked
+file) is `DependencyUnavailable("cache")`; nothing of the batch was applied.
 """
 
 from __future__ import annotations
@@ -40,6 +49,9 @@ from core.errors import DependencyUnavailable
 T = TypeVar("T")
 log = structlog.get_logger()
 
+INLINE_CHANGES = 64  # an apply of at most this many changes runs on the loop's thread
+CHECKPOINT_WAL_BYTES = 1000 * 4096  # SQLite's autocheckpoint: 1,000 pages
+
 
 class SqliteCache:
     """The async `AccountCache`: writes on the writer connection's thread, reads on the loop's."""
@@ -52,12 +64,15 @@ class SqliteCache:
         self._file = file
         self._reader = reader
         self._executor = executor
+        self._writing = asyncio.Lock()
+        self._checkpointing = False
 
     @classmethod
     async def open(cls, path: Path | str) -> SqliteCache:
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-cache")
         try:
-            file = await _on(executor, SqliteFile, path)
+            file = await _on(executor, functools.partial(SqliteFile, path, any_thread=True))
+            await _on(executor, file.checkpoint_by_hand, CHECKPOINT_WAL_BYTES)
         except BaseException:
             executor.shutdown(wait=False)
             raise
@@ -81,32 +96,48 @@ class SqliteCache:
     def recreated(self) -> bool:
         return self._file.recreated
 
-    async def _run(self, call: Callable[..., T], *args: Any) -> T:
-        """A write, on the writer's thread."""
-        try:
-            return await _on(self._executor, call, *args)
-        except sqlite3.Error as exc:
-            # The caller learns the cache is unavailable; nothing was applied (one transaction).
-            raise DependencyUnavailable("cache", f"{type(exc).__name__}: {exc}") from exc
+    async def _run(self, call: Callable[..., T], *args: Any, here: bool = False) -> T:
+        """A call on the writer's connection: on the loop's thread when `here`, else on the
+        writer's; never two at once."""
+        async with self._writing:
+            try:
+                if here:
+                    return call(*args)
+                return await _on(self._executor, call, *args)
+            except sqlite3.Error as exc:
+                # The caller learns the cache is unavailable; nothing was applied (one transaction).
+                raise DependencyUnavailable("cache", f"{type(exc).__name__}: {exc}") from exc
 
     async def _read(self, call: Callable[..., T], *args: Any) -> T:
         """A read (`call` a `SqliteFile` method), here on the loop's thread; on the writer's
-        thread for an in-memory database, which only its own connection sees."""
+        connection for an in-memory database, which only that connection sees."""
         if self._reader is None:
-            return await self._run(call, self._file, *args)
+            return await self._run(call, self._file, *args, here=True)
         try:
             return call(self._reader, *args)
         except sqlite3.Error as exc:
             raise DependencyUnavailable("cache", f"{type(exc).__name__}: {exc}") from exc
 
     async def apply(self, changes: Sequence[Change]) -> list[bool]:
-        return await self._run(self._file.apply, list(changes))
+        return await self._run(self._file.apply, list(changes), here=len(changes) <= INLINE_CHANGES)
 
     async def sync(self) -> None:
         try:
             await asyncio.to_thread(fsync_path, self._file.wal_path)
         except OSError as exc:
             raise DependencyUnavailable("cache", f"fsync of the WAL failed: {exc}") from exc
+        if not self._checkpointing and self._wal_bytes() > CHECKPOINT_WAL_BYTES:
+            self._checkpointing = True
+            try:
+                await self._run(functools.partial(self._file.checkpoint, wait=False))
+            finally:
+                self._checkpointing = False
+
+    def _wal_bytes(self) -> int:
+        try:
+            return self._file.wal_path.stat().st_size
+        except OSError:
+            return 0  # an in-memory database, or no WAL yet
 
     async def claim_feed(self) -> bool:
         return True  # this process is the file's only writer
@@ -154,7 +185,7 @@ class SqliteCache:
         try:
             if self._reader is not None:
                 self._reader.close()
-            await _on(self._executor, self._file.close)
+            await self._run(self._file.close)
         finally:
             self._executor.shutdown(wait=False)
 

@@ -400,27 +400,6 @@ async def test_a_schema_3_file_keeps_its_accounts_and_learns_its_clusters(tmp_pa
     assert _user_version(path) == SCHEMA_VERSION
 
 
-async def test_sqlite_runs_every_statement_on_its_own_thread_off_the_event_loop(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    store = await SqliteCache.open(tmp_path / "cache.sqlite3")
-    threads: set[str] = set()
-    apply = store._file.apply
-
-    def recording(changes: list[Change]) -> list[bool]:
-        threads.add(threading.current_thread().name)
-        return apply(changes)
-
-    monkeypatch.setattr(store._file, "apply", recording)
-    try:
-        await feed(store, STORY, 2)
-    finally:
-        await store.close()
-    [thread] = threads
-    assert thread != threading.main_thread().name
-    assert thread.startswith("sqlite-cache")
-
-
 async def test_sqlite_reads_are_answered_while_the_writers_thread_is_busy(tmp_path: Path) -> None:
     # Reads use a connection of their own on the loop's thread: a write in progress (a long
     # batch, a checkpoint) does not queue them, and they see every commit made before them.
