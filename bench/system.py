@@ -17,7 +17,8 @@ JetStream bus, `FABRIC_NATS_URL` in the environment still names an outside
 NATS cluster instead of `up`'s own nats-server).
 
 `call` is a JSON-RPC client for the bench's own bookkeeping (not what is
-measured: see bench/load.py); `cpu_seconds` reads a child's utime+stime.
+measured: see bench/load.py); `cpu_seconds` reads a child's utime+stime, `cpu_by_child`
+every child's (with the processes under it).
 """
 
 from __future__ import annotations
@@ -71,6 +72,19 @@ def cpu_seconds(pid: int) -> float:
         raise BenchError(f"process {pid} is gone ({exc.strerror})")
     fields = stat.rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """`cpu_seconds` of a process and of every process under it (PostgreSQL's backends)."""
+    total = cpu_seconds(pid)
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return total
+    for child in children:
+        with contextlib.suppress(BenchError):  # a backend that exited meanwhile
+            total += tree_cpu_seconds(int(child))
+    return total
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +194,15 @@ class System:
             return int(self.layout.pid_file(child).read_text().strip())
         except (OSError, ValueError):
             return None
+
+    def cpu_by_child(self) -> dict[str, float]:
+        """Each running child's CPU seconds so far (with its own children), by name."""
+        found: dict[str, float] = {}
+        for pid_file in sorted(self.layout.run_dir.glob("*.pid")):
+            pid = self.pid_if_running(pid_file.stem)
+            if pid is not None:
+                found[pid_file.stem] = tree_cpu_seconds(pid)
+        return found
 
     @property
     def session(self) -> aiohttp.ClientSession:

@@ -89,6 +89,16 @@ async def test_quick_bench_writes_every_figure_beside_its_baseline(
         zmq, js = c["buses"]["zmq"], c["buses"]["jetstream"]
         assert versus["measured"] == pytest.approx(js["measured"] / zmq["measured"], rel=1e-2), c
         assert versus["ratio"] == pytest.approx(js["ratio"] / zmq["ratio"], rel=1e-2), c
+    for bus in BUSES:  # where each path's CPU went, every process named
+        notes = figures[("latency", LATENCY[0], bus)]["notes"]
+        ours = next(n for n in notes if n.startswith("run 1: CPU per create-to-ready, ms: "))
+        direct = next(n for n in notes if n.startswith("run 1: CPU per direct provision, ms: "))
+        for process in ("api", "daemon-east", "daemon-west", "kube-east", "kube-west", "postgres",
+                        "broker" if bus == "zmq" else "nats"):
+            assert f" {process} " in ours, ours
+        assert " in all) on " in ours, ours
+        assert all(f" {p} " in direct for p in ("client", "kube-east", "kube-west")), direct
+        assert " api " not in direct, direct
     for f in doc["figures"]:
         _check_side(f["measured"], runs=1)
         _check_side(f["baseline"], runs=1)
