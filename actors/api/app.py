@@ -1,8 +1,8 @@
 """Wiring of the API process: which actors exist, in what order, with what settings.
 
 `start_api(system, settings, connector)` spawns, in order: cache, cluster
-directory, `workers` pairs of legacy + domain actors, event driver, outbox
-relay, HTTP. The system stops them in reverse, so the HTTP server stops taking
+directory, outbox relay, `workers` pairs of legacy + domain actors, event
+driver, HTTP. The system stops them in reverse, so the HTTP server stops taking
 requests first and the stores close last. Each domain actor handles one
 command at a time up to its legacy write's commit (its reply then waits for
 the cache, the actor does not); several pairs let creates overlap their
@@ -108,6 +108,13 @@ async def start_api(
         lambda: ClusterDirectoryActor(connector, metrics, interval=settings.directory_interval),
         name="directory", policy=policy,
     )
+    relay = None
+    if settings.relay_enabled:
+        # Before the domain actors, which hand it each create, and stopped after them.
+        relay = system.spawn(
+            lambda: OutboxRelayActor(settings.legacy_dsn, connector, metrics, settings.relay),
+            name="outbox-relay", policy=policy,
+        )
     legacies: list[ActorRef[LegacyMessage]] = []
     domains: list[ActorRef[DomainMessage]] = []
     for i in range(max(1, settings.workers)):
@@ -117,7 +124,8 @@ async def start_api(
         )
         legacies.append(legacy_i)
         domains.append(system.spawn(
-            _domain_factory(legacy_i, cache, settings.rpc_timeout), name=f"domain-{i}", policy=policy
+            _domain_factory(legacy_i, cache, relay, settings.rpc_timeout), name=f"domain-{i}",
+            policy=policy,
         ))
     legacy, domain = legacies[0], domains[0]
     driver = system.spawn(
@@ -125,12 +133,6 @@ async def start_api(
                                  directory=directory),
         name="event-driver", policy=policy,
     )
-    relay = None
-    if settings.relay_enabled:
-        relay = system.spawn(
-            lambda: OutboxRelayActor(settings.legacy_dsn, connector, metrics, settings.relay),
-            name="outbox-relay", policy=policy,
-        )
     deps = Deps(tuple(domains), cache, directory, CursorCodec(keys.secret("cursor")),
                 settings.rpc_timeout, memo)
     table = build_table(deps)
@@ -164,6 +166,7 @@ async def start_api(
 
 
 def _domain_factory(
-    legacy: ActorRef[LegacyMessage], cache: ActorRef[CacheMessage], timeout: float
+    legacy: ActorRef[LegacyMessage], cache: ActorRef[CacheMessage],
+    relay: ActorRef[RelayMessage] | None, timeout: float,
 ) -> Callable[[], DomainActor]:
-    return lambda: DomainActor(legacy, cache, timeout=timeout)
+    return lambda: DomainActor(legacy, cache, relay=relay, timeout=timeout)

@@ -9,12 +9,23 @@ While PostgreSQL or the broker is away it retries with capped exponential
 backoff; rows stay in the outbox meanwhile, so nothing is lost, and an event
 published twice (we died between publish and commit) is deduplicated by the
 broker on its event id.
+
+A create skips the claim: the domain actor hands the committed envelope over
+(`PublishCommitted`), and the relay publishes it at once and marks its row in
+one statement. The create's transaction told the relays so (its NOTIFY says
+`writer`), so no relay claims that row meanwhile. That was two round trips
+(BEGIN, the claim) and a NOTIFY on every account's way to its clusters, taken
+while the API answered the create. A create has no earlier event of its
+account, so nothing it overtakes; should another relay publish the same row
+(a poll that found it before the mark), the broker keeps the first copy. A
+hand-over that fails (broker or database away) leaves its rows to a claim
+pass, at once; one lost with the process is claimed by the next poll of any
+relay, or at its restart.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -52,7 +63,14 @@ class GetBacklog(Request[int]):
     pass
 
 
-RelayMessage = GetBacklog
+@dataclass(frozen=True, slots=True)
+class PublishCommitted:
+    """Committed envelopes whose writer asked the database not to wake relays for them."""
+
+    envelopes: tuple[Envelope, ...]
+
+
+RelayMessage = GetBacklog | PublishCommitted
 
 
 class OutboxRelayActor(Actor[RelayMessage]):
@@ -64,6 +82,8 @@ class OutboxRelayActor(Actor[RelayMessage]):
         self._metrics = metrics
         self._settings = settings
         self._wake = asyncio.Event()
+        self._notifies = 0  # NOTIFYs since the last claim pass began: rows to claim
+        self._committed: list[Envelope] = []  # handed over, to publish without a claim
         self._woke_at = float("-inf")
         self._last_rows = 0  # rows in the last batch that had any
         self._backlog = 0
@@ -75,6 +95,10 @@ class OutboxRelayActor(Actor[RelayMessage]):
         match message:
             case GetBacklog():
                 return self._backlog
+            case PublishCommitted(envelopes):
+                self._committed.extend(envelopes)
+                self._wake.set()
+                return None
             case _:
                 assert_never(message)
 
@@ -88,10 +112,17 @@ class OutboxRelayActor(Actor[RelayMessage]):
             while True:
                 try:
                     async with self._connector.publisher() as publisher:
+                        claim = True  # whatever is there: a restart, or rows left by a failure
                         while True:
                             if listener is None or db.is_closed(listener):
                                 listener = await self._listen()
                             self._wake.clear()
+                            if self._committed and not await self._publish_committed(pool, publisher):
+                                claim = True
+                            if not claim:
+                                claim = await self._idle()
+                                continue
+                            self._notifies = 0
                             size = 1 if one_by_one else self._settings.batch
                             result = await db.relay_batch(pool, size, self._publisher(publisher))
                             for event_id in result.quarantined:
@@ -109,7 +140,7 @@ class OutboxRelayActor(Actor[RelayMessage]):
                                 self._backlog = await db.backlog(pool)
                                 self._metrics.outbox_backlog.set(self._backlog)
                                 next_count = time.monotonic() + self._settings.poll_interval
-                            await self._idle()
+                            claim = await self._idle()
                 except asyncio.CancelledError:
                     raise
                 except DependencyUnavailable as exc:
@@ -136,15 +167,46 @@ class OutboxRelayActor(Actor[RelayMessage]):
 
     async def _listen(self) -> db.Connection:
         conn = await db.connect(self._dsn)
-        await db.listen(conn, self._wake.set)
+        await db.listen(conn, self._on_notify)
         return conn
 
-    async def _idle(self) -> None:
-        with contextlib.suppress(TimeoutError):
+    def _on_notify(self) -> None:
+        self._notifies += 1
+        self._wake.set()
+
+    def _notified(self) -> bool:
+        return self._notifies > 0
+
+    async def _idle(self) -> bool:
+        """Wait for a NOTIFY, a hand-over or the poll; whether a claim pass is due."""
+        if self._committed or self._notified():
+            return self._notified()
+        try:
             await asyncio.wait_for(self._wake.wait(), self._settings.poll_interval)
+        except TimeoutError:
+            return True
+        if self._notified():
             woke, self._woke_at = self._woke_at, time.monotonic()
             if self._woke_at - woke < self._settings.burst_gap and self._last_rows > 1:
                 await asyncio.sleep(self._settings.linger)
+        return self._notified()
+
+    async def _publish_committed(self, pool: db.Pool, publisher: EventPublisher) -> bool:
+        """Publish what was handed over and mark its rows; False if a claim pass must do it."""
+        envelopes, self._committed = self._committed, []
+        try:
+            seqs = await self._publisher(publisher)(envelopes)
+            await db.mark_published(
+                pool, [(env.event_id, seq) for env, seq in zip(envelopes, seqs, strict=True)]
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # The rows are committed and unpublished (or published and unmarked: the broker
+            # keeps the first copy): the claim pass takes them, with its retries.
+            self.log.warning("relay_handover_failed", events=len(envelopes), error=repr(exc))
+            return False
+        return True
 
     def _publisher(self, publisher: EventPublisher) -> db.PublishFn:
         async def publish(envelopes: Sequence[Envelope]) -> list[int]:

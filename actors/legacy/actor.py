@@ -30,6 +30,7 @@ class WriteAccount(Request[None]):
     created_at: datetime
     event: Envelope
     plan: str = "standard"
+    writer_publishes: bool = False  # the asker publishes the event itself (db.insert_account)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +111,7 @@ class LegacyActor(Actor[LegacyMessage]):
                     created_at=message.created_at,
                     event=message.event,
                     plan=message.plan,
+                    writer_publishes=message.writer_publishes,
                 )
                 # Debug: the domain's `account_created` says the same at info, right after.
                 self.log.debug(

@@ -27,6 +27,8 @@ from core.envelope import Envelope, InvalidEnvelope
 from core.errors import DependencyUnavailable, SlugTaken
 
 NOTIFY_CHANNEL = "fabric_outbox"
+# The payload of an outbox NOTIFY whose rows their writer publishes itself (migration_4.sql).
+WRITER_PUBLISHES = "writer"
 _SCHEMA_LOCK = 7_311_042  # advisory lock key: one schema applier at a time
 
 # asyncpg ships no type information; these aliases document intent.
@@ -77,10 +79,10 @@ async def connect(dsn: str, *, timeout: float = 5.0) -> Connection:
         return await asyncpg.connect(dsn, timeout=timeout, command_timeout=timeout)
 
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # Each version's SQL, in order: the base schema, then one file per migration.
 _SCHEMA_STEPS: tuple[tuple[int, str], ...] = (
-    (1, "schema.sql"), (2, "migration_2.sql"), (3, "migration_3.sql")
+    (1, "schema.sql"), (2, "migration_2.sql"), (3, "migration_3.sql"), (4, "migration_4.sql")
 )
 
 
@@ -143,10 +145,13 @@ async def insert_account(
     created_at: datetime,
     event: Envelope,
     plan: str = "standard",
+    writer_publishes: bool = False,
 ) -> None:
     """What the old API did on creation (user, organization, owner, default project) + outbox row.
 
     The organization starts at generation 1, the generation its `account.created` carries.
+    `writer_publishes`: the caller publishes the event itself once this returns (and marks
+    it with `mark_published`); the outbox NOTIFY tells relays to leave the row to it.
     """
     # One statement, so one round trip and its own transaction: the sub-statements all run
     # or none does, and the foreign keys are checked at its end, when every row exists.
@@ -157,6 +162,7 @@ async def insert_account(
             await conn.execute(
                 _INSERT_ACCOUNT, account_id, slug, name, namespace, owner_email, created_at, plan,
                 event.event_id, event.aggregate_id, event.type, _envelope_json(event),
+                WRITER_PUBLISHES if writer_publishes else "",
             )
         except asyncpg.UniqueViolationError as exc:
             if exc.constraint_name == "organizations_slug_key":
@@ -165,7 +171,9 @@ async def insert_account(
 
 
 _INSERT_ACCOUNT = """
-WITH owner AS (
+WITH notify AS (
+    SELECT set_config('fabric.outbox_notify', $12::text, true) AS payload
+), owner AS (
     INSERT INTO users (email) VALUES ($5::varchar)
     ON CONFLICT ((lower(email))) DO UPDATE SET updated_at = now() RETURNING id
 ), org AS (
@@ -180,7 +188,7 @@ WITH owner AS (
     INSERT INTO projects (organization_id, slug, name) SELECT id, 'default', 'Default' FROM org
 )
 INSERT INTO fabric_outbox (event_id, aggregate_id, event_type, envelope)
-SELECT $8::uuid, $9::uuid, $10::varchar, $11::jsonb FROM org
+SELECT $8::uuid, $9::uuid, $10::varchar, $11::jsonb FROM org, notify
 """
 
 
@@ -385,6 +393,21 @@ async def relay_batch(pool: Pool, limit: int, publish: PublishFn) -> RelayResult
         return RelayResult(len(batch), tuple(str(_event_id(r)) for r in bad), more)
 
 
+async def mark_published(pool: Pool, receipts: Sequence[tuple[str, int]]) -> int:
+    """Mark the outbox rows of these (event id, broker seq) published, in one round trip; a
+    row some relay marked already stays as it is. How many were marked."""
+    async with translated_errors(), pool.acquire() as conn:
+        status = await conn.execute(_MARK_PUBLISHED, [e for e, _ in receipts], [s for _, s in receipts])
+    return int(status.rsplit(" ", 1)[-1])
+
+
+_MARK_PUBLISHED = """
+UPDATE fabric_outbox o SET published_at = now(), published_seq = r.seq
+FROM unnest($1::uuid[], $2::bigint[]) AS r(event_id, seq)
+WHERE o.event_id = r.event_id AND o.published_at IS NULL
+"""
+
+
 def _event_id(row: Any) -> str:
     try:
         return str(json.loads(row["envelope"]).get("event_id", row["id"]))
@@ -398,10 +421,12 @@ async def backlog(pool: Pool) -> int:
 
 
 async def listen(conn: Connection, callback: Callable[[], None]) -> None:
-    """Call `callback` on every outbox NOTIFY delivered to this connection."""
+    """Call `callback` on every outbox NOTIFY delivered to this connection, but those of rows
+    their writer publishes itself (`insert_account(writer_publishes=True)`)."""
 
-    def on_notify(_conn: object, _pid: int, _channel: str, _payload: str) -> None:
-        callback()
+    def on_notify(_conn: object, _pid: int, _channel: str, payload: str) -> None:
+        if payload != WRITER_PUBLISHES:
+            callback()
 
     async with translated_errors():
         await conn.add_listener(NOTIFY_CHANNEL, on_notify)

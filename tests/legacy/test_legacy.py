@@ -15,9 +15,9 @@ import asyncpg
 import pytest
 
 from actors.api.metrics import ApiMetrics
-from actors.api.relay import OutboxRelayActor, RelaySettings
+from actors.api.relay import OutboxRelayActor, PublishCommitted, RelayMessage, RelaySettings
 from actors.legacy import db, embedded
-from actors.runtime import ActorSystem
+from actors.runtime import ActorRef, ActorSystem
 from core.bus import BusRejected, EventPublisher, PublishReceipt
 from core.envelope import Envelope, utc_now
 from core.events import (
@@ -55,7 +55,7 @@ class CountingConnector(FakeConnector):
         yield Counting()
 
 
-async def _create(pool: Any, slug: str) -> Envelope:
+async def _create(pool: Any, slug: str, *, writer_publishes: bool = False) -> Envelope:
     account_id = str(uuid.uuid4())
     created_at = utc_now()
     event = AccountCreated(account_id, slug, slug, f"{slug}@x.io", f"acc-{slug}", created_at, 1)
@@ -63,6 +63,7 @@ async def _create(pool: Any, slug: str) -> Envelope:
     await db.insert_account(
         pool, account_id=account_id, slug=slug, name=slug, owner_email=f"{slug}@x.io",
         namespace=f"acc-{slug}", created_at=datetime.fromisoformat(created_at), event=envelope,
+        writer_publishes=writer_publishes,
     )
     return envelope
 
@@ -70,13 +71,14 @@ async def _create(pool: Any, slug: str) -> Envelope:
 @asynccontextmanager
 async def relays(
     dsn: str, connector: FakeConnector, count: int = 1, settings: RelaySettings = FAST
-) -> AsyncIterator[None]:
+) -> AsyncIterator[list[ActorRef[RelayMessage]]]:
     async with ActorSystem(stop_timeout=5.0) as system:
-        for i in range(count):
+        yield [
             system.spawn(
                 lambda: OutboxRelayActor(dsn, connector, ApiMetrics(), settings), name=f"relay-{i}"
             )
-        yield
+            for i in range(count)
+        ]
 
 
 @asynccontextmanager
@@ -125,7 +127,7 @@ async def test_a_version_1_database_is_migrated_to_generations_in_one_go(pg_admi
                 versions = [r["version"] for r in await conn.fetch(
                     "SELECT version FROM legacy_schema_version ORDER BY 1"
                 )]
-            assert versions == [1, 2, 3]
+            assert versions == [1, 2, 3, 4]
             fresh = await _create(pool, "after-migration")
             generations = [
                 (await db.find_account(pool, aid) or pytest.fail(aid)).generation
@@ -294,6 +296,51 @@ async def test_relay_keeps_an_accounts_events_in_order_while_another_relay_holds
     assert order == [created.event_id, deleted.event_id]
 
 
+async def test_a_writer_that_publishes_its_rows_itself_wakes_no_relay(pg_dsn: str) -> None:
+    """Its transaction's NOTIFY says so, and `db.listen` passes it over; any other insert
+    wakes the relays as before."""
+    woken: list[str] = []
+    payloads: asyncio.Queue[str] = asyncio.Queue()
+    async with pool_for(pg_dsn) as pool:
+        listener = await db.connect(pg_dsn)
+        try:
+            await listener.add_listener(db.NOTIFY_CHANNEL, lambda *n: payloads.put_nowait(n[3]))
+            await db.listen(listener, lambda: woken.append("woken"))
+            await _create(pool, "handed", writer_publishes=True)
+            await _create(pool, "claimed")
+            seen = [await asyncio.wait_for(payloads.get(), 5) for _ in range(2)]
+        finally:
+            await db.close_connection(listener)
+    assert seen == [db.WRITER_PUBLISHES, ""]
+    assert woken == ["woken"], "only the claimed row's NOTIFY woke the listener"
+
+
+@pytest.mark.parametrize("handover_fails", [False, True], ids=["published", "left-to-a-claim"])
+async def test_a_handed_over_create_is_published_once_and_its_row_marked(
+    pg_dsn: str, handover_fails: bool
+) -> None:
+    bus = FakeBus()
+    connector = CountingConnector(bus)
+    async with pool_for(pg_dsn) as pool, relays(pg_dsn, connector) as [relay]:
+        first = await _create(pool, "first")  # its NOTIFY wakes the relay: claimed
+        await eventually(lambda: _backlog_is(pool, 0), timeout=5, message="first claimed")
+        # From here the relay's next poll is FAST.poll_interval (5 s) away and the NOTIFY of
+        # this create wakes nobody: only the hand-over publishes it in time, or the claim
+        # pass that a failed hand-over runs at once.
+        handed = await _create(pool, "handed", writer_publishes=True)
+        if handover_fails:
+            bus.fail_next(1)
+        relay.tell(PublishCommitted((handed,)))
+        await eventually(lambda: _backlog_is(pool, 0), timeout=3, message="handed over")
+        async with pool.acquire() as conn:
+            seq = await conn.fetchval(
+                "SELECT published_seq FROM fabric_outbox WHERE event_id = $1", handed.event_id
+            )
+    assert [e.event_id for e in bus.history] == [first.event_id, handed.event_id]
+    assert seq == bus.head, "marked with the broker's seq"
+    assert set(connector.sent.values()) == {1}, "no event handed to the bus twice"
+
+
 async def test_relay_retries_while_the_broker_is_away(pg_dsn: str) -> None:
     bus = FakeBus()
     bus.fail_next(4)
@@ -391,7 +438,7 @@ async def test_a_version_2_database_gets_plans_and_suspension_with_its_rows_unch
                 versions = [r["version"] for r in await conn.fetch(
                     "SELECT version FROM legacy_schema_version ORDER BY 1"
                 )]
-            assert versions == [1, 2, 3]
+            assert versions == [1, 2, 3, 4]
             found = await db.find_account(pool, live)
             assert found is not None
             assert (found.plan, found.suspended_at, found.generation, found.owner_email) == (
