@@ -48,12 +48,12 @@ class RelaySettings:
     poll_interval: float = 1.0
     backoff_initial: float = 0.05
     backoff_max: float = 2.0
-    # A wait after a wake-up for more commits to join the batch, only while commits come in
-    # a burst: the previous wake-up was less than `burst_gap` ago and its batch carried more
-    # than one row (commits came faster than one relay transaction each). Creates one after
-    # another (each waiting for the last to be ready, every 20-30 ms) never pay it on their
-    # way to ready; it was 5 ms of their latency while the wake-up gap alone decided. A
-    # burst still costs one relay transaction per batch.
+    # A wait after a wake-up for more commits to join the batch (a claim's, or a hand-over's),
+    # only while commits come in a burst: the previous wake-up was less than `burst_gap` ago
+    # and its batch carried more than one row (commits came faster than one batch each).
+    # Creates one after another (each waiting for the last to be ready, every 20-30 ms) never
+    # pay it on their way to ready; it was 5 ms of their latency while the wake-up gap alone
+    # decided. A burst still costs one relay transaction (or publish and mark) per batch.
     linger: float = 0.005
     burst_gap: float = 0.05
 
@@ -186,14 +186,20 @@ class OutboxRelayActor(Actor[RelayMessage]):
         except TimeoutError:
             return True
         if self._notified():
-            woke, self._woke_at = self._woke_at, time.monotonic()
-            if self._woke_at - woke < self._settings.burst_gap and self._last_rows > 1:
-                await asyncio.sleep(self._settings.linger)
+            await self._gather()
         return self._notified()
+
+    async def _gather(self) -> None:
+        """Before a batch: in a burst, wait `linger` for more rows to join it."""
+        woke, self._woke_at = self._woke_at, time.monotonic()
+        if self._woke_at - woke < self._settings.burst_gap and self._last_rows > 1:
+            await asyncio.sleep(self._settings.linger)
 
     async def _publish_committed(self, pool: db.Pool, publisher: EventPublisher) -> bool:
         """Publish what was handed over and mark its rows; False if a claim pass must do it."""
+        await self._gather()
         envelopes, self._committed = self._committed, []
+        self._last_rows = len(envelopes)
         try:
             seqs = await self._publisher(publisher)(envelopes)
             await db.mark_published(
