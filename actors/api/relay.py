@@ -13,11 +13,13 @@ broker on its event id.
 A create skips the claim: the domain actor hands the committed envelope over
 (`PublishCommitted`), and the relay publishes it at once and marks its row in
 one statement. The create's transaction told the relays so (its NOTIFY says
-`writer`), so no relay claims that row meanwhile. That was two round trips
+`writer`), so its NOTIFY sends no relay to claim the row. That was two round trips
 (BEGIN, the claim) and a NOTIFY on every account's way to its clusters, taken
 while the API answered the create. A create has no earlier event of its
-account, so nothing it overtakes; should another relay publish the same row
-(a poll that found it before the mark), the broker keeps the first copy. A
+account, so nothing it overtakes. One that the relay's own claim pass took
+meanwhile (its SELECT came after the commit) is not sent again; should another
+relay publish the same row (a poll that found it before the mark), the broker
+keeps the first copy, and the second is logged as `event_already_published`. A
 hand-over that fails (broker or database away) leaves its rows to a claim
 pass, at once; one lost with the process is claimed by the next poll of any
 relay, or at its restart.
@@ -26,6 +28,7 @@ relay, or at its restart.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -84,6 +87,9 @@ class OutboxRelayActor(Actor[RelayMessage]):
         self._wake = asyncio.Event()
         self._notifies = 0  # NOTIFYs since the last claim pass began: rows to claim
         self._committed: list[Envelope] = []  # handed over, to publish without a claim
+        # What this relay published since its last claim pass began: a hand-over that the
+        # pass claimed as well (its SELECT came after the commit) is not sent again.
+        self._sent: set[str] = set()
         self._woke_at = float("-inf")
         self._last_rows = 0  # rows in the last batch that had any
         self._backlog = 0
@@ -123,6 +129,7 @@ class OutboxRelayActor(Actor[RelayMessage]):
                                 claim = await self._idle()
                                 continue
                             self._notifies = 0
+                            self._sent.clear()
                             size = 1 if one_by_one else self._settings.batch
                             result = await db.relay_batch(pool, size, self._publisher(publisher))
                             for event_id in result.quarantined:
@@ -198,8 +205,11 @@ class OutboxRelayActor(Actor[RelayMessage]):
     async def _publish_committed(self, pool: db.Pool, publisher: EventPublisher) -> bool:
         """Publish what was handed over and mark its rows; False if a claim pass must do it."""
         await self._gather()
-        envelopes, self._committed = self._committed, []
-        self._last_rows = len(envelopes)
+        envelopes = [env for env in self._committed if env.event_id not in self._sent]
+        self._committed, self._last_rows = [], len(envelopes)
+        self._sent.clear()
+        if not envelopes:
+            return True
         try:
             seqs = await self._publisher(publisher)(envelopes)
             await db.mark_published(
@@ -217,13 +227,18 @@ class OutboxRelayActor(Actor[RelayMessage]):
     def _publisher(self, publisher: EventPublisher) -> db.PublishFn:
         async def publish(envelopes: Sequence[Envelope]) -> list[int]:
             receipts = await asyncio.wait_for(publisher.publish(envelopes), PUBLISH_TIMEOUT)
-            by_id = {r.event_id: r.seq for r in receipts}
+            by_id = {r.event_id: r for r in receipts}
             self._metrics.events_published.inc(sum(1 for r in receipts if not r.duplicate))
             for env in envelopes:
-                self.log.info(
-                    "event_published", event_id=env.event_id, account_id=env.aggregate_id,
-                    seq=by_id[env.event_id],
+                receipt = by_id[env.event_id]
+                # A duplicate was published before (a resend, or another relay's copy): the
+                # broker kept the first, so this one is not news.
+                self.log.log(
+                    logging.DEBUG if receipt.duplicate else logging.INFO,
+                    "event_already_published" if receipt.duplicate else "event_published",
+                    event_id=env.event_id, account_id=env.aggregate_id, seq=receipt.seq,
                 )
-            return [by_id[env.event_id] for env in envelopes]
+                self._sent.add(env.event_id)
+            return [by_id[env.event_id].seq for env in envelopes]
 
         return publish

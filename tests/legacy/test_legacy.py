@@ -341,6 +341,31 @@ async def test_a_handed_over_create_is_published_once_and_its_row_marked(
     assert set(connector.sent.values()) == {1}, "no event handed to the bus twice"
 
 
+async def test_a_hand_over_its_relay_claimed_meanwhile_is_not_sent_again(pg_dsn: str) -> None:
+    bus = FakeBus()
+    connector = CountingConnector(bus)
+    async with pool_for(pg_dsn) as pool, relays(pg_dsn, connector) as [relay]:
+        await eventually(lambda: _backlog_is(pool, 0), timeout=5, message="relay idle")
+        bus.hold()
+        handed = await _create(pool, "handed", writer_publishes=True)
+        other = await _create(pool, "other")  # its NOTIFY starts a claim pass, which takes both
+        await eventually(lambda: _unlocked_is(pool, 0), timeout=5, message="both rows claimed")
+        relay.tell(PublishCommitted((handed,)))
+        bus.release()
+        await eventually(lambda: _backlog_is(pool, 0), timeout=5, message="published")
+        await eventually(lambda: _logged(bus, other.event_id), timeout=5, message="other")
+    assert [e.event_id for e in bus.history] == [handed.event_id, other.event_id]
+    assert set(connector.sent.values()) == {1}, "the hand-over was not sent again"
+
+
+async def _unlocked_is(pool: Any, count: int) -> bool:
+    async with pool.acquire() as conn, conn.transaction():
+        rows = await conn.fetch(
+            "SELECT id FROM fabric_outbox WHERE published_at IS NULL FOR UPDATE SKIP LOCKED"
+        )
+    return len(rows) == count
+
+
 async def test_relay_retries_while_the_broker_is_away(pg_dsn: str) -> None:
     bus = FakeBus()
     bus.fail_next(4)
