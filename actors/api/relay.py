@@ -12,17 +12,16 @@ broker on its event id.
 
 A create skips the claim: the domain actor hands the committed envelope over
 (`PublishCommitted`), and the relay publishes it at once and marks its row in
-one statement. The create's transaction told the relays so (its NOTIFY says
-`writer`), so its NOTIFY sends no relay to claim the row. That was two round trips
-(BEGIN, the claim) and a NOTIFY on every account's way to its clusters, taken
-while the API answered the create. A create has no earlier event of its
-account, so nothing it overtakes. One that the relay's own claim pass took
-meanwhile (its SELECT came after the commit) is not sent again; should another
-relay publish the same row (a poll that found it before the mark), the broker
-keeps the first copy, and the second is logged as `event_already_published`. A
-hand-over that fails (broker or database away) leaves its rows to a claim
-pass, at once; one lost with the process is claimed by the next poll of any
-relay, or at its restart.
+one statement. The create's NOTIFY says `writer`, which sends no relay to claim
+the row. The claim was two round trips (BEGIN, its SELECT) and a NOTIFY on
+every account's way to its clusters, taken while the API answered the create.
+A create has no earlier event of its account, so nothing it overtakes. One that
+the relay's own claim pass took meanwhile (its SELECT came after the commit) is
+not sent again; should another relay publish the same row (a poll that found
+it before the mark), the broker keeps the first copy, and the second is logged
+as `event_already_published`. A hand-over that fails (broker or database away)
+leaves its rows to a claim pass, at once; one lost with the process is claimed
+by the next poll of any relay, or at its restart.
 """
 
 from __future__ import annotations

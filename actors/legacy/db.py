@@ -393,12 +393,11 @@ async def relay_batch(pool: Pool, limit: int, publish: PublishFn) -> RelayResult
         return RelayResult(len(batch), tuple(str(_event_id(r)) for r in bad), more)
 
 
-async def mark_published(pool: Pool, receipts: Sequence[tuple[str, int]]) -> int:
+async def mark_published(pool: Pool, receipts: Sequence[tuple[str, int]]) -> None:
     """Mark the outbox rows of these (event id, broker seq) published, in one round trip; a
-    row some relay marked already stays as it is. How many were marked."""
+    row some relay marked already stays as it is."""
     async with translated_errors(), pool.acquire() as conn:
-        status = await conn.execute(_MARK_PUBLISHED, [e for e, _ in receipts], [s for _, s in receipts])
-    return int(status.rsplit(" ", 1)[-1])
+        await conn.execute(_MARK_PUBLISHED, [e for e, _ in receipts], [s for _, s in receipts])
 
 
 _MARK_PUBLISHED = """

@@ -41,7 +41,7 @@ class CountingConnector(FakeConnector):
     def __init__(self, bus: FakeBus) -> None:
         super().__init__(bus)
         self.sent: Counter[str] = Counter()
-        self.handed: set[str] = set()  # given to the bus, confirmed or not yet
+        self.given: set[str] = set()  # handed to the bus, confirmed or not yet
 
     @asynccontextmanager
     async def publisher(self) -> AsyncIterator[EventPublisher]:
@@ -49,7 +49,7 @@ class CountingConnector(FakeConnector):
 
         class Counting:
             async def publish(self, envelopes: Sequence[Envelope]) -> list[PublishReceipt]:
-                outer.handed.update(e.event_id for e in envelopes)
+                outer.given.update(e.event_id for e in envelopes)
                 receipts = await outer.bus.publish(envelopes)
                 outer.sent.update(e.event_id for e in envelopes)
                 return receipts
@@ -363,7 +363,7 @@ async def test_a_hand_over_its_relay_claimed_meanwhile_is_not_sent_again(pg_dsn:
 
 
 async def _given(connector: CountingConnector, envelope: Envelope) -> bool:
-    return envelope.event_id in connector.handed
+    return envelope.event_id in connector.given
 
 
 async def test_relay_retries_while_the_broker_is_away(pg_dsn: str) -> None:
