@@ -15,7 +15,7 @@ A create skips the claim: the domain actor hands the committed envelope over
 one statement. The create's NOTIFY says `writer`, which sends no relay to claim
 the row. The claim was two round trips (BEGIN, its SELECT) and a NOTIFY on
 every account's way to its clusters, taken while the API answered the create.
-A create has no earlier event of its account, so nothing it overtakes. One that
+A create has no earlier event of its account, so it overtakes nothing. One that
 the relay's own claim pass took meanwhile (its SELECT came after the commit) is
 not sent again; should another relay publish the same row (a poll that found
 it before the mark), the broker keeps the first copy, and the second is logged
