@@ -224,8 +224,11 @@ class System:
             reply = json.loads(text)
         except ValueError:
             raise BenchError(f"{method}: HTTP {resp.status}, not JSON: {text[:300]!r}")
-        if "error" in reply:
+        if isinstance(reply, dict) and "error" in reply:
             raise BenchError(f"{method} {dict(params)}: {reply['error']}")
+        if not isinstance(reply, dict) or "result" not in reply:
+            # Somebody else's answer on the API's address, say.
+            raise BenchError(f"{method}: HTTP {resp.status}, not a JSON-RPC reply: {text[:300]!r}")
         return reply["result"]
 
     async def create_ready(self, slug: str, timeout: float = 60.0) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import random
 import socket
+from collections.abc import Collection
 from pathlib import Path
 
 _RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
@@ -41,16 +42,26 @@ def bindable(port: int, host: str = "127.0.0.1") -> bool:
     return True
 
 
-def free_port(count: int = 1, host: str = "127.0.0.1") -> int:
-    """A port `p` such that `p .. p + count - 1` are free now and outside the ephemeral range
-    (`count` > 1 for servers that take consecutive ports, such as API replicas)."""
+def free_port(
+    count: int = 1, host: str = "127.0.0.1", *, avoid: Collection[int] = ()
+) -> int:
+    """A port `p` such that `p .. p + count - 1` are free now, outside the ephemeral range and
+    not in `avoid` (`count` > 1 for servers that take consecutive ports, such as API replicas).
+
+    `avoid`: ports another process was told to bind but may not have bound yet. A port is
+    only free until somebody binds it, and sequences in different processes (a caller
+    choosing `fabric up --port`, `up` choosing its children's) can meet."""
     global _next
     low, _high = ephemeral_range()
     if low - _LOWEST < 1000:
         # The ephemeral range leaves no room below it: fall back to what the kernel picks.
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind((host, 0))
-            return int(s.getsockname()[1])
+        for _ in range(100):
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                s.bind((host, 0))
+                port = int(s.getsockname()[1])
+            if port not in avoid:
+                return port
+        raise OSError(f"the kernel kept handing out ports to avoid on {host}")
     if _next is None:
         _next = random.randrange(_LOWEST, low)
     for _ in range(low - _LOWEST):
@@ -58,6 +69,7 @@ def free_port(count: int = 1, host: str = "127.0.0.1") -> int:
         if start + count > low:
             start = _LOWEST
         _next = start + count
-        if all(bindable(port, host) for port in range(start, start + count)):
+        span = range(start, start + count)
+        if not any(port in avoid for port in span) and all(bindable(port, host) for port in span):
             return start
     raise OSError(f"no {count} free consecutive ports on {host} between {_LOWEST} and {low}")

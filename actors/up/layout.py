@@ -187,6 +187,16 @@ class Ports:
         """Replica `replica` (0-based) listens on consecutive ports from the API port."""
         return self.api + replica
 
+    def numbers(self, api_replicas: int = 1) -> set[int]:
+        """Every port named here (0: not chosen yet, left out)."""
+        named = {
+            self.postgres, self.broker_control, self.broker_events, self.broker_acks,
+            self.nats, self.nats_monitor, *(k.port for k in self.kubes.values()),
+            *self.metrics.values(), *range(self.api, self.api + max(1, api_replicas)),
+        }
+        named.discard(0)
+        return named
+
     def to_json(self) -> dict[str, Any]:
         return {
             "postgres": self.postgres,
@@ -227,33 +237,46 @@ class LayoutError(Exception):
 
 def load_or_allocate_ports(
     layout: Layout, *, api_port: int | None, kube_clusters: list[str],
-    metrics_children: Iterable[str] = (),
+    metrics_children: Iterable[str] = (), api_replicas: int = 1,
 ) -> Ports:
     """Read ports.json (or choose ports), add new clusters and metrics listeners (a port for
-    each of `metrics_children` that has none yet), honour an explicit --port; persist."""
+    each of `metrics_children` that has none yet), honour an explicit --port; persist.
+
+    A new port is never one the state dir already names, nor the API's (`api_replicas`
+    consecutive ports from --port): none of those is bound while `up` starts, so each
+    looks free, and a child given one would take it from the server it belongs to."""
     current: Ports | None = None
     if layout.ports_file.exists():
         try:
             current = Ports.from_json(json.loads(layout.ports_file.read_text()))
         except (ValueError, KeyError, TypeError) as exc:
             raise LayoutError(f"{layout.ports_file} is not a valid ports file ({exc}); remove it")
+    taken: set[int] = set() if current is None else current.numbers(api_replicas)
+    if api_port is not None:
+        taken.update(range(api_port, api_port + max(1, api_replicas)))
+
+    def new_port() -> int:
+        port = free_port(avoid=taken)
+        taken.add(port)
+        return port
+
     if current is None:
         current = Ports(
-            postgres=free_port(),
-            broker_control=free_port(),
-            broker_events=free_port(),
-            broker_acks=free_port(),
+            postgres=new_port(),
+            broker_control=new_port(),
+            broker_events=new_port(),
+            broker_acks=new_port(),
             api=api_port if api_port is not None else 8080,
             kubes={},
         )
     kubes = dict(current.kubes)
     for name in kube_clusters:
         if name not in kubes:
-            kubes[name] = KubePorts(free_port(), secrets.token_urlsafe(24))
+            kubes[name] = KubePorts(new_port(), secrets.token_urlsafe(24))
     metrics = dict(current.metrics)
     for child in metrics_children:
         if child not in metrics:
-            metrics[child] = free_port()
+            metrics[child] = new_port()
     ports = Ports(
         postgres=current.postgres,
         broker_control=current.broker_control,
@@ -261,8 +284,8 @@ def load_or_allocate_ports(
         broker_acks=current.broker_acks,
         api=api_port if api_port is not None else current.api,
         kubes=kubes,
-        nats=current.nats or free_port(),
-        nats_monitor=current.nats_monitor or free_port(),
+        nats=current.nats or new_port(),
+        nats_monitor=current.nats_monitor or new_port(),
         metrics=metrics,
     )
     write_atomic(layout.ports_file, json.dumps(ports.to_json(), indent=2) + "\n", mode=0o600)

@@ -151,7 +151,8 @@ async def _run(settings: UpSettings, args: argparse.Namespace, block: LiveBlock 
     layout = settings.layout
     kube_clusters = [c for c in settings.clusters if c not in settings.external_kubeconfigs]
     ports = load_or_allocate_ports(layout, api_port=settings.api_port, kube_clusters=kube_clusters,
-                                   metrics_children=metrics_children(settings))
+                                   metrics_children=metrics_children(settings),
+                                   api_replicas=settings.api_replicas)
     key = admin_key(layout, os.environ)
     created = ensure_keys(layout, settings.clusters)
     if created:

@@ -33,3 +33,14 @@ def test_consecutive_ports_are_all_free_and_a_bound_port_is_never_handed_out(
         # The sequence arrives at the held port: it is passed over.
         monkeypatch.setattr(ports, "_next", start)
         assert free_port() == start + 1
+
+
+def test_a_port_to_avoid_is_passed_over_though_nothing_has_bound_it_yet(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    start = free_port(count=3)
+    monkeypatch.setattr(ports, "_next", start)
+    assert free_port(avoid={start}) == start + 1
+    # A span that would cover an avoided port is passed over whole.
+    monkeypatch.setattr(ports, "_next", start)
+    assert free_port(count=2, avoid={start + 1}) == start + 2
