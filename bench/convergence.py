@@ -202,7 +202,8 @@ async def _system_once(bench: Bench, run: int, n: int, bus: BusName) -> SystemRu
         _ = await asyncio.gather(*samplers, return_exceptions=True)
     total = sum(len(times) for times in found.values())
     if total != n * CLUSTERS or any(last_c <= first_c for first_c, last_c in windows.values()):
-        raise BenchError(f"expected {n} reports over some time from each of {clusters}")
+        got = {c: len(times) for c, times in found.items()}
+        raise BenchError(f"expected {n} reports over some time from each of {clusters}, got {got}")
     # A window's first report is the work before it: each window holds one account fewer.
     worked = total - len(windows)
     has_server = system.pid_if_running(BUS_SERVERS[bus]) is not None

@@ -187,12 +187,12 @@ class Ports:
         """Replica `replica` (0-based) listens on consecutive ports from the API port."""
         return self.api + replica
 
-    def numbers(self, api_replicas: int = 1) -> set[int]:
-        """Every port named here (0: not chosen yet, left out)."""
+    def children(self) -> set[int]:
+        """Every port named here but the API's (0: not chosen yet, left out)."""
         named = {
             self.postgres, self.broker_control, self.broker_events, self.broker_acks,
             self.nats, self.nats_monitor, *(k.port for k in self.kubes.values()),
-            *self.metrics.values(), *range(self.api, self.api + max(1, api_replicas)),
+            *self.metrics.values(),
         }
         named.discard(0)
         return named
@@ -251,9 +251,10 @@ def load_or_allocate_ports(
             current = Ports.from_json(json.loads(layout.ports_file.read_text()))
         except (ValueError, KeyError, TypeError) as exc:
             raise LayoutError(f"{layout.ports_file} is not a valid ports file ({exc}); remove it")
-    taken: set[int] = set() if current is None else current.numbers(api_replicas)
-    if api_port is not None:
-        taken.update(range(api_port, api_port + max(1, api_replicas)))
+    api = api_port if api_port is not None else 8080 if current is None else current.api
+    taken = set(range(api, api + max(1, api_replicas)))
+    if current is not None:
+        taken |= current.children()
 
     def new_port() -> int:
         port = free_port(avoid=taken)
@@ -266,7 +267,7 @@ def load_or_allocate_ports(
             broker_control=new_port(),
             broker_events=new_port(),
             broker_acks=new_port(),
-            api=api_port if api_port is not None else 8080,
+            api=api,
             kubes={},
         )
     kubes = dict(current.kubes)
@@ -282,7 +283,7 @@ def load_or_allocate_ports(
         broker_control=current.broker_control,
         broker_events=current.broker_events,
         broker_acks=current.broker_acks,
-        api=api_port if api_port is not None else current.api,
+        api=api,
         kubes=kubes,
         nats=current.nats or new_port(),
         nats_monitor=current.nats_monitor or new_port(),
