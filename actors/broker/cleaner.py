@@ -45,11 +45,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from actors.broker.index import WindowFloor
-from actors.broker.records import Record, Scanner, encode_stub
+from actors.broker.records import STUB, TOMBSTONE, Record, Scanner, encode_stub
 from actors.broker.segments import CorruptLog, cleaned_name, finish_swap, swap_name
 from actors.runtime.files import fsync_dir
 
 Step = Callable[[str], None]
+
+WRITE_BUFFER = 256 * 1024
 
 
 def no_step(_name: str) -> None:
@@ -112,6 +114,7 @@ class _Group:
         self.inputs = [first]
         self.out = Output(first.base, plan.end, (), None)
         self.fd: int | None = None
+        self._buffer = bytearray()
 
     def materialize(self) -> None:
         """Open the output; what the first input kept so far is the caller's to write."""
@@ -120,6 +123,25 @@ class _Group:
             self.fd = os.open(self.out.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
 
     def write(self, data: bytes | memoryview | mmap.mmap) -> None:
+        """Append to the output. Small pieces (a stub, a short run of kept records between two
+        dropped ones: most of what a round writes) gather in a buffer, one write() per
+        WRITE_BUFFER bytes instead of a syscall each."""
+        buffer = self._buffer
+        if len(buffer) + len(data) <= WRITE_BUFFER:
+            buffer += data
+            return
+        self.flush()
+        if len(data) < WRITE_BUFFER:
+            buffer += data
+        else:
+            self._write_all(data)
+
+    def flush(self) -> None:
+        if self._buffer:
+            self._write_all(self._buffer)
+            self._buffer.clear()
+
+    def _write_all(self, data: bytes | bytearray | memoryview | mmap.mmap) -> None:
         assert self.fd is not None
         with memoryview(data) as whole:
             view = whole
@@ -148,6 +170,7 @@ class _Group:
         if self.fd is None:
             return  # one input that lost nothing: left as it is
         try:
+            self.flush()
             os.fsync(self.fd)
         finally:
             os.close(self.fd)
@@ -213,7 +236,7 @@ def _copy_survivors(
             if fate == "keep":
                 if run < 0:
                     run = record.offset
-                if not record.stub:
+                if not record.flags & STUB:
                     out.seqs.append(record.seq)
                     out.offsets.append(out.size)
                 out.size += record.end - record.offset
@@ -239,19 +262,27 @@ def _copy_survivors(
         return scan.last_seq
 
 
+_KEEP = ("keep", False)
+
+
 def _fate(plan: CleanPlan, record: Record) -> tuple[str, bool]:
     """keep, stub or drop; and whether it is an expired tombstone (its key leaves the index)."""
-    gone = "stub" if plan.window.holds(record.seq, record.stored_at) else "drop"
-    if record.stub:
-        return ("keep" if gone == "stub" else "drop"), False
+    seq = record.seq
+    if record.flags & STUB:
+        return ("keep" if plan.window.holds(seq, record.stored_at) else "drop"), False
     newest = plan.newest.get(record.key)
-    if newest is None or newest < record.seq:
-        return "keep", False  # not what the index knows: never expected, so never dropped
-    if newest != record.seq:
-        return ("keep" if newest > plan.durable else gone), False
-    if record.tombstone and record.stored_at < plan.tombstone_before and record.seq <= plan.floor:
-        return gone, True
-    return "keep", False
+    if newest is None or newest < seq:
+        return _KEEP  # not what the index knows: never expected, so never dropped
+    if newest != seq:
+        return _KEEP if newest > plan.durable else (_gone(plan, record), False)
+    if record.flags & TOMBSTONE and record.stored_at < plan.tombstone_before and seq <= plan.floor:
+        return _gone(plan, record), True
+    return _KEEP
+
+
+def _gone(plan: CleanPlan, record: Record) -> str:
+    """What a record that goes leaves behind: a stub while its event id is inside the window."""
+    return "stub" if plan.window.holds(record.seq, record.stored_at) else "drop"
 
 
 def commit(result: CleanResult, directory: Path, step: Step = no_step) -> None:

@@ -13,7 +13,16 @@ from pathlib import Path
 import pytest
 
 from actors.broker.log import Append, EventLog
-from actors.broker.records import Scanner, encode_record, encode_stub
+from actors.broker.records import (
+    HEADER,
+    PREFIX,
+    STUB,
+    TOMBSTONE,
+    VERSION,
+    Scanner,
+    encode_record,
+    encode_stub,
+)
 from actors.broker.recovery import IncompatibleLog
 from actors.broker.segments import CorruptLog, segment_name
 
@@ -86,6 +95,28 @@ def test_scan_refuses_seqs_that_do_not_grow_or_cross_the_next_segment() -> None:
     assert [r.seq for r in scan] == []
     assert scan.problem is not None
     assert "next segment" in scan.problem
+
+
+@pytest.mark.parametrize("flags", range(8))
+@pytest.mark.parametrize(
+    ("key", "envelope"), [(b"", b""), (b"", b"x"), (b"account:a", b""), (b"account:a", b"x")]
+)
+def test_scan_accepts_exactly_the_record_shapes_the_format_allows(
+    flags: int, key: bytes, envelope: bytes
+) -> None:
+    """CRC-valid records of every flags/key/envelope shape: an event (plain or tombstone) has a
+    key and an envelope, a stub neither; anything else stops the scan and says why."""
+    body = PREFIX.pack(VERSION, flags, 7, 1000, _eid(7), len(key)) + key + envelope
+    data = HEADER.pack(len(body), zlib.crc32(body, zlib.crc32(len(body).to_bytes(4, "big")))) + body
+    valid = (flags in (0, TOMBSTONE) and key and envelope) or (flags == STUB and not key and not envelope)
+    got, scan = _scan(data)
+    if valid:
+        assert got == [7]
+        assert scan.problem is None
+    else:
+        assert got == []
+        assert scan.problem is not None
+        assert "at offset 0" in scan.problem
 
 
 def _write_log(directory: Path, count: int, segment_bytes: int = 1 << 16, keys: int = 1000) -> EventLog:
