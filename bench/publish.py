@@ -17,6 +17,10 @@ started by the bench on a free port with its store in the bench's temp dir:
 one as configured by default (JetStream syncs to disk every 2 minutes) and
 one with `sync_interval: always` (an fsync per write, like us). Each gets
 publish_async with a Nats-Msg-Id (dedup) header, and one-at-a-time publish.
+Within a run the three take turns, SLICES slices of each phase apiece (ours,
+default, always, ours, ...), as creates and gets do (bench.load.alternate): a
+shared VM's speed moves within seconds, and one side drawing the slow stretch
+spread run Q's async ratio from 0.99 to 1.32.
 The raw pyzmq PUSH -> PULL loop (no storage, no confirm) is the transport's
 ceiling; a raw pyzmq DEALER -> ROUTER echo to another process, one message
 at a time, its floor for one publish at a time (a request and its reply each
@@ -29,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import socket
 import subprocess
@@ -36,8 +41,9 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 from bench.context import Bench
 from bench.figures import BenchError, Figure, Goal, figure
@@ -49,9 +55,13 @@ from transport.client import BrokerEndpoints, Directory, Publisher
 from transport.jetstream.server import NatsServerMissing, nats_server_binary
 from transport.sockets import Context, close_context, new_context
 
+if TYPE_CHECKING:
+    from nats.js import JetStreamContext
+
 WINDOW = 256
 BATCH = 100
 BATCH_WINDOW = 8
+SLICES = 4
 NATS_START_TIMEOUT = 20.0
 
 
@@ -151,59 +161,130 @@ class Measured:
     batched: float = 0.0  # events/s (ours only)
 
 
-async def bench_fabric(ctx: Context, endpoints: BrokerEndpoints, sizes: Sizes) -> Measured:
-    n = sizes.events
-    events = _envelopes(n)
-    async with Publisher(ctx, endpoints, keys=api_keys(), timeout=30) as pub:
-        await pub.publish(_envelopes(10))  # warm-up
+class _Side(Protocol):
+    """One broker under test: a burst of async publishes, and publishes one at a time."""
+
+    async def burst(self, n: int) -> float:
+        """n events, WINDOW publishes in flight (or the client's own async window); seconds."""
+        ...
+
+    async def one_by_one(self, n: int) -> list[float]:
+        """n publishes, each awaited before the next; each one's seconds."""
+        ...
+
+
+class _Fabric:
+    def __init__(self, pub: Publisher) -> None:
+        self._pub = pub
+
+    async def burst(self, n: int) -> float:
+        events = _envelopes(n)
 
         async def single(i: int) -> None:
-            await pub.publish([events[i]])
+            await self._pub.publish([events[i]])
 
-        t_async = await _windowed(n, WINDOW, single)
+        return await _windowed(n, WINDOW, single)
+
+    async def batched(self, n: int) -> float:
         again = _envelopes(n)
         batches = [again[i : i + BATCH] for i in range(0, n, BATCH)]
 
         async def batch(i: int) -> None:
-            await pub.publish(batches[i])
+            await self._pub.publish(batches[i])
 
-        t_batch = await _windowed(len(batches), BATCH_WINDOW, batch)
+        return await _windowed(len(batches), BATCH_WINDOW, batch)
+
+    async def one_by_one(self, n: int) -> list[float]:
         latencies = []
-        for env in _envelopes(sizes.sequential):
+        for env in _envelopes(n):
             start = time.perf_counter()
-            await pub.publish([env])
+            await self._pub.publish([env])
             latencies.append(time.perf_counter() - start)
-    return Measured(n / t_async, _p(latencies, 0.5) * 1e6, _p(latencies, 0.99) * 1e6, n / t_batch)
+        return latencies
 
 
-async def bench_nats(url: str, sizes: Sizes) -> Measured:
+class _Nats:
+    def __init__(self, js: JetStreamContext, subject: str) -> None:
+        self._js = js
+        self._subject = subject
+        self._ids = itertools.count()
+
+    def _payloads(self, n: int) -> list[tuple[bytes, dict[str, str]]]:
+        return [
+            (codec.encode(e.to_wire()), {"Nats-Msg-Id": f"{self._subject}-{next(self._ids)}"})
+            for e in _envelopes(n)
+        ]
+
+    async def burst(self, n: int) -> float:
+        payloads = self._payloads(n)
+        start = time.perf_counter()
+        for payload, headers in payloads:
+            _ = await self._js.publish_async(self._subject, payload, headers=headers)
+        await self._js.publish_async_completed()
+        return time.perf_counter() - start
+
+    async def one_by_one(self, n: int) -> list[float]:
+        latencies = []
+        for payload, headers in self._payloads(n):
+            start = time.perf_counter()
+            await self._js.publish(self._subject, payload, headers=headers)
+            latencies.append(time.perf_counter() - start)
+        return latencies
+
+
+@contextlib.asynccontextmanager
+async def _nats_side(url: str) -> AsyncIterator[_Nats]:
+    """A connection to the server at `url` with a fresh stream of its own, removed after."""
     import nats  # only this benchmark uses it
 
-    n = sizes.events
-    payloads = [codec.encode(e.to_wire()) for e in _envelopes(n)]
     nc = await nats.connect(url, connect_timeout=2, max_reconnect_attempts=0)
     try:
         js = nc.jetstream(publish_async_max_pending=WINDOW)
-        stream = f"BENCH{os.getpid()}"
+        stream = f"BENCH{os.getpid()}x{next(_STREAMS)}"
         await js.add_stream(name=stream, subjects=[f"{stream}.>"])
         try:
-            start = time.perf_counter()
-            for i, payload in enumerate(payloads):
-                _ = await js.publish_async(
-                    f"{stream}.events", payload, headers={"Nats-Msg-Id": f"{stream}-{i}"}
-                )
-            await js.publish_async_completed()
-            elapsed = time.perf_counter() - start
-            latencies = []
-            for i, payload in enumerate(payloads[: sizes.sequential]):
-                t = time.perf_counter()
-                await js.publish(f"{stream}.events", payload, headers={"Nats-Msg-Id": f"{stream}-seq-{i}"})
-                latencies.append(time.perf_counter() - t)
+            yield _Nats(js, f"{stream}.events")
         finally:
             await js.delete_stream(stream)
     finally:
         await nc.close()
-    return Measured(n / elapsed, _p(latencies, 0.5) * 1e6, _p(latencies, 0.99) * 1e6)
+
+
+_STREAMS = itertools.count()
+
+
+def _slices(total: int) -> list[int]:
+    return [total // SLICES + (1 if i < total % SLICES else 0) for i in range(SLICES)]
+
+
+async def bench_run(
+    ctx: Context, endpoints: BrokerEndpoints, default_url: str, always_url: str, sizes: Sizes
+) -> tuple[Measured, Measured, Measured]:
+    """Ours, default-sync JetStream and fsync-always JetStream, taking turns in SLICES slices
+    of each phase, so a machine whose speed moves within seconds weighs on each alike."""
+    async with (
+        Publisher(ctx, endpoints, keys=api_keys(), timeout=30) as pub,
+        _nats_side(default_url) as default,
+        _nats_side(always_url) as always,
+    ):
+        ours = _Fabric(pub)
+        sides: tuple[_Side, _Side, _Side] = (ours, default, always)
+        for side in sides:  # warm-up: connections, streams, the first fsync
+            _ = await side.one_by_one(10)
+        seconds = [0.0, 0.0, 0.0]
+        for n in _slices(sizes.events):
+            for i, side in enumerate(sides):
+                seconds[i] += await side.burst(n)
+        batched = sizes.events / await ours.batched(sizes.events)
+        latencies: list[list[float]] = [[], [], []]
+        for n in _slices(sizes.sequential):
+            for i, side in enumerate(sides):
+                latencies[i] += await side.one_by_one(n)
+    measured = [
+        Measured(sizes.events / t, _p(lat, 0.5) * 1e6, _p(lat, 0.99) * 1e6)
+        for t, lat in zip(seconds, latencies, strict=True)
+    ]
+    return replace(measured[0], batched=batched), measured[1], measured[2]
 
 
 @contextlib.asynccontextmanager
@@ -330,9 +411,10 @@ async def run_publish(bench: Bench) -> list[Figure]:
                 for run in range(bench.runs):
                     with _broker_process(work / f"broker-{run}") as endpoints:
                         await _wait_ready(ctx, endpoints)
-                        ours.append(await bench_fabric(ctx, endpoints, sizes))
-                    default.append(await bench_nats(default_url, sizes))
-                    always.append(await bench_nats(always_url, sizes))
+                        o, d, a = await bench_run(ctx, endpoints, default_url, always_url, sizes)
+                    ours.append(o)
+                    default.append(d)
+                    always.append(a)
                     raw.append(await bench_raw_zmq(sizes.events))
                     echo.append(await bench_raw_zmq_round_trip(sizes.sequential))
     finally:
