@@ -305,11 +305,9 @@ def build_table(deps: Deps) -> dict[str, Method]:
         deadline = loop.time() + float(params.get("timeout", schemas.WAIT_DEFAULT))
         wakes = 0
         with translated:
-            while True:
-                # Registered before the read: a change in between wakes the wait below.
-                changed = await deps.cache.ask(WatchAccount(account_id), timeout=deps.timeout)
-                moved = await deps.directory.ask(WatchDirectory(), timeout=deps.timeout)
-                try:
+            watching: tuple[asyncio.Future[None], asyncio.Future[None]] | None = None
+            try:
+                while True:
                     current = await view(account_id)
                     if goal is None:
                         goal = current.record.generation
@@ -319,15 +317,26 @@ def build_table(deps: Deps) -> dict[str, Method]:
                         log.debug("account_wait_ended", account_id=account_id, generation=goal,
                                   converged=done, status=current.status, wakes=wakes)
                         return current.to_json()
+                    if watching is None:
+                        # Read first and watch only when not done: the wake that ends a wait
+                        # (the last cluster's report) then costs one read, not two watches
+                        # and a read. A change between that read and the watch wakes
+                        # nothing, so the view is read again before parking.
+                        watching = (
+                            await deps.cache.ask(WatchAccount(account_id), timeout=deps.timeout),
+                            await deps.directory.ask(WatchDirectory(), timeout=deps.timeout),
+                        )
+                        continue
                     if wakes == 0:
                         log.debug("account_wait_parked", account_id=account_id, generation=goal)
-                    await asyncio.wait(
-                        (changed, moved), timeout=remaining, return_when=asyncio.FIRST_COMPLETED
-                    )
+                    await asyncio.wait(watching, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
                     wakes += 1
-                finally:
-                    changed.cancel()
-                    moved.cancel()
+                    for future in watching:
+                        future.cancel()
+                    watching = None
+            finally:
+                for future in watching or ():
+                    future.cancel()
 
     async def plans(_params: dict[str, Any]) -> Any:
         return _plans()
