@@ -39,7 +39,7 @@ HEADER = struct.Struct(">II")
 PREFIX = struct.Struct(">BBQQ16sB")
 BODY_MIN = PREFIX.size
 BODY_MAX = 2 * 1024 * 1024
-BODY_MAX_SEQ = 2**64  # above any u64 seq: no next segment bounds the scan
+SEQ_LIMIT = 2**64  # above every u64 seq: the bound of a scan no next segment limits
 _VERSION_AT = HEADER.size
 
 
@@ -115,7 +115,7 @@ class Scanner:
         size = len(view)
         offset = 0
         previous = self._after
-        below = BODY_MAX_SEQ if self._below is None else self._below
+        below = SEQ_LIMIT if self._below is None else self._below
         crc32, header_at, prefix_at = zlib.crc32, HEADER.unpack_from, PREFIX.unpack_from
         header_size, prefix_size, make = HEADER.size, PREFIX.size, Record._make
         try:
