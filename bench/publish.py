@@ -232,6 +232,9 @@ class _Nats:
         return latencies
 
 
+_STREAMS = itertools.count()  # each side's stream its own name within the bench's process
+
+
 @contextlib.asynccontextmanager
 async def _nats_side(url: str) -> AsyncIterator[_Nats]:
     """A connection to the server at `url` with a fresh stream of its own, removed after."""
@@ -249,8 +252,6 @@ async def _nats_side(url: str) -> AsyncIterator[_Nats]:
     finally:
         await nc.close()
 
-
-_STREAMS = itertools.count()
 
 
 def _slices(total: int) -> list[int]:

@@ -37,12 +37,14 @@ each point a crash test stops at.
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 from array import array
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from actors.broker.index import WindowFloor
 from actors.broker.records import STUB, TOMBSTONE, Record, Scanner, encode_stub
@@ -113,44 +115,27 @@ class _Group:
         self.plan = plan
         self.inputs = [first]
         self.out = Output(first.base, plan.end, (), None)
-        self.fd: int | None = None
-        self._buffer = bytearray()
+        self.file: BinaryIO | None = None
 
     def materialize(self) -> None:
         """Open the output; what the first input kept so far is the caller's to write."""
-        if self.fd is None:
+        if self.file is None:
             self.out.path = self.plan.directory / cleaned_name(self.out.base)
-            self.fd = os.open(self.out.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            # Buffered: most of what a round writes is small (a stub, a short run of kept
+            # records between two dropped ones), and one write() per WRITE_BUFFER bytes
+            # replaces a syscall each; a piece larger than the buffer goes straight through.
+            self.file = open(  # noqa: SIM115 - a group outlives any one block: close() or abandon()
+                self.out.path, "wb", buffering=WRITE_BUFFER,
+                opener=lambda path, flags: os.open(path, flags, 0o644),
+            )
 
     def write(self, data: bytes | memoryview | mmap.mmap) -> None:
-        """Append to the output. Small pieces (a stub, a short run of kept records between two
-        dropped ones: most of what a round writes) gather in a buffer, one write() per
-        WRITE_BUFFER bytes instead of a syscall each."""
-        buffer = self._buffer
-        if len(buffer) + len(data) <= WRITE_BUFFER:
-            buffer += data
-            return
-        self.flush()
-        if len(data) < WRITE_BUFFER:
-            buffer += data
-        else:
-            self._write_all(data)
-
-    def flush(self) -> None:
-        if self._buffer:
-            self._write_all(self._buffer)
-            self._buffer.clear()
-
-    def _write_all(self, data: bytes | bytearray | memoryview | mmap.mmap) -> None:
-        assert self.fd is not None
-        with memoryview(data) as whole:
-            view = whole
-            while view:
-                view = view[os.write(self.fd, view) :]
+        assert self.file is not None
+        self.file.write(data)
 
     def join(self, item: Input) -> None:
         """A further input: the output must be written, the first input in full if unchanged."""
-        if self.fd is None:
+        if self.file is None:
             self.materialize()
             first = self.inputs[0]
             assert self.out.size == first.size, "an unwritten first input kept everything"
@@ -167,20 +152,23 @@ class _Group:
             out.last_seq = out.base - 1
         result.outputs.append(out)
         result.bytes_after += out.size
-        if self.fd is None:
+        if self.file is None:
             return  # one input that lost nothing: left as it is
         try:
-            self.flush()
-            os.fsync(self.fd)
+            self.file.flush()
+            os.fsync(self.file.fileno())
         finally:
-            os.close(self.fd)
-            self.fd = None
+            self.file.close()
+            self.file = None
         step("cleaned_written")
 
     def abandon(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
+        if self.file is not None:
+            # Its output is deleted: what the buffer still holds need not reach the disk, and
+            # a failed flush (the disk that failed the round) must not hide the round's error.
+            with contextlib.suppress(OSError):
+                self.file.close()
+            self.file = None
 
 
 def clean(plan: CleanPlan, step: Step = no_step) -> CleanResult:
@@ -255,7 +243,7 @@ def _copy_survivors(
                 result.stubs += 1
             out.records += 1
             out.last_seq = record.seq
-        if run >= 0 and group.fd is not None:
+        if run >= 0 and group.file is not None:
             group.write(view[run:run_end])
         if scan.problem is not None:
             raise CorruptLog(f"sealed segment {item.path.name} is corrupt: {scan.problem}")
