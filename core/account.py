@@ -26,7 +26,8 @@ others):
   generation; else `provisioning` (generation 1) or `updating` (a later
   generation not yet observed everywhere).
 
-`has_converged` is what `account.wait` waits for.
+`has_converged` is what `account.wait` waits for. `status_hint` is what a store may
+filter a page by before the status is derived here (a list by status).
 """
 
 from __future__ import annotations
@@ -186,3 +187,31 @@ def has_converged(view: AccountView, generation: int) -> bool:
     return bool(online) and all(
         v.state != "pending" and v.observed_generation >= generation for v in online
     )
+
+
+@dataclass(frozen=True, slots=True)
+class StatusHint:
+    """What a store may select accounts by so that a list by status does not derive the
+    status of every account: a superset of those with the status, never fewer.
+    `derive_status` stays the judge of each one the store returns.
+
+    `deleted`: whether the account is deleted. `settled`: True keeps the accounts that every
+    cluster of `online` reports `created` at their current generation, False those that
+    some does not, None either.
+    """
+
+    deleted: bool
+    online: tuple[str, ...] = ()
+    settled: bool | None = None
+
+
+def status_hint(status: Status, online: Iterable[str]) -> StatusHint:
+    """The hint for `status` with these clusters online (see `derive_status`)."""
+    if status in ("deleting", "deleted"):
+        return StatusHint(deleted=True)
+    clusters = tuple(sorted(set(online)))
+    if status in ("ready", "suspended"):
+        return StatusHint(deleted=False, online=clusters, settled=True)
+    # provisioning, updating, degraded: some online cluster has not created the generation,
+    # or none is online (then every live account is provisioning or updating).
+    return StatusHint(deleted=False, online=clusters, settled=False if clusters else None)

@@ -29,7 +29,10 @@ several writers feeding it the same stream never change what it ends with:
   account read, so it costs O(1): implementations keep it in memory and
   notice when another process sharing the store added one. `find` and
   `page` are the reads the API makes: accounts with their reports and the
-  known clusters, in one trip to the store.
+  known clusters, in one trip to the store. A list by status hands `page` a
+  `StatusHint`, so the store skips, in its own query, the accounts that
+  cannot have that status: a list of the few accounts still provisioning
+  does not derive the status of every ready one.
 - Several processes may write one store. `listen(changed)` runs until
   cancelled and calls `changed(account_ids)` for changes other writers
   committed (it may also report our own), or `changed(None)` when it cannot
@@ -44,7 +47,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from core.account import AccountRecord, ClusterReport, ReportState
+from core.account import AccountRecord, ClusterReport, ReportState, StatusHint
 from core.events import DomainEvent
 
 REPORT_STATE_ORDER: dict[ReportState, int] = {"failed": 0, "created": 1, "deleted": 2}
@@ -114,7 +117,9 @@ class AccountCache(Protocol):
 
     async def get_by_slug(self, slug: str) -> AccountRecord | None: ...
 
-    async def list_after(self, after: int | None, limit: int) -> list[AccountRecord]: ...
+    async def list_after(
+        self, after: int | None, limit: int, hint: StatusHint | None = None
+    ) -> list[AccountRecord]: ...
 
     async def reports(self, account_ids: list[str]) -> dict[str, list[ClusterReport]]: ...
 
@@ -124,8 +129,11 @@ class AccountCache(Protocol):
         """The account with this id (else this slug), if the cache shows it."""
         ...
 
-    async def page(self, after: int | None, limit: int) -> CacheView:
-        """Up to `limit` accounts past position `after`, in position order."""
+    async def page(
+        self, after: int | None, limit: int, hint: StatusHint | None = None
+    ) -> CacheView:
+        """Up to `limit` accounts past position `after`, in position order; with a `hint`,
+        only those it keeps (the caller still derives their status)."""
         ...
 
     async def ping(self) -> None: ...

@@ -62,6 +62,7 @@ from typing import Any, assert_never
 from actors.api.cache_memo import ReadMemo
 from actors.api.watchers import Subscription, Watchers
 from actors.runtime import Actor, Later, Request
+from core.account import StatusHint
 from core.cache import AccountCache, CacheView, Change
 
 CacheOpener = Callable[[], Awaitable[AccountCache]]
@@ -100,6 +101,7 @@ class FindAccount(Request[Snapshot]):
 class ListAccountsPage(Request[Snapshot]):
     after: int | None
     limit: int
+    hint: StatusHint | None = None  # a list by status: what the store may skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,8 +291,8 @@ class CacheActor(Actor[CacheMessage]):
                 if known is not None:
                     return known
                 return self._read(self._remembered(store.find(account_id, slug)))
-            case ListAccountsPage(after, limit):
-                return self._read(store.page(after, limit))
+            case ListAccountsPage(after, limit, hint):
+                return self._read(store.page(after, limit, hint))
             case WatchAccount(account_id):
                 # Needs no store: a read in flight that misses a change is followed by its notify.
                 return self._watchers.watch(account_id)

@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any, assert_never
 
 from actors.runtime.files import fsync_dir
-from core.account import AccountRecord, ClusterReport, ReportState
+from core.account import AccountRecord, ClusterReport, ReportState, StatusHint
 from core.cache import CacheView, Change, report_order
 from core.events import (
     AccountCreated,
@@ -327,11 +327,14 @@ class SqliteFile:
         ).fetchone()
         return None if row is None else _record(row)
 
-    def list_after(self, after: int | None, limit: int) -> list[AccountRecord]:
+    def list_after(
+        self, after: int | None, limit: int, hint: StatusHint | None = None
+    ) -> list[AccountRecord]:
+        kept, args = _kept_by(hint)
         rows = self._db.execute(
-            f"SELECT {_ACCOUNT_COLS} FROM accounts WHERE position > ? AND {_VISIBLE} "  # noqa: S608
+            f"SELECT {_ACCOUNT_COLS} FROM accounts WHERE position > ? AND {_VISIBLE}{kept} "  # noqa: S608
             "ORDER BY position LIMIT ?",
-            (after or 0, limit),
+            (after or 0, *args, limit),
         ).fetchall()
         return [_record(row) for row in rows]
 
@@ -363,8 +366,8 @@ class SqliteFile:
         record = self.get_by_id(account_id) if account_id is not None else self.get_by_slug(slug or "")
         return self.view([record] if record is not None else [])
 
-    def page(self, after: int | None, limit: int) -> CacheView:
-        return self.view(self.list_after(after, limit))
+    def page(self, after: int | None, limit: int, hint: StatusHint | None = None) -> CacheView:
+        return self.view(self.list_after(after, limit, hint))
 
     def dump(self) -> dict[str, list[tuple[Any, ...]]]:
         """Everything the cache knows, in a form two caches can be compared by (not positions)."""
@@ -376,6 +379,24 @@ class SqliteFile:
             f"SELECT account_id, {_REPORT_COLS} FROM reports ORDER BY 1, 2"  # noqa: S608
         ).fetchall()
         return {"accounts": accounts, "reports": reports}
+
+
+def _kept_by(hint: StatusHint | None) -> tuple[str, list[Any]]:
+    """The `StatusHint` as a condition on `accounts` (with a leading AND) and its arguments."""
+    if hint is None:
+        return "", []
+    kept = " AND deleted_at IS NOT NULL" if hint.deleted else " AND deleted_at IS NULL"
+    if hint.settled is None:
+        return kept, []
+    # Reports are keyed by (account, cluster): counting the online clusters that created the
+    # current generation says whether all of them did.
+    marks = ",".join("?" * len(hint.online))  # placeholders only: the names are arguments
+    settled = (
+        "(SELECT count(*) FROM reports r WHERE r.account_id = accounts.id "  # noqa: S608
+        f"AND r.cluster IN ({marks}) AND r.state = 'created' "
+        "AND r.observed_generation >= accounts.generation) = ?"
+    )
+    return f"{kept} AND {'' if hint.settled else 'NOT '}{settled}", [*hint.online, len(hint.online)]
 
 
 def _record(row: tuple[Any, ...]) -> AccountRecord:

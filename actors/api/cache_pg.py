@@ -41,7 +41,7 @@ import structlog
 
 from actors.api.cache_pg_sql import SCHEMA_SQL, SCHEMA_VERSION, Statements, identifier
 from actors.legacy.db import UNAVAILABLE, Connection, Pool
-from core.account import AccountRecord, ClusterReport, ReportState
+from core.account import AccountRecord, ClusterReport, ReportState, StatusHint
 from core.backoff import Backoff, Retry
 from core.cache import CacheView, Change, ChangeListener
 from core.errors import DependencyUnavailable
@@ -265,9 +265,19 @@ class PgCache:
             row = await conn.fetchrow(self._sql.by_slug, slug)
         return None if row is None else _record(row)
 
-    async def list_after(self, after: int | None, limit: int) -> list[AccountRecord]:
+    async def list_after(
+        self, after: int | None, limit: int, hint: StatusHint | None = None
+    ) -> list[AccountRecord]:
         async with self._connection() as conn:
-            rows = await conn.fetch(self._sql.list_after, after or 0, limit)
+            if hint is None:
+                rows = await conn.fetch(self._sql.list_after, after or 0, limit)
+            elif hint.settled is None:
+                rows = await conn.fetch(self._sql.list_kept[hint.deleted, None], after or 0, limit)
+            else:
+                rows = await conn.fetch(
+                    self._sql.list_kept[hint.deleted, hint.settled], after or 0, limit,
+                    list(hint.online),
+                )
         return [_record(row) for row in rows]
 
     async def reports(self, account_ids: list[str]) -> dict[str, list[ClusterReport]]:
@@ -304,8 +314,10 @@ class PgCache:
                    if row[_ACCOUNT_WIDTH] is not None]
         return CacheView([record], {record.id: reports}, await self.known_clusters())
 
-    async def page(self, after: int | None, limit: int) -> CacheView:
-        return await self._view(await self.list_after(after, limit))
+    async def page(
+        self, after: int | None, limit: int, hint: StatusHint | None = None
+    ) -> CacheView:
+        return await self._view(await self.list_after(after, limit, hint))
 
     async def _view(self, records: list[AccountRecord]) -> CacheView:
         reports = await self.reports([r.id for r in records]) if records else {}

@@ -129,6 +129,23 @@ class Statements:
             f"SELECT {_ACCOUNT_COLS} FROM {s}.accounts WHERE position > $1 AND {visible} "  # noqa: S608
             "ORDER BY position LIMIT $2"
         )
+        # A list by status (`StatusHint`): live or deleted, and whether the online clusters
+        # ($3) all created the current generation (reports are keyed by account and cluster,
+        # so counting them says it).
+        settled = (
+            f"(SELECT count(*) FROM {s}.reports r WHERE r.account_id = accounts.id "  # noqa: S608
+            "AND r.cluster = ANY($3::text[]) AND r.state = 'created' "
+            "AND r.observed_generation >= accounts.generation) = cardinality($3::text[])"
+        )
+        self.list_kept: dict[tuple[bool, bool | None], str] = {
+            (deleted, kept): (
+                f"SELECT {_ACCOUNT_COLS} FROM {s}.accounts WHERE position > $1 AND {visible} "  # noqa: S608
+                f"AND deleted_at IS {'NOT ' if deleted else ''}NULL"
+                + ("" if kept is None else f" AND {'' if kept else 'NOT '}{settled}")
+                + " ORDER BY position LIMIT $2"
+            )
+            for deleted in (False, True) for kept in (None, True, False)
+        }
         self.reports = (
             f"SELECT account_id, {_REPORT_COLS} FROM {s}.reports "  # noqa: S608
             "WHERE account_id = ANY($1::text[]) ORDER BY cluster"

@@ -42,7 +42,7 @@ import structlog
 from actors.api.cache_file import SCHEMA_VERSION as SCHEMA_VERSION  # what the file records
 from actors.api.cache_file import SqliteFile, remove_files
 from actors.runtime.files import fsync_dir, fsync_path
-from core.account import AccountRecord, ClusterReport
+from core.account import AccountRecord, ClusterReport, StatusHint
 from core.cache import CacheView, Change, ChangeListener
 from core.errors import DependencyUnavailable
 
@@ -154,8 +154,10 @@ class SqliteCache:
     async def get_by_slug(self, slug: str) -> AccountRecord | None:
         return await self._read(SqliteFile.get_by_slug, slug)
 
-    async def list_after(self, after: int | None, limit: int) -> list[AccountRecord]:
-        return await self._read(SqliteFile.list_after, after, limit)
+    async def list_after(
+        self, after: int | None, limit: int, hint: StatusHint | None = None
+    ) -> list[AccountRecord]:
+        return await self._read(SqliteFile.list_after, after, limit, hint)
 
     async def reports(self, account_ids: list[str]) -> dict[str, list[ClusterReport]]:
         return await self._read(SqliteFile.reports, list(account_ids))
@@ -166,8 +168,10 @@ class SqliteCache:
     async def find(self, account_id: str | None, slug: str | None) -> CacheView:
         return await self._read(SqliteFile.find, account_id, slug)
 
-    async def page(self, after: int | None, limit: int) -> CacheView:
-        return await self._read(SqliteFile.page, after, limit)
+    async def page(
+        self, after: int | None, limit: int, hint: StatusHint | None = None
+    ) -> CacheView:
+        return await self._read(SqliteFile.page, after, limit, hint)
 
     async def ping(self) -> None:
         await self._run(self._file.ping)

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from actors.api.cache_store import SCHEMA_VERSION, SqliteCache
-from core.account import account_view
+from core.account import STATUSES, Status, account_view, status_hint
 from core.cache import AccountCache, Change
 from core.errors import DependencyUnavailable
 from core.events import (
@@ -242,6 +242,76 @@ async def test_find_and_page_read_accounts_with_their_reports_and_the_known_clus
     rest = await cache.page(first.records[0].position, 10)
     assert [r.id for r in first.records + rest.records] == [AID, other.event.account_id]
     assert rest.reports == {other.event.account_id: []}
+
+
+def _fleet() -> tuple[dict[str, str], list[Change]]:
+    """One account in each status (with clusters a and b online), by name; their events."""
+    ids = {name: f"8d3c8c57-7f54-4c44-9a43-6c1bd41d1a{i:02d}" for i, name in enumerate(
+        ["ready", "bare", "half", "degraded", "updating", "suspended", "deleted", "deleting"])}
+
+    def created(name: str, generation: int = 1, suspended: bool = False) -> Change:
+        kind = AccountCreated if generation == 1 else AccountUpdated
+        return Change(kind(ids[name], name, name, f"{name}@x.io", f"acc-{name}", T0, generation,
+                           suspended=suspended), T1)
+
+    def made(name: str, cluster: str, generation: int = 1) -> Change:
+        return Change(NamespaceProvisioned(ids[name], cluster, f"acc-{name}", "u", "1", generation), T2)
+
+    def deleted(name: str) -> Change:
+        return Change(AccountDeleted(ids[name], name, f"acc-{name}", T3, 2, name, f"{name}@x.io", T0), T3)
+
+    changes = [
+        created("ready"), made("ready", "a"), made("ready", "b"),
+        created("bare"),
+        created("half"), made("half", "a"),
+        created("degraded"), made("degraded", "b"),
+        Change(NamespaceProvisionFailed(ids["degraded"], "a", "acc-degraded", "quota", 1, 1), T2),
+        created("updating", 2), made("updating", "a"), made("updating", "b", 2),
+        created("suspended", 2, suspended=True), made("suspended", "a", 2), made("suspended", "b", 2),
+        created("deleted"), deleted("deleted"),
+        Change(NamespaceDeleted(ids["deleted"], "a", "acc-deleted", 2), T4),
+        Change(NamespaceDeleted(ids["deleted"], "b", "acc-deleted", 2), T4),
+        created("deleting"), made("deleting", "a"), deleted("deleting"),
+    ]
+    return ids, changes
+
+
+@pytest.mark.parametrize("online", [(), ("a",), ("a", "b"), ("a", "b", "c")], ids=repr)
+async def test_a_page_by_status_hint_keeps_every_account_with_that_status(
+    cache: AccountCache, online: tuple[str, ...]
+) -> None:
+    ids, changes = _fleet()
+    _ = await cache.apply(changes)
+    everything = await cache.page(None, 100)
+    known = set(everything.clusters) | set(online)
+    status_of = {
+        r.id: account_view(r, everything.reports.get(r.id, []), known, online).status
+        for r in everything.records
+    }
+    for status in STATUSES:
+        kept = await cache.page(None, 100, status_hint(status, online))
+        with_status = {a for a, s in status_of.items() if s == status}
+        assert with_status <= {r.id for r in kept.records}, (status, online)
+        assert all(r.id in kept.reports for r in kept.records)
+    if online == ("a", "b"):  # the store does skip: what it keeps, exactly
+        names = {v: k for k, v in ids.items()}
+        assert {names[a]: s for a, s in status_of.items()} == {
+            "ready": "ready", "bare": "provisioning", "half": "provisioning",
+            "degraded": "degraded", "updating": "updating", "suspended": "suspended",
+            "deleted": "deleted", "deleting": "deleting"}
+
+        async def kept_names(status: Status) -> set[str]:
+            page = await cache.page(None, 100, status_hint(status, online))
+            return {names[r.id] for r in page.records}
+
+        assert await kept_names("provisioning") == {"bare", "half", "degraded", "updating"}
+        assert await kept_names("ready") == {"ready", "suspended"}
+        assert await kept_names("deleted") == {"deleted", "deleting"}
+        # Paging through what it keeps moves past the skipped accounts.
+        first = await cache.page(None, 1, status_hint("provisioning", online))
+        rest = await cache.page(first.records[0].position, 10, status_hint("provisioning", online))
+        assert [names[r.id] for r in first.records + rest.records] == [
+            "bare", "half", "degraded", "updating"]
 
 
 async def test_known_clusters_include_those_another_writer_of_the_store_added(

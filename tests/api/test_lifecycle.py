@@ -290,18 +290,21 @@ async def test_list_filters_by_status_across_pages(api: RunningApi, bus: FakeBus
     await eventually(lambda: _listed(api, "degraded", ids[1::3]), timeout=5, message="reports in")
     for status, expected in (("ready", ids[0::3]), ("provisioning", ids[2::3]), ("suspended", [])):
         assert await _listed(api, status, expected), status
-    seen: list[str] = []
-    cursor = None
-    while True:
-        params: dict[str, Any] = {"status": "ready", "limit": 1}
-        if cursor is not None:
-            params["cursor"] = cursor
-        page = await api.result("account.list", params)
-        seen += [a["id"] for a in page["items"]]
-        cursor = page["next_cursor"]
-        if cursor is None:
-            break
-    assert seen == ids[0::3]
+    # Page by page: the store's hint for provisioning keeps the degraded accounts between
+    # them too (neither is settled), which the list must step over.
+    for status, expected in (("ready", ids[0::3]), ("provisioning", ids[2::3])):
+        seen: list[str] = []
+        cursor = None
+        while True:
+            params: dict[str, Any] = {"status": status, "limit": 1}
+            if cursor is not None:
+                params["cursor"] = cursor
+            page = await api.result("account.list", params)
+            seen += [a["id"] for a in page["items"]]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        assert seen == expected, status
     bad = await api.call("account.list", {"status": "sleeping"})
     assert bad["error"]["code"] == -32602
     assert set(bad["error"]["data"]["fields"]) == {"status"}
