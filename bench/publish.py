@@ -253,7 +253,6 @@ async def _nats_side(url: str) -> AsyncIterator[_Nats]:
         await nc.close()
 
 
-
 def _slices(total: int) -> list[int]:
     return [total // SLICES + (1 if i < total % SLICES else 0) for i in range(SLICES)]
 
