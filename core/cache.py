@@ -45,10 +45,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, assert_never
 
 from core.account import AccountRecord, ClusterReport, ReportState, StatusHint
-from core.events import DomainEvent
+from core.events import (
+    DomainEvent,
+    NamespaceDeleted,
+    NamespaceProvisioned,
+    NamespaceProvisionFailed,
+    OutcomeEvent,
+)
 
 REPORT_STATE_ORDER: dict[ReportState, int] = {"failed": 0, "created": 1, "deleted": 2}
 
@@ -59,6 +65,22 @@ class Change:
 
     event: DomainEvent
     occurred_at: str
+
+
+def report_of(event: OutcomeEvent, occurred_at: str) -> ClusterReport:
+    """The report an outcome says, as every store keeps it and every read returns it."""
+    match event:
+        case NamespaceProvisioned():
+            return ClusterReport(event.cluster, "created", event.observed_generation, occurred_at)
+        case NamespaceProvisionFailed():
+            return ClusterReport(
+                event.cluster, "failed", event.observed_generation, occurred_at, event.reason,
+                event.attempts,
+            )
+        case NamespaceDeleted():
+            return ClusterReport(event.cluster, "deleted", event.observed_generation, occurred_at)
+        case _:
+            assert_never(event)
 
 
 def report_order(report: ClusterReport) -> tuple[int, int, int, str]:

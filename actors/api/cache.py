@@ -239,6 +239,7 @@ class CacheActor(Actor[CacheMessage]):
         if not group:
             return
         items = [item for batch in group for item in batch.items]
+        changed: list[bool] | None = None
         try:
             changed = await store.apply([item.change for item in items])
         except asyncio.CancelledError:
@@ -250,9 +251,12 @@ class CacheActor(Actor[CacheMessage]):
                 _settle(batch.answer, exc)
             return
         finally:
-            # Whatever the store says (or if it failed half-way through telling us).
-            for item in items:
-                self._memo.changed(item.change.event)
+            if changed is not None and len(changed) == len(items):
+                for item, did in zip(items, changed, strict=True):
+                    self._memo.applied(item.change, did)
+            else:  # failed, or half-way through telling us: whatever the store holds now
+                for item in items:
+                    self._memo.changed(item.change.event)
         for item, did in zip(items, changed, strict=True):
             if did:
                 self.log.debug(

@@ -46,8 +46,8 @@ from pathlib import Path
 from typing import Any, assert_never
 
 from actors.runtime.files import fsync_dir
-from core.account import AccountRecord, ClusterReport, ReportState, StatusHint
-from core.cache import CacheView, Change, report_order
+from core.account import AccountRecord, ClusterReport, StatusHint
+from core.cache import CacheView, Change, report_of, report_order
 from core.events import (
     AccountCreated,
     AccountDeleted,
@@ -55,7 +55,6 @@ from core.events import (
     NamespaceDeleted,
     NamespaceProvisioned,
     NamespaceProvisionFailed,
-    OutcomeEvent,
 )
 
 SCHEMA_VERSION = 4  # `PRAGMA user_version` at the end of _SCHEMA says the same
@@ -207,14 +206,8 @@ class SqliteFile:
                 return self._created(event, updated_at or event.created_at)
             case AccountDeleted():
                 return self._deleted(event)
-            case NamespaceProvisioned():
-                return self._report(event, "created", change.occurred_at, None, None)
-            case NamespaceProvisionFailed():
-                return self._report(
-                    event, "failed", change.occurred_at, event.reason, event.attempts
-                )
-            case NamespaceDeleted():
-                return self._report(event, "deleted", change.occurred_at, None, None)
+            case NamespaceProvisioned() | NamespaceProvisionFailed() | NamespaceDeleted():
+                return self._report(event.account_id, report_of(event, change.occurred_at))
             case _:
                 assert_never(event)
 
@@ -281,26 +274,24 @@ class SqliteFile:
         )
         return True
 
-    def _report(
-        self, e: OutcomeEvent, state: ReportState, at: str, error: str | None, attempts: int | None
-    ) -> bool:
-        new = ClusterReport(e.cluster, state, e.observed_generation, at, error, attempts)
+    def _report(self, account_id: str, new: ClusterReport) -> bool:
         row = self._db.execute(
             f"SELECT {_REPORT_COLS} FROM reports WHERE account_id = ? AND cluster = ?",  # noqa: S608
-            (e.account_id, e.cluster),
+            (account_id, new.cluster),
         ).fetchone()
         if row is not None and report_order(new) <= report_order(ClusterReport(*row)):
             return False
-        if row is None and (self._clusters is None or e.cluster not in self._clusters):
-            self._db.execute("INSERT OR IGNORE INTO clusters (name) VALUES (?)", (e.cluster,))
-            self._added.add(e.cluster)
+        if row is None and (self._clusters is None or new.cluster not in self._clusters):
+            self._db.execute("INSERT OR IGNORE INTO clusters (name) VALUES (?)", (new.cluster,))
+            self._added.add(new.cluster)
         self._db.execute(
             "INSERT INTO reports (account_id, cluster, state, observed_generation, attempts, "
             "updated_at, error) VALUES (?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (account_id, cluster) DO UPDATE SET state = excluded.state, "
             "observed_generation = excluded.observed_generation, attempts = excluded.attempts, "
             "updated_at = excluded.updated_at, error = excluded.error",
-            (e.account_id, e.cluster, state, e.observed_generation, attempts, at, error),
+            (account_id, new.cluster, new.state, new.observed_generation, new.attempts, new.updated_at,
+             new.error),
         )
         return True
 

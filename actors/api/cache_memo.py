@@ -2,9 +2,14 @@
 
 An entry is what the store answered for one account: its record, its reports and
 the known clusters, as one `CacheView`. It stays until a change to that account:
-the cache actor forgets it when it applies a change (and everything when a change
-may have been missed), so a memo hit answers what a store read at that moment would
-have. Only a store this process alone writes is remembered: on a shared one
+the cache actor forgets it when it applies a change to the account (and everything
+when a change may have been missed), so a memo hit answers what a store read at that
+moment would have. A cluster's report the store took is the one exception: the entry
+takes it too (`core.cache.report_of`, the report every store keeps), since an
+account's reports change once per cluster on its way to ready, and each change is
+read again at once (a waiter's `account.wait`, the event driver's readiness timing).
+
+Only a store this process alone writes is remembered: on a shared one
 (`AccountCache.shared`, API replicas on one PostgreSQL cache) another replica's
 commit would show only once its notification arrived, and a read through one replica
 right after a change through another must see it.
@@ -23,8 +28,8 @@ number of accounts.
 
 from __future__ import annotations
 
-from core.cache import CacheView
-from core.events import DomainEvent
+from core.cache import CacheView, Change, report_of
+from core.events import DomainEvent, OutcomeEvent
 
 CAPACITY = 10_000
 
@@ -61,6 +66,24 @@ class ReadMemo:
             self.forget(next(iter(self._by_id)))
         self._by_id[record.id] = view
         self._ids_by_slug[record.slug] = record.id
+
+    def applied(self, change: Change, did: bool) -> None:
+        """What the store answered for one change it applied: `did`, whether it changed."""
+        if not did:
+            return  # the store holds what it held: so does every entry
+        event = change.event
+        if isinstance(event, OutcomeEvent) and self._clusters is not None:
+            entry = self._by_id.get(event.account_id)
+            if entry is not None and event.cluster in self._clusters:
+                new = report_of(event, change.occurred_at)
+                kept = [r for r in entry.reports[event.account_id] if r.cluster != new.cluster]
+                reports = sorted([*kept, new], key=lambda r: r.cluster)  # as the store reads them
+                # A new view, never the old one changed: readers compare entries by identity.
+                self._by_id[event.account_id] = CacheView(
+                    entry.records, {event.account_id: reports}, entry.clusters
+                )
+                return
+        self.changed(event)
 
     def changed(self, event: DomainEvent) -> None:
         """An applied change: forget the account, and whatever its slug named (a slug that

@@ -41,9 +41,9 @@ import structlog
 
 from actors.api.cache_pg_sql import SCHEMA_SQL, SCHEMA_VERSION, Statements, identifier
 from actors.legacy.db import UNAVAILABLE, Connection, Pool
-from core.account import AccountRecord, ClusterReport, ReportState, StatusHint
+from core.account import AccountRecord, ClusterReport, StatusHint
 from core.backoff import Backoff, Retry
-from core.cache import CacheView, Change, ChangeListener
+from core.cache import CacheView, Change, ChangeListener, report_of
 from core.errors import DependencyUnavailable
 from core.events import (
     AccountCreated,
@@ -185,24 +185,15 @@ class PgCache:
                     event.owner_email or None, event.namespace, event.created_at or None,
                     event.deleted_at, event.generation,
                 )
-            case NamespaceProvisioned():
-                return await self._report(conn, event, "created", change.occurred_at, None, None)
-            case NamespaceProvisionFailed():
-                return await self._report(
-                    conn, event, "failed", change.occurred_at, event.reason, event.attempts
-                )
-            case NamespaceDeleted():
-                return await self._report(conn, event, "deleted", change.occurred_at, None, None)
+            case NamespaceProvisioned() | NamespaceProvisionFailed() | NamespaceDeleted():
+                return await self._report(conn, event.account_id, report_of(event, change.occurred_at))
             case _:
                 assert_never(event)
 
-    async def _report(
-        self, conn: Connection, e: OutcomeEvent, state: ReportState, at: str, error: str | None,
-        attempts: int | None,
-    ) -> bool:
+    async def _report(self, conn: Connection, account_id: str, r: ClusterReport) -> bool:
         return await self._changed(
-            conn, self._sql.report, e.account_id, e.cluster, state, e.observed_generation,
-            attempts, at, error,
+            conn, self._sql.report, account_id, r.cluster, r.state, r.observed_generation,
+            r.attempts, r.updated_at, r.error,
         )
 
     @staticmethod
